@@ -1,0 +1,46 @@
+# `make run` and `make test` set themselves up: virtualenv, pinned dependencies, data.
+# Re-running them reinstalls nothing unless pyproject.toml or constraints.txt changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+export MLFLOW_DISABLE_TELEMETRY := true
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: run test setup data lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing torch (CPU build from this machine's wheel cache when present)"
+	@$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	@echo "installing latentatlas and its pinned dependencies"
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist, when we may install packages.
+data:
+	@if [ ! -d $(FMNIST_DIR) ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  { $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -qq >/dev/null 2>&1 && \
+	      $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }; } || \
+	  echo "warning: could not install dataset-fashion-mnist; the main job falls back to scikit-learn digits"; \
+	fi
+
+run: setup data
+	$(VENV)/bin/latentatlas run
+
+test: setup data
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup data
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts ray_results
