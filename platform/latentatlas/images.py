@@ -1,0 +1,25 @@
+"""Image grids as uint8 arrays (pure numpy): what MLflow stores as PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> (rows*(H+pad)+pad, cols*(W+pad)+pad, 3) uint8."""
+    images = np.asarray(images, dtype=np.float32)
+    n, c, h, w = images.shape
+    if c == 1:
+        images = np.repeat(images, 3, axis=1)
+    nrows = max(1, -(-n // ncols))
+    grid = np.ones((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), np.float32)
+    for i, img in enumerate(images):
+        r, col = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top:top + h, left:left + w] = img.transpose(1, 2, 0)
+    return (np.clip(grid, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def stacked_rows(rows: list[np.ndarray], pad: int = 1) -> np.ndarray:
+    """Rows of equally many images (e.g. originals over reconstructions) as one grid."""
+    return image_grid(np.concatenate(rows), ncols=len(rows[0]), pad=pad)

@@ -1,0 +1,105 @@
+"""Gaussian-encoder VAEs with sigmoid decoders: dense (configurable widths) and convolutional."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class VAE(nn.Module):
+    """encode(x) -> (mu, log sigma^2); decode(z) -> x_hat in [0, 1]."""
+
+    def __init__(self, input_shape: tuple[int, int, int], latent_dim: int,
+                 sample_posterior: bool = True):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.latent_dim = latent_dim
+        self.sample_posterior = sample_posterior
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.sample_posterior else mu
+        return self.decode(z), mu, logvar
+
+
+def mlp(widths: list[int]) -> list[nn.Module]:
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return layers
+
+
+class DenseVAE(VAE):
+    """784-256-64-32-16 is `hidden: [256, 64, 32], latent_dim: 16` on 28x28 images."""
+
+    def __init__(self, input_shape, latent_dim, hidden, sample_posterior=True):
+        super().__init__(input_shape, latent_dim, sample_posterior)
+        d = math.prod(input_shape)
+        widths = [d, *hidden]
+        self.encoder = nn.Sequential(nn.Flatten(), *mlp(widths))
+        self.mu = nn.Linear(widths[-1], latent_dim)
+        self.logvar = nn.Linear(widths[-1], latent_dim)
+        back = [latent_dim, *reversed(hidden)]
+        self.decoder = nn.Sequential(*mlp(back), nn.Linear(back[-1], d), nn.Sigmoid(),
+                                     nn.Unflatten(1, tuple(input_shape)))
+
+
+class CenterCrop(nn.Module):
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        self.height, self.width = height, width
+
+    def forward(self, x):
+        top = (x.shape[-2] - self.height) // 2
+        left = (x.shape[-1] - self.width) // 2
+        return x[..., top:top + self.height, left:left + self.width]
+
+
+class ConvVAE(VAE):
+    """Stride-2 conv encoder, mirrored transposed-conv decoder cropped to the input size."""
+
+    def __init__(self, input_shape, latent_dim, channels, hidden, sample_posterior=True):
+        super().__init__(input_shape, latent_dim, sample_posterior)
+        c, h, w = input_shape
+        enc, prev = [], c
+        for ch in channels:
+            enc += [nn.Conv2d(prev, ch, 3, stride=2, padding=1), nn.BatchNorm2d(ch), nn.ReLU()]
+            prev = ch
+        for _ in channels:
+            h, w = (h + 1) // 2, (w + 1) // 2
+        self.feature_shape = (prev, h, w)
+        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(prev * h * w, hidden),
+                                     nn.ReLU())
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+        dec = [nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, prev * h * w),
+               nn.ReLU(), nn.Unflatten(1, self.feature_shape)]
+        outs = [*reversed(channels[:-1]), c]
+        for i, ch in enumerate(outs):
+            dec.append(nn.ConvTranspose2d(prev, ch, 3, stride=2, padding=1, output_padding=1))
+            if i < len(outs) - 1:
+                dec += [nn.BatchNorm2d(ch), nn.ReLU()]
+            prev = ch
+        dec += [nn.Sigmoid(), CenterCrop(*input_shape[1:])]
+        self.decoder = nn.Sequential(*dec)
+
+
+MODELS = {
+    "dense_vae": lambda cfg, shape: DenseVAE(shape, cfg.latent_dim, list(cfg.hidden),
+                                             cfg.sample_posterior),
+    "conv_vae": lambda cfg, shape: ConvVAE(shape, cfg.latent_dim, list(cfg.channels),
+                                           cfg.hidden, cfg.sample_posterior),
+}
+
+
+def build_model(cfg, input_shape: tuple[int, int, int]) -> VAE:
+    return MODELS[cfg.name](cfg, tuple(input_shape))

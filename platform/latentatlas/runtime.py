@@ -1,0 +1,46 @@
+"""Starting or joining Ray, the same way for every verb."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+def init_ray(address: str | None = None) -> None:
+    """Join `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local instance.
+
+    Reuses an instance already started in this process (the test session's)."""
+    if ray.is_initialized():
+        return
+    quiet_environment()
+    address = address or os.environ.get("RAY_ADDRESS")
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        ray.init(address=address, **quiet)
+    else:
+        # "local" always starts a fresh instance: a stale /tmp/ray/ray_current_cluster left
+        # by a killed head must not be joined by accident.
+        # The dashboard (loopback only) serves the State API that Ray Train's placement-group
+        # cleaner polls; without it stopped runs can leave their placement groups behind.
+        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+
+
+def quiet_environment() -> None:
+    """Environment shared by the driver and (through Ray) its workers: no telemetry, one copy
+    of each worker print, no pickle-format warnings or download bars from MLflow."""
+    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
+                       "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+
+
+def configure_progress() -> None:
+    """Keep Ray Data's progress bars for people at a terminal, not for CI logs."""
+    import sys
+
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = sys.stderr.isatty() and not os.environ.get("CI")

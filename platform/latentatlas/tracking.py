@@ -1,0 +1,101 @@
+"""MLflow at the edge: tracking URIs, experiments, params, images, and VAE models."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+
+from latentatlas.errors import UserError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "latentatlas"
+MODEL_SPEC = "model_spec.json"
+STATE_DICT = "state_dict.pt"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Absolute form of the tracking URI (Ray workers and Tune trials change directory)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def setup(uri: str | None = None, experiment: str | None = None) -> str:
+    """Point MLflow at the store and create the experiment once, in the driver, before any
+    parallel writer exists (SQLite locks otherwise). Returns the absolute URI."""
+    uri = resolve_tracking_uri(uri)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(uri)
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    if mlflow.get_experiment_by_name(name) is None:
+        # Embedded default: artifacts beside the database in ./mlartifacts.
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
+                raise
+    mlflow.set_experiment(name)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = name
+    return uri
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_image(image: np.ndarray, name: str) -> None:
+    mlflow.log_image(image, artifact_file=f"{name}.png")
+
+
+def log_vae(model: torch.nn.Module, model_config: dict, input_shape, extra: dict | None = None):
+    """Log an MLflow PyTorch model whose extra files hold what `load_vae` needs: the model
+    spec (registry name + config) and a plain state dict, loadable with weights_only=True."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = {"model": model_config, "input_shape": list(input_shape), **(extra or {})}
+        (Path(tmp) / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                   Path(tmp) / STATE_DICT)
+        return mlflow.pytorch.log_model(
+            model.cpu(), name="model", serialization_format="pickle",
+            extra_files=[str(Path(tmp) / MODEL_SPEC), str(Path(tmp) / STATE_DICT)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+
+
+def load_vae(uri: str, device: str | torch.device = "cpu"):
+    """Rebuild a logged VAE from the model registry by name; never unpickles code."""
+    from latentatlas.config import ExperimentConfig
+    from latentatlas.models import build_model
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(uri))
+    except Exception as e:  # MLflow raises several types for a bad address
+        raise UserError(f"--model {uri}: cannot resolve the model ({str(e).splitlines()[0]})") \
+            from None
+    spec_path = local / "extra_files" / MODEL_SPEC
+    if not spec_path.is_file():
+        raise UserError(f"--model {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
+    spec = json.loads(spec_path.read_text())
+    cfg = ExperimentConfig.model_validate({"model": spec["model"]}).model
+    model = build_model(cfg, tuple(spec["input_shape"]))
+    state = torch.load(local / "extra_files" / STATE_DICT, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), spec

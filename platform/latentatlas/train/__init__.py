@@ -1,0 +1,1 @@
+"""Ray Train: the per-worker loop and the driver that runs it and records it in MLflow."""

@@ -1,0 +1,167 @@
+"""`train_loop_per_worker`: plain PyTorch, sharded in-memory data, exact resume."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from latentatlas.config import ExperimentConfig
+from latentatlas.losses import gaussian_kl, make_policy, mu_penalty
+from latentatlas.models import build_model
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def epoch_batches(n: int, epoch: int, seed: int, rank: int, world: int, batch_size: int):
+    """This rank's minibatch indices for one epoch: a permutation fixed by (seed, epoch),
+    cut into `world` equal shards, so every rank runs the same number of steps and a
+    resumed run sees exactly the order an uninterrupted one would have."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = n // world
+    shard = perm[rank * per_rank:(rank + 1) * per_rank]
+    steps = max(1, per_rank // batch_size)
+    return [shard[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+def vae_terms(model, x, policy):
+    """One forward pass: (loss, per-pixel MSE, mean KL) for a batch."""
+    x_hat, mu, logvar = model(x)
+    raw = model.module if hasattr(model, "module") else model
+    kl = gaussian_kl(mu, logvar) if raw.sample_posterior else mu_penalty(mu)
+    return policy.loss(x, x_hat, kl), (x - x_hat).pow(2).mean(), kl.mean()
+
+
+def all_sum(values: list[float], device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def to_float(batch: np.ndarray, device) -> torch.Tensor:
+    if not batch.flags.writeable:  # a slice of a read-only object-store array
+        batch = batch.copy()
+    return torch.from_numpy(batch).to(device, non_blocking=True).float().div_(255.0)
+
+
+def save_checkpoint(directory: Path, model, optimizer, policy, epoch: int) -> None:
+    raw = model.module if hasattr(model, "module") else model
+    torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                "policy": policy.state_dict(), "epoch": epoch}, directory / CHECKPOINT_FILE)
+
+
+def load_checkpoint(directory: Path) -> dict:
+    return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    cfg = ExperimentConfig.model_validate(config["experiment"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    train_x, val_x = ray.get(config["train_ref"]), ray.get(config["val_ref"])
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, train_x.shape[1:])
+    policy = make_policy(cfg.kl.policy, cfg.kl.beta)
+    state, start_epoch = None, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = load_checkpoint(Path(d))
+        model.load_state_dict(state["model"])
+        policy.load_state_dict(state["policy"])
+        start_epoch = state["epoch"] + 1
+    model = ray.train.torch.prepare_model(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+
+    logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
+    val_shard = val_x[rank::world][: len(val_x) // world or None]
+    for epoch in range(start_epoch, cfg.train.epochs):
+        # Noise (posterior samples) depends only on (seed, epoch, rank): resume is exact.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
+        model.train()
+        start, sums = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device)
+        for idx in epoch_batches(len(train_x), epoch, cfg.seed, rank, world, cfg.train.batch_size):
+            x = to_float(train_x[np.sort(idx)], device)
+            loss, mse, kl = vae_terms(model, x, policy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if policy.gamma is not None:  # the running estimate must agree on every rank
+                policy.observe(all_sum([mse.item()], device)[0] / world)
+            n = len(idx)
+            sums += torch.stack([loss.detach() * n, mse.detach() * n, kl.detach() * n,
+                                 torch.tensor(n, device=device)]).double()
+        seconds = time.perf_counter() - start
+        train_sums = all_sum(sums.tolist(), device)
+        val_sums = evaluate(model, val_shard, policy, cfg, device)
+        metrics = {"epoch": epoch + 1,
+                   "train/loss": train_sums[0] / train_sums[3],
+                   "train/mse": train_sums[1] / train_sums[3],
+                   "train/kl": train_sums[2] / train_sums[3],
+                   "val/loss": val_sums[0] / val_sums[3],
+                   "val/mse": val_sums[1] / val_sums[3],
+                   "val/kl": val_sums[2] / val_sums[3],
+                   "images_per_s": train_sums[3] / seconds}
+        if policy.gamma is not None:
+            metrics["train/gamma"] = policy.gamma
+        if not all(math.isfinite(v) for v in metrics.values()):
+            # Every rank sees the same reduced sums, so all stop here together; the last
+            # good checkpoint is the previous epoch's.
+            ray.train.report(metrics)
+            return {"stopped": f"non-finite loss in epoch {epoch + 1} "
+                               f"(train/loss={metrics['train/loss']})"}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                save_checkpoint(Path(tmp), model, optimizer, policy, epoch)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            if logger:
+                logger.log(metrics, epoch + 1)
+            print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} "
+                  f"loss={metrics['train/loss']:.4g} val/mse={metrics['val/mse']:.4f} "
+                  f"({metrics['images_per_s']:.0f} img/s)", flush=True)
+        else:
+            ray.train.report(metrics)
+    return {"stopped": None}
+
+
+@torch.no_grad()
+def evaluate(model, val_x: np.ndarray, policy, cfg, device) -> list[float]:
+    model.eval()
+    sums = [0.0, 0.0, 0.0, 0.0]
+    for i in range(0, len(val_x), 1024):
+        x = to_float(val_x[i:i + 1024], device)
+        loss, mse, kl = vae_terms(model, x, policy)
+        n = len(x)
+        sums = [sums[0] + loss.item() * n, sums[1] + mse.item() * n, sums[2] + kl.item() * n,
+                sums[3] + n]
+    return all_sum(sums, device)
+
+
+class MlflowEpochLogger:
+    """Rank 0 streams per-epoch metrics into the driver's MLflow run while training runs."""
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        from mlflow import MlflowClient
+
+        self.client, self.run_id = MlflowClient(tracking_uri), run_id
+
+    def log(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
