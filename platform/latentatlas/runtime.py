@@ -16,12 +16,16 @@ def init_ray(address: str | None = None) -> None:
         return
     quiet_environment()
     address = address or os.environ.get("RAY_ADDRESS")
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
+                 logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
     if address:
         ray.init(address=address, **quiet)
     else:
         # "local" always starts a fresh instance: a stale /tmp/ray/ray_current_cluster left
         # by a killed head must not be joined by accident.
+        # Node preemption is a cloud matter; its watcher only logs noise on one machine.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         # The dashboard (loopback only) serves the State API that Ray Train's placement-group
         # cleaner polls; without it stopped runs can leave their placement groups behind.
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
@@ -32,6 +36,8 @@ def quiet_environment() -> None:
     of each worker print, no pickle-format warnings or download bars from MLflow."""
     for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
                        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                       # Train's per-report INFO lines ignore LoggingConfig on workers.
+                       "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
         os.environ.setdefault(key, value)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)

@@ -53,6 +53,28 @@ def to_float(batch: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(batch).to(device, non_blocking=True).float().div_(255.0)
 
 
+def train_epoch(model, optimizer, policy, images: np.ndarray, batches, device,
+                reduce_mse=None) -> list[float]:
+    """One pass of plain PyTorch over `batches` (index arrays into uint8 `images`).
+    Returns [sum loss, sum mse, sum kl, count] weighted by batch size. `reduce_mse` averages
+    the batch MSE over ranks so a running-MSE policy stays identical on every rank."""
+    model.train()
+    sums = [0.0, 0.0, 0.0, 0.0]
+    for idx in batches:
+        x = to_float(images[np.sort(idx)], device)
+        loss, mse, kl = vae_terms(model, x, policy)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_mse = mse.item()
+        if policy.gamma is not None:
+            policy.observe(reduce_mse(batch_mse) if reduce_mse else batch_mse)
+        n = len(idx)
+        sums = [sums[0] + loss.item() * n, sums[1] + batch_mse * n, sums[2] + kl.item() * n,
+                sums[3] + n]
+    return sums
+
+
 def save_checkpoint(directory: Path, model, optimizer, policy, epoch: int) -> None:
     raw = model.module if hasattr(model, "module") else model
     torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
@@ -89,25 +111,16 @@ def train_loop_per_worker(config: dict) -> dict:
 
     logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
     val_shard = val_x[rank::world][: len(val_x) // world or None]
+    reduce_mse = (lambda v: all_sum([v], device)[0] / world) if world > 1 else None
     for epoch in range(start_epoch, cfg.train.epochs):
         # Noise (posterior samples) depends only on (seed, epoch, rank): resume is exact.
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
-        model.train()
-        start, sums = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device)
-        for idx in epoch_batches(len(train_x), epoch, cfg.seed, rank, world, cfg.train.batch_size):
-            x = to_float(train_x[np.sort(idx)], device)
-            loss, mse, kl = vae_terms(model, x, policy)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if policy.gamma is not None:  # the running estimate must agree on every rank
-                policy.observe(all_sum([mse.item()], device)[0] / world)
-            n = len(idx)
-            sums += torch.stack([loss.detach() * n, mse.detach() * n, kl.detach() * n,
-                                 torch.tensor(n, device=device)]).double()
+        batches = epoch_batches(len(train_x), epoch, cfg.seed, rank, world, cfg.train.batch_size)
+        start = time.perf_counter()
+        sums = train_epoch(model, optimizer, policy, train_x, batches, device, reduce_mse)
         seconds = time.perf_counter() - start
-        train_sums = all_sum(sums.tolist(), device)
-        val_sums = evaluate(model, val_shard, policy, cfg, device)
+        train_sums = all_sum(sums, device)
+        val_sums = evaluate(model, val_shard, policy, device)
         metrics = {"epoch": epoch + 1,
                    "train/loss": train_sums[0] / train_sums[3],
                    "train/mse": train_sums[1] / train_sums[3],
@@ -139,7 +152,7 @@ def train_loop_per_worker(config: dict) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, val_x: np.ndarray, policy, cfg, device) -> list[float]:
+def evaluate(model, val_x: np.ndarray, policy, device) -> list[float]:
     model.eval()
     sums = [0.0, 0.0, 0.0, 0.0]
     for i in range(0, len(val_x), 1024):

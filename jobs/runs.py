@@ -1,0 +1,55 @@
+"""`latentatlas runs`: a terminal table of MLflow runs and their headline metrics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from latentatlas.cli import common_parser, guarded
+from latentatlas.report import print_table
+
+HEADLINE = ["val/mse", "val/kl", "latent/active_units", "latent/inactive",
+            "variance_loss/delta_var_recon", "variance_loss/mse_recon", "sectors/nonempty",
+            "support/pairwise_mse", "relocation/M", "relocation/M_target_own"]
+
+
+def run_rows(runs) -> list[dict]:
+    rows = []
+    for r in runs:
+        p, m = r.data.params, r.data.metrics
+        row = {"run_id": r.info.run_id, "name": r.info.run_name,
+               "kind": r.data.tags.get("latentatlas.kind", ""), "status": r.info.status,
+               "model": p.get("model.name", ""), "policy": p.get("kl.policy", ""),
+               "latent": p.get("model.latent_dim", "")}
+        row.update({k: m[k] for k in HEADLINE if k in m})
+        rows.append(row)
+    return rows
+
+
+def run(args) -> int:
+    import os
+
+    import mlflow
+
+    from latentatlas import tracking
+
+    uri = tracking.setup(args.tracking_uri, args.experiment)
+    exp = mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list",
+                              max_results=args.limit, order_by=["attributes.start_time DESC"])
+    rows = run_rows(runs)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    print_table(rows, title=f"runs in experiment {exp.name!r} ({uri})", columns=columns)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="latentatlas runs", parents=[common_parser()],
+                                description=__doc__)
+    p.add_argument("--limit", type=int, default=50, help="newest N runs")
+    args = p.parse_args(argv)
+    return guarded(lambda: run(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
