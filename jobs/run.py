@@ -97,7 +97,6 @@ STEPS = [train_models]
 
 def run(args) -> int:
     import mlflow
-
     from latentatlas import tracking
     from latentatlas.runtime import init_ray
 

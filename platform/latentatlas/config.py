@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from latentatlas.errors import UserError
 
@@ -39,7 +39,20 @@ class ConvVAEConfig(Strict):
     sample_posterior: bool = True
 
 
-ModelConfig = Annotated[DenseVAEConfig | ConvVAEConfig, Field(discriminator="name")]
+MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig}
+
+
+def model_tag(value) -> str:
+    """`model.name` picks the schema; a model block without a name is the dense VAE."""
+    if isinstance(value, dict):
+        return value.get("name", "dense_vae")
+    return getattr(value, "name", "dense_vae")
+
+
+ModelConfig = Annotated[
+    Annotated[DenseVAEConfig, Tag("dense_vae")] | Annotated[ConvVAEConfig, Tag("conv_vae")],
+    Discriminator(model_tag),
+]
 
 
 class KLConfig(Strict):
@@ -102,7 +115,9 @@ def validate(raw: Any, source: str, model: type[BaseModel] = ExperimentConfig):
         return model.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        # Drop the union's tag from the path: users write `model.hidden`, not
+        # `model.dense_vae.hidden`.
+        where = ".".join(str(p) for p in err["loc"] if p not in MODEL_CONFIGS) or "(top level)"
         got = f" (got {err['input']!r})" if err["type"] != "missing" else ""
         more = f"; {len(e.errors()) - 1} more problem(s)" if len(e.errors()) > 1 else ""
         raise UserError(f"{source}: {where}: {err['msg']}{got}{more}") from None

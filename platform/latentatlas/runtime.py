@@ -36,6 +36,8 @@ def quiet_environment() -> None:
     of each worker print, no pickle-format warnings or download bars from MLflow."""
     for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
                        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                       # Dedup would merge concurrent runs' epoch lines (they differ in numbers).
+                       "RAY_DEDUP_LOGS": "0",
                        # Train's per-report INFO lines ignore LoggingConfig on workers.
                        "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
@@ -49,4 +51,5 @@ def configure_progress() -> None:
 
     from ray.data import DataContext
 
-    DataContext.get_current().enable_progress_bars = sys.stderr.isatty() and not os.environ.get("CI")
+    interactive = sys.stderr.isatty() and not os.environ.get("CI")
+    DataContext.get_current().enable_progress_bars = interactive

@@ -108,6 +108,8 @@ def train_loop_per_worker(config: dict) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     if state:
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a resumed run may change the learning rate
+            group["lr"] = cfg.train.lr
 
     logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
     val_shard = val_x[rank::world][: len(val_x) // world or None]

@@ -1,0 +1,78 @@
+"""One shared local Ray instance per test session; MLflow stores are real sqlite files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+    from latentatlas.runtime import init_ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    init_ray()
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A clean working directory: mlflow.db, mlartifacts/ and ray_results/ land here."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def mlflow_store(workdir):
+    import mlflow
+    from latentatlas import tracking
+
+    uri = tracking.setup(f"sqlite:///{workdir}/mlflow.db", "test")
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """A real IDX file: magic (0, 0, 0x08, ndim), big-endian dims, uint8 body."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if gz:
+        data = gzip.compress(data)
+        path = path.with_name(path.name + ".gz")
+    path.write_bytes(data)
+    return path
+
+
+def make_idx_dataset(folder: Path, n_train=64, n_test=32, size=28, gz=True, seed=0) -> Path:
+    """A small MNIST-format folder with class-dependent blobs (learnable, not noise)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        yy, xx = np.mgrid[:size, :size]
+        centers = (labels[:, None, None] * 2 + 4) % (size - 4) + 2
+        images = 255 * np.exp(-((yy - centers) ** 2 + (xx - size / 2) ** 2) / 20.0)
+        images = np.clip(images + rng.normal(0, 10, images.shape), 0, 255).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images, gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
+    return folder
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    return make_idx_dataset(tmp_path / "idx")

@@ -1,0 +1,47 @@
+"""The command line contract: verbs, one-line errors, exit codes, the runs table."""
+
+import subprocess
+import sys
+
+import mlflow
+from conftest import REPO
+from latentatlas.cli import main as cli_main
+
+from jobs import runs as runs_job
+
+
+def run_module(args, cwd):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**__import__("os").environ,
+                                                      "PYTHONPATH": str(REPO)})
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: dense_vae\n  latent_dim: -3\n")
+    res = run_module(["jobs.train", str(bad)], tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: model.latent_dim:")
+    assert not (tmp_path / "mlflow.db").exists()  # nothing half-written
+
+
+def test_missing_config_and_unknown_verb(tmp_path, capsys):
+    res = run_module(["latentatlas.cli", "train", "nope.yaml"], tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == "error: nope.yaml: config file not found"
+    assert cli_main(["frobnicate"]) == 2
+    assert "unknown verb 'frobnicate'" in capsys.readouterr().err
+    assert cli_main([]) == 2
+    assert "verbs:" in capsys.readouterr().out
+
+
+def test_runs_prints_headline_metrics(mlflow_store, capsys):
+    with mlflow.start_run(run_name="some-vae") as run:
+        mlflow.log_params({"model.name": "dense_vae", "kl.policy": "beta",
+                           "model.latent_dim": 16})
+        mlflow.log_metric("val/mse", 0.0123)
+        mlflow.set_tag("latentatlas.kind", "train")
+    assert runs_job.main(["--tracking-uri", mlflow_store, "--experiment", "test"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if run.info.run_id in line)
+    assert "some-vae" in row and "dense_vae" in row and "beta" in row and "0.0123" in row

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+from latentatlas.losses import (
+    KL_POLICIES,
+    bernoulli_nll,
+    gaussian_kl,
+    gaussian_nll,
+    make_policy,
+    mu_penalty,
+    update_running_mse,
+)
+from torch.distributions import Normal, kl_divergence
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(gaussian_kl(mu, logvar), ref)
+
+
+def test_kl_by_hand_and_the_mu_penalty():
+    mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]])
+    # 0.5*(1 + 1 - 0 - 1) + 0.5*(0 + 4 - ln 4 - 1)
+    assert gaussian_kl(mu, logvar).item() == pytest.approx(0.5 + 0.5 * (3 - math.log(4)))
+    assert mu_penalty(torch.tensor([[1.0, 2.0]])).item() == pytest.approx(2.5)
+
+
+def test_bernoulli_nll_by_hand():
+    x, x_hat = torch.tensor([[1.0, 0.0, 0.5]]), torch.tensor([[0.8, 0.1, 0.5]])
+    want = -(math.log(0.8) + math.log(0.9) + math.log(0.5))
+    assert bernoulli_nll(x, x_hat).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_gaussian_nll_matches_normal_log_prob():
+    g = torch.Generator().manual_seed(1)
+    x, x_hat = torch.rand(4, 1, 3, 3, generator=g), torch.rand(4, 1, 3, 3, generator=g)
+    gamma = 0.3
+    ref = -Normal(x_hat, gamma).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(gaussian_nll(x, x_hat, gamma), ref)
+
+
+def test_running_mse_rule_of_asperti_and_trentin():
+    mse = 1.0
+    for batch_mse, want in [(0.5, 0.995), (2.0, 0.995), (0.0, 0.98505)]:
+        mse = update_running_mse(mse, batch_mse)
+        assert mse == pytest.approx(want)
+
+
+def test_policies_hand_computed():
+    x, x_hat = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])
+    kl = torch.tensor([2.0])
+    bce = 2 * math.log(2)
+    assert make_policy("elbo", beta=5.0).loss(x, x_hat, kl).item() == pytest.approx(bce + 2.0)
+    assert make_policy("beta", beta=5.0).loss(x, x_hat, kl).item() == pytest.approx(bce + 10.0)
+    balanced = make_policy("balanced")
+    balanced.mse = 0.25  # gamma = 0.5: sum(0.25)/(2*0.25) + 2 log 0.5 + log 2pi
+    want = 0.5 / 0.5 + 2 * math.log(0.5) + math.log(2 * math.pi) + 2.0
+    assert balanced.loss(x, x_hat, kl).item() == pytest.approx(want, rel=1e-6)
+    assert balanced.gamma == pytest.approx(0.5)
+
+
+def test_balanced_state_round_trips_and_others_have_no_gamma():
+    p = make_policy("balanced")
+    p.observe(0.0)
+    q = make_policy("balanced")
+    q.load_state_dict(p.state_dict())
+    assert q.mse == p.mse == pytest.approx(0.99)
+    assert make_policy("elbo").gamma is None and make_policy("beta").gamma is None
+    assert set(KL_POLICIES) == {"elbo", "beta", "balanced"}
