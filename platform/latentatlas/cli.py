@@ -15,6 +15,8 @@ from latentatlas.errors import UserError
 VERBS = {
     "run": "the main job: the whole pipeline on the embedded default",
     "train": "train a model with Ray Train (CONFIG)",
+    "encode": "a dataset's latent codes into Parquet (Ray Data)",
+    "stats": "latent statistics, variance loss, information gain of an ENCODING",
     "runs": "a table of MLflow runs and their headline metrics",
 }
 

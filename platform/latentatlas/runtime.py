@@ -53,3 +53,5 @@ def configure_progress() -> None:
 
     interactive = sys.stderr.isatty() and not os.environ.get("CI")
     DataContext.get_current().enable_progress_bars = interactive
+    if not interactive:  # per-operator INFO progress lines flood logs
+        logging.getLogger("ray.data").setLevel(logging.WARNING)

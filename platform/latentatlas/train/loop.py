@@ -113,6 +113,7 @@ def train_loop_per_worker(config: dict) -> dict:
 
     logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
     val_shard = val_x[rank::world][: len(val_x) // world or None]
+    history = []  # this process's epochs, returned to the driver by rank 0
     reduce_mse = (lambda v: all_sum([v], device)[0] / world) if world > 1 else None
     for epoch in range(start_epoch, cfg.train.epochs):
         # Noise (posterior samples) depends only on (seed, epoch, rank): resume is exact.
@@ -137,8 +138,9 @@ def train_loop_per_worker(config: dict) -> dict:
             # Every rank sees the same reduced sums, so all stop here together; the last
             # good checkpoint is the previous epoch's.
             ray.train.report(metrics)
-            return {"stopped": f"non-finite loss in epoch {epoch + 1} "
+            return {"history": history, "stopped": f"non-finite loss in epoch {epoch + 1} "
                                f"(train/loss={metrics['train/loss']})"}
+        history.append(metrics)
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(Path(tmp), model, optimizer, policy, epoch)
@@ -150,7 +152,7 @@ def train_loop_per_worker(config: dict) -> dict:
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
         else:
             ray.train.report(metrics)
-    return {"stopped": None}
+    return {"history": history, "stopped": None}
 
 
 @torch.no_grad()

@@ -1,0 +1,54 @@
+"""Matplotlib figures from arrays (no IO): the pictures the analyses log to MLflow."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def latent_bars(stats: dict[str, np.ndarray]):
+    """var(mu) and mean(sigma^2) per variable, stacked: each bar should reach ~1."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(stats["variable"])), 3.5))
+    v = stats["variable"]
+    ax.bar(v, stats["var_mu"], label="var(mu)", color="tab:blue")
+    ax.bar(v, stats["mean_sigma2"], bottom=stats["var_mu"], label="mean(sigma^2)",
+           color="tab:orange")
+    for i in v[stats["inactive"]]:
+        ax.annotate("inactive", (i, 0.02), rotation=90, ha="center", fontsize=7)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set(xlabel="latent variable", ylabel="variance",
+           title="latent statistics: var(mu) + mean(sigma^2) ~ 1")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sorted_bars(values: np.ndarray, title: str, ylabel: str):
+    order = np.argsort(-values, kind="stable")
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(values)), 3.5))
+    ax.bar(range(len(values)), values[order], color="tab:green")
+    ax.set_xticks(range(len(values)), [str(i) for i in order], fontsize=7)
+    ax.set(xlabel="latent variable (sorted)", ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def variance_vs_mse(points: list[tuple[float, float, str]]):
+    """The seed's figure: delta_var against mse, one point per run, with the diagonal."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if points:
+        mse, dv, names = zip(*points, strict=True)
+        ax.scatter(mse, dv, color="tab:red")
+        for m, d, n in points:
+            ax.annotate(n, (m, d), fontsize=6)
+        hi = max(max(mse), max(dv)) * 1.1
+        ax.plot([0, hi], [0, hi], "k--", lw=0.8, label="delta_var = mse")
+        ax.set(xlim=(0, hi), ylim=(0, hi))
+        ax.legend(fontsize=8)
+    ax.set(xlabel="mse (reconstruction)", ylabel="delta_var (reconstruction)",
+           title="variance loss vs mse")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,72 @@
+"""Thin Ray Data wrappers: map the pure functions over encoded shards, reduce in the driver."""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+from latentatlas.encode.pipeline import SplitModel, actor_resources
+
+from analysis.information import ablation_errors
+from analysis.moments import Moments, merge_all
+
+
+def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}_n": np.array([m.n]), f"{prefix}_mean": m.mean[None],
+            f"{prefix}_m2": m.m2[None]}
+
+
+def moments_from_rows(rows: list[dict], prefix: str) -> Moments:
+    return merge_all(Moments(int(r[f"{prefix}_n"]), np.asarray(r[f"{prefix}_mean"]),
+                             np.asarray(r[f"{prefix}_m2"])) for r in rows)
+
+
+def latent_partial(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-batch moments of mu and the sum of sigma^2: one output row per input batch."""
+    return {**moments_row(Moments.of(batch["mu"]), "mu"),
+            "sigma2_sum": np.exp(batch["logvar"].astype(np.float64)).sum(axis=0)[None]}
+
+
+def latent_moments(ds) -> tuple[Moments, np.ndarray]:
+    rows = ds.select_columns(["mu", "logvar"]).map_batches(latent_partial,
+                                                           batch_size=8192).take_all()
+    return moments_from_rows(rows, "mu"), np.sum([r["sigma2_sum"] for r in rows], axis=0)
+
+
+class ModelPartial(SplitModel):
+    """Per batch of codes: pixel moments of real, reconstructed and generated images, the
+    summed squared error, and the ablation errors behind the information gain."""
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = self.images(batch["index"])
+        mu = torch.from_numpy(batch["mu"]).to(self.device)
+        decode = self.model.decode
+        x_hat = decode(mu)
+        # Prior samples, as many as the batch has codes, seeded by the batch's first index
+        # so the result does not depend on how the rows were split into blocks.
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(batch["index"].min()))
+        z = torch.randn(len(mu), mu.shape[1], generator=g).to(self.device)
+        flat = lambda t: t.flatten(1).cpu().numpy()  # noqa: E731
+        return {**moments_row(Moments.of(flat(x)), "real"),
+                **moments_row(Moments.of(flat(x_hat)), "recon"),
+                **moments_row(Moments.of(flat(decode(z))), "gen"),
+                "sse": np.array([float((x - x_hat).pow(2).sum())]),
+                "ablation": ablation_errors(decode, mu, x)[None]}
+
+
+def model_partials(ds, split, model_uri: str, tracking_uri: str, actors: int = 2,
+                   batch_size: int = 1000, use_gpu: bool = False, seed: int = 0) -> dict:
+    rows = ds.select_columns(["index", "mu"]).map_batches(
+        ModelPartial, batch_size=batch_size, **actor_resources(use_gpu),
+        fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri,
+                               "split_ref": ray.put(split), "use_gpu": use_gpu, "seed": seed},
+        compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
+    return {"real": moments_from_rows(rows, "real"), "recon": moments_from_rows(rows, "recon"),
+            "gen": moments_from_rows(rows, "gen"), "sse": float(sum(r["sse"] for r in rows)),
+            "ablation": np.sum([r["ablation"] for r in rows], axis=0),
+            "n": int(sum(r["real_n"] for r in rows))}

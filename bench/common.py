@@ -1,0 +1,35 @@
+"""Shared by the benchmarks: medians, the machine line, appending to bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def median(values) -> float:
+    return statistics.median(list(values))
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def append_section(title: str, lines: list[str]) -> None:
+    """Append one dated section; earlier runs stay, so the history is visible."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    text = f"\n## {title} ({stamp})\n\n{machine()}\n\n" + "\n".join(lines) + "\n"
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in bench/; medians "
+                           "over repeated measurements, ratios as peer/ours or ours/peer as "
+                           "each section says.\n")
+    with RESULTS.open("a") as f:
+        f.write(text)
+    print(text)

@@ -1,0 +1,58 @@
+"""`latentatlas encode --model URI --data NAME[:split] --out DIR`: a dataset's latent codes
+by Ray Data batch inference, written as Parquet shards."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from latentatlas.cli import common_parser, guarded
+from latentatlas.report import print_table
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="latentatlas encode", parents=[common_parser()],
+                                description=__doc__)
+    p.add_argument("--model", required=True, help="runs:/<id>/model or models:/<name>/<v>")
+    p.add_argument("--data", required=True, help="dataset[:split], e.g. fashion-mnist:test")
+    p.add_argument("--data-path", default=None, help="folder of the dataset's files")
+    p.add_argument("--out", required=True, help="output directory (appears once complete)")
+    p.add_argument("--limit", type=int, default=None, help="first N items")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--actors", type=int, default=None, help="actor pool size (default: CPUs "
+                   "or GPUs of the cluster)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
+    return p.parse_args(argv)
+
+
+def run(args) -> int:
+    import mlflow
+    from latentatlas import tracking
+    from latentatlas.data import parse_data_address
+    from latentatlas.encode.pipeline import encode
+    from latentatlas.runtime import init_ray
+
+    tracking.setup(args.tracking_uri, args.experiment)
+    init_ray(args.ray_address)
+    dataset, split = parse_data_address(args.data)
+    enc = encode(args.model, dataset, split, args.out, data_path=args.data_path,
+                 limit=args.limit, batch_size=args.batch_size, actors=args.actors,
+                 use_gpu=args.use_gpu)
+    with mlflow.start_run(run_name=f"encode {dataset}:{split}",
+                          parent_run_id=enc.meta["model_run_id"]) as run:
+        mlflow.set_tags({"latentatlas.kind": "encode", "encoding": str(enc.path)})
+        mlflow.log_params({"model_uri": args.model, "dataset": dataset, "split": split})
+        mlflow.log_metric("encode/rows", enc.meta["rows"])
+    print_table([{"encoding": str(enc.path), "rows": enc.meta["rows"],
+                  "latent_dim": enc.latent_dim}], title="encode")
+    print(f"MLflow run id: {run.info.run_id}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    return guarded(lambda: run(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Ray Data batch inference of encoders into Parquet encodings, and reading them back."""
+
+from latentatlas.encode.store import Encoding, open_encoding
+
+__all__ = ["Encoding", "open_encoding"]

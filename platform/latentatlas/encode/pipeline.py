@@ -1,0 +1,100 @@
+"""`encode`: Ray Data batch inference (an actor pool holding the model) into Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import ray
+import torch
+
+from latentatlas import __version__, tracking
+from latentatlas.data import load_split
+from latentatlas.encode.store import Encoding, publish, temp_sibling
+from latentatlas.errors import UserError
+from latentatlas.runtime import configure_progress
+
+
+def device_for(use_gpu: bool) -> torch.device:
+    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+
+
+class SplitModel:
+    """Actor state shared by the pipelines: a logged VAE and one dataset split in memory."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, split_ref, use_gpu: bool = False):
+        mlflow.set_tracking_uri(tracking_uri)
+        self.device = device_for(use_gpu)
+        self.model, self.spec = tracking.load_vae(model_uri, self.device)
+        self.split = ray.get(split_ref)
+
+    def images(self, index: np.ndarray) -> torch.Tensor:
+        batch = self.split.images[np.asarray(index)]
+        return torch.from_numpy(batch).to(self.device).float().div_(255.0)
+
+
+class EncodeBatch(SplitModel):
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        index = batch["id"]
+        mu, logvar = self.model.encode(self.images(index))
+        out = {"index": index, "label": self.split.labels[index],
+               "mu": mu.cpu().numpy(), "logvar": logvar.cpu().numpy()}
+        for name, values in self.split.attrs.items():
+            out[name] = values[index]
+        return out
+
+
+# Inference actors reserve half a CPU (they run one torch thread): a pool as large as the
+# cluster's CPU count must still leave room for the read and write tasks around it, or
+# the pipeline starves.
+ACTOR_CPUS = 0.5
+
+
+def actor_resources(use_gpu: bool) -> dict:
+    return {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
+
+
+def default_actors(use_gpu: bool) -> int:
+    resources = ray.cluster_resources()
+    return max(1, int(resources.get("GPU", 0) if use_gpu else resources.get("CPU", 1)))
+
+
+def model_run_id(model_uri: str) -> str | None:
+    return model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+
+
+def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
+           data_path: str | None = None, limit: int | None = None, batch_size: int = 1024,
+           actors: int | None = None, blocks: int | None = None, use_gpu: bool = False,
+           tracking_uri: str | None = None) -> Encoding:
+    out = Path(out).resolve()
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    model, spec = tracking.load_vae(model_uri)  # fail early, in the driver, on a bad address
+    data = load_split(dataset, split, data_path, limit)
+    if tuple(spec["input_shape"]) != data.shape:
+        raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
+                        f"expects {tuple(spec['input_shape'])}")
+    configure_progress()
+    actors = actors or default_actors(use_gpu)
+    rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
+    codes = rows.map_batches(
+        EncodeBatch, batch_size=batch_size, **actor_resources(use_gpu),
+        fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": uri,
+                               "split_ref": ray.put(data), "use_gpu": use_gpu},
+        compute=ray.data.ActorPoolStrategy(size=actors))
+    tmp = temp_sibling(out)
+    try:
+        codes.write_parquet(str(tmp))
+        meta = {"model_uri": model_uri, "model_run_id": model_run_id(model_uri),
+                "dataset": dataset, "split": split, "data_path": data_path, "limit": limit,
+                "rows": len(data), "latent_dim": model.latent_dim,
+                "input_shape": list(data.shape), "attributes": sorted(data.attrs),
+                "version": __version__}
+        return publish(tmp, out, meta)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)

@@ -1,0 +1,101 @@
+"""An encoding is a directory of Parquet shards plus `_common_metadata`, whose schema
+metadata names the model URI, dataset, split and code version. Rows:
+`index`, `label`, attributes, `mu` and `logvar` (float32 tensors of shape (d,))."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from latentatlas.errors import UserError
+
+META_KEY = b"latentatlas"
+META_FILE = "_common_metadata"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    path: Path
+    meta: dict  # model_uri, model_run_id, dataset, split, data_path, latent_dim, version, rows
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.meta["latent_dim"])
+
+    def shards(self) -> list[str]:
+        return sorted(str(p) for p in self.path.glob("*.parquet"))
+
+    def dataset(self, **read_args):
+        """A Ray Dataset over the shards (the path every analysis pipeline starts from)."""
+        import ray.data
+
+        return ray.data.read_parquet(self.shards(), **read_args)
+
+    def arrays(self, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        """All rows in memory, ordered by `index` (for small encodings and tests)."""
+        import ray.data  # noqa: F401  (registers Ray's tensor extension type with pyarrow)
+
+        tables = [pq.read_table(s, columns=columns) for s in self.shards()]
+        out: dict[str, list[np.ndarray]] = {}
+        for table in tables:
+            for name in table.column_names:
+                out.setdefault(name, []).append(column_to_numpy(table.column(name)))
+        arrays = {k: np.concatenate(v) for k, v in out.items()}
+        if "index" in arrays:
+            order = np.argsort(arrays["index"], kind="stable")
+            arrays = {k: v[order] for k, v in arrays.items()}
+        return arrays
+
+
+def column_to_numpy(column) -> np.ndarray:
+    column = column.combine_chunks()
+    if hasattr(column.type, "to_pandas_dtype") and hasattr(column, "to_numpy_ndarray"):
+        return column.to_numpy_ndarray()
+    try:
+        return column.to_numpy(zero_copy_only=False)
+    except Exception:
+        return np.stack(column.to_pylist())
+
+
+def open_encoding(path: str | Path) -> Encoding:
+    path = Path(path)
+    meta_path = path / META_FILE
+    if not path.is_dir():
+        raise UserError(f"{path}: encoding directory not found")
+    if not meta_path.is_file():
+        raise UserError(f"{path}: not a LatentAtlas encoding (no {META_FILE})")
+    meta = pq.read_schema(meta_path).metadata or {}
+    if META_KEY not in meta:
+        raise UserError(f"{meta_path}: schema metadata lacks the '{META_KEY.decode()}' key")
+    return Encoding(path, json.loads(meta[META_KEY]))
+
+
+def publish(tmp: Path, out: Path, meta: dict) -> Encoding:
+    """Write `_common_metadata` into the finished temp directory, then rename it into place:
+    the output appears only once complete."""
+    shards = sorted(tmp.glob("*.parquet"))
+    if not shards:
+        raise UserError(f"{out}: the encoding produced no shards")
+    schema = pq.read_schema(shards[0])
+    schema = schema.with_metadata({**(schema.metadata or {}), META_KEY: json.dumps(meta)})
+    pq.write_metadata(schema, tmp / META_FILE)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, out)
+    return open_encoding(out)
+
+
+def temp_sibling(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,108 @@
+"""encode and stats through real Ray Data and a real sqlite MLflow, on a crafted model
+whose answers are known: variable 3 is dead in the encoder, the decoder ignores 1."""
+
+import os
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import make_idx_dataset
+from latentatlas import tracking
+from latentatlas.config import DenseVAEConfig
+from latentatlas.data import load_split
+from latentatlas.encode import open_encoding
+from latentatlas.encode.pipeline import encode
+from latentatlas.errors import UserError
+from latentatlas.models import build_model
+
+from jobs.stats import stats
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory, ray_session):
+    root = tmp_path_factory.mktemp("crafted")
+    os.chdir(root)
+    uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "encode-test")
+    data = make_idx_dataset(root / "idx", n_train=40, n_test=300)
+    cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
+    torch.manual_seed(0)
+    model = build_model(cfg, (1, 28, 28))
+    with torch.no_grad():
+        model.mu.weight[3] = 0
+        model.mu.bias[3] = 0.0  # mu_3 == 0 for every input
+        model.logvar.weight[3] = 0
+        model.logvar.bias[3] = 0.0  # sigma_3^2 == 1
+        model.decoder[0].weight[:, 1] = 0  # the decoder ignores z_1
+    with mlflow.start_run(run_name="crafted") as run:
+        tracking.log_vae(model, cfg.model_dump(), (1, 28, 28))
+    yield {"uri": uri, "model": model.eval(), "model_uri": f"runs:/{run.info.run_id}/model",
+           "run_id": run.info.run_id, "data": data, "root": root}
+
+
+def test_encode_round_trip_matches_torch_and_is_block_invariant(crafted):
+    out1 = crafted["root"] / "enc1"
+    enc1 = encode(crafted["model_uri"], "mnist", "test", out1, data_path=str(crafted["data"]),
+                  blocks=1, actors=1, batch_size=64)
+    enc2 = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc2",
+                  data_path=str(crafted["data"]), blocks=2, actors=2, batch_size=64)
+    a, b = enc1.arrays(), enc2.arrays()
+    assert a["mu"].shape == (300, 4) and a["mu"].dtype == np.float32
+    assert a["logvar"].dtype == np.float32 and a["index"].tolist() == list(range(300))
+    split = load_split("mnist", "test", crafted["data"])
+    assert a["label"].tolist() == split.labels.tolist()
+    with torch.no_grad():
+        mu, logvar = crafted["model"].encode(torch.from_numpy(split.images).float() / 255)
+    np.testing.assert_allclose(a["mu"], mu.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a["logvar"], logvar.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b["mu"], a["mu"], rtol=1e-5, atol=1e-6)
+    meta = open_encoding(out1).meta
+    assert meta["model_uri"] == crafted["model_uri"] and meta["dataset"] == "mnist"
+    assert meta["split"] == "test" and meta["rows"] == 300 and meta["version"]
+    again = encode(crafted["model_uri"], "mnist", "test", out1, data_path=str(crafted["data"]),
+                   blocks=1, actors=1, batch_size=64)
+    assert np.array_equal(again.arrays()["mu"], a["mu"])  # re-encoding is identical
+    leftovers = [p.name for p in crafted["root"].iterdir() if p.name.startswith(".enc")]
+    assert leftovers == []
+
+
+def test_encode_refuses_bad_input_and_writes_nothing(crafted):
+    out = crafted["root"] / "never"
+    with pytest.raises(UserError, match="cannot resolve the model"):
+        encode("runs:/0123456789abcdef/model", "mnist", "test", out,
+               data_path=str(crafted["data"]))
+    with pytest.raises(UserError, match=r"images are \(1, 8, 8\) but the model expects"):
+        encode(crafted["model_uri"], "digits", "test", out)
+    assert not out.exists()
+    with pytest.raises(UserError, match="not a LatentAtlas encoding"):
+        open_encoding(crafted["root"])
+
+
+def test_stats_finds_the_dead_and_the_ignored_variable(crafted):
+    enc = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc-stats",
+                 data_path=str(crafted["data"]), blocks=3, actors=2, batch_size=50)
+    out = stats(str(enc.path), actors=2)
+    s = out.stats
+    assert s["var_mu"][3] == 0.0 and s["mean_sigma2"][3] == pytest.approx(1.0)
+    assert s["stationary"][3] == pytest.approx(1.0) and bool(s["inactive"][3])
+    assert out.gain[1] == 0.0 and out.gain[3] == 0.0  # exactly: the decoder never sees them
+    # the numbers equal an in-memory numpy computation on the same codes
+    codes = enc.arrays()
+    np.testing.assert_allclose(s["var_mu"], codes["mu"].astype(np.float64).var(axis=0),
+                               rtol=1e-9, atol=1e-15)
+    split = load_split("mnist", "test", crafted["data"])
+    x = split.images.reshape(300, -1) / 255.0
+    with torch.no_grad():
+        x_hat = crafted["model"].decode(torch.from_numpy(codes["mu"])).flatten(1).double().numpy()
+    m = out.metrics
+    assert m["variance_loss/mse_recon"] == pytest.approx(np.mean((x - x_hat) ** 2), rel=1e-5)
+    assert m["variance_loss/delta_var_recon"] == pytest.approx(
+        x.var(axis=0).mean() - x_hat.var(axis=0).mean(), rel=1e-5)
+    assert m["latent/inactive"] >= 1 and m["latent/zero_out_mse"] >= 0
+    run = mlflow.get_run(out.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == crafted["run_id"]
+    assert run.data.metrics["latent/active_units"] == m["latent/active_units"]
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(out.run_id)}
+    assert {"latent_stats.json", "information_gain.json", "latent_stats.png",
+            "information_gain.png", "zero_out_inactive.png", "traversal_top7.png",
+            "variance_vs_mse.png"} <= names
