@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import ray
 import torch
-from latentatlas.encode.pipeline import SplitModel, actor_resources
 
 from analysis.information import ablation_errors
 from analysis.moments import Moments, merge_all
+from latentatlas.encode.pipeline import SplitModel, actor_resources
 
 
 def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
@@ -34,12 +34,13 @@ def latent_moments(ds) -> tuple[Moments, np.ndarray]:
 
 
 class ModelPartial(SplitModel):
-    """Per batch of codes: pixel moments of real, reconstructed and generated images, the
-    summed squared error, and the ablation errors behind the information gain."""
+    """Per batch of codes: latent moments, pixel moments of real, reconstructed and
+    generated images, the summed squared error, and the ablation errors behind the
+    information gain."""
 
-    def __init__(self, seed: int = 0, **kwargs):
+    def __init__(self, seed: int = 0, gain_rows: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
+        self.seed, self.gain_rows = seed, gain_rows
 
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -52,21 +53,30 @@ class ModelPartial(SplitModel):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(batch["index"].min()))
         z = torch.randn(len(mu), mu.shape[1], generator=g).to(self.device)
         flat = lambda t: t.flatten(1).cpu().numpy()  # noqa: E731
-        return {**moments_row(Moments.of(flat(x)), "real"),
+        # The information gain costs d+1 decodes per item: it may use the first rows only.
+        gain = torch.from_numpy(batch["index"] < (self.gain_rows or np.inf)).to(self.device)
+        return {**latent_partial(batch),
+                **moments_row(Moments.of(flat(x)), "real"),
                 **moments_row(Moments.of(flat(x_hat)), "recon"),
                 **moments_row(Moments.of(flat(decode(z))), "gen"),
                 "sse": np.array([float((x - x_hat).pow(2).sum())]),
-                "ablation": ablation_errors(decode, mu, x)[None]}
+                "ablation": ablation_errors(decode, mu[gain], x[gain])[None],
+                "gain_n": np.array([int(gain.sum())])}
 
 
 def model_partials(ds, split, model_uri: str, tracking_uri: str, actors: int = 2,
-                   batch_size: int = 1000, use_gpu: bool = False, seed: int = 0) -> dict:
-    rows = ds.select_columns(["index", "mu"]).map_batches(
+                   batch_size: int = 1000, use_gpu: bool = False, seed: int = 0,
+                   gain_rows: int | None = None) -> dict:
+    rows = ds.select_columns(["index", "mu", "logvar"]).map_batches(
         ModelPartial, batch_size=batch_size, **actor_resources(use_gpu),
         fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri,
-                               "split_ref": ray.put(split), "use_gpu": use_gpu, "seed": seed},
+                               "split_ref": ray.put(split), "use_gpu": use_gpu, "seed": seed,
+                               "gain_rows": gain_rows},
         compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
     return {"real": moments_from_rows(rows, "real"), "recon": moments_from_rows(rows, "recon"),
             "gen": moments_from_rows(rows, "gen"), "sse": float(sum(r["sse"] for r in rows)),
             "ablation": np.sum([r["ablation"] for r in rows], axis=0),
-            "n": int(sum(r["real_n"] for r in rows))}
+            "n": int(sum(r["real_n"] for r in rows)),
+            "gain_n": int(sum(r["gain_n"] for r in rows)),
+            "mu": moments_from_rows(rows, "mu"),
+            "sigma2_sum": np.sum([r["sigma2_sum"] for r in rows], axis=0)}

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from common import append_section, median  # noqa: E402
+
 from latentatlas.config import validate  # noqa: E402
 from latentatlas.losses import make_policy  # noqa: E402
 from latentatlas.models import build_model  # noqa: E402
@@ -60,6 +61,7 @@ def main() -> None:
     args = p.parse_args()
 
     import ray
+
     from latentatlas.runtime import init_ray
 
     t0 = time.perf_counter()

@@ -27,6 +27,7 @@ def parse(argv):
 
 def run(args) -> int:
     import mlflow
+
     from latentatlas import tracking
     from latentatlas.data import parse_data_address
     from latentatlas.encode.pipeline import encode

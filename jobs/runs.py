@@ -30,6 +30,7 @@ def run(args) -> int:
     import os
 
     import mlflow
+
     from latentatlas import tracking
 
     uri = tracking.setup(args.tracking_uri, args.experiment)

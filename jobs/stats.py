@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+
 from latentatlas.cli import common_parser, guarded
 from latentatlas.report import print_table
 
@@ -26,32 +27,33 @@ class StatsOutcome:
 
 def stats(encoding_path: str, *, tracking_uri: str | None = None,
           experiment: str | None = None, actors: int | None = None, use_gpu: bool = False,
-          seed: int = 0) -> StatsOutcome:
+          seed: int = 0, gain_rows: int | None = None) -> StatsOutcome:
     import mlflow
     import torch
+
+    from analysis import figures
+    from analysis.information import information_gain, ranking, traversal
+    from analysis.latent import latent_stats, summary, table, zero_variables
+    from analysis.pipelines import model_partials
+    from analysis.variance import variance_loss
     from latentatlas import tracking
     from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
     from latentatlas.encode.pipeline import default_actors
     from latentatlas.images import image_grid, stacked_rows
 
-    from analysis import figures
-    from analysis.information import information_gain, ranking, traversal
-    from analysis.latent import latent_stats, summary, table, zero_variables
-    from analysis.pipelines import latent_moments, model_partials
-    from analysis.variance import variance_loss
-
     uri = tracking.setup(tracking_uri, experiment)
     enc = open_encoding(encoding_path)
     meta = enc.meta
     model, _ = tracking.load_vae(meta["model_uri"])
-    ds = enc.dataset()
-    mu_moments, sigma2_sum = latent_moments(ds)
-    per_variable = latent_stats(mu_moments, sigma2_sum)
+    actors = actors or default_actors(use_gpu)
+    ds = enc.dataset(override_num_blocks=2 * actors)
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
-    parts = model_partials(ds, split, meta["model_uri"], uri,
-                           actors=actors or default_actors(use_gpu), use_gpu=use_gpu, seed=seed)
-    gain = information_gain(parts["ablation"], parts["n"])
+    # One pass: latent moments, pixel moments and ablation errors together.
+    parts = model_partials(ds, split, meta["model_uri"], uri, actors=actors, use_gpu=use_gpu,
+                           seed=seed, gain_rows=gain_rows)
+    per_variable = latent_stats(parts["mu"], parts["sigma2_sum"])
+    gain = information_gain(parts["ablation"], parts["gain_n"])
     metrics = {**summary(per_variable),
                **variance_loss(parts["real"], parts["recon"], parts["sse"], parts["gen"])}
 
@@ -70,7 +72,8 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
         mlflow.set_tags({"latentatlas.kind": "stats", "encoding": str(enc.path),
                          "model_uri": meta["model_uri"]})
         mlflow.log_params({"dataset": meta["dataset"], "split": meta["split"],
-                           "rows": meta["rows"], "latent_dim": enc.latent_dim})
+                           "rows": meta["rows"], "latent_dim": enc.latent_dim,
+                           "information_gain_rows": parts["gain_n"]})
         mlflow.log_metrics(metrics)
         rows = table(per_variable)
         mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "latent_stats.json")
@@ -118,6 +121,8 @@ def main(argv=None) -> int:
     p.add_argument("--actors", type=int, default=None)
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="seed of prior samples and pictures")
+    p.add_argument("--gain-rows", type=int, default=None,
+                   help="information gain over the first N rows only (default: all)")
     args = p.parse_args(argv)
 
     def run():
@@ -126,7 +131,7 @@ def main(argv=None) -> int:
         init_ray(args.ray_address)
         print_outcome(stats(args.encoding, tracking_uri=args.tracking_uri,
                             experiment=args.experiment, actors=args.actors,
-                            use_gpu=args.use_gpu, seed=args.seed))
+                            use_gpu=args.use_gpu, seed=args.seed, gain_rows=args.gain_rows))
 
     return guarded(run, args.debug)
 

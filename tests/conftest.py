@@ -18,6 +18,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
+
     from latentatlas.runtime import init_ray
 
     os.environ.pop("RAY_ADDRESS", None)
@@ -38,6 +39,7 @@ def workdir(tmp_path, monkeypatch):
 @pytest.fixture
 def mlflow_store(workdir):
     import mlflow
+
     from latentatlas import tracking
 
     uri = tracking.setup(f"sqlite:///{workdir}/mlflow.db", "test")

@@ -5,9 +5,9 @@ import sys
 
 import mlflow
 from conftest import REPO
-from latentatlas.cli import main as cli_main
 
 from jobs import runs as runs_job
+from latentatlas.cli import main as cli_main
 
 
 def run_module(args, cwd):

@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch import nn
+
 from latentatlas.config import ExperimentConfig, apply_overrides, load_config, validate
 from latentatlas.errors import UserError
 from latentatlas.models import build_model
-from torch import nn
 
 
 def write(tmp_path, text):

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 from conftest import make_idx_dataset, write_idx
+
 from latentatlas.data import load_split, parse_data_address, source_names
 from latentatlas.data.idx import read_idx
 from latentatlas.errors import UserError

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_idx_dataset
+
+from jobs.stats import stats
 from latentatlas import tracking
 from latentatlas.config import DenseVAEConfig
 from latentatlas.data import load_split
@@ -15,8 +17,6 @@ from latentatlas.encode import open_encoding
 from latentatlas.encode.pipeline import encode
 from latentatlas.errors import UserError
 from latentatlas.models import build_model
-
-from jobs.stats import stats
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
+
 from latentatlas.losses import (
     KL_POLICIES,
     bernoulli_nll,
@@ -11,7 +13,6 @@ from latentatlas.losses import (
     mu_penalty,
     update_running_mse,
 )
-from torch.distributions import Normal, kl_divergence
 
 
 def test_gaussian_kl_matches_torch_distributions():

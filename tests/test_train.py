@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+
 from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.errors import UserError
