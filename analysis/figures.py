@@ -52,3 +52,16 @@ def variance_vs_mse(points: list[tuple[float, float, str]]):
            title="variance loss vs mse")
     fig.tight_layout()
     return fig
+
+
+def heatmap(matrix: np.ndarray, labels: list[str], title: str):
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(labels), 1 + 0.7 * len(labels)))
+    im = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w", fontsize=8)
+    ax.set(xlabel="target", ylabel="source", title=title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig

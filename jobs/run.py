@@ -5,7 +5,6 @@ what it measured beside the seed's claims."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -144,8 +143,7 @@ def run(args) -> int:
     uri = tracking.setup(args.tracking_uri, args.experiment)
     init_ray(args.ray_address)
     client = mlflow.MlflowClient()
-    exp = mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
-    parent = client.create_run(exp.experiment_id, run_name="main",
+    parent = client.create_run(tracking.current_experiment().experiment_id, run_name="main",
                                tags={"latentatlas.kind": "main"})
     job = MainJob(args, pick_dataset(args.dataset), parent.info.run_id)
     job.step(f"dataset {job.dataset}; MLflow {uri}; parent run {job.parent_run_id}")

@@ -27,14 +27,12 @@ def run_rows(runs) -> list[dict]:
 
 
 def run(args) -> int:
-    import os
-
     import mlflow
 
     from latentatlas import tracking
 
     uri = tracking.setup(args.tracking_uri, args.experiment)
-    exp = mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
+    exp = tracking.current_experiment()
     runs = mlflow.search_runs([exp.experiment_id], output_format="list",
                               max_results=args.limit, order_by=["attributes.start_time DESC"])
     rows = run_rows(runs)

@@ -106,3 +106,41 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted):
     assert {"latent_stats.json", "information_gain.json", "latent_stats.png",
             "information_gain.png", "zero_out_inactive.png", "traversal_top7.png",
             "variance_vs_mse.png"} <= names
+
+
+def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted):
+    """Source == target model: every estimator must find the identity map (up to the
+    dead variable), L = 0 and M = R = M_target_own."""
+    from jobs.relocate import relocate
+
+    kw = dict(data_path=str(crafted["data"]), blocks=2, actors=1, batch_size=64)
+    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "rel-a", **kw)
+    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "rel-b", **kw)
+    out = relocate(str(a.path), str(b.path), estimators=["ols", "ridge", "ols_nobias"])
+    m = out.metrics
+    assert m["relocation/fit_rows"] == 240 and m["relocation/eval_rows"] == 60
+    assert m["relocation/L"] == pytest.approx(0, abs=1e-8)
+    assert m["relocation/M"] == pytest.approx(m["relocation/R"], rel=1e-4)
+    assert m["relocation/M_target_own"] == pytest.approx(m["relocation/R"], rel=1e-6)
+    # R computed by hand on the held-out rows (index % 5 == 0)
+    split = load_split("mnist", "test", crafted["data"])
+    held = np.arange(0, 300, 5)
+    codes = a.arrays()["mu"][held]
+    with torch.no_grad():
+        x_hat = crafted["model"].decode(torch.from_numpy(codes)).numpy()
+    want = ((split.images[held] / 255.0 - x_hat) ** 2).mean()
+    assert m["relocation/R"] == pytest.approx(want, rel=1e-5)
+    per_class = out.errors
+    assert per_class["count"][-1] == 60 and per_class["count"][:-1].sum() == 60
+    names = {f.path for f in mlflow.MlflowClient().list_artifacts(out.run_id, "maps")}
+    assert names == {"maps/map_ols.npz", "maps/map_ridge.npz", "maps/map_ols_nobias.npz"}
+
+
+def test_relocation_refuses_encodings_of_different_data(crafted):
+    from jobs.relocate import relocate
+
+    kw = dict(data_path=str(crafted["data"]), actors=1)
+    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "j-a", limit=100, **kw)
+    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "j-b", limit=120, **kw)
+    with pytest.raises(UserError, match=r"encode different data: rows is 100 vs 120"):
+        relocate(str(a.path), str(b.path))

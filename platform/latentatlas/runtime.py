@@ -15,6 +15,7 @@ def init_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     quiet_environment()
+    configure_progress()
     address = address or os.environ.get("RAY_ADDRESS")
     # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
     quiet = dict(logging_level=logging.WARNING, log_to_driver=True,

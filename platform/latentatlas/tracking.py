@@ -50,6 +50,11 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
     return uri
 
 
+def current_experiment():
+    """The experiment `setup` selected."""
+    return mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():

@@ -13,7 +13,6 @@ from latentatlas import __version__, tracking
 from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, publish, temp_sibling
 from latentatlas.errors import UserError
-from latentatlas.runtime import configure_progress
 
 
 def device_for(use_gpu: bool) -> torch.device:
@@ -76,7 +75,6 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
                         f"expects {tuple(spec['input_shape'])}")
-    configure_progress()
     actors = actors or default_actors(use_gpu)
     rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
     codes = rows.map_batches(

@@ -1,0 +1,210 @@
+"""`latentatlas relocate --source ENC1 --target ENC2`: fit linear maps from one latent space
+to another and measure what survives the move on held-out rows:
+R = MSE(x, dec1(enc1 x)), L = MSE(enc2 x, A enc1 x), M = MSE(x, dec2(A enc1 x)),
+M_target_own = MSE(x, dec2(enc2 x)). `--all ENC...` does every ordered pair."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentatlas.cli import common_parser, guarded
+from latentatlas.report import print_table
+
+DEFAULT_ESTIMATORS = ["ols", "ols_nobias", "ridge", "procrustes"]
+
+
+@dataclass
+class RelocationOutcome:
+    run_id: str
+    metrics: dict
+    errors: dict  # per-label mean errors (analysis.pairs.relocation_errors)
+    maps: dict
+
+
+def fit_maps(src, tgt, estimators, fit: str, indices=None, lam: float = 1e-4):
+    from analysis.linear_maps import fit_from_stats
+    from analysis.pairs import streaming_stats
+
+    if fit == "all":
+        stats = streaming_stats(src, tgt, part="fit")
+    else:  # explicit rows: a support set or any index list
+        stats = streaming_stats(src, tgt, part="all", indices=np.asarray(indices))
+        if stats.n != len(set(np.asarray(indices).tolist())):
+            from latentatlas.errors import UserError
+
+            raise UserError(f"--indices: {stats.n} of {len(indices)} rows exist in both "
+                            "encodings")
+    maps = {e: fit_from_stats(stats, e, **({"lam": lam} if e == "ridge" else {}))
+            for e in estimators}
+    return maps, stats.n
+
+
+def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: str = "all",
+             indices=None, lam: float = 1e-4, tracking_uri: str | None = None,
+             experiment: str | None = None, parent_run_id: str | None = None,
+             actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
+             run_name: str | None = None) -> RelocationOutcome:
+    """Fit on the non-held-out rows (or on `indices`), evaluate on held-out rows.
+    `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones."""
+    import mlflow
+    import torch
+
+    from analysis.pairs import check_joinable, read_rows, relocation_errors
+    from latentatlas import tracking
+    from latentatlas.data import load_split
+    from latentatlas.encode import open_encoding
+    from latentatlas.errors import UserError
+    from latentatlas.images import stacked_rows
+
+    unknown = set(estimators) - set(DEFAULT_ESTIMATORS)
+    if unknown:
+        raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {DEFAULT_ESTIMATORS}")
+    uri = tracking.setup(tracking_uri, experiment)
+    src, tgt = open_encoding(source), open_encoding(target)
+    check_joinable(src, tgt)
+    maps, fit_rows = fit_maps(src, tgt, estimators, fit, indices, lam)
+    maps.update(extra_maps or {})
+    meta = src.meta
+    split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
+    labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
+    errors = relocation_errors(src, tgt, maps, split, uri, actors=actors, use_gpu=use_gpu,
+                               labels=labels)
+    primary = estimators[0]
+    every = {k: float(v[-1]) for k, v in errors.items() if k != "count"}
+    metrics = {"relocation/R": every["R"], "relocation/M_target_own": every["M_target_own"],
+               "relocation/M": every[f"M_{primary}"], "relocation/L": every[f"L_{primary}"],
+               "relocation/fit_rows": fit_rows, "relocation/eval_rows": float(errors["count"][-1])}
+    for name in maps:
+        metrics[f"relocation/M_{name}"] = every[f"M_{name}"]
+        metrics[f"relocation/L_{name}"] = every[f"L_{name}"]
+
+    # The seed's picture: originals / source reconstructions / relocated reconstructions.
+    src_model, _ = tracking.load_vae(meta["model_uri"])
+    tgt_model, _ = tracking.load_vae(tgt.meta["model_uri"])
+    shown = np.arange(0, 8 * 5, 5)  # the first eight held-out rows
+    rows = read_rows(src.shards(), ["mu"], 0, int(shown.max()) + 1, shown)
+    x = split.images[rows["index"]].astype(np.float32) / 255
+    with torch.no_grad():
+        recon = src_model.decode(torch.from_numpy(rows["mu"])).numpy()
+        moved = tgt_model.decode(torch.from_numpy(
+            maps[primary](rows["mu"]).astype(np.float32))).numpy()
+
+    with mlflow.start_run(run_name=run_name or "relocate", parent_run_id=parent_run_id) as run:
+        mlflow.set_tags({"latentatlas.kind": "relocate", "source": str(src.path),
+                         "target": str(tgt.path), "source_model": meta["model_uri"],
+                         "target_model": tgt.meta["model_uri"]})
+        mlflow.log_params({"fit": fit, "estimators": ",".join(estimators), "ridge_lambda": lam,
+                           "primary_estimator": primary, "dataset": meta["dataset"],
+                           "split": meta["split"]})
+        mlflow.log_metrics(metrics)
+        tracking.log_image(stacked_rows([x, recon, moved]), "relocation_rows")
+        per_class = {"label": [*range(labels), "all"], "count": errors["count"].tolist()}
+        per_class.update({k: v.tolist() for k, v in errors.items() if k != "count"})
+        mlflow.log_table(per_class, "relocation_per_class.json")
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, m in maps.items():
+                m.save(Path(tmp) / f"map_{name}.npz")
+            mlflow.log_artifacts(tmp, "maps")
+    return RelocationOutcome(run.info.run_id, metrics, errors, maps)
+
+
+def relocate_all(paths: list[str], **kwargs) -> tuple[str, np.ndarray, list]:
+    """Every ordered pair, in parallel; a heatmap of M / M_target_own in a parent run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow
+
+    from analysis.figures import heatmap
+    from latentatlas import tracking
+
+    tracking.setup(kwargs.get("tracking_uri"), kwargs.get("experiment"))
+    parent = mlflow.MlflowClient().create_run(
+        tracking.current_experiment().experiment_id, run_name="relocate all pairs",
+        tags={"latentatlas.kind": "relocate-all"})
+    pid = parent.info.run_id
+    pairs = [(i, j) for i in range(len(paths)) for j in range(len(paths)) if i != j]
+
+    def one(pair):
+        i, j = pair
+        return pair, relocate(paths[i], paths[j], parent_run_id=pid,
+                              run_name=f"relocate {i}->{j}", **kwargs)
+
+    ratio = np.ones((len(paths), len(paths)))
+    rows = []
+    try:
+        with ThreadPoolExecutor(min(4, len(pairs))) as pool:
+            for (i, j), out in pool.map(one, pairs):
+                m = out.metrics
+                ratio[i, j] = m["relocation/M"] / m["relocation/M_target_own"]
+                rows.append({"source": i, "target": j, "R": m["relocation/R"],
+                             "L": m["relocation/L"], "M": m["relocation/M"],
+                             "M_target_own": m["relocation/M_target_own"],
+                             "M/M_target_own": ratio[i, j], "run_id": out.run_id})
+        labels = [str(i) for i in range(len(paths))]
+        client = mlflow.MlflowClient()
+        client.log_figure(pid, heatmap(ratio, labels, "M / M_target_own (rows: source)"),
+                          "relocation_heatmap.png")
+        client.log_dict(pid, {"encodings": paths, "pairs": rows}, "relocation_pairs.json")
+        client.set_terminated(pid, "FINISHED")
+    except BaseException:
+        mlflow.MlflowClient().set_terminated(pid, "FAILED")
+        raise
+    return pid, ratio, rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="latentatlas relocate", parents=[common_parser()],
+                                description=__doc__)
+    p.add_argument("--source", help="source encoding directory")
+    p.add_argument("--target", help="target encoding directory (same dataset and split)")
+    p.add_argument("--all", nargs="+", metavar="ENC", help="every ordered pair of these")
+    p.add_argument("--fit", choices=["all", "indices"], default="all",
+                   help="all: every non-held-out row (streamed); indices: --indices only")
+    p.add_argument("--indices", help="file of row indices (one per line) for --fit indices")
+    p.add_argument("--estimator", action="append", default=None,
+                   help=f"repeatable; the first is the headline (default: "
+                        f"{', '.join(DEFAULT_ESTIMATORS)})")
+    p.add_argument("--lam", type=float, default=1e-4, help="ridge penalty")
+    p.add_argument("--actors", type=int, default=1)
+    p.add_argument("--use-gpu", action="store_true")
+    args = p.parse_args(argv)
+
+    def run():
+        from latentatlas.errors import UserError
+        from latentatlas.runtime import init_ray
+
+        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, lam=args.lam,
+                      tracking_uri=args.tracking_uri, experiment=args.experiment,
+                      actors=args.actors, use_gpu=args.use_gpu)
+        if args.all:
+            if len(args.all) < 2:
+                raise UserError("--all needs at least two encodings")
+            init_ray(args.ray_address)
+            pid, _, rows = relocate_all(args.all, **common)
+            print_table(rows, title="relocation, every ordered pair")
+            print(f"MLflow run id: {pid}")
+            return
+        if not (args.source and args.target):
+            raise UserError("relocate: give --source and --target, or --all ENC ENC ...")
+        indices = None
+        if args.fit == "indices":
+            if not args.indices:
+                raise UserError("--fit indices needs --indices FILE")
+            indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
+        init_ray(args.ray_address)
+        out = relocate(args.source, args.target, fit=args.fit, indices=indices, **common)
+        print_table([out.metrics], title="relocation")
+        print(f"MLflow run id: {out.run_id}")
+
+    return guarded(run, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
