@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,18 @@ class MainJob:
     encodings: dict[str, object] = field(default_factory=dict)  # label -> Encoding
     summary: list[dict] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
+    # Ray Data pipelines run one at a time: on a small cluster, concurrent actor pools can
+    # hold every CPU while each waits for a CPU for its read/write tasks.
+    data_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def encoding_root(self) -> Path:
         return Path("encodings") / f"main-{self.parent_run_id[:8]}"
 
     def step(self, text: str) -> None:
-        print(f"[main {time.perf_counter() - self.started:5.0f}s] {text}", flush=True)
+        # One write per line: steps report from several threads at once.
+        sys.stdout.write(f"[main {time.perf_counter() - self.started:5.0f}s] {text}\n")
+        sys.stdout.flush()
 
 
 def pick_dataset(requested: str | None) -> str:
@@ -87,10 +93,11 @@ def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str
     model = train(cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
                   parent_run_id=job.parent_run_id)
     job.step(f"trained {label}: val/mse={model.metrics['val/mse']:.4f} run {model.run_id}")
-    enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
-                 limit=a.limit, tracking_uri=a.tracking_uri, actors=1)
-    measured = stats(str(enc.path), tracking_uri=a.tracking_uri, experiment=a.experiment,
-                     actors=1, gain_rows=GAIN_ROWS)
+    with job.data_lock:
+        enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
+                     limit=a.limit, tracking_uri=a.tracking_uri, actors=1)
+        measured = stats(str(enc.path), tracking_uri=a.tracking_uri, experiment=a.experiment,
+                         actors=1, gain_rows=GAIN_ROWS)
     m = measured.metrics
     job.step(f"stats {label}: {m['latent/inactive']} of {enc.latent_dim} inactive, "
              f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
@@ -131,7 +138,31 @@ def models_and_latent_stats(job: MainJob) -> None:
         ]
 
 
-STEPS = [models_and_latent_stats]
+def relocations(job: MainJob) -> None:
+    """Type 1 (two trainings of one VAE) and type 2 (dense to conv) relocations."""
+    from jobs.relocate import relocate
+
+    for kind, a, b in [("type 1", "dense-s0", "dense-s1"), ("type 2", "dense-s0", "conv-s0")]:
+        out = relocate(str(job.encodings[a].path), str(job.encodings[b].path),
+                       tracking_uri=job.args.tracking_uri, experiment=job.args.experiment,
+                       parent_run_id=job.parent_run_id, run_name=f"relocate {a}->{b}")
+        m = out.metrics
+        ratio = m["relocation/M"] / m["relocation/M_target_own"]
+        job.step(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
+                 f"M_target_own={m['relocation/M_target_own']:.4f}")
+        job.summary.append({"step": f"relocate {a}->{b}", "run_id": out.run_id,
+                            **{k.split("/")[1]: m[k] for k in (
+                                "relocation/R", "relocation/L", "relocation/M",
+                                "relocation/M_target_own")}})
+        job.claims.append({
+            "claim": f"a linear map relocates codes ({kind})", "model": f"{a}->{b}",
+            "seed": "M close to the target's own error",
+            "measured": f"M {m['relocation/M']:.4f} vs own "
+                        f"{m['relocation/M_target_own']:.4f} (x{ratio:.2f}), "
+                        f"R {m['relocation/R']:.4f}"})
+
+
+STEPS = [models_and_latent_stats, relocations]
 
 
 def run(args) -> int:
