@@ -65,3 +65,17 @@ def heatmap(matrix: np.ndarray, labels: list[str], title: str):
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return fig
+
+
+def support_sweep(sizes, m_support, m_full: float, m_own: float, estimator: str):
+    """How M falls as the support set grows, against the full-data fit and the target."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(sizes, m_support, "o-", label=f"{estimator} on a support set")
+    ax.axhline(m_full, color="tab:green", ls="--", label=f"{estimator} on all fit rows")
+    ax.axhline(m_own, color="k", ls=":", label="target's own reconstruction")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="support set size", ylabel="M (held-out pixel MSE)",
+           title="relocation error vs support set size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

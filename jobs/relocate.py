@@ -25,22 +25,63 @@ class RelocationOutcome:
     maps: dict
 
 
-def fit_maps(src, tgt, estimators, fit: str, indices=None, lam: float = 1e-4):
+def fit_on_rows(src, tgt, estimators, indices, lam: float = 1e-4, suffix: str = ""):
+    """Closed-form fits on explicit rows (a support set, any index list), read directly."""
+    from analysis.linear_maps import fit_linear_map
+    from analysis.pairs import aligned
+    from latentatlas.errors import UserError
+
+    indices = np.unique(np.asarray(indices, dtype=np.int64))
+    a, b = aligned(src.shards(), tgt.shards(), 0, src.meta["rows"], ["mu"], ["mu"], indices)
+    if len(a["index"]) != len(indices):
+        raise UserError(f"--indices: {len(a['index'])} of {len(indices)} rows exist in both "
+                        "encodings")
+    return {f"{e}{suffix}": fit_linear_map(a["mu"], b["mu"], e,
+                                           **({"lam": lam} if e == "ridge" else {}))
+            for e in estimators}
+
+
+def fit_on_all(src, tgt, estimators, lam: float = 1e-4, suffix: str = ""):
+    """Streaming fits on every non-held-out row."""
     from analysis.linear_maps import fit_from_stats
     from analysis.pairs import streaming_stats
 
-    if fit == "all":
-        stats = streaming_stats(src, tgt, part="fit")
-    else:  # explicit rows: a support set or any index list
-        stats = streaming_stats(src, tgt, part="all", indices=np.asarray(indices))
-        if stats.n != len(set(np.asarray(indices).tolist())):
-            from latentatlas.errors import UserError
+    stats = streaming_stats(src, tgt, part="fit")
+    return {f"{e}{suffix}": fit_from_stats(stats, e, **({"lam": lam} if e == "ridge" else {}))
+            for e in estimators}, stats.n
 
-            raise UserError(f"--indices: {stats.n} of {len(indices)} rows exist in both "
-                            "encodings")
-    maps = {e: fit_from_stats(stats, e, **({"lam": lam} if e == "ridge" else {}))
-            for e in estimators}
-    return maps, stats.n
+
+def support_sizes(d: int) -> list[int]:
+    return sorted({max(2, d // 4), max(2, d // 2), d, 2 * d, 4 * d})
+
+
+def fit_maps(src, tgt, estimators, fit: str, indices=None, lam: float = 1e-4, seed: int = 0):
+    """Maps by name, the number of fit rows, and (for support fits) the sweep sizes.
+    `support`: a support set selected in the source space among the fit rows; the
+    full-data fits are added as `<estimator>_full`, and the first estimator refitted on
+    support sets of d/4 ... 4d rows as `<estimator>_support<size>`."""
+    from analysis.pairs import split_mask
+    from jobs.sectors import compute_sectors
+    from jobs.support_set import select
+
+    if fit == "all":
+        maps, n = fit_on_all(src, tgt, estimators, lam)
+        return maps, n, []
+    if fit == "indices":
+        maps = fit_on_rows(src, tgt, estimators, indices, lam)
+        return maps, len(np.unique(indices)), []
+    d = src.latent_dim
+    fit_rows = lambda index: split_mask(index, "fit")  # noqa: E731
+    sectors = compute_sectors(str(src.path))
+    support, _, _ = select(sectors, d, seed=seed, eligible_index=fit_rows)
+    maps = fit_on_rows(src, tgt, estimators, support, lam)
+    full, _ = fit_on_all(src, tgt, estimators, lam, suffix="_full")
+    maps.update(full)
+    sizes = support_sizes(d)
+    for size in sizes:
+        rows, _, _ = select(sectors, size, seed=seed, eligible_index=fit_rows)
+        maps.update(fit_on_rows(src, tgt, estimators[:1], rows, lam, suffix=f"_support{size}"))
+    return maps, len(support), sizes
 
 
 def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: str = "all",
@@ -66,7 +107,7 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     uri = tracking.setup(tracking_uri, experiment)
     src, tgt = open_encoding(source), open_encoding(target)
     check_joinable(src, tgt)
-    maps, fit_rows = fit_maps(src, tgt, estimators, fit, indices, lam)
+    maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, lam)
     maps.update(extra_maps or {})
     meta = src.meta
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
@@ -102,6 +143,17 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
                            "split": meta["split"]})
         mlflow.log_metrics(metrics)
         tracking.log_image(stacked_rows([x, recon, moved]), "relocation_rows")
+        if sweep:
+            from analysis.figures import support_sweep
+
+            m_sweep = [every[f"M_{primary}_support{n}"] for n in sweep]
+            mlflow.log_figure(support_sweep(sweep, m_sweep, every[f"M_{primary}_full"],
+                                            every["M_target_own"], primary),
+                              "support_size_sweep.png")
+            mlflow.log_table({"estimator": list(estimators),
+                              "M_support": [every[f"M_{e}"] for e in estimators],
+                              "M_full": [every[f"M_{e}_full"] for e in estimators]},
+                             "support_vs_full.json")
         per_class = {"label": [*range(labels), "all"], "count": errors["count"].tolist()}
         per_class.update({k: v.tolist() for k, v in errors.items() if k != "count"})
         mlflow.log_table(per_class, "relocation_per_class.json")
@@ -165,8 +217,10 @@ def main(argv=None) -> int:
     p.add_argument("--source", help="source encoding directory")
     p.add_argument("--target", help="target encoding directory (same dataset and split)")
     p.add_argument("--all", nargs="+", metavar="ENC", help="every ordered pair of these")
-    p.add_argument("--fit", choices=["all", "indices"], default="all",
-                   help="all: every non-held-out row (streamed); indices: --indices only")
+    p.add_argument("--fit", choices=["all", "support", "indices"], default="all",
+                   help="all: every non-held-out row (streamed); support: a support set "
+                        "selected in the source space, beside full-data fits and a size "
+                        "sweep; indices: the rows of --indices")
     p.add_argument("--indices", help="file of row indices (one per line) for --fit indices")
     p.add_argument("--estimator", action="append", default=None,
                    help=f"repeatable; the first is the headline (default: "

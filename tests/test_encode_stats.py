@@ -29,6 +29,7 @@ def crafted(tmp_path_factory, ray_session):
     torch.manual_seed(0)
     model = build_model(cfg, (1, 28, 28))
     with torch.no_grad():
+        model.mu.weight *= 30  # spread the codes: variables 0-2 active, as in a trained VAE
         model.mu.weight[3] = 0
         model.mu.bias[3] = 0.0  # mu_3 == 0 for every input
         model.logvar.weight[3] = 0
@@ -144,3 +145,61 @@ def test_relocation_refuses_encodings_of_different_data(crafted):
     b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "j-b", limit=120, **kw)
     with pytest.raises(UserError, match=r"encode different data: rows is 100 vs 120"):
         relocate(str(a.path), str(b.path))
+
+
+def test_sectors_and_support_set_on_real_encodings(crafted):
+    from analysis.sectors import sector_ids
+    from jobs.sectors import sectors
+    from jobs.support_set import support_set
+
+    kw = dict(data_path=str(crafted["data"]), actors=1)
+    enc = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sec", **kw)
+    codes = enc.arrays()
+    # The untrained model's codes are small: a threshold at their scale fills sectors.
+    t = float(np.quantile(np.abs(codes["mu"][:, :3]), 0.2))
+    run_id, m, s = sectors(str(enc.path), threshold=t)
+    assert s.ordering == "var_mu"  # no stats run on this encoding yet
+    active = int((codes["mu"].astype(np.float64).var(axis=0) > 0.01).sum())
+    assert active == 3 and s.k == 3 and s.k_requested == 7  # reduced to the active ones
+    assert 3 not in s.variables.tolist()  # the dead variable is never used
+    ids = sector_ids(codes["mu"], s.variables, t)
+    np.testing.assert_array_equal(s.ids, ids)
+    assert s.counts.sum() == (ids >= 0).sum() and len(s.counts) == 8
+    assert m["sectors/nonempty"] == (s.counts > 0).sum()
+    table = mlflow.load_table("sector_counts.json", run_ids=[run_id])
+    assert table["count"].tolist() == s.counts.tolist()
+
+    stats(str(enc.path), actors=1)  # now the ordering comes from the information gain
+    _, _, s2 = sectors(str(enc.path), threshold=t)
+    assert s2.ordering == "information_gain"
+
+    run_id, m, index = support_set(str(enc.path), exclude="label=3", seed=7, threshold=t)
+    assert m["support/size"] == len(index) == 4  # the latent dimension
+    labels = codes["label"][index]
+    assert 3 not in labels.tolist()
+    chosen = s2.ids[np.searchsorted(s2.index, index)]
+    nonempty = int((s2.counts > 0).sum())
+    assert len(set(chosen[:min(4, nonempty)].tolist())) == min(4, nonempty)
+    assert m["support/pairwise_mse"] > 0 and m["support/random_pairwise_mse"] > 0
+    _, _, again = support_set(str(enc.path), exclude="label=3", seed=7, threshold=t)
+    np.testing.assert_array_equal(again, index)
+    with pytest.raises(UserError, match="has no such column"):
+        support_set(str(enc.path), exclude="Wearing_Hat=1")
+
+
+def test_support_set_fit_beside_full_fit_and_size_sweep(crafted):
+    from jobs.relocate import relocate, support_sizes
+
+    kw = dict(data_path=str(crafted["data"]), actors=1)
+    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sup-a", **kw)
+    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sup-b", **kw)
+    out = relocate(str(a.path), str(b.path), fit="support", estimators=["ridge", "ols"])
+    m = out.metrics
+    assert m["relocation/fit_rows"] == 4
+    assert support_sizes(4) == [2, 4, 8, 16]
+    for key in ("M_ridge_full", "M_ols_full", "M_ridge_support2", "M_ridge_support16"):
+        assert f"relocation/{key}" in m
+    # same model on both sides: the full fit is the identity, so M equals R
+    assert m["relocation/M_ols_full"] == pytest.approx(m["relocation/R"], rel=1e-4)
+    names = {f.path for f in mlflow.MlflowClient().list_artifacts(out.run_id)}
+    assert {"support_size_sweep.png", "support_vs_full.json"} <= names

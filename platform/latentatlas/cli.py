@@ -17,6 +17,8 @@ VERBS = {
     "train": "train a model with Ray Train (CONFIG)",
     "encode": "a dataset's latent codes into Parquet (Ray Data)",
     "stats": "latent statistics, variance loss, information gain of an ENCODING",
+    "sectors": "codes per sector of the k most informative variables of an ENCODING",
+    "support-set": "one member per sector: the support set of an ENCODING",
     "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
     "runs": "a table of MLflow runs and their headline metrics",
 }
