@@ -40,7 +40,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup data
-	$(PY) bench/train_throughput.py
+	$(PY) bench/train_throughput.py --limit 30000
+	$(PY) bench/linear_map.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts ray_results

@@ -105,61 +105,69 @@ def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str
     return label, model, enc, measured
 
 
-def models_and_latent_stats(job: MainJob) -> None:
-    """Every model's pipeline at once: one model's analyses overlap another's training."""
+def record_model(job: MainJob, label, model, enc, measured) -> None:
+    job.models[label], job.encodings[label] = model, enc
+    job.summary.append({"step": f"train {label}", "run_id": model.run_id,
+                        "val/mse": model.metrics.get("val/mse"),
+                        "val/kl": model.metrics.get("val/kl")})
+    m = measured.metrics
+    job.summary.append({"step": f"stats {label}", "run_id": measured.run_id,
+                        **{k.split("/")[1]: v for k, v in m.items()}})
+    seed_inactive = "8 of 16 (dense, MNIST)" if "dense" in label else "3 of 16 (conv, MNIST)"
+    stationary = measured.stats["stationary"]
+    job.claims += [
+        {"claim": "VAEs lose variance ~ their MSE", "model": label,
+         "seed": "delta_var 0.0411 vs mse 0.0413",
+         "measured": f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
+                     f"mse {m['variance_loss/mse_recon']:.4f}"},
+        {"claim": "KL makes latent spaces sparse", "model": label, "seed": seed_inactive,
+         "measured": f"{m['latent/inactive']} of {enc.latent_dim} inactive, "
+                     f"{m['latent/active_units']} active (Burda)"},
+        {"claim": "var(mu) + mean(sigma^2) ~ 1", "model": label, "seed": "~1 per variable",
+         "measured": f"mean {m['latent/stationary_mean']:.3f}, range "
+                     f"{stationary.min():.3f}-{stationary.max():.3f}"},
+        {"claim": "zeroing inactive variables changes nothing", "model": label,
+         "seed": "indistinguishable", "measured": f"pixel MSE {m['latent/zero_out_mse']:.2e}"},
+    ]
+
+
+def pipeline(job: MainJob) -> None:
+    """All models train at once; each is encoded and measured as it finishes, and the
+    analyses that need only the dense models run while the conv VAE still trains."""
     from concurrent.futures import ThreadPoolExecutor
 
     plan = training_plan(job)
     with ThreadPoolExecutor(len(plan)) as pool:
-        results = list(pool.map(lambda p: train_and_measure(job, *p), plan))
-    for label, model, enc, measured in results:
-        job.models[label], job.encodings[label] = model, enc
-        job.summary.append({"step": f"train {label}", "run_id": model.run_id,
-                            "val/mse": model.metrics.get("val/mse"),
-                            "val/kl": model.metrics.get("val/kl")})
-        m = measured.metrics
-        job.summary.append({"step": f"stats {label}", "run_id": measured.run_id,
-                            **{k.split("/")[1]: v for k, v in m.items()}})
-        seed_inactive = "8 of 16 (dense, MNIST)" if "dense" in label else "3 of 16 (conv, MNIST)"
-        stationary = measured.stats["stationary"]
-        job.claims += [
-            {"claim": "VAEs lose variance ~ their MSE", "model": label,
-             "seed": "delta_var 0.0411 vs mse 0.0413",
-             "measured": f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
-                         f"mse {m['variance_loss/mse_recon']:.4f}"},
-            {"claim": "KL makes latent spaces sparse", "model": label, "seed": seed_inactive,
-             "measured": f"{m['latent/inactive']} of {enc.latent_dim} inactive, "
-                         f"{m['latent/active_units']} active (Burda)"},
-            {"claim": "var(mu) + mean(sigma^2) ~ 1", "model": label, "seed": "~1 per variable",
-             "measured": f"mean {m['latent/stationary_mean']:.3f}, range "
-                         f"{stationary.min():.3f}-{stationary.max():.3f}"},
-            {"claim": "zeroing inactive variables changes nothing", "model": label,
-             "seed": "indistinguishable", "measured": f"pixel MSE {m['latent/zero_out_mse']:.2e}"},
-        ]
+        futures = {p[0]: pool.submit(train_and_measure, job, *p) for p in plan}
+        for label in ("dense-s0", "dense-s1"):
+            record_model(job, *futures[label].result())
+        with job.data_lock:
+            relocation(job, "type 1", "dense-s0", "dense-s1")
+            support_sets(job)
+        record_model(job, *futures["conv-s0"].result())
+    relocation(job, "type 2", "dense-s0", "conv-s0")
 
 
-def relocations(job: MainJob) -> None:
-    """Type 1 (two trainings of one VAE) and type 2 (dense to conv) relocations."""
+def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
+    """A relocation of the seed's type 1 (two trainings) or type 2 (two VAEs)."""
     from jobs.relocate import relocate
 
-    for kind, a, b in [("type 1", "dense-s0", "dense-s1"), ("type 2", "dense-s0", "conv-s0")]:
-        out = relocate(str(job.encodings[a].path), str(job.encodings[b].path),
-                       tracking_uri=job.args.tracking_uri, experiment=job.args.experiment,
-                       parent_run_id=job.parent_run_id, run_name=f"relocate {a}->{b}")
-        m = out.metrics
-        ratio = m["relocation/M"] / m["relocation/M_target_own"]
-        job.step(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
-                 f"M_target_own={m['relocation/M_target_own']:.4f}")
-        job.summary.append({"step": f"relocate {a}->{b}", "run_id": out.run_id,
-                            **{k.split("/")[1]: m[k] for k in (
-                                "relocation/R", "relocation/L", "relocation/M",
-                                "relocation/M_target_own")}})
-        job.claims.append({
-            "claim": f"a linear map relocates codes ({kind})", "model": f"{a}->{b}",
-            "seed": "M close to the target's own error",
-            "measured": f"M {m['relocation/M']:.4f} vs own "
-                        f"{m['relocation/M_target_own']:.4f} (x{ratio:.2f}), "
-                        f"R {m['relocation/R']:.4f}"})
+    out = relocate(str(job.encodings[a].path), str(job.encodings[b].path),
+                   tracking_uri=job.args.tracking_uri, experiment=job.args.experiment,
+                   parent_run_id=job.parent_run_id, run_name=f"relocate {a}->{b}")
+    m = out.metrics
+    ratio = m["relocation/M"] / m["relocation/M_target_own"]
+    job.step(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
+             f"M_target_own={m['relocation/M_target_own']:.4f}")
+    job.summary.append({"step": f"relocate {a}->{b}", "run_id": out.run_id,
+                        **{k.split("/")[1]: m[k] for k in (
+                            "relocation/R", "relocation/L", "relocation/M",
+                            "relocation/M_target_own")}})
+    job.claims.append({
+        "claim": f"a linear map relocates codes ({kind})", "model": f"{a}->{b}",
+        "seed": "M close to the target's own error",
+        "measured": f"M {m['relocation/M']:.4f} vs own {m['relocation/M_target_own']:.4f} "
+                    f"(x{ratio:.2f}), R {m['relocation/R']:.4f}"})
 
 
 def support_sets(job: MainJob) -> None:
@@ -205,7 +213,7 @@ def support_sets(job: MainJob) -> None:
                                    f"{m['relocation/M_ridge_full']:.4f} on all fit rows"})
 
 
-STEPS = [models_and_latent_stats, relocations, support_sets]
+STEPS = [pipeline]
 
 
 def run(args) -> int:

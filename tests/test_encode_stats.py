@@ -41,12 +41,20 @@ def crafted(tmp_path_factory, ray_session):
            "run_id": run.info.run_id, "data": data, "root": root}
 
 
-def test_encode_round_trip_matches_torch_and_is_block_invariant(crafted):
-    out1 = crafted["root"] / "enc1"
-    enc1 = encode(crafted["model_uri"], "mnist", "test", out1, data_path=str(crafted["data"]),
-                  blocks=1, actors=1, batch_size=64)
-    enc2 = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc2",
-                  data_path=str(crafted["data"]), blocks=2, actors=2, batch_size=64)
+@pytest.fixture(scope="module")
+def encodings(crafted):
+    """The crafted model's test split, encoded in one block by one actor and in two by two
+    (every later test reads these; a dataset split encoded twice by one model)."""
+    kw = dict(data_path=str(crafted["data"]), batch_size=64)
+    return (encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc1", blocks=1,
+                   actors=1, **kw),
+            encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc2", blocks=2,
+                   actors=2, **kw))
+
+
+def test_encode_round_trip_matches_torch_and_is_block_invariant(crafted, encodings):
+    enc1, enc2 = encodings
+    out1 = enc1.path
     a, b = enc1.arrays(), enc2.arrays()
     assert a["mu"].shape == (300, 4) and a["mu"].dtype == np.float32
     assert a["logvar"].dtype == np.float32 and a["index"].tolist() == list(range(300))
@@ -79,9 +87,8 @@ def test_encode_refuses_bad_input_and_writes_nothing(crafted):
         open_encoding(crafted["root"])
 
 
-def test_stats_finds_the_dead_and_the_ignored_variable(crafted):
-    enc = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc-stats",
-                 data_path=str(crafted["data"]), blocks=3, actors=2, batch_size=50)
+def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
+    enc = encodings[0]
     out = stats(str(enc.path), actors=2)
     s = out.stats
     assert s["var_mu"][3] == 0.0 and s["mean_sigma2"][3] == pytest.approx(1.0)
@@ -109,14 +116,12 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted):
             "variance_vs_mse.png"} <= names
 
 
-def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted):
+def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted, encodings):
     """Source == target model: every estimator must find the identity map (up to the
     dead variable), L = 0 and M = R = M_target_own."""
     from jobs.relocate import relocate
 
-    kw = dict(data_path=str(crafted["data"]), blocks=2, actors=1, batch_size=64)
-    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "rel-a", **kw)
-    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "rel-b", **kw)
+    a, b = encodings
     out = relocate(str(a.path), str(b.path), estimators=["ols", "ridge", "ols_nobias"])
     m = out.metrics
     assert m["relocation/fit_rows"] == 240 and m["relocation/eval_rows"] == 60
@@ -137,23 +142,21 @@ def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted):
     assert names == {"maps/map_ols.npz", "maps/map_ridge.npz", "maps/map_ols_nobias.npz"}
 
 
-def test_relocation_refuses_encodings_of_different_data(crafted):
+def test_relocation_refuses_encodings_of_different_data(crafted, encodings):
     from jobs.relocate import relocate
 
-    kw = dict(data_path=str(crafted["data"]), actors=1)
-    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "j-a", limit=100, **kw)
-    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "j-b", limit=120, **kw)
-    with pytest.raises(UserError, match=r"encode different data: rows is 100 vs 120"):
-        relocate(str(a.path), str(b.path))
+    small = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "small", limit=100,
+                   data_path=str(crafted["data"]), actors=1)
+    with pytest.raises(UserError, match=r"encode different data: rows is 100 vs 300"):
+        relocate(str(small.path), str(encodings[0].path))
 
 
-def test_sectors_and_support_set_on_real_encodings(crafted):
+def test_sectors_and_support_set_on_real_encodings(crafted, encodings):
     from analysis.sectors import sector_ids
     from jobs.sectors import sectors
     from jobs.support_set import support_set
 
-    kw = dict(data_path=str(crafted["data"]), actors=1)
-    enc = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sec", **kw)
+    enc = encodings[1]  # no stats run on this one yet
     codes = enc.arrays()
     # The untrained model's codes are small: a threshold at their scale fills sectors.
     t = float(np.quantile(np.abs(codes["mu"][:, :3]), 0.2))
@@ -187,12 +190,10 @@ def test_sectors_and_support_set_on_real_encodings(crafted):
         support_set(str(enc.path), exclude="Wearing_Hat=1")
 
 
-def test_support_set_fit_beside_full_fit_and_size_sweep(crafted):
+def test_support_set_fit_beside_full_fit_and_size_sweep(crafted, encodings):
     from jobs.relocate import relocate, support_sizes
 
-    kw = dict(data_path=str(crafted["data"]), actors=1)
-    a = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sup-a", **kw)
-    b = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "sup-b", **kw)
+    a, b = encodings
     out = relocate(str(a.path), str(b.path), fit="support", estimators=["ridge", "ols"])
     m = out.metrics
     assert m["relocation/fit_rows"] == 4

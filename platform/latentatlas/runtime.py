@@ -35,10 +35,7 @@ def init_ray(address: str | None = None) -> None:
 def quiet_environment() -> None:
     """Environment shared by the driver and (through Ray) its workers: no telemetry, one copy
     of each worker print, no pickle-format warnings or download bars from MLflow."""
-    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
-                       "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-                       # Dedup would merge concurrent runs' epoch lines (they differ in numbers).
-                       "RAY_DEDUP_LOGS": "0",
+    for key, value in {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
                        # Train's per-report INFO lines ignore LoggingConfig on workers.
                        "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
