@@ -41,6 +41,7 @@ lint: setup
 
 bench: setup data
 	$(PY) bench/train_throughput.py --limit 30000
+	$(PY) bench/encode_throughput.py
 	$(PY) bench/linear_map.py
 
 clean:
