@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -157,9 +159,6 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
         per_class = {"label": [*range(labels), "all"], "count": errors["count"].tolist()}
         per_class.update({k: v.tolist() for k, v in errors.items() if k != "count"})
         mlflow.log_table(per_class, "relocation_per_class.json")
-        import tempfile
-        from pathlib import Path
-
         with tempfile.TemporaryDirectory() as tmp:
             for name, m in maps.items():
                 m.save(Path(tmp) / f"map_{name}.npz")

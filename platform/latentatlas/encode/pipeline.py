@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -92,7 +93,5 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
                 "version": __version__}
         return publish(tmp, out, meta)
     finally:
-        if tmp.exists():
-            import shutil
-
+        if tmp.exists():  # a failed run leaves nothing half-written
             shutil.rmtree(tmp)

@@ -40,8 +40,9 @@ class TrainOutcome:
 
 
 def storage_path(cfg: ExperimentConfig) -> str:
-    return str(Path(cfg.train.storage_path or "ray_results").resolve()) \
-        if "://" not in (cfg.train.storage_path or "") else cfg.train.storage_path
+    """Absolute local path (default ./ray_results), or a URI such as s3://... as given."""
+    path = cfg.train.storage_path or "ray_results"
+    return path if "://" in path else str(Path(path).resolve())
 
 
 def scaling(cfg: ExperimentConfig) -> ScalingConfig:
