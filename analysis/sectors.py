@@ -17,6 +17,16 @@ def effective_k(k: int, active: int) -> int:
     return max(1, min(k, active))
 
 
+def sector_variables(score: np.ndarray, var_mu: np.ndarray, k: int,
+                     active_threshold: float = 0.01) -> np.ndarray:
+    """The k highest-scoring active variables (var(mu) > 0.01), best first. A dead
+    variable sits at 0 for every input and would leave every sector empty, whatever its
+    score, so only active ones qualify and k shrinks to their number."""
+    active = np.asarray(var_mu) > active_threshold
+    ranked = [v for v in np.argsort(-np.asarray(score), kind="stable") if active[v]]
+    return np.array(ranked[:effective_k(k, int(active.sum()))], dtype=np.int64)
+
+
 def sector_ids(z: np.ndarray, variables, threshold: float) -> np.ndarray:
     v = np.asarray(z)[:, list(variables)]
     bits = (v > 0).astype(np.int64) << np.arange(v.shape[1], dtype=np.int64)

@@ -52,7 +52,7 @@ def compute_sectors(encoding_path: str, k: int = DEFAULT_K,
                     threshold: float = DEFAULT_THRESHOLD) -> Sectors:
     from analysis.latent import BURDA_ACTIVE
     from analysis.pipelines import latent_moments
-    from analysis.sectors import effective_k, sector_counts, sector_ids
+    from analysis.sectors import sector_counts, sector_ids, sector_variables
     from latentatlas.encode import open_encoding
 
     enc = open_encoding(encoding_path)
@@ -60,11 +60,7 @@ def compute_sectors(encoding_path: str, k: int = DEFAULT_K,
     mu, _ = latent_moments(ds)
     gain = stats_gain(enc)
     score, ordering = (gain, "information_gain") if gain is not None else (mu.var, "var_mu")
-    # Only active variables qualify: a dead one sits at 0 for every input and would leave
-    # every sector empty, whatever its rank.
-    active = mu.var > BURDA_ACTIVE
-    ranked = [v for v in np.argsort(-score, kind="stable") if active[v]]
-    variables = np.array(ranked[:effective_k(k, int(active.sum()))], dtype=np.int64)
+    variables = sector_variables(score, mu.var, k, BURDA_ACTIVE)
     tagged = ds.select_columns(["index", "mu"]).map_batches(
         lambda b: {"index": b["index"], "sector": sector_ids(b["mu"], variables, threshold)},
         batch_size=8192).materialize()

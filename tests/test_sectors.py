@@ -11,6 +11,7 @@ from analysis.sectors import (
     sector_counts,
     sector_ids,
     sector_signs,
+    sector_variables,
     select_support,
 )
 
@@ -43,6 +44,10 @@ def test_counts_cover_all_sectors_and_sum_to_the_codes_outside_the_band():
 
 def test_k_is_reduced_to_the_active_variables():
     assert effective_k(7, 5) == 5 and effective_k(7, 13) == 7 and effective_k(7, 0) == 1
+    score = np.array([0.1, 9.0, 0.5, 0.3, 0.2])  # variable 1 scores best but is dead
+    var_mu = np.array([1.0, 0.001, 0.8, 0.02, 0.005])
+    assert sector_variables(score, var_mu, 7).tolist() == [2, 3, 0]
+    assert sector_variables(score, var_mu, 2).tolist() == [2, 3]
 
 
 def test_support_set_one_per_sector_then_fill_from_the_crowded():
