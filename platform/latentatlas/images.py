@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def to_unit_float(batch: np.ndarray, device="cpu") -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> float32 tensor in [0, 1] on `device`."""
+    if not batch.flags.writeable:  # e.g. a slice of a read-only object-store array
+        batch = batch.copy()
+    return torch.from_numpy(batch).to(device, non_blocking=True).float().div_(255.0)
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:

@@ -14,6 +14,7 @@ from latentatlas import __version__, tracking
 from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, publish, temp_sibling
 from latentatlas.errors import UserError
+from latentatlas.images import to_unit_float
 
 
 def device_for(use_gpu: bool) -> torch.device:
@@ -30,8 +31,7 @@ class SplitModel:
         self.split = ray.get(split_ref)
 
     def images(self, index: np.ndarray) -> torch.Tensor:
-        batch = self.split.images[np.asarray(index)]
-        return torch.from_numpy(batch).to(self.device).float().div_(255.0)
+        return to_unit_float(self.split.images[np.asarray(index)], self.device)
 
 
 class EncodeBatch(SplitModel):

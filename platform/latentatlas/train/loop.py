@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from latentatlas.config import ExperimentConfig
+from latentatlas.images import to_unit_float
 from latentatlas.losses import gaussian_kl, make_policy, mu_penalty
 from latentatlas.models import build_model
 
@@ -35,8 +36,7 @@ def epoch_batches(n: int, epoch: int, seed: int, rank: int, world: int, batch_si
 def vae_terms(model, x, policy):
     """One forward pass: (loss, per-pixel MSE, mean KL) for a batch."""
     x_hat, mu, logvar = model(x)
-    raw = model.module if hasattr(model, "module") else model
-    kl = gaussian_kl(mu, logvar) if raw.sample_posterior else mu_penalty(mu)
+    kl = gaussian_kl(mu, logvar) if unwrap(model).sample_posterior else mu_penalty(mu)
     return policy.loss(x, x_hat, kl), (x - x_hat).pow(2).mean(), kl.mean()
 
 
@@ -47,10 +47,9 @@ def all_sum(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
-def to_float(batch: np.ndarray, device) -> torch.Tensor:
-    if not batch.flags.writeable:  # a slice of a read-only object-store array
-        batch = batch.copy()
-    return torch.from_numpy(batch).to(device, non_blocking=True).float().div_(255.0)
+def unwrap(model):
+    """The model inside DistributedDataParallel (prepare_model wraps it when world > 1)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def train_epoch(model, optimizer, policy, images: np.ndarray, batches, device,
@@ -61,7 +60,7 @@ def train_epoch(model, optimizer, policy, images: np.ndarray, batches, device,
     model.train()
     sums = [0.0, 0.0, 0.0, 0.0]
     for idx in batches:
-        x = to_float(images[np.sort(idx)], device)
+        x = to_unit_float(images[np.sort(idx)], device)
         loss, mse, kl = vae_terms(model, x, policy)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -76,8 +75,7 @@ def train_epoch(model, optimizer, policy, images: np.ndarray, batches, device,
 
 
 def save_checkpoint(directory: Path, model, optimizer, policy, epoch: int) -> None:
-    raw = model.module if hasattr(model, "module") else model
-    torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+    torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                 "policy": policy.state_dict(), "epoch": epoch}, directory / CHECKPOINT_FILE)
 
 
@@ -160,7 +158,7 @@ def evaluate(model, val_x: np.ndarray, policy, device) -> list[float]:
     model.eval()
     sums = [0.0, 0.0, 0.0, 0.0]
     for i in range(0, len(val_x), 1024):
-        x = to_float(val_x[i:i + 1024], device)
+        x = to_unit_float(val_x[i:i + 1024], device)
         loss, mse, kl = vae_terms(model, x, policy)
         n = len(x)
         sums = [sums[0] + loss.item() * n, sums[1] + mse.item() * n, sums[2] + kl.item() * n,

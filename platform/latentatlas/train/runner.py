@@ -22,7 +22,7 @@ from latentatlas import tracking
 from latentatlas.config import ExperimentConfig
 from latentatlas.data import load_split
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid, stacked_rows
+from latentatlas.images import image_grid, stacked_rows, to_unit_float
 from latentatlas.models import build_model
 from latentatlas.runtime import init_ray
 from latentatlas.train.loop import load_checkpoint, train_loop_per_worker
@@ -94,7 +94,7 @@ def model_from_checkpoint(cfg: ExperimentConfig, checkpoint, input_shape):
 @torch.no_grad()
 def pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[str, np.ndarray]:
     """Originals over reconstructions (posterior means), and an 8x8 grid of prior samples."""
-    x = torch.from_numpy(val_images[:n].copy()).float() / 255
+    x = to_unit_float(val_images[:n])
     mu, _ = model.encode(x)
     z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(seed))
     return {"reconstructions": stacked_rows([x.numpy(), model.decode(mu).numpy()]),
