@@ -79,3 +79,21 @@ def support_sweep(sizes, m_support, m_full: float, m_own: float, estimator: str)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def sweep_curves(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str,
+                 diagonal: str | None = None):
+    """One panel per measured quantity, one line per group of trials (e.g. per KL policy):
+    {panel title: {group label: (x values, y values)}}. `diagonal` names the panel that gets
+    the y = x line (active units can never exceed the latent size)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items(), strict=True):
+        for label, (xs, ys) in lines.items():
+            ax.plot(xs, ys, marker="o", label=label)
+        if title == diagonal:
+            top = max((max(xs) for xs, _ in lines.values()), default=1)
+            ax.plot([0, top], [0, top], color="k", lw=0.8, ls="--", label="y = x")
+        ax.set(xlabel=xlabel, title=title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,19 +1,11 @@
 """The command line contract: verbs, one-line errors, exit codes, the runs table."""
 
-import subprocess
-import sys
 
 import mlflow
-from conftest import REPO
+from conftest import run_cli_module as run_module
 
 from jobs import runs as runs_job
 from latentatlas.cli import main as cli_main
-
-
-def run_module(args, cwd):
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**__import__("os").environ,
-                                                      "PYTHONPATH": str(REPO)})
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path):

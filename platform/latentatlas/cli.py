@@ -15,6 +15,7 @@ from latentatlas.errors import UserError
 VERBS = {
     "run": "the main job: the whole pipeline on the embedded default",
     "train": "train a model with Ray Train (CONFIG)",
+    "sweep": "a Ray Tune sweep over a base config (CONFIG), or --resume DIR",
     "encode": "a dataset's latent codes into Parquet (Ray Data)",
     "stats": "latent statistics, variance loss, information gain of an ENCODING",
     "sectors": "codes per sector of the k most informative variables of an ENCODING",

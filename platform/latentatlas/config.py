@@ -93,18 +93,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+def set_path(raw: dict, path: list[str], value: Any) -> dict:
+    """A copy of `raw` with raw[path[0]][path[1]]... = value (missing levels created)."""
     raw = dict(raw)
-    for item in overrides:
-        path, value = parse_override(item)
-        node = raw
-        for part in path[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {}
-            node[part] = child
-            node = child
-        node[path[-1]] = value
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[part] = child
+        node = child
+    node[path[-1]] = value
     return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        raw = set_path(raw, *parse_override(item))
+    return dict(raw)
 
 
 def validate(raw: Any, source: str, model: type[BaseModel] = ExperimentConfig):

@@ -103,7 +103,11 @@ def pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[str, 
 
 def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
           experiment: str | None = None, ray_address: str | None = None,
-          resume_run_id: str | None = None, parent_run_id: str | None = None) -> TrainOutcome:
+          resume_run_id: str | None = None, parent_run_id: str | None = None,
+          callbacks=(), tags: dict | None = None) -> TrainOutcome:
+    """Train `cfg` in a new MLflow run (a child of `parent_run_id` when given), or continue
+    the run `resume_run_id` from its last checkpoint. `callbacks` go to the Ray Train run
+    (a Tune trial passes its TuneReportCallback)."""
     uri = tracking.setup(tracking_uri, experiment)
     init_ray(ray_address)
     train_split, val_split = load_data(cfg)
@@ -118,12 +122,12 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         name = f"{cfg.name}-{run.info.run_id[:8]}"
         mlflow.log_params(tracking.flatten(cfg.model_dump()))
         mlflow.set_tags({TAG_TRAIN_NAME: name, TAG_STORAGE: storage_path(cfg),
-                         "latentatlas.kind": "train", "dataset": cfg.data.name})
+                         "latentatlas.kind": "train", "dataset": cfg.data.name, **(tags or {})})
     run_id = run.info.run_id
     mlflow.log_dict(cfg.model_dump(), "config.yaml")
     try:
         result = run_trainer(cfg, train_split.images, val_split.images, name,
-                             {"tracking_uri": uri, "run_id": run_id})
+                             {"tracking_uri": uri, "run_id": run_id}, callbacks)
         stopped = (result.return_value or {}).get("stopped")
         if stopped:
             kept = result.checkpoint.path if result.checkpoint else "none (failed in epoch 1)"

@@ -1,0 +1,233 @@
+"""Ray Tune sweeps: the spec and its arithmetic, then real sweeps on the shared local Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import yaml
+from conftest import REPO, run_cli_module
+
+from jobs.sweep import measure_trial
+from latentatlas.errors import UserError
+from latentatlas.tune.runner import child_runs, resume_sweep, start_sweep
+from latentatlas.tune.sweep import (
+    Domain,
+    best_row,
+    curves,
+    fitting_trials,
+    load_sweep,
+    trial_config,
+    trial_resources,
+    trial_status,
+)
+
+BASE = {"name": "tiny", "seed": 1,
+        "data": {"name": "mnist", "limit": 64},
+        "model": {"name": "dense_vae", "hidden": [16], "latent_dim": 4},
+        "kl": {"policy": "balanced"},
+        "train": {"epochs": 2, "batch_size": 16, "lr": 0.003, "cpus_per_worker": 0.5}}
+
+
+def write_sweep(folder, data_path, **over):
+    spec = {"name": "s", "base": {**BASE, "data": {**BASE["data"], "path": str(data_path)}},
+            "space": {"kl.policy": {"grid": ["elbo", "balanced"]},
+                      "model.latent_dim": {"grid": [2, 4]}},
+            "max_concurrent": 2, "metric": "val/mse", "stats": {"enabled": False}, **over}
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+# ---- the spec ----------------------------------------------------------------------------
+
+def test_domain_needs_exactly_one_kind_and_sane_ranges():
+    assert Domain(grid=[1, 2]).candidates() == [1, 2]
+    assert Domain(randint=(2, 5)).candidates() == [2, 4]  # high is exclusive
+    assert Domain(loguniform=(1e-4, 1e-2)).candidates() == [1e-4, 1e-2]
+    for bad in ({}, {"grid": [1], "choice": [2]}, {"uniform": (2, 1)},
+                {"loguniform": (0, 1)}, {"grid": []}):
+        with pytest.raises(ValueError):
+            Domain(**bad)
+
+
+def test_trial_config_sets_shallow_keys_first():
+    swap = {"name": "conv_vae", "channels": [4], "hidden": 8}
+    cfg = trial_config(BASE, {"model.latent_dim": 3, "model": swap, "kl.policy": "elbo"})
+    assert (cfg.model.name, cfg.model.latent_dim, cfg.model.channels) == ("conv_vae", 3, [4])
+    assert cfg.kl.policy == "elbo" and BASE["model"]["latent_dim"] == 4  # base untouched
+
+
+def test_load_sweep_reads_base_file_and_applies_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    path = write_sweep(tmp_path, tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "base": "base.yaml"}))
+    sweep = load_sweep(path, ["base.train.epochs=5", "num_samples=3"])
+    assert sweep.base["train"]["epochs"] == 5 and sweep.num_samples == 3
+    assert sweep.base["model"]["hidden"] == [16]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"space": {"model.latent_dim": {"grid": [4, 0]}}},
+     "space.model.latent_dim=0: model.latent_dim: Input should be greater than 0"),
+    ({"space": {"model.latnt_dim": {"grid": [4]}}}, "model.latnt_dim: Extra inputs"),
+    ({"space": {"train.num_workers": {"grid": [1, 2]}}}, "space.train.num_workers: cannot be"),
+    ({"scheduler": "asha", "asha": {"grace_period": 2}}, "asha.grace_period (2) must be below"),
+    ({"space": {"kl.policy": {"grid": ["elbo"], "choice": ["beta"]}}}, "space.kl.policy: Value"),
+    ({"metric": "val/acc"}, "metric: Input should be"),
+])
+def test_bad_sweeps_fail_before_any_trial(tmp_path, change, message):
+    path = write_sweep(tmp_path, tmp_path, **change)
+    with pytest.raises(UserError) as e:
+        load_sweep(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value), str(e.value)
+
+
+def test_bad_sweep_from_the_cli_is_one_line(tmp_path):
+    path = write_sweep(tmp_path, tmp_path, space={"model.latent_dim": {"grid": [-1]}})
+    res = run_cli_module(["jobs.sweep", str(path)], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: {path}: space.model.latent_dim=-1: model.latent_dim: Input should be greater "
+        f"than 0 (got -1)"]
+    assert not (tmp_path / "ray_results").exists()
+
+
+def test_resources_per_trial_and_what_fits():
+    cfg = trial_config(BASE, {"train.num_workers": 2})
+    assert trial_resources(cfg, 0.1) == {"CPU": pytest.approx(1.1), "GPU": 0.0}
+    assert fitting_trials({"CPU": 0.6, "GPU": 0.0}, {"CPU": 2.0}) == 3
+    assert fitting_trials({"CPU": 1.1, "GPU": 2.0}, {"CPU": 16.0, "GPU": 4.0}) == 2
+    assert fitting_trials({"CPU": 4.0, "GPU": 0.0}, {"CPU": 2.0}) == 1  # at least one
+
+
+def test_best_row_status_and_curves():
+    rows = [{"trial": "a", "status": "finished", "val/mse": 0.2, "kl.policy": "elbo",
+             "model.latent_dim": 8, "seed": 0},
+            {"trial": "b", "status": "finished", "val/mse": float("nan"), "kl.policy": "elbo",
+             "model.latent_dim": 16, "seed": 0},
+            {"trial": "c", "status": "stopped_early", "val/mse": 0.01, "kl.policy": "beta",
+             "model.latent_dim": 8, "seed": 0},
+            {"trial": "d", "status": "finished", "val/mse": 0.4, "kl.policy": "elbo",
+             "model.latent_dim": 8, "seed": 1}]
+    assert best_row(rows, "val/mse", "min")["trial"] == "a"
+    assert best_row(rows, "val/mse", "max")["trial"] == "d"
+    assert best_row(rows[1:3], "val/mse", "min") is None
+    assert curves(rows, "model.latent_dim", "val/mse", ["kl.policy"]) == {
+        "policy=beta": ([8], [0.01]), "policy=elbo": ([8], [pytest.approx(0.3)])}
+    assert trial_status("FINISHED", False) == "finished"
+    assert trial_status("RUNNING", False) == "stopped_early"
+    assert trial_status("FINISHED", True) == trial_status("FAILED", False) == "failed"
+
+
+# ---- real sweeps -------------------------------------------------------------------------
+
+def train_runs(parent_run_id):
+    client = mlflow.MlflowClient()
+    exp = mlflow.get_experiment_by_name("test").experiment_id
+    return child_runs(client, exp, parent_run_id, "train")
+
+
+def test_interrupted_sweep_resumes_without_repeating_finished_trials(
+        ray_session, mlflow_store, workdir, idx_folder):
+    """A sweep of 2 policies x 2 latent sizes, its driver killed (SIGKILL) once two trials
+    have finished, then resumed: four child runs under one parent, each combination once,
+    the two finished runs untouched."""
+    path = write_sweep(workdir, idx_folder, name="killed")
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'platform'}:{REPO}", "RAY_AUTH_MODE": "token",
+           "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "CI": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.sweep", str(path),
+                             "--tracking-uri", mlflow_store, "--experiment", "test"],
+                            cwd=workdir, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = mlflow.MlflowClient()
+    try:
+        deadline = time.time() + 240
+        parent = finished = None
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(1)
+            sweeps = mlflow.search_runs(filter_string="tags.`latentatlas.kind` = 'sweep'",
+                                        output_format="list")
+            if sweeps:
+                parent = sweeps[0].info.run_id
+                finished = [r for r in train_runs(parent) if r.info.status == "FINISHED"]
+                if len(finished) >= 2:
+                    break
+        assert parent and finished and len(finished) >= 2, proc.stdout.read()
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = {r.info.run_id: r.info.end_time for r in finished}
+    assert len(train_runs(parent)) < 4 or any(r.info.status == "RUNNING"
+                                              for r in train_runs(parent))
+
+    out = resume_sweep("killed", tracking_uri=mlflow_store, experiment="test")
+    assert out.parent_run_id == parent and not out.interrupted
+    runs = train_runs(parent)
+    assert len(runs) == 4
+    combos = sorted((r.data.params["kl.policy"], r.data.params["model.latent_dim"])
+                    for r in runs)
+    assert combos == [("balanced", "2"), ("balanced", "4"), ("elbo", "2"), ("elbo", "4")]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run_id, end_time in before.items():  # not retrained: the same run, ended once
+        assert client.get_run(run_id).info.end_time == end_time
+    for r in runs:  # every epoch logged once, none repeated
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val/loss")]
+        assert sorted(steps) == [1, 2], (r.info.run_id, steps)
+    assert client.get_run(parent).info.status == "FINISHED"
+    rows = json.loads(mlflow.artifacts.load_text(f"runs:/{parent}/trials.json"))
+    assert len(rows["data"]) == 4 and all(r == "finished" for r in
+                                          [d[rows["columns"].index("status")]
+                                           for d in rows["data"]])
+    assert out.best["val/mse"] == min(r.data.metrics["val/mse"] for r in runs)
+
+
+def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
+                                                           workdir, idx_folder):
+    """One trial with a learning rate too small to learn anything runs after a good one; ASHA
+    stops it at its first rung. The good trial's latent statistics and the active-units
+    figure land in the parent run."""
+    from ray.util import placement_group_table
+
+    path = write_sweep(workdir, idx_folder, name="asha", scheduler="asha", max_concurrent=1,
+                       metric="val/mse", base={**BASE, "data": {**BASE["data"],
+                                                                "path": str(idx_folder)},
+                                               "train": {**BASE["train"], "epochs": 3}},
+                       space={"train.lr": {"grid": [0.003, 1e-9]},
+                              "model.latent_dim": {"grid": [4]}},
+                       stats={"enabled": True, "limit": 32})
+    out = start_sweep(load_sweep(path), tracking_uri=mlflow_store, experiment="test",
+                      measure=measure_trial)
+    by_lr = {r["train.lr"]: r for r in out.rows}
+    good, bad = by_lr[0.003], by_lr[1e-9]
+    assert good["status"] == "finished" and good["epochs"] == 3
+    assert bad["status"] == "stopped_early" and bad["epochs"] == 1
+    client = mlflow.MlflowClient()
+    run = client.get_run(bad["run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["latentatlas.stopped_early"] == "asha"
+    # (the run may log one more epoch while Tune tears the trial down)
+    assert len(client.get_metric_history(bad["run_id"], "val/mse")) < 3
+    # Latent statistics of the finished trial: the same numbers as its own stats run.
+    stats_runs = child_runs(client, mlflow.get_experiment_by_name("test").experiment_id,
+                            good["run_id"], "stats")
+    assert len(stats_runs) == 1
+    assert good["latent/active_units"] == stats_runs[0].data.metrics["latent/active_units"]
+    parent = {a.path for a in client.list_artifacts(out.parent_run_id)}
+    assert {"trials.json", "active_units_vs_latent_dim.png", "search_space.json"} <= parent
+    assert client.get_run(out.parent_run_id).data.tags["best_trial"] == good["trial"]
+    # Nothing left behind by the stopped trial: no live placement group, every CPU free.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        live = [p for p in placement_group_table().values() if p["state"] != "REMOVED"]
+        free = ray_session.available_resources().get("CPU", 0)
+        if not live and free == ray_session.cluster_resources()["CPU"]:
+            break
+        time.sleep(1)
+    assert not live and free == ray_session.cluster_resources()["CPU"]
