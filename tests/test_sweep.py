@@ -191,15 +191,16 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
 
 def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
                                                            workdir, idx_folder):
-    """One trial with a learning rate too small to learn anything runs after a good one; ASHA
-    stops it at its first rung. The good trial's latent statistics and the active-units
+    """Two-worker trials. One with a learning rate too small to learn anything runs after a
+    good one; ASHA stops it at its first rung. The good trial's latent statistics and the active-units
     figure land in the parent run."""
     from ray.util import placement_group_table
 
     path = write_sweep(workdir, idx_folder, name="asha", scheduler="asha", max_concurrent=1,
                        metric="val/mse", base={**BASE, "data": {**BASE["data"],
                                                                 "path": str(idx_folder)},
-                                               "train": {**BASE["train"], "epochs": 3}},
+                                               "train": {**BASE["train"], "epochs": 3,
+                                                         "num_workers": 2}},
                        space={"train.lr": {"grid": [0.003, 1e-9]},
                               "model.latent_dim": {"grid": [4]}},
                        stats={"enabled": True, "limit": 32})

@@ -1,0 +1,182 @@
+"""What a user does on a cluster, on this machine: cluster.yaml passes Ray's own validation;
+a real `ray start --head` plus a second node, a real `mlflow server`, and a `train` job
+submitted with the Jobs SDK under token authentication."""
+
+import copy
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from conftest import REPO, make_idx_dataset
+
+pytestmark = pytest.mark.cluster
+
+
+def test_cluster_yaml_passes_rays_validation():
+    from jsonschema import ValidationError
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    config = prepare_config(copy.deepcopy(raw))
+    validate_config(config)
+    workers = config["available_node_types"]["gpu_worker"]
+    assert workers["resources"]["GPU"] >= 1 and workers["max_workers"] >= 1
+    assert "GPU" not in config["available_node_types"][config["head_node_type"]]["resources"]
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in head_start and "--dashboard-host=127.0.0.1" in head_start
+    raw["available_node_types"]["head"]["node_config_typo"] = {}
+    with pytest.raises(ValidationError, match="node_config_typo"):
+        validate_config(prepare_config(raw))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class Processes:
+    """Foreground processes in their own sessions, stopped together (SIGTERM, then KILL)."""
+
+    def __init__(self, env):
+        self.env, self.procs = env, []
+
+    def start(self, args, log: Path):
+        proc = subprocess.Popen(args, env=self.env, stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A two-node Ray cluster (`ray start --head --block` and a second `ray start --block`)
+    with token auth and a loopback dashboard, and an `mlflow server` on a free loopback
+    port. Own temp dir (short: Ray's socket paths must fit 107 bytes)."""
+    work = tmp_path_factory.mktemp("cluster")
+    ray_tmp = tempfile.mkdtemp(prefix="la-", dir="/tmp")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
+    procs = Processes(env)
+    try:
+        procs.start([str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1",
+                     "--port", str(mlflow_port), "--workers", "1",
+                     "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+                     "--artifacts-destination", str(work / "artifacts")], work / "mlflow.log")
+        procs.start([str(bin_dir / "ray"), "start", "--head", "--block",
+                     "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=1",
+                     "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                     f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
+                     f"--temp-dir={ray_tmp}", "--disable-usage-stats"], work / "head.log")
+        address = f"http://127.0.0.1:{dashboard}"
+        wait_for(lambda: http_ok(f"{address}/api/version"), 90, "the Ray dashboard")
+        procs.start([str(bin_dir / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}",
+                     "--node-ip-address=127.0.0.1", "--num-cpus=1"], work / "worker.log")
+        tracking = f"http://127.0.0.1:{mlflow_port}"
+        wait_for(lambda: http_ok(f"{tracking}/health"), 90, "the MLflow server")
+        yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "tracking_uri": tracking,
+               "work": work, "env": env}
+    finally:
+        procs.stop()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster, monkeypatch):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    from latentatlas import tracking
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the client authenticates with the token
+    client = JobSubmissionClient(cluster["address"])
+    nodes = wait_for(lambda: len([n for n in ray_nodes(cluster) if n]) == 2 or None, 60,
+                     "the second node")
+    assert nodes
+    data = make_idx_dataset(cluster["work"] / "idx", n_train=256, n_test=64)
+    job = client.submit_job(
+        entrypoint="python -m jobs.train jobs/configs/fmnist_dense.yaml "
+                   f"--set data.name=mnist --set data.path={data} --set data.limit=256 "
+                   "--set model.hidden=[32] --set model.latent_dim=4 --set train.epochs=2 "
+                   "--set train.num_workers=2 --set train.cpus_per_worker=0.5 "
+                   "--set train.batch_size=32 --set name=cluster-job",
+        runtime_env={"working_dir": str(REPO),
+                     "env_vars": {"MLFLOW_TRACKING_URI": cluster["tracking_uri"],
+                                  "MLFLOW_EXPERIMENT_NAME": "cluster"}})
+    done = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    status = wait_for(lambda: (s := client.get_job_status(job)) in done and s, 300, "the job")
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    run_id = re.search(r"MLflow run id: ([0-9a-f]{32})", logs).group(1)
+
+    mlflow.set_tracking_uri(cluster["tracking_uri"])
+    server = mlflow.MlflowClient(cluster["tracking_uri"])
+    run = server.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.num_workers"] == "2" and run.data.params["data.name"] == "mnist"
+    assert [m.step for m in server.get_metric_history(run_id, "val/mse")] == [1, 2]
+    artifacts = {a.path for a in server.list_artifacts(run_id)}
+    assert {"reconstructions.png", "samples.png", "config.yaml"} <= artifacts
+    model, spec = tracking.load_vae(f"runs:/{run_id}/model")  # through the server's proxy
+    assert model.latent_dim == 4 and spec["input_shape"] == [1, 28, 28]
+
+    # Without the token the cluster refuses the client.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    with pytest.raises(Exception, match="(?i)auth|token|401|403"):
+        JobSubmissionClient(cluster["address"]).list_jobs()
+
+
+def ray_nodes(cluster) -> list[bool]:
+    import json
+
+    req = urllib.request.Request(f"{cluster['address']}/nodes?view=summary")
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            summary = json.loads(r.read())["data"]["summary"]
+    except OSError:
+        return []
+    return [n["raylet"]["state"] == "ALIVE" for n in summary]
