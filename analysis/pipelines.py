@@ -45,7 +45,8 @@ class ModelPartial(SplitModel):
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = self.images(batch["index"])
-        mu = torch.from_numpy(batch["mu"]).to(self.device)
+        # Ray Data hands read-only views of Arrow buffers; torch wants writable memory.
+        mu = torch.as_tensor(np.array(batch["mu"]), device=self.device)
         decode = self.model.decode
         x_hat = decode(mu)
         # Prior samples, as many as the batch has codes, seeded by the batch's first index

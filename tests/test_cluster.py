@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -56,16 +57,8 @@ def wait_for(predicate, timeout: float, what: str):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 class Processes:
-    """Foreground processes in their own sessions, stopped together (SIGTERM, then KILL)."""
+    """Foreground processes in their own process groups, stopped together."""
 
     def __init__(self, env):
         self.env, self.procs = env, []
@@ -81,20 +74,27 @@ class Processes:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=30)
+            try:  # Ray drains for up to 30 s on SIGTERM; nothing here needs draining
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the whole group: raylet, GCS, workers
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A two-node Ray cluster (`ray start --head --block` and a second `ray start --block`)
     with token auth and a loopback dashboard, and an `mlflow server` on a free loopback
-    port. Own temp dir (short: Ray's socket paths must fit 107 bytes)."""
+    port. Own temp dirs (short: Ray's socket paths must fit 107 bytes)."""
     work = tmp_path_factory.mktemp("cluster")
     ray_tmp = tempfile.mkdtemp(prefix="la-", dir="/tmp")
+    # Each node its own temp dir: two raylets sharing one would garbage-collect each
+    # other's runtime-env packages (a job's working_dir vanished under it here).
+    worker_tmp = tempfile.mkdtemp(prefix="la-w-", dir="/tmp")
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -113,42 +113,56 @@ def cluster(tmp_path_factory):
                      f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
                      f"--temp-dir={ray_tmp}", "--disable-usage-stats"], work / "head.log")
         address = f"http://127.0.0.1:{dashboard}"
-        wait_for(lambda: http_ok(f"{address}/api/version"), 90, "the Ray dashboard")
+        wait_for(lambda: http_status(f"{address}/api/version", f"Bearer {token()}") == 200, 90,
+                 "the Ray dashboard")
         procs.start([str(bin_dir / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}",
-                     "--node-ip-address=127.0.0.1", "--num-cpus=1"], work / "worker.log")
+                     "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={worker_tmp}"],
+                    work / "worker.log")
         tracking = f"http://127.0.0.1:{mlflow_port}"
-        wait_for(lambda: http_ok(f"{tracking}/health"), 90, "the MLflow server")
+        wait_for(lambda: http_status(f"{tracking}/health", None) == 200, 90, "the MLflow server")
         yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "tracking_uri": tracking,
                "work": work, "env": env}
     finally:
         procs.stop()
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        for path in (ray_tmp, worker_tmp):
+            shutil.rmtree(path, ignore_errors=True)
 
 
-def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster, monkeypatch):
-    from ray.job_submission import JobStatus, JobSubmissionClient
+SUBMIT = """
+import sys, time
+from ray.job_submission import JobStatus, JobSubmissionClient
 
+address, repo, tracking_uri, entrypoint = sys.argv[1:5]
+client = JobSubmissionClient(address)
+job = client.submit_job(entrypoint=entrypoint, runtime_env={
+    "working_dir": repo,
+    "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "cluster"}})
+deadline = time.time() + 300
+while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                         JobStatus.STOPPED) and time.time() < deadline:
+    time.sleep(1)
+print(client.get_job_logs(job))
+print("JOB STATUS:", client.get_job_status(job))
+"""
+
+
+def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
+    """The submitting side is its own process, as on a user's laptop: the Jobs SDK with
+    RAY_AUTH_MODE=token and the token in ~/.ray/auth_token."""
     from latentatlas import tracking
 
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the client authenticates with the token
-    client = JobSubmissionClient(cluster["address"])
-    nodes = wait_for(lambda: len([n for n in ray_nodes(cluster) if n]) == 2 or None, 60,
-                     "the second node")
-    assert nodes
+    wait_for(lambda: sum(ray_nodes(cluster)) == 2, 60, "the second node")
     data = make_idx_dataset(cluster["work"] / "idx", n_train=256, n_test=64)
-    job = client.submit_job(
-        entrypoint="python -m jobs.train jobs/configs/fmnist_dense.yaml "
-                   f"--set data.name=mnist --set data.path={data} --set data.limit=256 "
-                   "--set model.hidden=[32] --set model.latent_dim=4 --set train.epochs=2 "
-                   "--set train.num_workers=2 --set train.cpus_per_worker=0.5 "
-                   "--set train.batch_size=32 --set name=cluster-job",
-        runtime_env={"working_dir": str(REPO),
-                     "env_vars": {"MLFLOW_TRACKING_URI": cluster["tracking_uri"],
-                                  "MLFLOW_EXPERIMENT_NAME": "cluster"}})
-    done = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
-    status = wait_for(lambda: (s := client.get_job_status(job)) in done and s, 300, "the job")
-    logs = client.get_job_logs(job)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    entrypoint = ("python -m jobs.train jobs/configs/fmnist_dense.yaml "
+                  f"--set data.name=mnist --set data.path={data} --set data.limit=256 "
+                  "--set model.hidden=[32] --set model.latent_dim=4 --set train.epochs=2 "
+                  "--set train.num_workers=2 --set train.cpus_per_worker=0.5 "
+                  "--set train.batch_size=32 --set name=cluster-job")
+    res = subprocess.run([sys.executable, "-c", SUBMIT, cluster["address"], str(REPO),
+                          cluster["tracking_uri"], entrypoint], env=cluster["env"],
+                         capture_output=True, text=True, timeout=400)
+    logs = res.stdout
+    assert "JOB STATUS: SUCCEEDED" in logs, (logs + res.stderr)[-4000:]
     run_id = re.search(r"MLflow run id: ([0-9a-f]{32})", logs).group(1)
 
     mlflow.set_tracking_uri(cluster["tracking_uri"])
@@ -162,18 +176,34 @@ def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster, m
     model, spec = tracking.load_vae(f"runs:/{run_id}/model")  # through the server's proxy
     assert model.latent_dim == 4 and spec["input_shape"] == [1, 28, 28]
 
-    # Without the token the cluster refuses the client.
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
-    with pytest.raises(Exception, match="(?i)auth|token|401|403"):
-        JobSubmissionClient(cluster["address"]).list_jobs()
+    # The job API refuses requests without the token, and with a wrong one.
+    for header in (None, "Bearer not-the-token"):
+        assert http_status(f"{cluster['address']}/api/jobs/", header) in (401, 403)
+    assert http_status(f"{cluster['address']}/api/jobs/", f"Bearer {token()}") == 200
+
+
+def token() -> str:
+    return (Path.home() / ".ray" / "auth_token").read_text().strip()
+
+
+def http_status(url: str, authorization: str | None) -> int:
+    req = urllib.request.Request(url)
+    if authorization:
+        req.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:  # not listening yet
+        return 0
 
 
 def ray_nodes(cluster) -> list[bool]:
     import json
 
     req = urllib.request.Request(f"{cluster['address']}/nodes?view=summary")
-    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Authorization", f"Bearer {token()}")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             summary = json.loads(r.read())["data"]["summary"]

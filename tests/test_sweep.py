@@ -192,8 +192,8 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
 def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
                                                            workdir, idx_folder):
     """Two-worker trials. One with a learning rate too small to learn anything runs after a
-    good one; ASHA stops it at its first rung. The good trial's latent statistics and the active-units
-    figure land in the parent run."""
+    good one; ASHA stops it at its first rung. The good trial's latent statistics and the
+    active-units figure land in the parent run."""
     from ray.util import placement_group_table
 
     path = write_sweep(workdir, idx_folder, name="asha", scheduler="asha", max_concurrent=1,
