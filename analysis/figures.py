@@ -97,3 +97,31 @@ def sweep_curves(panels: dict[str, dict[str, tuple[list, list]]], xlabel: str,
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def trajectories(codes: np.ndarray, labels: np.ndarray):
+    """Paths of a few images' codes (moments, images, latent) through the first epoch, on the
+    first two latent variables: circles where they start, filled dots where they end."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    colors = plt.get_cmap("tab10")
+    for i, label in enumerate(labels):
+        path = codes[:, i, :2]
+        c = colors(int(label) % 10)
+        ax.plot(path[:, 0], path[:, 1], color=c, lw=1, alpha=0.8)
+        ax.scatter(*path[0], facecolors="none", edgecolors=[c], s=30)
+        ax.scatter(*path[-1], color=c, s=30, label=str(label))
+    ax.set(xlabel="z0", ylabel="z1", title=f"codes during the first epoch ({len(codes)} moments)")
+    ax.legend(title="class", fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def scatter3d(codes: np.ndarray, labels: np.ndarray, title: str):
+    """3-D latent codes coloured by class."""
+    fig = plt.figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], c=labels % 10, cmap="tab10", s=2,
+               alpha=0.6)
+    ax.set(xlabel="z0", ylabel="z1", zlabel="z2", title=title)
+    fig.tight_layout()
+    return fig

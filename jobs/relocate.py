@@ -149,9 +149,9 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
             from analysis.figures import support_sweep
 
             m_sweep = [every[f"M_{primary}_support{n}"] for n in sweep]
-            mlflow.log_figure(support_sweep(sweep, m_sweep, every[f"M_{primary}_full"],
-                                            every["M_target_own"], primary),
-                              "support_size_sweep.png")
+            tracking.log_figure(support_sweep(sweep, m_sweep, every[f"M_{primary}_full"],
+                                              every["M_target_own"], primary),
+                                "support_size_sweep.png")
             mlflow.log_table({"estimator": list(estimators),
                               "M_support": [every[f"M_{e}"] for e in estimators],
                               "M_full": [every[f"M_{e}_full"] for e in estimators]},
@@ -200,8 +200,8 @@ def relocate_all(paths: list[str], **kwargs) -> tuple[str, np.ndarray, list]:
                              "M/M_target_own": ratio[i, j], "run_id": out.run_id})
         labels = [str(i) for i in range(len(paths))]
         client = mlflow.MlflowClient()
-        client.log_figure(pid, heatmap(ratio, labels, "M / M_target_own (rows: source)"),
-                          "relocation_heatmap.png")
+        tracking.log_figure(heatmap(ratio, labels, "M / M_target_own (rows: source)"),
+                            "relocation_heatmap.png", run_id=pid)
         client.log_dict(pid, {"encodings": paths, "pairs": rows}, "relocation_pairs.json")
         client.set_terminated(pid, "FINISHED")
     except BaseException:

@@ -112,9 +112,9 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
         mlflow.log_table({"sector": list(range(len(s.counts))),
                           "signs": [sector_signs(i, s.k) for i in range(len(s.counts))],
                           "count": s.counts.tolist()}, "sector_counts.json")
-        mlflow.log_figure(figures.sorted_bars(s.counts.astype(float),
-                                              f"codes per sector (k={s.k}, t={threshold})",
-                                              "codes"), "sector_counts.png")
+        tracking.log_figure(figures.sorted_bars(s.counts.astype(float),
+                                                f"codes per sector (k={s.k}, t={threshold})",
+                                                "codes"), "sector_counts.png")
         if shown:
             grid = np.concatenate([split.images[i] for i in shown]).astype(np.float32) / 255
             tracking.log_image(image_grid(grid, ncols=8), "sector_members_crowded_vs_sparse")

@@ -79,13 +79,13 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
         mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "latent_stats.json")
         mlflow.log_table({"variable": list(range(len(gain))), "information_gain": gain.tolist(),
                           "rank": np.argsort(ranking(gain)).tolist()}, "information_gain.json")
-        mlflow.log_figure(figures.latent_bars(per_variable), "latent_stats.png")
-        mlflow.log_figure(figures.sorted_bars(gain, "information gain per variable",
-                                              "mse(z_i = 0) - mse"), "information_gain.png")
+        tracking.log_figure(figures.latent_bars(per_variable), "latent_stats.png")
+        tracking.log_figure(figures.sorted_bars(gain, "information gain per variable",
+                                                "mse(z_i = 0) - mse"), "information_gain.png")
         tracking.log_image(stacked_rows([kept, zeroed]), "zero_out_inactive")
         tracking.log_image(image_grid(walk, ncols=len(TRAVERSAL)), "traversal_top7")
-        mlflow.log_figure(figures.variance_vs_mse(variance_points(run.info.run_id, metrics)),
-                          "variance_vs_mse.png")
+        tracking.log_figure(figures.variance_vs_mse(variance_points(run.info.run_id, metrics)),
+                            "variance_vs_mse.png")
     return StatsOutcome(run.info.run_id, metrics, per_variable, gain)
 
 

@@ -75,7 +75,7 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(self.procs):
             try:  # Ray drains for up to 30 s on SIGTERM; nothing here needs draining
-                proc.wait(timeout=5)
+                proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 pass
             try:

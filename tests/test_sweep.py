@@ -10,7 +10,7 @@ import time
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, run_cli_module
+from conftest import REPO, make_idx_dataset, run_cli_module
 
 from jobs.sweep import measure_trial
 from latentatlas.errors import UserError
@@ -137,7 +137,7 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
         ray_session, mlflow_store, workdir, idx_folder):
     """A sweep of 2 policies x 2 latent sizes, its driver killed (SIGKILL) once two trials
     have finished, then resumed: four child runs under one parent, each combination once,
-    the two finished runs untouched."""
+    the finished runs untouched, every epoch logged once."""
     path = write_sweep(workdir, idx_folder, name="killed")
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'platform'}:{REPO}", "RAY_AUTH_MODE": "token",
            "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "CI": "true"}
@@ -190,15 +190,17 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
 
 
 def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
-                                                           workdir, idx_folder):
+                                                           workdir):
     """Two-worker trials. One with a learning rate too small to learn anything runs after a
     good one; ASHA stops it at its first rung. The good trial's latent statistics and the
     active-units figure land in the parent run."""
     from ray.util import placement_group_table
 
-    path = write_sweep(workdir, idx_folder, name="asha", scheduler="asha", max_concurrent=1,
-                       metric="val/mse", base={**BASE, "data": {**BASE["data"],
-                                                                "path": str(idx_folder)},
+    # Epochs long enough (~0.5 s) that a stopped trial cannot finish before Tune kills it.
+    data = make_idx_dataset(workdir / "asha-idx", n_train=1024, n_test=64)
+    path = write_sweep(workdir, data, name="asha", scheduler="asha", max_concurrent=1,
+                       metric="val/mse", base={**BASE, "data": {"name": "mnist", "limit": 1024,
+                                                                "path": str(data)},
                                                "train": {**BASE["train"], "epochs": 3,
                                                          "num_workers": 2}},
                        space={"train.lr": {"grid": [0.003, 1e-9]},

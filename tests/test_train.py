@@ -1,11 +1,16 @@
 """Training through Ray Train on the shared local Ray, recorded in a real sqlite MLflow."""
 
 import math
+import os
+import signal
+import threading
+import time
 
 import mlflow
 import numpy as np
 import pytest
 import torch
+from conftest import make_idx_dataset
 
 from latentatlas import tracking
 from latentatlas.config import validate
@@ -63,17 +68,73 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
         client.get_metric_history(out.run_id, "val/mse")[-1].value)
 
 
-def test_resume_continues_at_the_right_epoch_and_matches_a_straight_run(
-        ray_session, mlflow_store, idx_folder):
-    first = train(tiny(idx_folder, train__epochs=1))
-    resumed = train(tiny(idx_folder, train__epochs=2), resume_run_id=first.run_id)
-    straight = train(tiny(idx_folder, train__epochs=2))
+def two_workers(data, name: str, epochs: int = 4):
+    """Two workers, max_failures 2, epochs of ~0.5 s: long enough to kill a worker mid-run."""
+    return validate({"name": name, "seed": 5,
+                     "data": {"name": "mnist", "path": str(data), "limit": 2048},
+                     "model": {"name": "dense_vae", "hidden": [64], "latent_dim": 4},
+                     "kl": {"policy": "balanced"},
+                     "train": {"epochs": epochs, "batch_size": 16, "lr": 0.002,
+                               "num_workers": 2, "cpus_per_worker": 0.5,
+                               "max_failures": 2}}, "test")
+
+
+def train_workers(state: str = "ALIVE") -> list:
+    from ray.util.state import list_actors
+
+    return list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
+                       limit=1000)
+
+
+def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlflow_store,
+                                                                tmp_path):
+    """One straight run of 4 epochs, and two that are interrupted: one stopped after epoch 1
+    and continued with --resume, one whose worker is killed (SIGKILL) after epoch 2 and
+    restarted by Ray Train from its checkpoint (train.max_failures). Both end where the
+    straight run ends (resume is exact; the fault-tolerance bar is 1%)."""
+    data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=128)
+    straight = train(two_workers(data, "straight"))
+    client = mlflow.MlflowClient()
+
+    first = train(two_workers(data, "resumed", epochs=1))
+    resumed = train(two_workers(data, "resumed"), resume_run_id=first.run_id)
     assert resumed.run_id == first.run_id
-    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(first.run_id, "val/mse")]
-    assert steps == [1, 2]
-    assert load_checkpoint(resumed.checkpoint_path)["epoch"] == 1
+    steps = [m.step for m in client.get_metric_history(first.run_id, "val/mse")]
+    assert steps == [1, 2, 3, 4]
+    assert load_checkpoint(resumed.checkpoint_path)["epoch"] == 3
     for key in ("train/loss", "val/mse", "train/gamma"):
         assert resumed.metrics[key] == pytest.approx(straight.metrics[key], rel=1e-6), key
+
+    dead_before = len(train_workers("DEAD"))
+    outcome, errors = {}, []
+
+    def killed_run():
+        try:
+            outcome["out"] = train(two_workers(data, "killed"))
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    thread = threading.Thread(target=killed_run)
+    thread.start()
+    deadline, victim = time.time() + 180, None
+    while time.time() < deadline and thread.is_alive() and victim is None:
+        time.sleep(0.2)
+        runs = mlflow.search_runs(filter_string="attributes.run_name = 'killed'",
+                                  output_format="list")
+        # Two epochs reported: a checkpoint to come back to, and epochs left to run.
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "val/loss")) >= 2:
+            workers = train_workers()
+            if len(workers) == 2:
+                victim = workers[1]
+                os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert victim is not None, "the run ended before a worker could be killed"
+    assert not errors, errors
+    killed = outcome["out"]
+    assert len(train_workers("DEAD")) >= dead_before + 2  # the worker group was replaced
+    assert max(m.step for m in client.get_metric_history(killed.run_id, "val/loss")) == 4
+    for key in ("train/loss", "val/loss", "val/mse"):
+        assert killed.metrics[key] == pytest.approx(straight.metrics[key], rel=0.01), key
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_good_checkpoint(

@@ -70,6 +70,9 @@ class TrainConfig(Strict):
     max_failures: int = Field(default=0, ge=0)
     checkpoints_to_keep: int = Field(default=2, ge=1)
     storage_path: str | None = None  # Ray Train run storage; default ./ray_results
+    # > 0: record the codes of one validation image per class at this many moments of the
+    # first epoch (trajectories.png; the seed's 2-D picture)
+    trace_points: int = Field(default=0, ge=0)
 
 
 class ExperimentConfig(Strict):

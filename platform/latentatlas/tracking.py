@@ -66,6 +66,20 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def log_figure(fig, name: str, run_id: str | None = None) -> None:
+    """Log a matplotlib figure (to `run_id`, else the active run) and close it: pyplot keeps
+    every open figure alive."""
+    import matplotlib.pyplot as plt
+
+    try:
+        if run_id:
+            mlflow.MlflowClient().log_figure(run_id, fig, name)
+        else:
+            mlflow.log_figure(fig, name)
+    finally:
+        plt.close(fig)
+
+
 def log_image(image: np.ndarray, name: str) -> None:
     mlflow.log_image(image, artifact_file=f"{name}.png")
 

@@ -53,13 +53,16 @@ def unwrap(model):
 
 
 def train_epoch(model, optimizer, policy, images: np.ndarray, batches, device,
-                reduce_mse=None) -> list[float]:
+                reduce_mse=None, before_step=None) -> list[float]:
     """One pass of plain PyTorch over `batches` (index arrays into uint8 `images`).
     Returns [sum loss, sum mse, sum kl, count] weighted by batch size. `reduce_mse` averages
-    the batch MSE over ranks so a running-MSE policy stays identical on every rank."""
+    the batch MSE over ranks so a running-MSE policy stays identical on every rank;
+    `before_step(i)` runs before step i (the first-epoch trace)."""
     model.train()
     sums = [0.0, 0.0, 0.0, 0.0]
-    for idx in batches:
+    for step, idx in enumerate(batches):
+        if before_step:
+            before_step(step)
         x = to_unit_float(images[np.sort(idx)], device)
         loss, mse, kl = vae_terms(model, x, policy)
         optimizer.zero_grad(set_to_none=True)
@@ -110,6 +113,8 @@ def train_loop_per_worker(config: dict) -> dict:
             group["lr"] = cfg.train.lr
 
     logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
+    trace = (Trace(unwrap(model), config["trace_images"], cfg.train.trace_points, device)
+             if config.get("trace_images") is not None and start_epoch == 0 else None)
     val_shard = val_x[rank::world][: len(val_x) // world or None]
     history = []  # this process's epochs, returned to the driver by rank 0
     reduce_mse = (lambda v: all_sum([v], device)[0] / world) if world > 1 else None
@@ -117,9 +122,14 @@ def train_loop_per_worker(config: dict) -> dict:
         # Noise (posterior samples) depends only on (seed, epoch, rank): resume is exact.
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)
         batches = epoch_batches(len(train_x), epoch, cfg.seed, rank, world, cfg.train.batch_size)
+        tracer = (trace.recorder(len(batches))
+                  if trace is not None and epoch == 0 and rank == 0 else None)
         start = time.perf_counter()
-        sums = train_epoch(model, optimizer, policy, train_x, batches, device, reduce_mse)
+        sums = train_epoch(model, optimizer, policy, train_x, batches, device, reduce_mse,
+                           tracer)
         seconds = time.perf_counter() - start
+        if tracer:
+            trace.snapshot()  # after the last step of the epoch
         train_sums = all_sum(sums, device)
         val_sums = evaluate(model, val_shard, policy, device)
         metrics = {"epoch": epoch + 1,
@@ -137,7 +147,7 @@ def train_loop_per_worker(config: dict) -> dict:
             # good checkpoint is the previous epoch's.
             ray.train.report(metrics)
             return {"history": history, "stopped": f"non-finite loss in epoch {epoch + 1} "
-                               f"(train/loss={metrics['train/loss']})"}
+                               f"(train/loss={metrics['train/loss']})", "trace": None}
         history.append(metrics)
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +160,36 @@ def train_loop_per_worker(config: dict) -> dict:
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
         else:
             ray.train.report(metrics)
-    return {"history": history, "stopped": None}
+    return {"history": history, "stopped": None,
+            "trace": trace.codes() if trace is not None and rank == 0 else None}
+
+
+class Trace:
+    """The codes (posterior means) of a few fixed images at `points` evenly spaced moments of
+    the first epoch, before the first step through after the last: how the latent space
+    takes shape."""
+
+    def __init__(self, model, images: np.ndarray, points: int, device):
+        self.model, self.x, self.points = model, to_unit_float(images, device), points
+        self.snapshots: list[np.ndarray] = []
+
+    def recorder(self, steps: int):
+        at = set(np.linspace(0, steps, self.points).astype(int)[:-1].tolist())
+
+        def before_step(step: int) -> None:
+            if step in at:
+                self.snapshot()
+        return before_step
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        was_training = self.model.training
+        self.model.eval()
+        self.snapshots.append(self.model.encode(self.x)[0].cpu().numpy())
+        self.model.train(was_training)
+
+    def codes(self) -> np.ndarray:
+        return np.stack(self.snapshots)  # (moments, images, latent_dim)
 
 
 @torch.no_grad()

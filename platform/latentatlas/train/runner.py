@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +64,14 @@ def load_data(cfg: ExperimentConfig):
 
 
 def run_trainer(cfg: ExperimentConfig, train_images: np.ndarray, val_images: np.ndarray,
-                name: str, mlflow_target: dict | None, callbacks=()):
+                name: str, mlflow_target: dict | None, callbacks=(),
+                trace_images: np.ndarray | None = None):
     """Fit a TorchTrainer; the same call serves `train` runs and Tune trial drivers."""
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"experiment": cfg.model_dump(), "train_ref": ray.put(train_images),
-                           "val_ref": ray.put(val_images), "mlflow": mlflow_target},
+                           "val_ref": ray.put(val_images), "mlflow": mlflow_target,
+                           "trace_images": trace_images},
         scaling_config=scaling(cfg),
         run_config=RunConfig(
             name=name, storage_path=storage_path(cfg),
@@ -101,6 +104,24 @@ def pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[str, 
             "samples": image_grid(model.decode(z).numpy(), ncols=8)}
 
 
+def trace_indices(labels: np.ndarray, n: int = 10) -> np.ndarray:
+    """The first item of each class (in class order), or the first n items when unlabelled."""
+    classes = np.unique(labels[labels >= 0])
+    if len(classes) == 0:
+        return np.arange(min(n, len(labels)))
+    return np.array([np.flatnonzero(labels == c)[0] for c in classes[:n]])
+
+
+def log_trace(trace: np.ndarray, labels: np.ndarray) -> None:
+    from analysis.figures import trajectories
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "first_epoch_trace.npz"
+        np.savez(path, codes=trace, labels=labels)
+        mlflow.log_artifact(str(path))
+    tracking.log_figure(trajectories(trace, labels), "trajectories.png")
+
+
 def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
           experiment: str | None = None, ray_address: str | None = None,
           resume_run_id: str | None = None, parent_run_id: str | None = None,
@@ -126,8 +147,10 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     run_id = run.info.run_id
     mlflow.log_dict(cfg.model_dump(), "config.yaml")
     try:
+        traced = trace_indices(val_split.labels) if cfg.train.trace_points else None
         result = run_trainer(cfg, train_split.images, val_split.images, name,
-                             {"tracking_uri": uri, "run_id": run_id}, callbacks)
+                             {"tracking_uri": uri, "run_id": run_id}, callbacks,
+                             None if traced is None else val_split.images[traced])
         stopped = (result.return_value or {}).get("stopped")
         if stopped:
             kept = result.checkpoint.path if result.checkpoint else "none (failed in epoch 1)"
@@ -139,6 +162,9 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
                                 {"dataset": cfg.data.name, "seed": cfg.seed})
         for key, image in pictures(model, val_split.images, cfg.seed).items():
             tracking.log_image(image, key)
+        trace = (result.return_value or {}).get("trace")
+        if trace is not None:
+            log_trace(trace, val_split.labels[traced])
         mlflow.end_run("FINISHED")
     except BaseException:
         mlflow.end_run("FAILED")

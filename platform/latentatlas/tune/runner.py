@@ -308,4 +308,4 @@ def log_summary(config: SweepConfig, parent: str, rows: list[dict], client) -> N
                                                          "latent/inactive", by),
                             "val/mse": curves(done, LATENT_DIM, "val/mse", by)},
                            xlabel="latent size", diagonal="active units (Burda)")
-        client.log_figure(parent, fig, "active_units_vs_latent_dim.png")
+        tracking.log_figure(fig, "active_units_vs_latent_dim.png", run_id=parent)
