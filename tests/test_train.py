@@ -92,11 +92,14 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     and continued with --resume, one whose worker is killed (SIGKILL) after epoch 2 and
     restarted by Ray Train from its checkpoint (train.max_failures). Both end where the
     straight run ends (resume is exact; the fault-tolerance bar is 1%)."""
-    data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=128)
-    straight = train(two_workers(data, "straight"))
-    client = mlflow.MlflowClient()
+    from concurrent.futures import ThreadPoolExecutor
 
-    first = train(two_workers(data, "resumed", epochs=1))
+    data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=128)
+    with ThreadPoolExecutor(2) as pool:  # one CPU each: the two fits run side by side
+        straight_future = pool.submit(train, two_workers(data, "straight"))
+        first = train(two_workers(data, "resumed", epochs=1))
+        straight = straight_future.result()
+    client = mlflow.MlflowClient()
     resumed = train(two_workers(data, "resumed"), resume_run_id=first.run_id)
     assert resumed.run_id == first.run_id
     steps = [m.step for m in client.get_metric_history(first.run_id, "val/mse")]
