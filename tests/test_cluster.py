@@ -134,9 +134,18 @@ from ray.job_submission import JobStatus, JobSubmissionClient
 
 address, repo, tracking_uri, entrypoint = sys.argv[1:5]
 client = JobSubmissionClient(address)
-job = client.submit_job(entrypoint=entrypoint, runtime_env={
-    "working_dir": repo,
-    "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "cluster"}})
+deadline = time.time() + 60
+while True:  # the head's job agent registers a few seconds after the dashboard answers
+    try:
+        job = client.submit_job(entrypoint=entrypoint, runtime_env={
+            "working_dir": repo,
+            "env_vars": {"MLFLOW_TRACKING_URI": tracking_uri,
+                         "MLFLOW_EXPERIMENT_NAME": "cluster"}})
+        break
+    except RuntimeError as e:
+        if "No available agent" not in str(e) or time.time() > deadline:
+            raise
+        time.sleep(1)
 deadline = time.time() + 300
 while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED,
                                          JobStatus.STOPPED) and time.time() < deadline:

@@ -10,7 +10,7 @@ import time
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, make_idx_dataset, run_cli_module
+from conftest import REPO, make_idx_dataset
 
 from jobs.sweep import measure_trial
 from latentatlas.errors import UserError
@@ -86,16 +86,6 @@ def test_bad_sweeps_fail_before_any_trial(tmp_path, change, message):
     with pytest.raises(UserError) as e:
         load_sweep(path)
     assert str(e.value).startswith(f"{path}: ") and message in str(e.value), str(e.value)
-
-
-def test_bad_sweep_from_the_cli_is_one_line(tmp_path):
-    path = write_sweep(tmp_path, tmp_path, space={"model.latent_dim": {"grid": [-1]}})
-    res = run_cli_module(["jobs.sweep", str(path)], tmp_path)
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        f"error: {path}: space.model.latent_dim=-1: model.latent_dim: Input should be greater "
-        f"than 0 (got -1)"]
-    assert not (tmp_path / "ray_results").exists()
 
 
 def test_resources_per_trial_and_what_fits():

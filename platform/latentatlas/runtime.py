@@ -39,8 +39,8 @@ def quiet_environment() -> None:
                        # Train's per-report INFO lines ignore LoggingConfig on workers.
                        "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
                        # The Train controller notices a finished run at its next poll
-                       # (default every 2 s); short fits waited ~3 s per fit for it.
-                       "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+                       # (default every 2 s); short fits waited seconds per fit for it.
+                       "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
         os.environ.setdefault(key, value)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
