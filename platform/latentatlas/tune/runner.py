@@ -178,7 +178,8 @@ def resume_sweep(where: str, *, measure=None, tracking_uri: str | None = None,
     if "://" in where or Path(where).is_dir():
         path = where if "://" in where else str(Path(where).resolve())
     else:
-        path = f"{storage_path or str(Path('ray_results').resolve())}/{where}"
+        root = storage_path or "ray_results"
+        path = f"{root if '://' in root else Path(root).resolve()}/{where}"
     state = read_state(path)
     tracking.setup(tracking_uri or state["tracking_uri"], experiment or state["experiment"])
     init_ray(ray_address)

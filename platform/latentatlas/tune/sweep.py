@@ -9,7 +9,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from latentatlas.config import ExperimentConfig, Strict, read_yaml, set_path, validate
+from latentatlas.config import (
+    ExperimentConfig,
+    Strict,
+    apply_overrides,
+    read_yaml,
+    set_path,
+    validate,
+)
 from latentatlas.errors import UserError
 
 SWEEP_STATE = "latentatlas_sweep.json"
@@ -102,8 +109,6 @@ def trial_config(base: dict, values: dict[str, Any], source: str = "trial") -> E
 
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
     """Read a sweep YAML; `base:` may be a mapping or a config path relative to the file."""
-    from latentatlas.config import apply_overrides
-
     path = Path(path)
     own = [o for o in overrides if not o.startswith("base.")]
     raw = apply_overrides(read_yaml(path), own)
