@@ -12,8 +12,7 @@ import torch
 
 from analysis.information import per_item_mse
 from analysis.linear_maps import LinearMap, SufficientStats
-from latentatlas import tracking
-from latentatlas.encode.pipeline import SplitModel, actor_resources
+from latentatlas.encode.pipeline import SplitModel, actor_resources, shared_model
 from latentatlas.encode.store import Encoding, column_to_numpy
 from latentatlas.errors import UserError
 
@@ -96,10 +95,10 @@ class RelocationPartial(SplitModel):
     """Per index range of held-out rows: summed errors R, L, M (per map) and the target's
     own reconstruction error, overall and per label."""
 
-    def __init__(self, target_uri: str, maps: dict[str, tuple], src: list[str],
+    def __init__(self, target_ref, maps: dict[str, tuple], src: list[str],
                  tgt: list[str], part: str, every: int, labels: int, **kwargs):
         super().__init__(**kwargs)
-        self.target, _ = tracking.load_vae(target_uri, self.device)
+        self.target = shared_model(target_ref, self.device)
         self.maps = {k: LinearMap(k, *v) for k, v in maps.items()}
         self.src, self.tgt, self.part, self.every, self.labels = src, tgt, part, every, labels
 
@@ -136,7 +135,7 @@ class RelocationPartial(SplitModel):
 
 
 def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
-                      tracking_uri: str, part: str = "eval", every: int = HOLDOUT_EVERY,
+                      source_ref, target_ref, part: str = "eval", every: int = HOLDOUT_EVERY,
                       actors: int = 1, use_gpu: bool = False, labels: int = 10,
                       per_task: int = 4096) -> dict[str, np.ndarray]:
     """Mean errors per label (index 0..labels-1) and overall (index labels)."""
@@ -144,8 +143,8 @@ def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], 
     rows = ranges(src.meta["rows"], per_task).map_batches(
         RelocationPartial, batch_size=1, **actor_resources(use_gpu),
         fn_constructor_kwargs={
-            "model_uri": src.meta["model_uri"], "target_uri": tgt.meta["model_uri"],
-            "tracking_uri": tracking_uri, "split_ref": ray.put(split), "use_gpu": use_gpu,
+            "model_ref": source_ref, "target_ref": target_ref, "split_ref": ray.put(split),
+            "use_gpu": use_gpu,
             "maps": {k: (m.A, m.b) for k, m in maps.items()}, "src": src.shards(),
             "tgt": tgt.shards(), "part": part, "every": every, "labels": labels},
         compute=ray.data.ActorPoolStrategy(size=actors)).take_all()

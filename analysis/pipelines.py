@@ -65,14 +65,13 @@ class ModelPartial(SplitModel):
                 "gain_n": np.array([int(gain.sum())])}
 
 
-def model_partials(ds, split, model_uri: str, tracking_uri: str, actors: int = 2,
+def model_partials(ds, split, model_ref, actors: int = 2,
                    batch_size: int = 1000, use_gpu: bool = False, seed: int = 0,
                    gain_rows: int | None = None) -> dict:
     rows = ds.select_columns(["index", "mu", "logvar"]).map_batches(
         ModelPartial, batch_size=batch_size, **actor_resources(use_gpu),
-        fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": tracking_uri,
-                               "split_ref": ray.put(split), "use_gpu": use_gpu, "seed": seed,
-                               "gain_rows": gain_rows},
+        fn_constructor_kwargs={"model_ref": model_ref, "split_ref": ray.put(split),
+                               "use_gpu": use_gpu, "seed": seed, "gain_rows": gain_rows},
         compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
     return {"real": moments_from_rows(rows, "real"), "recon": moments_from_rows(rows, "recon"),
             "gen": moments_from_rows(rows, "gen"), "sse": float(sum(r["sse"] for r in rows)),

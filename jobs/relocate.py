@@ -100,13 +100,14 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     from latentatlas import tracking
     from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
+    from latentatlas.encode.pipeline import share_model
     from latentatlas.errors import UserError
     from latentatlas.images import stacked_rows
 
     unknown = set(estimators) - set(DEFAULT_ESTIMATORS)
     if unknown:
         raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {DEFAULT_ESTIMATORS}")
-    uri = tracking.setup(tracking_uri, experiment)
+    tracking.setup(tracking_uri, experiment)
     src, tgt = open_encoding(source), open_encoding(target)
     check_joinable(src, tgt)
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, lam)
@@ -114,8 +115,11 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     meta = src.meta
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
-    errors = relocation_errors(src, tgt, maps, split, uri, actors=actors, use_gpu=use_gpu,
-                               labels=labels)
+    src_model, src_spec = tracking.load_vae(meta["model_uri"])
+    tgt_model, tgt_spec = tracking.load_vae(tgt.meta["model_uri"])
+    errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
+                               share_model(tgt_model, tgt_spec), actors=actors,
+                               use_gpu=use_gpu, labels=labels)
     primary = estimators[0]
     every = {k: float(v[-1]) for k, v in errors.items() if k != "count"}
     metrics = {"relocation/R": every["R"], "relocation/M_target_own": every["M_target_own"],
@@ -126,8 +130,6 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
         metrics[f"relocation/L_{name}"] = every[f"L_{name}"]
 
     # The seed's picture: originals / source reconstructions / relocated reconstructions.
-    src_model, _ = tracking.load_vae(meta["model_uri"])
-    tgt_model, _ = tracking.load_vae(tgt.meta["model_uri"])
     shown = np.arange(0, 8 * 5, 5)  # the first eight held-out rows
     rows = read_rows(src.shards(), ["mu"], 0, int(shown.max()) + 1, shown)
     x = split.images[rows["index"]].astype(np.float32) / 255

@@ -39,18 +39,18 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
     from latentatlas import tracking
     from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
-    from latentatlas.encode.pipeline import default_actors
+    from latentatlas.encode.pipeline import default_actors, share_model
     from latentatlas.images import image_grid, stacked_rows
 
-    uri = tracking.setup(tracking_uri, experiment)
+    tracking.setup(tracking_uri, experiment)
     enc = open_encoding(encoding_path)
     meta = enc.meta
-    model, _ = tracking.load_vae(meta["model_uri"])
+    model, spec = tracking.load_vae(meta["model_uri"])
     actors = actors or default_actors(use_gpu)
     ds = enc.dataset(override_num_blocks=2 * actors)
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
     # One pass: latent moments, pixel moments and ablation errors together.
-    parts = model_partials(ds, split, meta["model_uri"], uri, actors=actors, use_gpu=use_gpu,
+    parts = model_partials(ds, split, share_model(model, spec), actors=actors, use_gpu=use_gpu,
                            seed=seed, gain_rows=gain_rows)
     per_variable = latent_stats(parts["mu"], parts["sigma2_sum"])
     gain = information_gain(parts["ablation"], parts["gain_n"])

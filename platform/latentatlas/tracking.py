@@ -99,13 +99,14 @@ def log_vae(model: torch.nn.Module, model_config: dict, input_shape, extra: dict
         )
 
 
-def load_vae(uri: str, device: str | torch.device = "cpu"):
-    """Rebuild a logged VAE from the model registry by name; never unpickles code."""
-    from latentatlas.config import ExperimentConfig
-    from latentatlas.models import build_model
+def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):
+    """Rebuild a logged VAE from the model registry by name; never unpickles code.
+    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store)."""
+    from latentatlas.models import rebuild_vae
 
     try:
-        local = Path(mlflow.artifacts.download_artifacts(uri))
+        local = Path(mlflow.artifacts.download_artifacts(
+            uri, tracking_uri=tracking_uri and resolve_tracking_uri(tracking_uri)))
     except Exception as e:  # MLflow raises several types for a bad address
         raise UserError(f"--model {uri}: cannot resolve the model ({str(e).splitlines()[0]})") \
             from None
@@ -113,8 +114,5 @@ def load_vae(uri: str, device: str | torch.device = "cpu"):
     if not spec_path.is_file():
         raise UserError(f"--model {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
     spec = json.loads(spec_path.read_text())
-    cfg = ExperimentConfig.model_validate({"model": spec["model"]}).model
-    model = build_model(cfg, tuple(spec["input_shape"]))
     state = torch.load(local / "extra_files" / STATE_DICT, map_location=device, weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval(), spec
+    return rebuild_vae(spec, state, device), spec

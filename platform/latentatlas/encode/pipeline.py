@@ -5,29 +5,41 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import ray
 import torch
 
-from latentatlas import __version__, tracking
+from latentatlas import __version__
 from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, publish, temp_sibling
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
+from latentatlas.models import rebuild_vae
 
 
 def device_for(use_gpu: bool) -> torch.device:
     return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
 
-class SplitModel:
-    """Actor state shared by the pipelines: a logged VAE and one dataset split in memory."""
+def share_model(model: torch.nn.Module, spec: dict):
+    """The object-store reference actors rebuild a loaded VAE from: its spec and CPU weights.
+    Actors then need neither MLflow (seconds to import and download) nor the model store."""
+    return ray.put({"spec": spec, "state": {k: v.detach().cpu()
+                                            for k, v in model.state_dict().items()}})
 
-    def __init__(self, model_uri: str, tracking_uri: str, split_ref, use_gpu: bool = False):
-        mlflow.set_tracking_uri(tracking_uri)
+
+def shared_model(model_ref, device: torch.device) -> torch.nn.Module:
+    """The VAE behind a `share_model` reference, on `device`."""
+    shared = ray.get(model_ref)
+    return rebuild_vae(shared["spec"], shared["state"], device)
+
+
+class SplitModel:
+    """Actor state shared by the pipelines: a VAE and one dataset split in memory."""
+
+    def __init__(self, model_ref, split_ref, use_gpu: bool = False):
         self.device = device_for(use_gpu)
-        self.model, self.spec = tracking.load_vae(model_uri, self.device)
+        self.model = shared_model(model_ref, self.device)
         self.split = ray.get(split_ref)
 
     def images(self, index: np.ndarray) -> torch.Tensor:
@@ -69,9 +81,10 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
            data_path: str | None = None, limit: int | None = None, batch_size: int = 1024,
            actors: int | None = None, blocks: int | None = None, use_gpu: bool = False,
            tracking_uri: str | None = None) -> Encoding:
+    from latentatlas import tracking  # the driver's side only: actors never import MLflow
+
     out = Path(out).resolve()
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    model, spec = tracking.load_vae(model_uri)  # fail early, in the driver, on a bad address
+    model, spec = tracking.load_vae(model_uri, tracking_uri=tracking_uri)
     data = load_split(dataset, split, data_path, limit)
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
@@ -80,7 +93,7 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
     rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
     codes = rows.map_batches(
         EncodeBatch, batch_size=batch_size, **actor_resources(use_gpu),
-        fn_constructor_kwargs={"model_uri": model_uri, "tracking_uri": uri,
+        fn_constructor_kwargs={"model_ref": share_model(model, spec),
                                "split_ref": ray.put(data), "use_gpu": use_gpu},
         compute=ray.data.ActorPoolStrategy(size=actors))
     tmp = temp_sibling(out)

@@ -103,3 +103,13 @@ MODELS = {
 
 def build_model(cfg, input_shape: tuple[int, int, int]) -> VAE:
     return MODELS[cfg.name](cfg, tuple(input_shape))
+
+
+def rebuild_vae(spec: dict, state: dict, device: str | torch.device = "cpu") -> VAE:
+    """A VAE from its logged spec (registry name + config, input shape) and state dict."""
+    from latentatlas.config import ExperimentConfig
+
+    cfg = ExperimentConfig.model_validate({"model": spec["model"]}).model
+    model = build_model(cfg, tuple(spec["input_shape"]))
+    model.load_state_dict(state)
+    return model.to(device).eval()
