@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
+
 
 @dataclass(frozen=True)
 class SufficientStats:
@@ -27,8 +29,20 @@ class SufficientStats:
     def of(x: np.ndarray, y: np.ndarray) -> SufficientStats:
         if len(x) != len(y):
             raise ValueError(f"{len(x)} source rows but {len(y)} target rows")
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        return SufficientStats(len(x), x.sum(0), y.sum(0), x.T @ x, x.T @ y, y.T @ y)
+        x, y = np.asarray(x), np.asarray(y)
+        dx, dy = x.shape[1], y.shape[1]
+        sx, sy, sxx, sxy, syy = (np.zeros(dx), np.zeros(dy), np.zeros((dx, dx)),
+                                 np.zeros((dx, dy)), np.zeros((dy, dy)))
+        # float64 chunk by chunk: a whole-block float64 copy costs more in fresh pages than
+        # the products themselves, and a chunk's buffers are reused from one to the next.
+        for i in range(0, len(x), STATS_CHUNK):
+            a, b = x[i:i + STATS_CHUNK].astype(np.float64), y[i:i + STATS_CHUNK].astype(np.float64)
+            sx += a.sum(0)
+            sy += b.sum(0)
+            sxx += a.T @ a
+            sxy += a.T @ b
+            syy += b.T @ b
+        return SufficientStats(len(x), sx, sy, sxx, sxy, syy)
 
     def __add__(self, other: SufficientStats) -> SufficientStats:
         return SufficientStats(self.n + other.n, self.sx + other.sx, self.sy + other.sy,

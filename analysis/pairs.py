@@ -1,19 +1,16 @@
 """Rows of two encodings paired on `index`, read range by range (Parquet min/max statistics
-on `index` let each read skip unrelated shards), and the Ray Data pipelines over them:
-streaming sufficient statistics and relocation errors."""
+on `index` let each read skip unrelated shards), and the streaming sufficient statistics
+over them. Free of torch: the Ray tasks that run it start without importing it."""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.dataset as pads
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
-import torch
 
-from analysis.information import per_item_mse
-from analysis.linear_maps import LinearMap, SufficientStats
-from latentatlas.encode.pipeline import SplitModel, actor_resources, shared_model
-from latentatlas.encode.store import Encoding, column_to_numpy
+from analysis.linear_maps import SufficientStats
+from latentatlas.encode.store import Encoding, RowGroup, column_to_numpy
 from latentatlas.errors import UserError
 
 ROWS_PER_TASK = 65536
@@ -27,22 +24,31 @@ def check_joinable(src: Encoding, tgt: Encoding) -> None:
                             f"{src.meta.get(key)!r} vs {tgt.meta.get(key)!r}")
 
 
-def read_rows(path_list: list[str], columns: list[str], start: int, stop: int,
+def read_rows(groups: list[RowGroup], columns: list[str], start: int, stop: int,
               indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The rows with start <= index < stop (and index in `indices`), ordered by index;
+    only the row groups whose statistics overlap the range are read."""
     import ray.data  # noqa: F401  (registers the tensor extension type)
 
-    field = pc.field("index")
-    cond = (field >= start) & (field < stop)
-    if indices is not None:
-        cond = cond & field.isin(indices)
-    table = pads.dataset(path_list, format="parquet").to_table(
-        columns=["index", *columns], filter=cond)
+    names = ["index", *columns]
+    tables = [pq.ParquetFile(g.path).read_row_group(g.group, columns=names)
+              for g in groups if g.overlaps(start, stop)]
+    table = (pa.concat_tables(tables) if tables else
+             pq.ParquetFile(groups[0].path).schema_arrow.empty_table().select(names))
     arrays = {name: column_to_numpy(table.column(name)) for name in table.column_names}
-    order = np.argsort(arrays["index"], kind="stable")
-    return {k: v[order] for k, v in arrays.items()}
+    index = arrays["index"]
+    keep = (index >= start) & (index < stop)
+    if indices is not None:
+        keep &= np.isin(index, indices)
+    if not keep.all():
+        arrays = {k: v[keep] for k, v in arrays.items()}
+    if np.any(np.diff(arrays["index"]) < 0):  # shards are index-ordered: usually a no-op
+        order = np.argsort(arrays["index"], kind="stable")
+        arrays = {k: v[order] for k, v in arrays.items()}
+    return arrays
 
 
-def aligned(src: list[str], tgt: list[str], start: int, stop: int, src_cols, tgt_cols,
+def aligned(src: list[RowGroup], tgt: list[RowGroup], start: int, stop: int, src_cols, tgt_cols,
             indices=None):
     a = read_rows(src, src_cols, start, stop, indices)
     b = read_rows(tgt, tgt_cols, start, stop, indices)
@@ -82,73 +88,10 @@ def streaming_stats(src: Encoding, tgt: Encoding, part: str = "fit",
     check_joinable(src, tgt)
     out = ranges(src.meta["rows"], per_task).map_batches(
         stats_partial, batch_size=1, fn_kwargs={
-            "src": src.shards(), "tgt": tgt.shards(), "part": part, "every": every,
+            "src": src.row_groups(), "tgt": tgt.row_groups(), "part": part, "every": every,
             "indices": indices}).take_all()
     total = None
     for r in out:
         s = SufficientStats(int(r["n"]), r["sx"], r["sy"], r["sxx"], r["sxy"], r["syy"])
         total = s if total is None else total + s
     return total
-
-
-class RelocationPartial(SplitModel):
-    """Per index range of held-out rows: summed errors R, L, M (per map) and the target's
-    own reconstruction error, overall and per label."""
-
-    def __init__(self, target_ref, maps: dict[str, tuple], src: list[str],
-                 tgt: list[str], part: str, every: int, labels: int, **kwargs):
-        super().__init__(**kwargs)
-        self.target = shared_model(target_ref, self.device)
-        self.maps = {k: LinearMap(k, *v) for k, v in maps.items()}
-        self.src, self.tgt, self.part, self.every, self.labels = src, tgt, part, every, labels
-
-    @torch.no_grad()
-    def __call__(self, batch):
-        sums = None
-        for start, stop in zip(batch["start"], batch["stop"], strict=True):
-            a, b = aligned(self.src, self.tgt, int(start), int(stop), ["mu", "label"], ["mu"])
-            keep = split_mask(a["index"], self.part, self.every)
-            part = self.errors(a["index"][keep], a["label"][keep], a["mu"][keep],
-                               b["mu"][keep])
-            sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
-        return {k: v[None] for k, v in sums.items()}
-
-    def errors(self, index, label, mu1, mu2) -> dict[str, np.ndarray]:
-        """Per-label sums (last slot: all labels) of each error, and the counts."""
-        x = self.images(index)
-        dev = self.device
-        per_item = {"R": per_item_mse(self.model.decode(torch.from_numpy(mu1).to(dev)), x),
-                    "M_target_own": per_item_mse(
-                        self.target.decode(torch.from_numpy(mu2).to(dev)), x)}
-        for name, m in self.maps.items():
-            moved = torch.from_numpy(m(mu1).astype(np.float32)).to(dev)
-            per_item[f"M_{name}"] = per_item_mse(self.target.decode(moved), x)
-            per_item[f"L_{name}"] = torch.from_numpy(
-                ((mu2 - m(mu1)) ** 2).mean(axis=1)).to(dev)
-        slot = np.where((label >= 0) & (label < self.labels), label, self.labels)
-        out = {"count": np.bincount(slot, minlength=self.labels + 1).astype(np.float64)}
-        for key, v in per_item.items():
-            out[key] = np.bincount(slot, weights=v.double().cpu().numpy(),
-                                   minlength=self.labels + 1)
-        out = {k: np.append(v[:-1], v.sum()) for k, v in out.items()}  # last = all items
-        return out
-
-
-def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
-                      source_ref, target_ref, part: str = "eval", every: int = HOLDOUT_EVERY,
-                      actors: int = 1, use_gpu: bool = False, labels: int = 10,
-                      per_task: int = 4096) -> dict[str, np.ndarray]:
-    """Mean errors per label (index 0..labels-1) and overall (index labels)."""
-    check_joinable(src, tgt)
-    rows = ranges(src.meta["rows"], per_task).map_batches(
-        RelocationPartial, batch_size=1, **actor_resources(use_gpu),
-        fn_constructor_kwargs={
-            "model_ref": source_ref, "target_ref": target_ref, "split_ref": ray.put(split),
-            "use_gpu": use_gpu,
-            "maps": {k: (m.A, m.b) for k, m in maps.items()}, "src": src.shards(),
-            "tgt": tgt.shards(), "part": part, "every": every, "labels": labels},
-        compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
-    sums = {k: np.sum([r[k] for r in rows], axis=0) for k in rows[0]}
-    count = sums.pop("count")
-    return {"count": count, **{k: v / np.maximum(count, 1) for k, v in sums.items()}}
-

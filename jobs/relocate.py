@@ -23,7 +23,7 @@ DEFAULT_ESTIMATORS = ["ols", "ols_nobias", "ridge", "procrustes"]
 class RelocationOutcome:
     run_id: str
     metrics: dict
-    errors: dict  # per-label mean errors (analysis.pairs.relocation_errors)
+    errors: dict  # per-label mean errors (analysis.relocation.relocation_errors)
     maps: dict
 
 
@@ -34,7 +34,7 @@ def fit_on_rows(src, tgt, estimators, indices, lam: float = 1e-4, suffix: str = 
     from latentatlas.errors import UserError
 
     indices = np.unique(np.asarray(indices, dtype=np.int64))
-    a, b = aligned(src.shards(), tgt.shards(), 0, src.meta["rows"], ["mu"], ["mu"], indices)
+    a, b = aligned(src.row_groups(), tgt.row_groups(), 0, src.meta["rows"], ["mu"], ["mu"], indices)
     if len(a["index"]) != len(indices):
         raise UserError(f"--indices: {len(a['index'])} of {len(indices)} rows exist in both "
                         "encodings")
@@ -96,7 +96,8 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     import mlflow
     import torch
 
-    from analysis.pairs import check_joinable, read_rows, relocation_errors
+    from analysis.pairs import check_joinable, read_rows
+    from analysis.relocation import relocation_errors
     from latentatlas import tracking
     from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
@@ -131,7 +132,7 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
 
     # The seed's picture: originals / source reconstructions / relocated reconstructions.
     shown = np.arange(0, 8 * 5, 5)  # the first eight held-out rows
-    rows = read_rows(src.shards(), ["mu"], 0, int(shown.max()) + 1, shown)
+    rows = read_rows(src.row_groups(), ["mu"], 0, int(shown.max()) + 1, shown)
     x = split.images[rows["index"]].astype(np.float32) / 255
     with torch.no_grad():
         recon = src_model.decode(torch.from_numpy(rows["mu"])).numpy()

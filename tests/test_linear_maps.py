@@ -92,3 +92,47 @@ def test_map_saves_and_loads(tmp_path):
     m.save(tmp_path / "map.npz")
     back = LinearMap.load(tmp_path / "map.npz")
     assert back.estimator == "ols" and np.array_equal(back.A, m.A)
+
+
+def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
+    """An encoding whose shards hold the index ranges between `cuts`, rows shuffled within
+    each shard, several row groups per shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from ray.data.extensions import ArrowTensorArray
+
+    from latentatlas.encode.store import open_encoding, publish, temp_sibling
+
+    tmp = temp_sibling(out)
+    tmp.mkdir()
+    rng = np.random.default_rng(shuffle_seed)
+    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        index = rng.permutation(np.arange(a, b))
+        table = pa.table({"index": index, "mu": ArrowTensorArray.from_numpy(codes[index])})
+        pq.write_table(table, tmp / f"{i:03d}.parquet", row_group_size=row_group_size)
+    publish(tmp, out, {"model_uri": "m", "model_run_id": None, "dataset": "synthetic",
+                       "split": "all", "data_path": None, "limit": None, "rows": len(codes),
+                       "latent_dim": codes.shape[1], "version": "test"})
+    return open_encoding(out)
+
+
+def test_streaming_fit_over_parquet_equals_the_in_memory_fit(ray_session, tmp_path):
+    """Two encodings of 1000 rows with different, uneven shard layouts and shuffled rows,
+    read in index ranges that cut across shards and row groups."""
+    from analysis.pairs import HOLDOUT_EVERY, read_rows, split_mask, streaming_stats
+
+    x, y, _, _ = planted(n=1000, noise=0.2, seed=4)
+    src = write_shards(tmp_path / "src", x.astype(np.float32), [0, 7, 300, 301, 650, 1000],
+                       row_group_size=64, shuffle_seed=1)
+    tgt = write_shards(tmp_path / "tgt", y.astype(np.float32), [0, 500, 1000],
+                       row_group_size=100, shuffle_seed=2)
+    assert len(src.row_groups()) > len(src.shards())
+    fit = split_mask(np.arange(1000), "fit", HOLDOUT_EVERY)
+    expected = SufficientStats.of(x.astype(np.float32)[fit], y.astype(np.float32)[fit])
+    streamed = streaming_stats(src, tgt, part="fit", per_task=137)
+    assert streamed.n == expected.n == 800
+    for key in ("sx", "sy", "sxx", "sxy", "syy"):
+        np.testing.assert_allclose(getattr(streamed, key), getattr(expected, key), rtol=1e-12)
+    rows = read_rows(src.row_groups(), ["mu"], 290, 660, np.array([5, 299, 300, 301, 659, 660]))
+    assert rows["index"].tolist() == [299, 300, 301, 659]
+    np.testing.assert_array_equal(rows["mu"], x.astype(np.float32)[[299, 300, 301, 659]])

@@ -1,6 +1,8 @@
 """The main job end to end on the bundled digits: every step logged under one parent."""
 
 import mlflow
+import numpy as np
+import pytest
 
 from jobs import run as main_job
 
@@ -21,7 +23,8 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == ["relocate"] * 3 + ["sectors", "support-set"] + ["train"] * 3
+    assert kinds == (["regularisation"] + ["relocate"] * 3 + ["sectors", "support-set"]
+                     + ["train"] * 3)
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
     assert sorted(trained) == ["main-conv-s0", "main-dense-s0", "main-dense-s1"]
     for run in trained.values():  # each model's stats run hangs under the model's run
@@ -30,6 +33,32 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
         assert "latent/inactive" in stats_run.data.metrics
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
     assert all("relocation/M" in r.data.metrics for r in relocations)
+    (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
+    check_regularisation_pictures(regularity, children(regularity.info.run_id))
     for heading in ("== main job ==", "the seed's claims beside what was measured",
                     "mlflow ui --backend-store-uri"):
         assert heading in out
+
+
+def check_regularisation_pictures(parent, trained):
+    """3-D VAEs with and without sampling (scatter, prior slices, aggregate KL), and a 2-D VAE
+    traced through its first epoch, as children of the regularisation run."""
+    client = mlflow.MlflowClient()
+    assert parent.info.status == "FINISHED"
+    by_latent = sorted((r.data.params["model.latent_dim"], r.data.params.get(
+        "model.sample_posterior"), r) for r in trained)
+    assert [(d, s) for d, s, _ in by_latent] == [("2", "True"), ("3", "False"), ("3", "True")]
+    for latent_dim, sampling, run in by_latent:
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        if latent_dim == "3":
+            assert {"codes_3d.png", "prior_slices.png"} <= files
+            label = "sampling" if sampling == "True" else "no_sampling"
+            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
+                parent.data.metrics[f"regularity/aggregate_kl_{label}"])
+        else:
+            assert {"trajectories.png", "first_epoch_trace.npz"} <= files
+            trace = np.load(mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path="first_epoch_trace.npz"))
+            # 1500 digits in batches of 128: 12 steps, each traced before it, then once after
+            assert trace["codes"].shape == (13, 10, 2)
+            assert sorted(trace["labels"].tolist()) == list(range(10))

@@ -1,7 +1,6 @@
 """Regularisation pictures: the aggregate-posterior distance from the prior, prior slices, the
-first-epoch trace; then the job on the shared local Ray."""
+first-epoch trace (the job itself runs inside the main job's test)."""
 
-import mlflow
 import numpy as np
 import pytest
 import torch
@@ -59,30 +58,3 @@ def test_trace_records_codes_before_during_and_after_the_first_epoch():
         after = model.encode(to_unit_float(images[:5]))[0].numpy()
     np.testing.assert_allclose(codes[-1], after, rtol=1e-6)
     assert not np.allclose(codes[1], codes[0]) and model.training  # trained; mode restored
-
-
-def test_regularisation_job_logs_the_pictures(ray_session, mlflow_store, idx_folder):
-    from jobs.regularisation import regularisation
-
-    out = regularisation("mnist", data_path=str(idx_folder), limit=64, epochs=1, points=32,
-                         tracking_uri=mlflow_store, experiment="test")
-    client = mlflow.MlflowClient()
-    parent = client.get_run(out.run_id)
-    assert parent.info.status == "FINISHED"
-    for label, run_id in out.train_run_ids.items():
-        run = client.get_run(run_id)
-        assert run.data.tags["mlflow.parentRunId"] == out.run_id
-        assert run.data.params["model.latent_dim"] == label[0]
-        files = {a.path for a in client.list_artifacts(run_id)}
-        if label.startswith("3d"):
-            assert {"codes_3d.png", "prior_slices.png"} <= files
-            assert run.data.params["model.sample_posterior"] == str(label == "3d-sampling")
-            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
-                out.metrics[f"regularity/aggregate_kl_{label[3:].replace('-', '_')}"])
-        else:
-            assert {"trajectories.png", "first_epoch_trace.npz"} <= files
-            trace = np.load(mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="first_epoch_trace.npz"))
-            # 64 images in batches of 128: one step, traced before and after it
-            assert trace["codes"].shape[0] == 2 and trace["codes"].shape[2] == 2
-            assert len(set(trace["labels"].tolist())) == trace["codes"].shape[1]

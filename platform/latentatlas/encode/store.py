@@ -21,6 +21,17 @@ META_FILE = "_common_metadata"
 
 
 @dataclass(frozen=True)
+class RowGroup:
+    path: str
+    group: int
+    first: int | None  # smallest and largest `index` in the group (None: no statistics)
+    last: int | None
+
+    def overlaps(self, start: int, stop: int) -> bool:
+        return self.first is None or (self.first < stop and self.last >= start)
+
+
+@dataclass(frozen=True)
 class Encoding:
     path: Path
     meta: dict  # model_uri, model_run_id, dataset, split, data_path, latent_dim, version, rows
@@ -31,6 +42,20 @@ class Encoding:
 
     def shards(self) -> list[str]:
         return sorted(str(p) for p in self.path.glob("*.parquet"))
+
+    def row_groups(self) -> list[RowGroup]:
+        """Every row group of every shard with the range of `index` it holds, from the
+        footers' statistics: what lets a reader of one index range open only its groups."""
+        groups = []
+        for shard in self.shards():
+            meta = pq.ParquetFile(shard).metadata
+            column = meta.schema.names.index("index")
+            for g in range(meta.num_row_groups):
+                stats = meta.row_group(g).column(column).statistics
+                known = stats is not None and stats.has_min_max
+                groups.append(RowGroup(shard, g, int(stats.min) if known else None,
+                                       int(stats.max) if known else None))
+        return groups
 
     def dataset(self, **read_args):
         """A Ray Dataset over the shards (the path every analysis pipeline starts from)."""

@@ -1,0 +1,77 @@
+"""Relocation errors of linear maps between two encodings, measured by Ray Data actors
+holding both decoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+
+from analysis.information import per_item_mse
+from analysis.linear_maps import LinearMap
+from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, ranges, split_mask
+from latentatlas.encode.pipeline import SplitModel, actor_resources, shared_model
+from latentatlas.encode.store import Encoding, RowGroup
+
+
+class RelocationPartial(SplitModel):
+    """Per index range of held-out rows: summed errors R, L, M (per map) and the target's
+    own reconstruction error, overall and per label."""
+
+    def __init__(self, target_ref, maps: dict[str, tuple], src: list[RowGroup],
+                 tgt: list[RowGroup], part: str, every: int, labels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.target = shared_model(target_ref, self.device)
+        self.maps = {k: LinearMap(k, *v) for k, v in maps.items()}
+        self.src, self.tgt, self.part, self.every, self.labels = src, tgt, part, every, labels
+
+    @torch.no_grad()
+    def __call__(self, batch):
+        sums = None
+        for start, stop in zip(batch["start"], batch["stop"], strict=True):
+            a, b = aligned(self.src, self.tgt, int(start), int(stop), ["mu", "label"], ["mu"])
+            keep = split_mask(a["index"], self.part, self.every)
+            part = self.errors(a["index"][keep], a["label"][keep], a["mu"][keep],
+                               b["mu"][keep])
+            sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+        return {k: v[None] for k, v in sums.items()}
+
+    def errors(self, index, label, mu1, mu2) -> dict[str, np.ndarray]:
+        """Per-label sums (last slot: all labels) of each error, and the counts."""
+        x = self.images(index)
+        dev = self.device
+        per_item = {"R": per_item_mse(self.model.decode(torch.from_numpy(mu1).to(dev)), x),
+                    "M_target_own": per_item_mse(
+                        self.target.decode(torch.from_numpy(mu2).to(dev)), x)}
+        for name, m in self.maps.items():
+            moved = torch.from_numpy(m(mu1).astype(np.float32)).to(dev)
+            per_item[f"M_{name}"] = per_item_mse(self.target.decode(moved), x)
+            per_item[f"L_{name}"] = torch.from_numpy(
+                ((mu2 - m(mu1)) ** 2).mean(axis=1)).to(dev)
+        slot = np.where((label >= 0) & (label < self.labels), label, self.labels)
+        out = {"count": np.bincount(slot, minlength=self.labels + 1).astype(np.float64)}
+        for key, v in per_item.items():
+            out[key] = np.bincount(slot, weights=v.double().cpu().numpy(),
+                                   minlength=self.labels + 1)
+        out = {k: np.append(v[:-1], v.sum()) for k, v in out.items()}  # last = all items
+        return out
+
+
+def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
+                      source_ref, target_ref, part: str = "eval", every: int = HOLDOUT_EVERY,
+                      actors: int = 1, use_gpu: bool = False, labels: int = 10,
+                      per_task: int = 4096) -> dict[str, np.ndarray]:
+    """Mean errors per label (index 0..labels-1) and overall (index labels)."""
+    check_joinable(src, tgt)
+    rows = ranges(src.meta["rows"], per_task).map_batches(
+        RelocationPartial, batch_size=1, **actor_resources(use_gpu),
+        fn_constructor_kwargs={
+            "model_ref": source_ref, "target_ref": target_ref, "split_ref": ray.put(split),
+            "use_gpu": use_gpu,
+            "maps": {k: (m.A, m.b) for k, m in maps.items()}, "src": src.row_groups(),
+            "tgt": tgt.row_groups(), "part": part, "every": every, "labels": labels},
+        compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
+    sums = {k: np.sum([r[k] for r in rows], axis=0) for k in rows[0]}
+    count = sums.pop("count")
+    return {"count": count, **{k: v / np.maximum(count, 1) for k, v in sums.items()}}
+
