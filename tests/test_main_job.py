@@ -59,6 +59,7 @@ def check_regularisation_pictures(parent, trained):
             assert {"trajectories.png", "first_epoch_trace.npz"} <= files
             trace = np.load(mlflow.artifacts.download_artifacts(
                 run_id=run.info.run_id, artifact_path="first_epoch_trace.npz"))
-            # 1500 digits in batches of 128: 12 steps, each traced before it, then once after
-            assert trace["codes"].shape == (13, 10, 2)
+            # 1500 digits in full batches of 128: 11 steps, each traced before it, then once
+            # after the last
+            assert trace["codes"].shape == (12, 10, 2)
             assert sorted(trace["labels"].tolist()) == list(range(10))
