@@ -26,7 +26,9 @@ class SufficientStats:
     syy: np.ndarray  # (dy, dy)
 
     @staticmethod
-    def of(x: np.ndarray, y: np.ndarray) -> SufficientStats:
+    def of(x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> SufficientStats:
+        """Statistics of the pairs (x[i], y[i]), of those where the boolean mask `rows` is
+        true when given (masked chunk by chunk: no masked copy of the whole block)."""
         if len(x) != len(y):
             raise ValueError(f"{len(x)} source rows but {len(y)} target rows")
         x, y = np.asarray(x), np.asarray(y)
@@ -36,13 +38,16 @@ class SufficientStats:
         # float64 chunk by chunk: a whole-block float64 copy costs more in fresh pages than
         # the products themselves, and a chunk's buffers are reused from one to the next.
         for i in range(0, len(x), STATS_CHUNK):
-            a, b = x[i:i + STATS_CHUNK].astype(np.float64), y[i:i + STATS_CHUNK].astype(np.float64)
+            part = slice(i, i + STATS_CHUNK)
+            keep = part if rows is None else np.flatnonzero(rows[part]) + i
+            a, b = x[keep].astype(np.float64), y[keep].astype(np.float64)
             sx += a.sum(0)
             sy += b.sum(0)
             sxx += a.T @ a
             sxy += a.T @ b
             syy += b.T @ b
-        return SufficientStats(len(x), sx, sy, sxx, sxy, syy)
+        n = len(x) if rows is None else int(np.count_nonzero(rows))
+        return SufficientStats(n, sx, sy, sxx, sxy, syy)
 
     def __add__(self, other: SufficientStats) -> SufficientStats:
         return SufficientStats(self.n + other.n, self.sx + other.sx, self.sy + other.sy,

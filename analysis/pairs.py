@@ -75,7 +75,7 @@ def stats_partial(batch, src, tgt, part, every, indices=None):
     for start, stop in zip(batch["start"], batch["stop"], strict=True):
         a, b = aligned(src, tgt, int(start), int(stop), ["mu"], ["mu"], indices)
         keep = split_mask(a["index"], part, every)
-        rows.append(SufficientStats.of(a["mu"][keep], b["mu"][keep]))
+        rows.append(SufficientStats.of(a["mu"], b["mu"], keep))
     s = sum(rows[1:], rows[0])
     return {"n": np.array([s.n]), "sx": s.sx[None], "sy": s.sy[None], "sxx": s.sxx[None],
             "sxy": s.sxy[None], "syy": s.syy[None]}

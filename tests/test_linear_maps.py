@@ -79,6 +79,15 @@ def test_statistics_of_seven_uneven_blocks_equal_the_whole():
         np.testing.assert_allclose(b.b, a.b, atol=1e-9)
 
 
+def test_masked_statistics_equal_the_statistics_of_the_masked_rows():
+    x, y, _, _ = planted(n=20_000, seed=5)  # more rows than one float64 chunk
+    rows = np.random.default_rng(5).random(20_000) < 0.3
+    a, b = SufficientStats.of(x, y, rows), SufficientStats.of(x[rows], y[rows])
+    assert a.n == b.n == rows.sum()
+    for key in ("sx", "sy", "sxx", "sxy", "syy"):
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-12)
+
+
 def test_exactly_d_support_rows_solve_exactly():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(6, 6)), rng.normal(size=(6, 3))
