@@ -121,8 +121,10 @@ def main() -> None:
             return fit_from_stats(streaming_stats(src, tgt, part="all",
                                                   per_task=SHARD_ROWS), "ols")
 
-        def in_memory():
-            return fit_from_stats(SufficientStats.of(x, y), "ols")
+        def in_memory():  # plain numpy on whole arrays, not our chunked SufficientStats.of
+            xx, yy = x.astype(np.float64), y.astype(np.float64)
+            return fit_from_stats(SufficientStats(n, xx.sum(0), yy.sum(0), xx.T @ xx,
+                                                  xx.T @ yy, yy.T @ yy), "ols")
 
         def lstsq():
             return np.linalg.lstsq(np.hstack([x, np.ones((n, 1), np.float32)]), y, rcond=None)
