@@ -167,7 +167,13 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
             log_trace(trace, val_split.labels[traced])
         mlflow.end_run("FINISHED")
     except BaseException:
-        mlflow.end_run("FAILED")
+        # A sweep marks a trial its scheduler stopped as KILLED; the stopped driver may get
+        # here only afterwards (Tune stops it asynchronously) and must not overwrite that.
+        try:
+            status = mlflow.MlflowClient().get_run(run_id).info.status
+        except Exception:  # the store itself may be what failed: keep the first error
+            status = "RUNNING"
+        mlflow.end_run("FAILED" if status == "RUNNING" else status)
         raise
     metrics = {k: v for k, v in result.metrics.items() if "/" in k}
     return TrainOutcome(run_id, metrics, result.checkpoint.path, f"runs:/{run_id}/model")
