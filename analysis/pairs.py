@@ -1,6 +1,6 @@
 """Rows of two encodings paired on `index`, read range by range (Parquet min/max statistics
-on `index` let each read open only the row groups it needs), and the streaming sufficient statistics
-over them. Free of torch: the Ray tasks that run it start without importing it."""
+on `index` let each read open only the row groups it needs), and the streaming sufficient
+statistics over them. Free of torch: the Ray tasks that run it start without importing it."""
 
 from __future__ import annotations
 
