@@ -2,13 +2,15 @@
 Two 3-D VAEs (784-256-64-16-3), trained with and without posterior sampling: a 3-D scatter
 of test codes and prior samples decoded in slices of z2, and how far the codes sit from the
 N(0, I) prior. A 2-D VAE: the paths of ten test images' codes (one per class) through its
-first epoch. One parent run, the three train runs as its children."""
+first epoch. One parent run, the three train runs as its children; the 3-D models' test
+codes are written as encodings under ./encodings/regularisation-<run id>/."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -45,24 +47,25 @@ def plans(dataset: str, data_path: str | None, limit: int | None,
     }
 
 
-def measure_3d(model_uri: str, dataset: str, data_path: str | None, limit: int | None,
+def measure_3d(model_uri: str, out, dataset: str, data_path: str | None, limit: int | None,
                points: int):
-    """Codes of the first `points` test images, their distance from the prior, and the
-    pictures: a 3-D scatter, and prior samples decoded on grids over (z0, z1) at each z2 in
-    SLICES, side by side."""
+    """Encodes the first `points` test images into `out` (the platform's `encode`), then
+    measures those codes' distance from the prior and draws the pictures: a 3-D scatter, and
+    prior samples decoded on grids over (z0, z1) at each z2 in SLICES, side by side."""
     import torch
 
     from analysis.figures import scatter3d
     from analysis.regularity import aggregate_gaussian_kl, slice_grid
     from latentatlas import tracking
-    from latentatlas.data import load_split
-    from latentatlas.images import image_grid, to_unit_float
+    from latentatlas.encode.pipeline import encode
+    from latentatlas.images import image_grid
 
+    enc = encode(model_uri, dataset, "test", out, data_path=data_path,
+                 limit=min(points, limit or points), actors=1)
+    rows = enc.arrays(["mu", "label"])
+    codes = rows["mu"]
     model, _ = tracking.load_vae(model_uri)
-    split = load_split(dataset, "test", data_path, min(points, limit or points))
     with torch.no_grad():
-        codes = np.concatenate([model.encode(to_unit_float(split.images[i:i + 1024]))[0]
-                                .numpy() for i in range(0, len(split), 1024)])
         grids = [image_grid(model.decode(torch.from_numpy(z).float()).numpy(), ncols=GRID)
                  for z in slice_grid(SLICES, GRID)]
     gap = np.full((grids[0].shape[0], 8, 3), 255, np.uint8)  # white between slices
@@ -70,7 +73,7 @@ def measure_3d(model_uri: str, dataset: str, data_path: str | None, limit: int |
     metrics = {"regularity/aggregate_kl": aggregate_gaussian_kl(codes),
                "regularity/code_radius_p99": float(np.percentile(
                    np.linalg.norm(codes, axis=1), 99))}
-    return metrics, scatter3d(codes, split.labels, f"{len(codes)} test codes"), slices
+    return metrics, scatter3d(codes, rows["label"], f"{len(codes)} test codes"), slices
 
 
 def regularisation(dataset: str = "fashion-mnist", *, data_path: str | None = None,
@@ -107,7 +110,9 @@ def regularisation(dataset: str = "fashion-mnist", *, data_path: str | None = No
         metrics = {}
         for label in ("3d-sampling", "3d-no-sampling"):
             out = trained[label]
-            m, scatter, slices = measure_3d(out.model_uri, dataset, data_path, limit, points)
+            m, scatter, slices = measure_3d(
+                out.model_uri, Path("encodings") / f"regularisation-{run_id[:8]}" / label,
+                dataset, data_path, limit, points)
             for key, value in m.items():
                 client.log_metric(out.run_id, key, value)
                 metrics[f"{key}_{label.removeprefix('3d-').replace('-', '_')}"] = value

@@ -34,15 +34,19 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
     assert all("relocation/M" in r.data.metrics for r in relocations)
     (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
-    check_regularisation_pictures(regularity, children(regularity.info.run_id))
+    check_regularisation_pictures(regularity, children(regularity.info.run_id), workdir)
     for heading in ("== main job ==", "the seed's claims beside what was measured",
                     "mlflow ui --backend-store-uri"):
         assert heading in out
 
 
-def check_regularisation_pictures(parent, trained):
-    """3-D VAEs with and without sampling (scatter, prior slices, aggregate KL), and a 2-D VAE
-    traced through its first epoch, as children of the regularisation run."""
+def check_regularisation_pictures(parent, trained, workdir):
+    """3-D VAEs with and without sampling (scatter, prior slices, aggregate KL of their test
+    encodings), and a 2-D VAE traced through its first epoch, as children of the
+    regularisation run."""
+    from analysis.regularity import aggregate_gaussian_kl
+    from latentatlas.encode import open_encoding
+
     client = mlflow.MlflowClient()
     assert parent.info.status == "FINISHED"
     by_latent = sorted((r.data.params["model.latent_dim"], r.data.params.get(
@@ -55,6 +59,12 @@ def check_regularisation_pictures(parent, trained):
             label = "sampling" if sampling == "True" else "no_sampling"
             assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
                 parent.data.metrics[f"regularity/aggregate_kl_{label}"])
+            enc = open_encoding(workdir / "encodings" / f"regularisation-{parent.info.run_id[:8]}"
+                                / f"3d-{label.replace('_', '-')}")
+            assert enc.meta["rows"] == 297 and enc.meta["model_uri"].endswith(
+                f"{run.info.run_id}/model")  # the whole digits test split
+            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
+                aggregate_gaussian_kl(enc.arrays(["mu"])["mu"]), rel=1e-6)
         else:
             assert {"trajectories.png", "first_epoch_trace.npz"} <= files
             trace = np.load(mlflow.artifacts.download_artifacts(

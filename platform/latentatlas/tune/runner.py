@@ -263,7 +263,7 @@ def summarise(config: SweepConfig, context: dict, grid, client, measure=None) ->
         # Tune puts the id in every result; a restored trial's directory gets a suffix.
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         run = runs.get(trial_id)
-        status = trial_status(run.info.status if run else "FAILED", result.error is not None)
+        status = trial_status(run.info.status if run else None, result.error is not None)
         if run and status == "stopped_early":
             client.set_tag(run.info.run_id, TAG_STOPPED, config.scheduler)
             client.set_terminated(run.info.run_id, "KILLED")

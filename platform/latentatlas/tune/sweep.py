@@ -168,10 +168,12 @@ def _finite(v) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
-def trial_status(run_status: str, tune_error: bool) -> str:
+def trial_status(run_status: str | None, tune_error: bool) -> str:
     """finished: the train run ended and logged its model; stopped_early: the scheduler cut
-    it (its run never ended); failed: an error, in Tune or in the run."""
-    if tune_error or run_status == "FAILED":
+    it; failed: Tune recorded an error, or the trial never started its run. A trial driver
+    re-raises every training error, so Tune records it; a run that ended FAILED without
+    one is a driver Tune stopped while it was unwinding (or killed before: RUNNING)."""
+    if tune_error or run_status is None:
         return "failed"
     return "finished" if run_status == "FINISHED" else "stopped_early"
 
