@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,28 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def ray_dir_state(ray_dir: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under ~/.ray: what a test could have written there."""
+    if not ray_dir.exists():
+        return {}
+    return {str(f): (f.stat().st_mtime_ns, f.stat().st_size)
+            for f in ray_dir.rglob("*") if f.is_file()}
+
+
+# The suite depends on nothing in the user's home: every test process sees a new, empty
+# HOME (so a file some earlier work left in ~/.ray cannot make a test pass here and fail on a
+# fresh machine), and the real ~/.ray must be untouched when the session ends.
+REAL_RAY_DIR = Path.home() / ".ray"
+REAL_RAY_STATE = ray_dir_state(REAL_RAY_DIR)
+os.environ["HOME"] = tempfile.mkdtemp(prefix="la-home-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if ray_dir_state(REAL_RAY_DIR) != REAL_RAY_STATE:
+        print(f"\nerror: the test session wrote to {REAL_RAY_DIR}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def run_cli_module(args, cwd, timeout=120):

@@ -5,9 +5,11 @@ submitted with the Jobs SDK under token authentication."""
 import copy
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -96,10 +98,15 @@ def cluster(tmp_path_factory):
     # other's runtime-env packages (a job's working_dir vanished under it here).
     worker_tmp = tempfile.mkdtemp(prefix="la-w-", dir="/tmp")
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
+    # The cluster's own token (0600) and an empty HOME: nothing here reads or writes the
+    # user's ~/.ray, so the test behaves the same on a fresh machine as on a used one.
+    home = work / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN_PATH": str(write_token(work / "auth_token")),
+           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
     gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
     procs = Processes(env)
     try:
@@ -113,7 +120,7 @@ def cluster(tmp_path_factory):
                      f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
                      f"--temp-dir={ray_tmp}", "--disable-usage-stats"], work / "head.log")
         address = f"http://127.0.0.1:{dashboard}"
-        wait_for(lambda: http_status(f"{address}/api/version", f"Bearer {token()}") == 200, 90,
+        wait_for(lambda: http_status(f"{address}/api/version", f"Bearer {token(env)}") == 200, 90,
                  "the Ray dashboard")
         procs.start([str(bin_dir / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}",
                      "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={worker_tmp}"],
@@ -126,6 +133,15 @@ def cluster(tmp_path_factory):
         procs.stop()
         for path in (ray_tmp, worker_tmp):
             shutil.rmtree(path, ignore_errors=True)
+    assert not (home / ".ray").exists(), "the cluster wrote a token into its HOME"
+
+
+def write_token(path: Path) -> Path:
+    """A random token in a file only its owner can read (Ray's own generator writes 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return path
 
 
 SUBMIT = """
@@ -157,7 +173,7 @@ print("JOB STATUS:", client.get_job_status(job))
 
 def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
     """The submitting side is its own process, as on a user's laptop: the Jobs SDK with
-    RAY_AUTH_MODE=token and the token in ~/.ray/auth_token."""
+    RAY_AUTH_MODE=token and the cluster's token file (RAY_AUTH_TOKEN_PATH)."""
     from latentatlas import tracking
 
     wait_for(lambda: sum(ray_nodes(cluster)) == 2, 60, "the second node")
@@ -188,11 +204,13 @@ def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
     # The job API refuses requests without the token, and with a wrong one.
     for header in (None, "Bearer not-the-token"):
         assert http_status(f"{cluster['address']}/api/jobs/", header) in (401, 403)
-    assert http_status(f"{cluster['address']}/api/jobs/", f"Bearer {token()}") == 200
+    assert http_status(f"{cluster['address']}/api/jobs/",
+                       f"Bearer {token(cluster['env'])}") == 200
+    assert stat.S_IMODE(os.stat(cluster["env"]["RAY_AUTH_TOKEN_PATH"]).st_mode) == 0o600
 
 
-def token() -> str:
-    return (Path.home() / ".ray" / "auth_token").read_text().strip()
+def token(env: dict) -> str:
+    return Path(env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
 
 
 def http_status(url: str, authorization: str | None) -> int:
@@ -212,7 +230,7 @@ def ray_nodes(cluster) -> list[bool]:
     import json
 
     req = urllib.request.Request(f"{cluster['address']}/nodes?view=summary")
-    req.add_header("Authorization", f"Bearer {token()}")
+    req.add_header("Authorization", f"Bearer {token(cluster['env'])}")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             summary = json.loads(r.read())["data"]["summary"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+from pathlib import Path
 
 import ray
 
@@ -27,9 +29,37 @@ def init_ray(address: str | None = None) -> None:
         # by a killed head must not be joined by accident.
         # Node preemption is a cloud matter; its watcher only logs noise on one machine.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        use_local_token()
         # The dashboard (loopback only) serves the State API that Ray Train's placement-group
         # cleaner polls; without it stopped runs can leave their placement groups behind.
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+
+
+def local_token_env(environ, home: Path) -> dict[str, str]:
+    """What a local instance adds to the environment for token authentication.
+
+    Left alone, `ray.init()` generates `~/.ray/auth_token` (mode 0644) on first use. A local
+    instance lives and dies with this process, so unless the user configured a token
+    (RAY_AUTH_MODE, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or an existing ~/.ray/auth_token,
+    used as they are), it gets a fresh one that only this process and its Ray workers (which
+    inherit the environment) know."""
+    configured = {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(environ)
+    if configured or (home / ".ray" / "auth_token").exists():
+        return {}
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def use_local_token() -> None:
+    added = local_token_env(os.environ, Path.home())
+    if not added:
+        return
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    os.environ.update(added)
+    # Ray read RAY_AUTH_MODE and looked for a token when it was imported: refresh both, as
+    # Ray's own _enable_token_auth does (private API; Ray is pinned in constraints.txt).
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def quiet_environment() -> None:
