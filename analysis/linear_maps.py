@@ -73,69 +73,149 @@ class LinearMap:
     estimator: str
     A: np.ndarray  # (dx, dy)
     b: np.ndarray  # (dy,)
+    rank: int = -1  # numerical rank of the system the fit solved (-1: not recorded)
+    dims: int = -1  # its size: rank < dims means the fit rows did not determine the map
+
+    @property
+    def rank_deficient(self) -> bool:
+        return 0 <= self.rank < self.dims
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, np.float64) @ self.A + self.b
 
     def save(self, path: str | Path) -> None:
-        np.savez(path, A=self.A, b=self.b, estimator=self.estimator)
+        np.savez(path, A=self.A, b=self.b, estimator=self.estimator, rank=self.rank,
+                 dims=self.dims)
 
     @staticmethod
     def load(path: str | Path) -> LinearMap:
         with np.load(path) as f:
-            return LinearMap(str(f["estimator"]), f["A"], f["b"])
+            return LinearMap(str(f["estimator"]), f["A"], f["b"], int(f["rank"]),
+                             int(f["dims"]))
 
 
-def solve_spd(m: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve m @ a = rhs for symmetric positive (semi)definite m without an inverse."""
-    try:
-        return scipy.linalg.solve(m, rhs, assume_a="pos")
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        # Singular (fewer rows than dimensions, dead variables): minimum-norm solution.
-        return scipy.linalg.lstsq(m, rhs)[0]
+# Directions along which the fit rows spread less than 1/1000 of the widest (eigenvalues of
+# the Gram matrix below RTOL = 1e-6 of the largest) are left out of the fit: a few rows do
+# not determine them, and a VAE's near-dead variables (sd ~1e-3) are such directions. On 16
+# support rows in 16 dimensions, Cholesky solved them anyway (it does not see that the
+# centred system has rank 15) and returned maps with entries in the thousands.
+RTOL = 1e-6
+
+
+def solve_psd(m: np.ndarray, rhs: np.ndarray, rtol: float = RTOL) -> tuple[np.ndarray, int]:
+    """Minimum-norm solution of m @ a = rhs for symmetric positive semidefinite m, by an
+    eigendecomposition truncated at rtol * the largest eigenvalue; and the rank kept."""
+    w, v = scipy.linalg.eigh(m)
+    keep = w > rtol * max(w[-1], 0.0) if w[-1] > 0 else np.zeros(len(w), bool)
+    vk = v[:, keep]
+    return vk @ ((vk.T @ rhs) / w[keep][:, None]), int(keep.sum())
 
 
 def ols(s: SufficientStats) -> LinearMap:
     cxx, cxy, _ = s.centred()
-    a = solve_spd(cxx, cxy)
-    return LinearMap("ols", a, s.mean_y - s.mean_x @ a)
+    a, rank = solve_psd(cxx, cxy)
+    return LinearMap("ols", a, s.mean_y - s.mean_x @ a, rank, len(cxx))
 
 
 def ols_nobias(s: SufficientStats) -> LinearMap:
-    return LinearMap("ols_nobias", solve_spd(s.sxx, s.sxy), np.zeros(len(s.sy)))
+    a, rank = solve_psd(s.sxx, s.sxy)
+    return LinearMap("ols_nobias", a, np.zeros(len(s.sy)), rank, len(s.sxx))
 
 
 def ridge(s: SufficientStats, lam: float = 1e-4) -> LinearMap:
-    """The authors' bias-free map with an L2 penalty, in closed form: (X^T X + lam I)^-1 X^T Y."""
-    return LinearMap("ridge", solve_spd(s.sxx + lam * np.eye(len(s.sx)), s.sxy),
-                     np.zeros(len(s.sy)))
+    """Bias-free map with an L2 penalty on the sum-of-squares scale: argmin |Y - XA|^2 +
+    lam |A|^2 = (X^T X + lam I)^-1 X^T Y. Not the authors' scale: see `ridge_authors`."""
+    a, rank = solve_psd(s.sxx + lam * np.eye(len(s.sx)), s.sxy)
+    return LinearMap("ridge", a, np.zeros(len(s.sy)), rank, len(s.sxx))
 
 
-def procrustes(s: SufficientStats) -> LinearMap:
-    """Orthogonal Procrustes between per-dimension standardised spaces, zero-padded to a
-    common width: y = ((x - mx)/sdx) [R]_{:dx,:dy} * sdy + my, with R = U V^T from the SVD
-    of the standardised cross-covariance."""
+def ridge_authors(s: SufficientStats, l2: float = 1e-4) -> LinearMap:
+    """The authors' map exactly (We_love_latent_space `comparison.py`): a bias-free Keras
+    Dense layer trained on `mse` with `kernel_regularizer=L2(l2)` and
+    `activity_regularizer=L2(l2)`, i.e. the minimiser of
+
+        |Y - XA|^2 / (n dy) + l2 |A|^2 + l2 |XA|^2 / n
+
+    (Keras divides an activity penalty by the batch size). Setting its gradient to zero:
+    ((1 + l2 dy) X^T X + l2 n dy I) A = X^T Y, a ridge with penalty l2 * n * dy on a Gram
+    matrix inflated by (1 + l2 dy). Their l2: 1e-4, and 0.0015 when one side is a GAN."""
+    dy = len(s.sy)
+    a, rank = solve_psd((1 + l2 * dy) * s.sxx + l2 * s.n * dy * np.eye(len(s.sx)), s.sxy)
+    return LinearMap("ridge_authors", a, np.zeros(dy), rank, len(s.sxx))
+
+
+def standardised(s: SufficientStats):
+    """Cxx, Cxy, Cyy and the per-dimension standard deviations of x and y."""
     cxx, cxy, cyy = s.centred()
     sdx = np.sqrt(np.maximum(np.diag(cxx) / s.n, 1e-12))
     sdy = np.sqrt(np.maximum(np.diag(cyy) / s.n, 1e-12))
-    d = max(len(sdx), len(sdy))
-    m = np.zeros((d, d))
-    m[:len(sdx), :len(sdy)] = cxy / np.outer(sdx, sdy)
-    u, _, vt = np.linalg.svd(m)
-    r = (u @ vt)[:len(sdx), :len(sdy)]
+    return cxx, cxy, cyy, sdx, sdy
+
+
+def nearest_orthogonal(m: np.ndarray) -> tuple[np.ndarray, int]:
+    """The (semi-)orthogonal matrix nearest to m (dx, dy) in Frobenius norm, U V^T of the SVD
+    of m zero-padded to a square, cut back to (dx, dy); and the rank of m."""
+    dx, dy = m.shape
+    d = max(dx, dy)
+    square = np.zeros((d, d))
+    square[:dx, :dy] = m
+    u, sv, vt = np.linalg.svd(square)
+    rank = int((sv > np.sqrt(RTOL) * sv[0]).sum()) if sv[0] > 0 else 0
+    return (u @ vt)[:dx, :dy], rank
+
+
+def orthogonal_map(name: str, s: SufficientStats, r: np.ndarray, sdx, sdy, rank) -> LinearMap:
+    """y = ((x - mx) / sdx) R * sdy + my."""
     a = r / sdx[:, None] * sdy[None, :]
-    return LinearMap("procrustes", a, s.mean_y - s.mean_x @ a)
+    return LinearMap(name, a, s.mean_y - s.mean_x @ a, rank, min(len(sdx), len(sdy)))
 
 
-ESTIMATORS: dict[str, Callable[..., LinearMap]] = {
-    "ols": ols, "ols_nobias": ols_nobias, "ridge": ridge, "procrustes": procrustes,
-}
+def procrustes(s: SufficientStats) -> LinearMap:
+    """Orthogonal Procrustes between per-dimension standardised spaces: R = U V^T from the
+    SVD of the standardised cross-covariance (zero-padded when dimensions differ)."""
+    _, cxy, _, sdx, sdy = standardised(s)
+    r, rank = nearest_orthogonal(cxy / np.outer(sdx, sdy))
+    return orthogonal_map("procrustes", s, r, sdx, sdy, rank)
+
+
+def lstsq_ortho(s: SufficientStats) -> LinearMap:
+    """Least squares between the standardised spaces, then the orthogonal matrix nearest to
+    it: set beside `procrustes` and `ols`, it shows how much of a map is an isometry."""
+    cxx, cxy, _, sdx, sdy = standardised(s)
+    a, rank = solve_psd(cxx / np.outer(sdx, sdx), cxy / np.outer(sdx, sdy))
+    r, _ = nearest_orthogonal(a)
+    return orthogonal_map("lstsq_ortho", s, r, sdx, sdy, rank)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A map family by its registry name, with the parameters it takes (and their defaults)."""
+
+    name: str
+    fit: Callable[..., LinearMap]
+    params: tuple[str, ...] = ()
+    about: str = ""
+
+
+ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
+    Estimator("ols", ols, about="least squares with bias"),
+    Estimator("ols_nobias", ols_nobias, about="least squares through the origin"),
+    Estimator("ridge", ridge, ("lam",), "bias-free, penalty lam on the sum-of-squares scale"),
+    Estimator("ridge_authors", ridge_authors, ("l2",),
+              "the authors' Keras map in closed form (their l2)"),
+    Estimator("procrustes", procrustes, about="orthogonal, after standardisation"),
+    Estimator("lstsq_ortho", lstsq_ortho,
+              about="least squares projected to the nearest orthogonal map"),
+)}
 
 
 def fit_from_stats(s: SufficientStats, estimator: str = "ols", **params) -> LinearMap:
+    """Fit one estimator; `params` may hold every estimator's parameters (e.g. lam and l2):
+    each takes those it declares."""
     if estimator not in ESTIMATORS:
         raise KeyError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[estimator](s, **params)
+    e = ESTIMATORS[estimator]
+    return e.fit(s, **{k: v for k, v in params.items() if k in e.params and v is not None})
 
 
 def fit_linear_map(x: np.ndarray, y: np.ndarray, estimator: str = "ols", **params) -> LinearMap:

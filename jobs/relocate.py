@@ -16,7 +16,7 @@ import numpy as np
 from latentatlas.cli import common_parser, guarded
 from latentatlas.report import print_table
 
-DEFAULT_ESTIMATORS = ["ols", "ols_nobias", "ridge", "procrustes"]
+DEFAULT_ESTIMATORS = ["ols", "ols_nobias", "ridge", "ridge_authors", "procrustes", "lstsq_ortho"]
 
 
 @dataclass
@@ -25,9 +25,10 @@ class RelocationOutcome:
     metrics: dict
     errors: dict  # per-label mean errors (analysis.relocation.relocation_errors)
     maps: dict
+    rank_deficient: list[str]  # maps whose fit rows did not determine every direction
 
 
-def fit_on_rows(src, tgt, estimators, indices, lam: float = 1e-4, suffix: str = ""):
+def fit_on_rows(src, tgt, estimators, indices, params: dict, suffix: str = ""):
     """Closed-form fits on explicit rows (a support set, any index list), read directly."""
     from analysis.linear_maps import fit_linear_map
     from analysis.pairs import aligned
@@ -38,26 +39,24 @@ def fit_on_rows(src, tgt, estimators, indices, lam: float = 1e-4, suffix: str = 
     if len(a["index"]) != len(indices):
         raise UserError(f"--indices: {len(a['index'])} of {len(indices)} rows exist in both "
                         "encodings")
-    return {f"{e}{suffix}": fit_linear_map(a["mu"], b["mu"], e,
-                                           **({"lam": lam} if e == "ridge" else {}))
-            for e in estimators}
+    return {f"{e}{suffix}": fit_linear_map(a["mu"], b["mu"], e, **params) for e in estimators}
 
 
-def fit_on_all(src, tgt, estimators, lam: float = 1e-4, suffix: str = ""):
+def fit_on_all(src, tgt, estimators, params: dict, suffix: str = ""):
     """Streaming fits on every non-held-out row."""
     from analysis.linear_maps import fit_from_stats
     from analysis.pairs import streaming_stats
 
     stats = streaming_stats(src, tgt, part="fit")
-    return {f"{e}{suffix}": fit_from_stats(stats, e, **({"lam": lam} if e == "ridge" else {}))
-            for e in estimators}, stats.n
+    return {f"{e}{suffix}": fit_from_stats(stats, e, **params) for e in estimators}, stats.n
 
 
 def support_sizes(d: int) -> list[int]:
     return sorted({max(2, d // 4), max(2, d // 2), d, 2 * d, 4 * d})
 
 
-def fit_maps(src, tgt, estimators, fit: str, indices=None, lam: float = 1e-4, seed: int = 0):
+def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None = None,
+             seed: int = 0):
     """Maps by name, the number of fit rows, and (for support fits) the sweep sizes.
     `support`: a support set selected in the source space among the fit rows; the
     full-data fits are added as `<estimator>_full`, and the first estimator refitted on
@@ -66,36 +65,41 @@ def fit_maps(src, tgt, estimators, fit: str, indices=None, lam: float = 1e-4, se
     from jobs.sectors import compute_sectors
     from jobs.support_set import select
 
+    params = params or {}
     if fit == "all":
-        maps, n = fit_on_all(src, tgt, estimators, lam)
+        maps, n = fit_on_all(src, tgt, estimators, params)
         return maps, n, []
     if fit == "indices":
-        maps = fit_on_rows(src, tgt, estimators, indices, lam)
+        maps = fit_on_rows(src, tgt, estimators, indices, params)
         return maps, len(np.unique(indices)), []
     d = src.latent_dim
     fit_rows = lambda index: split_mask(index, "fit")  # noqa: E731
     sectors = compute_sectors(str(src.path))
     support, _, _ = select(sectors, d, seed=seed, eligible_index=fit_rows)
-    maps = fit_on_rows(src, tgt, estimators, support, lam)
-    full, _ = fit_on_all(src, tgt, estimators, lam, suffix="_full")
+    maps = fit_on_rows(src, tgt, estimators, support, params)
+    full, _ = fit_on_all(src, tgt, estimators, params, suffix="_full")
     maps.update(full)
     sizes = support_sizes(d)
     for size in sizes:
         rows, _, _ = select(sectors, size, seed=seed, eligible_index=fit_rows)
-        maps.update(fit_on_rows(src, tgt, estimators[:1], rows, lam, suffix=f"_support{size}"))
+        maps.update(fit_on_rows(src, tgt, estimators[:1], rows, params,
+                                suffix=f"_support{size}"))
     return maps, len(support), sizes
 
 
 def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: str = "all",
-             indices=None, lam: float = 1e-4, tracking_uri: str | None = None,
+             indices=None, lam: float = 1e-4, l2: float = 1e-4,
+             tracking_uri: str | None = None,
              experiment: str | None = None, parent_run_id: str | None = None,
              actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
              run_name: str | None = None) -> RelocationOutcome:
     """Fit on the non-held-out rows (or on `indices`), evaluate on held-out rows.
-    `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones."""
+    `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones. `lam` is
+    `ridge`'s penalty, `l2` the authors' Keras regulariser of `ridge_authors`."""
     import mlflow
     import torch
 
+    from analysis.linear_maps import ESTIMATORS
     from analysis.pairs import check_joinable, read_rows
     from analysis.relocation import relocation_errors
     from latentatlas import tracking
@@ -105,13 +109,13 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     from latentatlas.errors import UserError
     from latentatlas.images import stacked_rows
 
-    unknown = set(estimators) - set(DEFAULT_ESTIMATORS)
+    unknown = set(estimators) - set(ESTIMATORS)
     if unknown:
-        raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {DEFAULT_ESTIMATORS}")
+        raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {', '.join(ESTIMATORS)}")
     tracking.setup(tracking_uri, experiment)
     src, tgt = open_encoding(source), open_encoding(target)
     check_joinable(src, tgt)
-    maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, lam)
+    maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, {"lam": lam, "l2": l2})
     maps.update(extra_maps or {})
     meta = src.meta
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
@@ -126,9 +130,12 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     metrics = {"relocation/R": every["R"], "relocation/M_target_own": every["M_target_own"],
                "relocation/M": every[f"M_{primary}"], "relocation/L": every[f"L_{primary}"],
                "relocation/fit_rows": fit_rows, "relocation/eval_rows": float(errors["count"][-1])}
-    for name in maps:
+    for name, m in maps.items():
         metrics[f"relocation/M_{name}"] = every[f"M_{name}"]
         metrics[f"relocation/L_{name}"] = every[f"L_{name}"]
+        if m.rank >= 0:  # the rank of the system each fit solved (< dims: rank-deficient)
+            metrics[f"relocation/rank_{name}"] = m.rank
+    deficient = [name for name, m in maps.items() if m.rank_deficient]
 
     # The seed's picture: originals / source reconstructions / relocated reconstructions.
     shown = np.arange(0, 8 * 5, 5)  # the first eight held-out rows
@@ -143,7 +150,9 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
         mlflow.set_tags({"latentatlas.kind": "relocate", "source": str(src.path),
                          "target": str(tgt.path), "source_model": meta["model_uri"],
                          "target_model": tgt.meta["model_uri"]})
+        mlflow.set_tag("latentatlas.rank_deficient", ",".join(deficient) or "none")
         mlflow.log_params({"fit": fit, "estimators": ",".join(estimators), "ridge_lambda": lam,
+                           "ridge_authors_l2": l2,
                            "primary_estimator": primary, "dataset": meta["dataset"],
                            "split": meta["split"]})
         mlflow.log_metrics(metrics)
@@ -166,7 +175,7 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
             for name, m in maps.items():
                 m.save(Path(tmp) / f"map_{name}.npz")
             mlflow.log_artifacts(tmp, "maps")
-    return RelocationOutcome(run.info.run_id, metrics, errors, maps)
+    return RelocationOutcome(run.info.run_id, metrics, errors, maps, deficient)
 
 
 def relocate_all(paths: list[str], **kwargs) -> tuple[str, np.ndarray, list]:
@@ -227,7 +236,11 @@ def main(argv=None) -> int:
     p.add_argument("--estimator", action="append", default=None,
                    help=f"repeatable; the first is the headline (default: "
                         f"{', '.join(DEFAULT_ESTIMATORS)})")
-    p.add_argument("--lam", type=float, default=1e-4, help="ridge penalty")
+    p.add_argument("--lam", type=float, default=1e-4,
+                   help="ridge: penalty on the sum-of-squares scale, |Y - XA|^2 + lam |A|^2")
+    p.add_argument("--l2", type=float, default=1e-4,
+                   help="ridge_authors: the authors' Keras L2 on weights and outputs (1e-4; "
+                        "0.0015 when one side is a GAN)")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--use-gpu", action="store_true")
     args = p.parse_args(argv)
@@ -236,7 +249,7 @@ def main(argv=None) -> int:
         from latentatlas.errors import UserError
         from latentatlas.runtime import init_ray
 
-        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, lam=args.lam,
+        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, lam=args.lam, l2=args.l2,
                       tracking_uri=args.tracking_uri, experiment=args.experiment,
                       actors=args.actors, use_gpu=args.use_gpu)
         if args.all:
@@ -257,6 +270,10 @@ def main(argv=None) -> int:
         init_ray(args.ray_address)
         out = relocate(args.source, args.target, fit=args.fit, indices=indices, **common)
         print_table([out.metrics], title="relocation")
+        for name in out.rank_deficient:
+            m = out.maps[name]
+            print(f"note: {name} was fitted on rows that determine {m.rank} of {m.dims} "
+                  "directions; the others were left out (minimum-norm fit)")
         print(f"MLflow run id: {out.run_id}")
 
     return guarded(run, args.debug)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from analysis.linear_maps import ESTIMATORS, LinearMap, SufficientStats, fit_linear_map
+from analysis.linear_maps import (
+    ESTIMATORS,
+    LinearMap,
+    SufficientStats,
+    fit_from_stats,
+    fit_linear_map,
+)
 
 
 def planted(n=500, dx=6, dy=4, noise=0.0, bias=True, seed=0):
@@ -74,7 +80,7 @@ def test_statistics_of_seven_uneven_blocks_equal_the_whole():
                                                                  strict=True)]
     streamed = sum(parts[1:], parts[0])
     for name in ESTIMATORS:
-        a, b = fit_linear_map(x, y, name), ESTIMATORS[name](streamed)
+        a, b = fit_linear_map(x, y, name), fit_from_stats(streamed, name)
         np.testing.assert_allclose(b.A, a.A, atol=1e-9)
         np.testing.assert_allclose(b.b, a.b, atol=1e-9)
 
@@ -101,6 +107,93 @@ def test_map_saves_and_loads(tmp_path):
     m.save(tmp_path / "map.npz")
     back = LinearMap.load(tmp_path / "map.npz")
     assert back.estimator == "ols" and np.array_equal(back.A, m.A)
+    assert (back.rank, back.dims) == (m.rank, m.dims) == (6, 6)
+
+
+def near_dead_support(n=16, active=10, dead=6, seed=0):
+    """Codes as a VAE's support set gives them: `active` variables of unit spread and
+    `dead` ones that barely move, n rows; the target depends on the active ones only."""
+    rng = np.random.default_rng(seed)
+    scale = np.r_[np.ones(active), np.full(dead, 1e-3)]
+    x = rng.normal(size=(n + 2000, active + dead)) * scale
+    y = x[:, :active] @ rng.normal(size=(active, 8)) + 0.05 * rng.normal(size=(n + 2000, 8))
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def test_a_rank_deficient_support_fit_leaves_out_what_the_rows_do_not_determine():
+    """16 rows in 16 dimensions with a bias: the centred system has rank 15, and 6 variables
+    barely move. Cholesky did not see it and returned a map with entries ~2e4 and a held-out
+    error ~1e3; the fit must drop the directions the rows do not determine (singular values
+    below 1e-3 of the largest), say so, and predict as well as a ridge."""
+    x, y, x_out, y_out = near_dead_support(seed=1)
+    m = fit_linear_map(x, y, "ols")
+    assert m.rank == 10 and m.dims == 16 and m.rank_deficient
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    ref = np.linalg.lstsq(xc, yc, rcond=1e-3)[0]  # numpy's truncated SVD, same cutoff
+    np.testing.assert_allclose(m.A, ref, atol=1e-8)
+    assert np.abs(m.A).max() < 10
+    held_out = ((m(x_out) - y_out) ** 2).mean()
+    ridge = fit_linear_map(x, y, "ridge_authors")
+    assert held_out < 1.5 * ((ridge(x_out) - y_out) ** 2).mean()
+    full = fit_linear_map(x_out, y_out, "ols")  # 2000 rows spread along every direction...
+    assert full.rank == 10  # ...but the near-dead ones still below the cutoff
+    assert not fit_linear_map(*planted(n=20, dx=6)[:2], "ols").rank_deficient
+
+
+def test_the_authors_ridge_equals_a_full_batch_optimisation_of_their_keras_objective():
+    """mse loss + L2(l2) on the kernel + L2(l2) on the outputs divided by the batch size (how
+    Keras applies an activity regularizer), minimised by L-BFGS in float64."""
+    import torch
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(16, 6)) * rng.uniform(0.2, 2, 6)
+    y = x @ rng.normal(size=(6, 5)) + 0.3 * rng.normal(size=(16, 5))
+    l2 = 0.05  # large enough that the penalties shape the answer
+    X, Y = torch.tensor(x), torch.tensor(y)
+    W = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W], lr=1, max_iter=500, tolerance_grad=1e-14,
+                            tolerance_change=1e-16, line_search_fn="strong_wolfe")
+
+    def objective():
+        opt.zero_grad()
+        out = X @ W
+        loss = ((Y - out) ** 2).mean() + l2 * (W**2).sum() + l2 * (out**2).sum() / len(X)
+        loss.backward()
+        return loss
+
+    opt.step(objective)
+    m = fit_linear_map(x, y, "ridge_authors", l2=l2)
+    np.testing.assert_allclose(m.A, W.detach().numpy(), atol=1e-4)
+    assert np.abs(m.A - fit_linear_map(x, y, "ridge", lam=l2).A).max() > 1e-2  # not `ridge`
+
+
+def test_lstsq_ortho_is_orthogonal_between_standardised_spaces_and_finds_a_rotation():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 5))
+    x = x - x.mean(0)
+    x = x @ np.linalg.inv(np.linalg.cholesky(x.T @ x / len(x))).T  # white: cov exactly I
+    q = np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    y = x @ q * 0.7 - 2  # standardised, exactly the rotated x
+    x = x * rng.uniform(0.5, 2, 5) + 1  # scales and shifts that standardisation removes
+    m = fit_linear_map(x, y, "lstsq_ortho")
+    r = m.A * x.std(0)[:, None] / y.std(0)[None, :]  # back in the standardised spaces
+    np.testing.assert_allclose(r.T @ r, np.eye(5), atol=1e-9)
+    np.testing.assert_allclose(r, q, atol=1e-9)
+    np.testing.assert_allclose(m(x), y, atol=1e-9)
+    shear = np.eye(5) + np.triu(np.full((5, 5), 0.8), 1)  # no isometry, standardised or not
+    skew = x @ shear
+    ols, ortho = fit_linear_map(x, skew, "ols"), fit_linear_map(x, skew, "lstsq_ortho")
+    assert ((ortho(x) - skew) ** 2).mean() > 10 * ((ols(x) - skew) ** 2).mean() + 1e-12
+
+
+def test_estimators_take_the_parameters_they_declare():
+    x, y, _, _ = planted(noise=0.1, seed=2)
+    both = dict(lam=3.0, l2=1e-3)
+    assert np.array_equal(fit_linear_map(x, y, "ridge", **both).A,
+                          fit_linear_map(x, y, "ridge", lam=3.0).A)
+    assert np.array_equal(fit_linear_map(x, y, "ridge_authors", **both).A,
+                          fit_linear_map(x, y, "ridge_authors", l2=1e-3).A)
+    assert np.array_equal(fit_linear_map(x, y, "ols", **both).A, fit_linear_map(x, y, "ols").A)
 
 
 def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
