@@ -7,8 +7,12 @@ axis belong to no sector (id -1), so neighbouring sectors are 2t apart."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
+
+from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
 
 NO_SECTOR = -1
+MIN_IN_SECTORS = 0.01  # below this share of codes in any sector, the run warns
 
 
 def effective_k(k: int, active: int) -> int:
@@ -17,12 +21,13 @@ def effective_k(k: int, active: int) -> int:
     return max(1, min(k, active))
 
 
-def sector_variables(score: np.ndarray, var_mu: np.ndarray, k: int,
-                     active_threshold: float = 0.01) -> np.ndarray:
-    """The k highest-scoring active variables (var(mu) > 0.01), best first. A dead
-    variable sits at 0 for every input and would leave every sector empty, whatever its
-    score, so only active ones qualify and k shrinks to their number."""
-    active = np.asarray(var_mu) > active_threshold
+def sector_variables(score: np.ndarray, var_mu: np.ndarray, mean_sigma2: np.ndarray,
+                     k: int) -> np.ndarray:
+    """The k highest-scoring variables among those active by Asperti's rule (var(mu) >= 0.05
+    and mean(sigma^2) <= 0.95), best first; k shrinks to their number. Burda's looser rule
+    (var(mu) > 0.01) would admit a variable with var(mu) = 0.02, whose sd of 0.14 almost
+    never passes |z| > 0.5, and that empties every sector."""
+    active = (np.asarray(var_mu) >= INACTIVE_VAR) & (np.asarray(mean_sigma2) <= INACTIVE_SIGMA2)
     ranked = [v for v in np.argsort(-np.asarray(score), kind="stable") if active[v]]
     return np.array(ranked[:effective_k(k, int(active.sum()))], dtype=np.int64)
 
@@ -44,6 +49,64 @@ def sector_counts(ids: np.ndarray, k: int) -> np.ndarray:
 def sector_signs(sector: int, k: int) -> str:
     """'+-+...' for variable order 0..k-1."""
     return "".join("+" if sector >> j & 1 else "-" for j in range(k))
+
+
+def gaussian_sector_probabilities(mean: np.ndarray, sd: np.ndarray,
+                                  threshold: float) -> np.ndarray:
+    """P(sector s) for s = 0..2^k-1 when the k sector variables are independent Gaussians of
+    the given means and sds: a product over variables of P(z_j > t) (bit j set) or
+    P(z_j < -t). The rest, 1 - sum, is the chance of lying in no sector."""
+    p = np.ones(1)
+    for m, s in zip(np.asarray(mean, np.float64), np.asarray(sd, np.float64), strict=True):
+        above = scipy.stats.norm.sf((threshold - m) / s)
+        below = scipy.stats.norm.cdf((-threshold - m) / s)
+        p = np.concatenate([p * below, p * above])  # bit j is the new high half
+    return p
+
+
+def kl_divergence(q: np.ndarray, p: np.ndarray) -> float:
+    """KL(q || p) of two distributions over the same cells (0 log 0 = 0)."""
+    q, p = np.asarray(q, np.float64), np.asarray(p, np.float64)
+    nz = q > 0
+    return float(np.sum(q[nz] * np.log(q[nz] / p[nz])))
+
+
+def density_vs_gaussian(counts: np.ndarray, outside: int, probabilities: np.ndarray,
+                        draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """How far sector counts are from what independent Gaussian codes of the same means and
+    variances would give, and how far sampling noise alone would put them:
+    - `kl_to_gaussian`: KL(observed || expected) over the sectors, given a code is in one;
+    - `kl_gaussian_p99`: the 99th percentile of that KL for as many codes drawn from the
+      Gaussian reference (multinomial draws): above it, unevenness is not noise;
+    - `chi2`, `chi2_pvalue`: Pearson's test over the sectors plus the no-sector cell;
+    - `expected_in_sectors` beside `in_sectors`: the share of codes in any sector."""
+    counts = np.asarray(counts, np.float64)
+    inside = counts.sum()
+    total = inside + outside
+    cells = np.append(probabilities, max(1.0 - probabilities.sum(), 0.0))
+    observed = np.append(counts, outside)
+    expected = total * cells
+    used = expected > 0
+    chi2 = float((((observed - expected) ** 2)[used] / expected[used]).sum())
+    conditional = probabilities / probabilities.sum()
+    rng = np.random.default_rng(seed)
+    noise = [kl_divergence(c / inside, conditional)
+             for c in rng.multinomial(int(inside), conditional, size=draws)] if inside else [0.0]
+    return {"kl_to_gaussian": kl_divergence(counts / max(inside, 1), conditional),
+            "kl_gaussian_p99": float(np.quantile(noise, 0.99)),
+            "chi2": chi2, "chi2_pvalue": float(scipy.stats.chi2.sf(chi2, int(used.sum()) - 1)),
+            "in_sectors": float(inside / max(total, 1)),
+            "expected_in_sectors": float(probabilities.sum())}
+
+
+def few_in_sectors_note(in_sectors: float, threshold: float, sd: np.ndarray) -> str | None:
+    """Why almost no code lies in any sector, when that is so."""
+    if in_sectors >= MIN_IN_SECTORS:
+        return None
+    spread = ", ".join(f"{v:.2f}" for v in sd)
+    return (f"only {in_sectors:.2%} of codes lie in any sector: each must pass |z| > "
+            f"{threshold} on all {len(sd)} sector variables, whose sds are {spread}; "
+            "lower --threshold or --k")
 
 
 def select_support(ids: np.ndarray, size: int, seed: int = 0,

@@ -26,6 +26,8 @@ class Sectors:
     index: np.ndarray  # row index of every code
     ids: np.ndarray  # its sector (-1: none)
     counts: np.ndarray  # all 2^k sectors
+    density: dict  # counts against independent Gaussian codes (analysis.sectors)
+    note: str | None  # why almost no code lies in any sector, when that is so
 
     @property
     def k(self) -> int:
@@ -50,17 +52,28 @@ def stats_gain(enc) -> np.ndarray | None:
 
 def compute_sectors(encoding_path: str, k: int = DEFAULT_K,
                     threshold: float = DEFAULT_THRESHOLD) -> Sectors:
-    from analysis.latent import BURDA_ACTIVE
     from analysis.pipelines import latent_moments
-    from analysis.sectors import sector_counts, sector_ids, sector_variables
+    from analysis.sectors import (
+        density_vs_gaussian,
+        few_in_sectors_note,
+        gaussian_sector_probabilities,
+        sector_counts,
+        sector_ids,
+        sector_variables,
+    )
     from latentatlas.encode import open_encoding
 
     enc = open_encoding(encoding_path)
     ds = enc.dataset()
-    mu, _ = latent_moments(ds)
+    mu, sigma2_sum = latent_moments(ds)
     gain = stats_gain(enc)
     score, ordering = (gain, "information_gain") if gain is not None else (mu.var, "var_mu")
-    variables = sector_variables(score, mu.var, k, BURDA_ACTIVE)
+    variables = sector_variables(score, mu.var, sigma2_sum / mu.n, k)
+    if not len(variables):
+        from latentatlas.errors import UserError
+
+        raise UserError(f"{enc.path}: no latent variable is active (var(mu) >= 0.05 and mean "
+                        "sigma^2 <= 0.95), so no code can lie in a sector")
     # Only (index, sector) reaches the driver: 16 bytes per code, whatever the latent size.
     parts = list(ds.select_columns(["index", "mu"]).map_batches(
         lambda b: {"index": b["index"], "sector": sector_ids(b["mu"], variables, threshold)},
@@ -69,7 +82,11 @@ def compute_sectors(encoding_path: str, k: int = DEFAULT_K,
     ids = np.concatenate([p["sector"] for p in parts])
     order = np.argsort(index, kind="stable")
     counts = sector_counts(ids, len(variables))
-    return Sectors(enc, variables, ordering, k, threshold, index[order], ids[order], counts)
+    sd = np.sqrt(mu.var[variables])
+    density = density_vs_gaussian(counts, int((ids < 0).sum()), gaussian_sector_probabilities(
+        mu.mean[variables], sd, threshold))
+    return Sectors(enc, variables, ordering, k, threshold, index[order], ids[order], counts,
+                   density, few_in_sectors_note(density["in_sectors"], threshold, sd))
 
 
 def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD,
@@ -88,7 +105,8 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
     meta = s.encoding.meta
     metrics = {"sectors/k": s.k, "sectors/threshold": threshold,
                "sectors/nonempty": int((s.counts > 0).sum()),
-               "sectors/outside": int((s.ids < 0).sum())}
+               "sectors/outside": int((s.ids < 0).sum()),
+               **{f"sectors/{k}": v for k, v in s.density.items()}}
     split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
     rng = np.random.default_rng(seed)
     nonempty = np.flatnonzero(s.counts)
@@ -100,7 +118,8 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
                                     replace=False))
     with mlflow.start_run(run_name="sectors", parent_run_id=parent_run_id
                           or meta["model_run_id"]) as run:
-        mlflow.set_tags({"latentatlas.kind": "sectors", "encoding": str(s.encoding.path)})
+        mlflow.set_tags({"latentatlas.kind": "sectors", "encoding": str(s.encoding.path),
+                         "note": s.note or ""})
         mlflow.log_params({"ordering": s.ordering, "k_requested": s.k_requested,
                            "variables": ",".join(map(str, s.variables)),
                            "k_reduced_to_active": s.k < s.k_requested})
@@ -139,6 +158,11 @@ def main(argv=None) -> int:
                                      experiment=args.experiment)
         if s.k < s.k_requested:
             print(f"note: k reduced from {s.k_requested} to {s.k}, the active variables")
+        if s.note:
+            print(f"warning: {s.note}")
+        d = s.density
+        print(f"density: KL to independent Gaussian codes {d['kl_to_gaussian']:.4f} (sampling "
+              f"noise alone: <= {d['kl_gaussian_p99']:.4f} in 99% of draws)")
         print(f"ordering: {s.ordering}; variables {s.variables.tolist()}")
         print_table([metrics], title="sectors")
         print(f"MLflow run id: {run_id}")

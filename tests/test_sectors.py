@@ -42,12 +42,67 @@ def test_counts_cover_all_sectors_and_sum_to_the_codes_outside_the_band():
         assert counts[s] == ((z[:, :3] * signs > 0.5).all(axis=1)).sum()
 
 
-def test_k_is_reduced_to_the_active_variables():
+def test_sector_variables_are_active_by_asperti_rule_and_k_shrinks_to_them():
     assert effective_k(7, 5) == 5 and effective_k(7, 13) == 7 and effective_k(7, 0) == 1
-    score = np.array([0.1, 9.0, 0.5, 0.3, 0.2])  # variable 1 scores best but is dead
-    var_mu = np.array([1.0, 0.001, 0.8, 0.02, 0.005])
-    assert sector_variables(score, var_mu, 7).tolist() == [2, 3, 0]
-    assert sector_variables(score, var_mu, 2).tolist() == [2, 3]
+    score = np.array([0.1, 9.0, 0.5, 0.3, 0.2, 0.4])
+    var_mu = np.array([1.0, 0.001, 0.8, 0.02, 0.05, 0.9])
+    sigma2 = np.array([0.1, 0.99, 0.2, 0.9, 0.3, 0.97])
+    # 1: dead; 3: var(mu) = 0.02 passes Burda's test (> 0.01) but not Asperti's (>= 0.05), and
+    # its sd of 0.14 would leave every sector empty; 5: mean sigma^2 > 0.95
+    assert sector_variables(score, var_mu, sigma2, 7).tolist() == [2, 4, 0]
+    assert sector_variables(score, var_mu, sigma2, 2).tolist() == [2, 4]
+
+
+def test_sectors_on_a_burda_active_but_weak_variable_would_be_empty():
+    """Why the rule matters: with var(mu) = 0.02 among the k variables, hardly any code
+    lies in any sector, and the note says so with the variables' spread."""
+    from analysis.sectors import few_in_sectors_note
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(20_000, 3)) * np.sqrt([1.0, 1.0, 0.02])
+    in_sectors = (sector_ids(z, [0, 1, 2], 0.5) >= 0).mean()
+    assert in_sectors < 0.01
+    note = few_in_sectors_note(in_sectors, 0.5, z.std(0))
+    assert "0.14" in note and "|z| > 0.5" in note
+    assert few_in_sectors_note((sector_ids(z, [0, 1], 0.5) >= 0).mean(), 0.5, z.std(0)[:2]) \
+        is None
+
+
+def test_gaussian_sector_probabilities_are_orthant_products():
+    from analysis.sectors import gaussian_sector_probabilities
+
+    mean, sd, t = np.array([0.3, -0.2, 0.0]), np.array([1.0, 0.5, 2.0]), 0.5
+    p = gaussian_sector_probabilities(mean, sd, t)
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(400_000, 3)) * sd + mean
+    empirical = sector_counts(sector_ids(z, [0, 1, 2], t), 3) / len(z)
+    np.testing.assert_allclose(p, empirical, atol=2e-3)
+    from scipy.stats import norm  # sector 0b101: z0 > t, z1 < -t, z2 > t
+
+    want = norm.sf((t - 0.3) / 1.0) * norm.cdf((-t + 0.2) / 0.5) * norm.sf(t / 2.0)
+    assert p[0b101] == pytest.approx(want, rel=1e-12)
+
+
+def test_density_tells_unevenness_from_sampling_noise():
+    """Isotropic Gaussian codes: KL to the reference within sampling noise, chi-square not
+    rejected. Clustered codes (a mixture that leaves sectors empty): far beyond the noise."""
+    from analysis.sectors import density_vs_gaussian, gaussian_sector_probabilities
+
+    rng = np.random.default_rng(3)
+    k, t = 5, 0.5
+    gauss = rng.normal(size=(10_000, k))
+    centres = rng.choice([-1.2, 1.2], size=(6, k))
+    clustered = centres[rng.integers(0, 6, 10_000)] + 0.4 * rng.normal(size=(10_000, k))
+    verdicts = []
+    for z in (gauss, clustered):
+        ids = sector_ids(z, range(k), t)
+        p = gaussian_sector_probabilities(z.mean(0), z.std(0), t)
+        d = density_vs_gaussian(sector_counts(ids, k), int((ids < 0).sum()), p, seed=0)
+        verdicts.append(d)
+    assert verdicts[0]["kl_to_gaussian"] <= verdicts[0]["kl_gaussian_p99"]
+    assert verdicts[0]["chi2_pvalue"] > 0.001
+    assert verdicts[1]["kl_to_gaussian"] > 10 * verdicts[1]["kl_gaussian_p99"]
+    assert verdicts[1]["chi2_pvalue"] < 1e-10
 
 
 def test_support_set_one_per_sector_then_fill_from_the_crowded():
