@@ -28,6 +28,8 @@ class MainJob:
     started: float = field(default_factory=time.perf_counter)
     models: dict[str, object] = field(default_factory=dict)  # label -> TrainOutcome
     encodings: dict[str, object] = field(default_factory=dict)  # label -> Encoding
+    settings: dict[str, str] = field(default_factory=dict)  # label -> how it was trained
+    stats: dict[str, object] = field(default_factory=dict)  # label -> StatsOutcome
     summary: list[dict] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     # Ray Data pipelines run one at a time: on a small cluster, concurrent actor pools can
@@ -44,7 +46,12 @@ class MainJob:
         sys.stdout.flush()
 
 
-def pick_dataset(requested: str | None) -> str:
+def pair_setting(job: MainJob, a: str, b: str) -> str:
+    first, second = job.settings[a], job.settings[b]
+    return first if first == second else f"{first} -> {second}"
+
+
+def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
     """Fashion-MNIST when Debian's package is there; scikit-learn digits as a last resort."""
     from latentatlas.data import load_split
     from latentatlas.errors import UserError
@@ -52,7 +59,7 @@ def pick_dataset(requested: str | None) -> str:
     if requested:
         return requested
     try:
-        load_split("fashion-mnist", "test", limit=1)
+        load_split("fashion-mnist", "test", data_path, limit=1)
         return "fashion-mnist"
     except UserError as e:
         print(f"note: {e}; falling back to scikit-learn digits", flush=True)
@@ -60,19 +67,22 @@ def pick_dataset(requested: str | None) -> str:
 
 
 def training_plan(job: MainJob) -> list[tuple[str, str, list[str]]]:
-    """(label, config file, overrides): two trainings of the seed's dense VAE and a conv VAE."""
+    """(label, config file, overrides): two trainings of the seed's dense VAE in the seed's
+    own setting (BCE + KL, as the Keras VAE of the posts, 10 epochs) and a conv VAE with
+    KL balancing."""
     a = job.args
     # Half a CPU each: the three trainings run at once on two cores, hiding start-up.
     common = [f"data.name={job.dataset}", "train.cpus_per_worker=0.5"]
+    if a.data_path:
+        common.append(f"data.path={a.data_path}")
     if a.limit:
         common.append(f"data.limit={a.limit}")
-    dense_epochs = a.epochs or 4
+    dense_epochs = a.epochs or 10
     conv_epochs = a.epochs or 2
+    dense = [*common, "kl.policy=elbo", f"train.epochs={dense_epochs}"]
     return [
-        ("dense-s0", "fmnist_dense.yaml", [*common, "seed=0", f"train.epochs={dense_epochs}",
-                                           "name=main-dense-s0"]),
-        ("dense-s1", "fmnist_dense.yaml", [*common, "seed=1", f"train.epochs={dense_epochs}",
-                                           "name=main-dense-s1"]),
+        ("dense-s0", "fmnist_dense.yaml", [*dense, "seed=0", "name=main-dense-s0"]),
+        ("dense-s1", "fmnist_dense.yaml", [*dense, "seed=1", "name=main-dense-s1"]),
         ("conv-s0", "fmnist_conv.yaml", [*common, "seed=0", f"train.epochs={conv_epochs}",
                                          "model.channels=[16, 32, 64]", "model.hidden=128",
                                          "name=main-conv-s0"]),
@@ -81,6 +91,7 @@ def training_plan(job: MainJob) -> list[tuple[str, str, list[str]]]:
 
 def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str]):
     """One model's pipeline: train, encode the test split, measure the latent space."""
+    from analysis.claims import setting
     from jobs.stats import stats
     from latentatlas.config import load_config
     from latentatlas.encode.pipeline import encode
@@ -95,40 +106,32 @@ def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str
     job.step(f"trained {label}: val/mse={model.metrics['val/mse']:.4f} run {model.run_id}")
     with job.data_lock:
         enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
-                     limit=a.limit, tracking_uri=a.tracking_uri, actors=1)
+                     limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
+                     actors=1)
         measured = stats(str(enc.path), tracking_uri=a.tracking_uri, experiment=a.experiment,
                          actors=1, gain_rows=GAIN_ROWS)
     m = measured.metrics
     job.step(f"stats {label}: {m['latent/inactive']} of {enc.latent_dim} inactive, "
              f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
-             f"mse {m['variance_loss/mse_recon']:.4f}")
-    return label, model, enc, measured
+             f"mse(z=mu) {m['variance_loss/mse_recon']:.4f}")
+    return label, setting(job.dataset, cfg.model.name, cfg.kl.policy, cfg.train.epochs), \
+        model, enc, measured
 
 
-def record_model(job: MainJob, label, model, enc, measured) -> None:
+def record_model(job: MainJob, label, trained_as, model, enc, measured) -> None:
+    from analysis.claims import stats_claims
+
     job.models[label], job.encodings[label] = model, enc
+    job.settings[label], job.stats[label] = trained_as, measured
+    # val/mse decodes sampled codes; stats' mse_recon decodes the posterior mean.
     job.summary.append({"step": f"train {label}", "run_id": model.run_id,
-                        "val/mse": model.metrics.get("val/mse"),
+                        "val mse(z~q)": model.metrics.get("val/mse"),
                         "val/kl": model.metrics.get("val/kl")})
     m = measured.metrics
     job.summary.append({"step": f"stats {label}", "run_id": measured.run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
-    seed_inactive = "8 of 16 (dense, MNIST)" if "dense" in label else "3 of 16 (conv, MNIST)"
-    stationary = measured.stats["stationary"]
-    job.claims += [
-        {"claim": "VAEs lose variance ~ their MSE", "model": label,
-         "seed": "delta_var 0.0411 vs mse 0.0413",
-         "measured": f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
-                     f"mse {m['variance_loss/mse_recon']:.4f}"},
-        {"claim": "KL makes latent spaces sparse", "model": label, "seed": seed_inactive,
-         "measured": f"{m['latent/inactive']} of {enc.latent_dim} inactive, "
-                     f"{m['latent/active_units']} active (Burda)"},
-        {"claim": "var(mu) + mean(sigma^2) ~ 1", "model": label, "seed": "~1 per variable",
-         "measured": f"mean {m['latent/stationary_mean']:.3f}, range "
-                     f"{stationary.min():.3f}-{stationary.max():.3f}"},
-        {"claim": "zeroing inactive variables changes nothing", "model": label,
-         "seed": "indistinguishable", "measured": f"pixel MSE {m['latent/zero_out_mse']:.2e}"},
-    ]
+    job.claims += stats_claims(label, trained_as, m, enc.latent_dim,
+                               measured.stats["stationary"], conv="conv" in label)
 
 
 def pipeline(job: MainJob) -> None:
@@ -150,6 +153,7 @@ def pipeline(job: MainJob) -> None:
 
 def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
     """A relocation of the seed's type 1 (two trainings) or type 2 (two VAEs)."""
+    from analysis.claims import row
     from jobs.relocate import relocate
 
     out = relocate(str(job.encodings[a].path), str(job.encodings[b].path),
@@ -163,21 +167,27 @@ def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
                         **{k.split("/")[1]: m[k] for k in (
                             "relocation/R", "relocation/L", "relocation/M",
                             "relocation/M_target_own")}})
-    job.claims.append({
-        "claim": f"a linear map relocates codes ({kind})", "model": f"{a}->{b}",
-        "seed": "M close to the target's own error",
-        "measured": f"M {m['relocation/M']:.4f} vs own {m['relocation/M_target_own']:.4f} "
-                    f"(x{ratio:.2f}), R {m['relocation/R']:.4f}"})
+    job.claims.append(row("relocation", f"{a}->{b} ({kind})", pair_setting(job, a, b),
+                          f"M {m['relocation/M']:.4f} vs own {m['relocation/M_target_own']:.4f}"
+                          f" (x{ratio:.2f}), R {m['relocation/R']:.4f}"))
 
 
 def support_sets(job: MainJob) -> None:
     """Sectors and the support set of dense-s0, and type-1 maps fitted on a support set."""
+    from analysis.claims import density_claim, row
     from jobs.relocate import relocate
     from jobs.sectors import sectors
     from jobs.support_set import support_set
 
     a = job.args
     source = str(job.encodings["dense-s0"].path)
+    trained_as = job.settings["dense-s0"]
+    if job.stats["dense-s0"].stats["inactive"].all():  # e.g. a 1-epoch smoke run
+        job.step("note: no variable of dense-s0 is active: no sectors, support set or "
+                 "support-set fit")
+        job.claims.append(row("density_uneven", "dense-s0", trained_as,
+                              "not measured: no active variable, so no sectors"))
+        return
     common = dict(tracking_uri=a.tracking_uri, experiment=a.experiment,
                   parent_run_id=job.parent_run_id)
     run_id, m, s = sectors(source, **common)
@@ -185,42 +195,47 @@ def support_sets(job: MainJob) -> None:
              f"{2 ** s.k} non-empty")
     job.summary.append({"step": "sectors dense-s0", "run_id": run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
-    counts = s.counts[s.counts > 0]
-    job.claims.append({"claim": "latent density is uneven", "model": "dense-s0",
-                       "seed": "far from uniform (CelebA, 128 sectors)",
-                       "measured": f"{len(counts)} of {2 ** s.k} sectors used; counts "
-                                   f"{counts.min()}-{counts.max()}"})
+    if s.note:
+        job.step(f"warning: {s.note}")
+    job.claims.append(density_claim("dense-s0", trained_as, s.counts, s.density))
     run_id, m, _ = support_set(source, **common)
     job.summary.append({"step": "support set dense-s0", "run_id": run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
-    job.claims.append({"claim": "support-set images are far apart", "model": "dense-s0",
-                       "seed": "0.183 vs 0.116 (CelebA)",
-                       "measured": f"{m['support/pairwise_mse']:.3f} vs "
-                                   f"{m['support/random_pairwise_mse']:.3f} (random pairs)"})
+    job.claims.append(row("support_far_apart", "dense-s0", trained_as,
+                          f"pairwise MSE {m['support/pairwise_mse']:.3f} vs "
+                          f"{m['support/random_pairwise_mse']:.3f} (random pairs)"))
+    # The authors' map first (its size sweep is the headline curve), then plain OLS, whose
+    # fits on few rows are rank-deficient (their ranks are logged), and the isometries.
     out = relocate(source, str(job.encodings["dense-s1"].path), fit="support",
-                   estimators=["ridge", "ols", "procrustes"], run_name="relocate support "
-                   "dense-s0->dense-s1", **common)
+                   estimators=["ridge_authors", "ols", "procrustes", "lstsq_ortho"],
+                   run_name="relocate support dense-s0->dense-s1", **common)
     m = out.metrics
+    own = m["relocation/M_target_own"]
     job.step(f"support-set relocation: M={m['relocation/M']:.4f} (support) vs "
-             f"{m['relocation/M_ridge_full']:.4f} (all rows)")
+             f"{m['relocation/M_ridge_authors_full']:.4f} (all rows), own {own:.4f}")
+    if out.rank_deficient:
+        job.step(f"note: rank-deficient support fits (rank logged): "
+                 f"{', '.join(out.rank_deficient)}")
     job.summary.append({"step": "relocate support dense-s0->dense-s1", "run_id": out.run_id,
-                        "M": m["relocation/M"], "M_full": m["relocation/M_ridge_full"],
-                        "M_target_own": m["relocation/M_target_own"]})
-    job.claims.append({"claim": "a support set suffices to fit the map", "model":
-                       "dense-s0->dense-s1", "seed": "(no figure)",
-                       "measured": f"ridge M {m['relocation/M']:.4f} on "
-                                   f"{int(m['relocation/fit_rows'])} rows vs "
-                                   f"{m['relocation/M_ridge_full']:.4f} on all fit rows"})
+                        "M": m["relocation/M"], "M_full": m["relocation/M_ridge_authors_full"],
+                        "M_ols": m["relocation/M_ols"], "M_target_own": own})
+    job.claims.append(row("support_suffices", "dense-s0->dense-s1", pair_setting(
+        job, "dense-s0", "dense-s1"), f"authors' ridge M {m['relocation/M']:.4f} "
+        f"(x{m['relocation/M'] / own:.2f} own) on {int(m['relocation/fit_rows'])} support rows "
+        f"vs {m['relocation/M_ridge_authors_full']:.4f} on all fit rows; OLS "
+        f"{m['relocation/M_ols']:.4f}"))
 
 
 def sampling_pictures(job: MainJob) -> None:
     """The seed's pictures of how posterior sampling shapes a latent space (3-D VAEs with
     and without sampling, a 2-D VAE traced through its first epoch)."""
+    from analysis.claims import row, setting
     from jobs.regularisation import regularisation
 
     a = job.args
     job.step("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
-    out = regularisation(job.dataset, limit=a.limit, epochs=a.epochs or 3,
+    epochs = a.epochs or 3
+    out = regularisation(job.dataset, data_path=a.data_path, limit=a.limit, epochs=epochs,
                          tracking_uri=a.tracking_uri, experiment=a.experiment,
                          parent_run_id=job.parent_run_id)
     m = out.metrics
@@ -230,13 +245,23 @@ def sampling_pictures(job: MainJob) -> None:
              f"{without_kl:.3f} without")
     job.summary.append({"step": "regularisation", "run_id": out.run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
-    job.claims.append({"claim": "sampling makes the latent space more regular",
-                       "model": "dense 3-D", "seed": "more regular with sampling (pictures)",
-                       "measured": f"aggregate KL {with_kl:.3f} with vs {without_kl:.3f} "
-                                   "without sampling (lower = closer to the prior)"})
+    job.claims.append(row("sampling_regular", "dense 3-D", setting(
+        job.dataset, "dense 784-256-64-16-3", "balanced", epochs),
+        f"aggregate KL {with_kl:.3f} with vs {without_kl:.3f} without sampling "
+        "(lower = closer to the prior)"))
 
 
 STEPS = [pipeline, sampling_pictures]
+
+
+def print_claims(claims: list[dict]) -> None:
+    """One short block per claim: prose in table cells made a 400-character-wide table."""
+    print("\n== the seed's claims beside what was measured ==")
+    for c in claims:
+        print(f"- {c['claim']} [{c['model']}]\n"
+              f"    measured: {c['measured']}\n"
+              f"              ({c['setting']})\n"
+              f"    seed:     {c['seed']} ({c['seed setting']})")
 
 
 def run(args) -> int:
@@ -250,7 +275,7 @@ def run(args) -> int:
     client = mlflow.MlflowClient()
     parent = client.create_run(tracking.current_experiment().experiment_id, run_name="main",
                                tags={"latentatlas.kind": "main"})
-    job = MainJob(args, pick_dataset(args.dataset), parent.info.run_id)
+    job = MainJob(args, pick_dataset(args.dataset, args.data_path), parent.info.run_id)
     job.step(f"dataset {job.dataset}; MLflow {uri}; parent run {job.parent_run_id}")
     status = "FAILED"
     try:
@@ -260,8 +285,7 @@ def run(args) -> int:
     finally:
         client.set_terminated(job.parent_run_id, status)
     print_table(job.summary, title="main job")
-    if job.claims:
-        print_table(job.claims, title="the seed's claims beside what was measured")
+    print_claims(job.claims)
     minutes = (time.perf_counter() - job.started) / 60
     print(f"\nMLflow run id: {job.parent_run_id}  ({minutes:.1f} min)")
     if uri.startswith("sqlite:"):
@@ -274,6 +298,8 @@ def main(argv=None) -> int:
                                 description=__doc__)
     p.add_argument("--dataset", default=None,
                    help="dataset name (default: fashion-mnist, else digits)")
+    p.add_argument("--data-path", default=None,
+                   help="folder of the dataset's files (default: the dataset's own)")
     p.add_argument("--limit", type=int, default=None,
                    help="use the first N images of each split (smoke runs)")
     p.add_argument("--epochs", type=int, default=None, help="epochs for every training")

@@ -33,7 +33,13 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
 
     from analysis import figures
     from analysis.information import information_gain, ranking, traversal
-    from analysis.latent import latent_stats, summary, table, zero_variables
+    from analysis.latent import (
+        latent_stats,
+        least_informative_active,
+        summary,
+        table,
+        zero_variables,
+    )
     from analysis.pipelines import model_partials
     from analysis.variance import variance_loss
     from latentatlas import tracking
@@ -63,10 +69,15 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
         kept = model.decode(z).numpy()
         zeroed = model.decode(torch.from_numpy(
             zero_variables(z.numpy(), per_variable["inactive"]))).numpy()
+        baseline = model.decode(torch.from_numpy(zero_variables(
+            z.numpy(), least_informative_active(gain, per_variable["inactive"])))).numpy()
         top = ranking(gain)[:TOP_VARIABLES]
         walk = traversal(model.decode, torch.randn(enc.latent_dim, generator=g), top,
                          TRAVERSAL).numpy()
     metrics["latent/zero_out_mse"] = float(np.mean((kept - zeroed) ** 2))
+    # The same number of the least informative active variables zeroed: what "changes
+    # nothing" is to be compared with.
+    metrics["latent/zero_out_baseline_mse"] = float(np.mean((kept - baseline) ** 2))
 
     with mlflow.start_run(run_name="stats", parent_run_id=meta["model_run_id"]) as run:
         mlflow.set_tags({"latentatlas.kind": "stats", "encoding": str(enc.path),

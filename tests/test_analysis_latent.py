@@ -86,3 +86,14 @@ def test_traversal_sweeps_one_variable_per_row():
     assert out.shape == (6, 1, 1, 3)
     assert out[:3, 0, 0, 2].tolist() == [-1.0, 0.0, 1.0] and out[:3, 0, 0, 0].tolist() == [0.5] * 3
     assert out[3:, 0, 0, 0].tolist() == [-1.0, 0.0, 1.0] and out[3:, 0, 0, 2].tolist() == [2.0] * 3
+
+
+def test_the_zero_out_baseline_takes_as_many_of_the_least_informative_active_variables():
+    from analysis.latent import least_informative_active
+
+    gain = np.array([0.5, -0.1, 0.0, 0.2, 9.0, 0.01])
+    inactive = np.array([False, True, False, True, False, False])
+    # two inactive (1, 3): the two lowest-gain active ones are 2 (0.0) and 5 (0.01)
+    assert np.flatnonzero(least_informative_active(gain, inactive)).tolist() == [2, 5]
+    assert not least_informative_active(gain, np.zeros(6, bool)).any()  # none inactive
+    assert least_informative_active(gain, np.ones(6, bool)).sum() == 0  # no active left

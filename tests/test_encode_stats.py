@@ -30,6 +30,7 @@ def crafted(tmp_path_factory, ray_session):
     model = build_model(cfg, (1, 28, 28))
     with torch.no_grad():
         model.mu.weight *= 30  # spread the codes: variables 0-2 active, as in a trained VAE
+        model.logvar.bias -= 2  # ... and confident (sigma^2 ~ 0.14)
         model.mu.weight[3] = 0
         model.mu.bias[3] = 0.0  # mu_3 == 0 for every input
         model.logvar.weight[3] = 0
@@ -107,6 +108,18 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
     assert m["variance_loss/delta_var_recon"] == pytest.approx(
         x.var(axis=0).mean() - x_hat.var(axis=0).mean(), rel=1e-5)
     assert m["latent/inactive"] >= 1 and m["latent/zero_out_mse"] >= 0
+    # Inactive: the dead z_3 only. The baseline zeroes as many of the least informative
+    # active variables (here the untrained decoder's z_0, whose gain is the lowest), on the
+    # same 16 prior samples (seed 0), recomputed by hand.
+    assert m["latent/inactive"] == 1 and bool(s["inactive"][3])
+    weakest = int(np.argmin(np.where(s["inactive"], np.inf, out.gain)))
+    z = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    zeroed = z.clone()
+    zeroed[:, weakest] = 0
+    with torch.no_grad():
+        want = (crafted["model"].decode(z) - crafted["model"].decode(zeroed)).pow(2).mean()
+    assert m["latent/zero_out_baseline_mse"] == pytest.approx(float(want), rel=1e-5)
+    assert m["latent/zero_out_mse"] > 0  # the decoder reads z_3; only the encoder never sets it
     run = mlflow.get_run(out.run_id)
     assert run.data.tags["mlflow.parentRunId"] == crafted["run_id"]
     assert run.data.metrics["latent/active_units"] == m["latent/active_units"]
@@ -162,7 +175,9 @@ def test_sectors_and_support_set_on_real_encodings(crafted, encodings):
     t = float(np.quantile(np.abs(codes["mu"][:, :3]), 0.2))
     run_id, m, s = sectors(str(enc.path), threshold=t)
     assert s.ordering == "var_mu"  # no stats run on this encoding yet
-    active = int((codes["mu"].astype(np.float64).var(axis=0) > 0.01).sum())
+    # active by Asperti's rule, the one sectors use
+    active = int(((codes["mu"].astype(np.float64).var(axis=0) >= 0.05)
+                  & (np.exp(codes["logvar"].astype(np.float64)).mean(axis=0) <= 0.95)).sum())
     assert active == 3 and s.k == 3 and s.k_requested == 7  # reduced to the active ones
     assert 3 not in s.variables.tolist()  # the dead variable is never used
     ids = sector_ids(codes["mu"], s.variables, t)
@@ -196,9 +211,50 @@ def test_support_set_fit_beside_full_fit_and_size_sweep(crafted, encodings):
     m = out.metrics
     assert m["relocation/fit_rows"] == 4
     assert support_sizes(4) == [2, 4, 8, 16]
+    # OLS with a bias on 4 rows in 4 dimensions (one of them dead): the rows determine at
+    # most 3 directions, and the run says which fits were rank-deficient
+    assert m["relocation/rank_ols"] <= 3 and m["relocation/rank_ols_full"] == 3
+    # no number of rows determines the dead variable (its code is 0 in every row)
+    assert m["relocation/rank_ridge_support16"] == 3
+    assert "ols" in out.rank_deficient and "ols_full" in out.rank_deficient
+    tag = mlflow.get_run(out.run_id).data.tags["latentatlas.rank_deficient"]
+    assert set(tag.split(",")) == set(out.rank_deficient)
     for key in ("M_ridge_full", "M_ols_full", "M_ridge_support2", "M_ridge_support16"):
         assert f"relocation/{key}" in m
     # same model on both sides: the full fit is the identity, so M equals R
     assert m["relocation/M_ols_full"] == pytest.approx(m["relocation/R"], rel=1e-4)
     names = {f.path for f in mlflow.MlflowClient().list_artifacts(out.run_id)}
     assert {"support_size_sweep.png", "support_vs_full.json"} <= names
+
+
+def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, encodings):
+    """The main job's step 4 on encodings whose active variables are known (the main-job
+    test's digits leave none): sectors against Gaussian codes, the support set, the
+    support-set fits with their ranks, and the claims rows they produce."""
+    import argparse
+
+    from jobs.run import MainJob, support_sets
+
+    parent = mlflow.MlflowClient().create_run(
+        mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")
+    job = MainJob(argparse.Namespace(tracking_uri=None, experiment=None), "mnist",
+                  parent.info.run_id)
+    trained_as = "mnist, dense_vae, BCE + KL, 10 epochs"
+    for label, enc in zip(("dense-s0", "dense-s1"), encodings, strict=True):
+        job.encodings[label], job.settings[label] = enc, trained_as
+    job.stats["dense-s0"] = stats(str(encodings[0].path), actors=1)
+    support_sets(job)
+    claims = {c["claim"]: c for c in job.claims}
+    density = claims["latent density is uneven"]
+    assert density["setting"] == trained_as and "from noise alone (p99)" in density["measured"]
+    assert "pairwise MSE" in claims["support-set images are far apart"]["measured"]
+    fit = claims["a support set suffices to fit the map"]["measured"]
+    assert fit.startswith("authors' ridge M") and "on 4 support rows" in fit
+    steps = [s["step"] for s in job.summary]
+    assert steps == ["sectors dense-s0", "support set dense-s0",
+                     "relocate support dense-s0->dense-s1"]
+    (relocated,) = mlflow.search_runs(
+        experiment_names=["encode-test"], output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and "
+                      "tags.`latentatlas.kind` = 'relocate'")
+    assert relocated.data.metrics["relocation/rank_ols"] <= 3  # 4 rows, a bias, a dead variable

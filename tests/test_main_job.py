@@ -1,4 +1,7 @@
-"""The main job end to end on the bundled digits: every step logged under one parent."""
+"""The main job end to end on the bundled digits: every step logged under one parent, and
+the claims report. On 8x8 digits the seed's dense setting (BCE + KL) leaves no variable
+active (even after 30 epochs), so the job skips its sector steps and says so; those steps
+are driven on known encodings in test_encode_stats."""
 
 import mlflow
 import numpy as np
@@ -23,8 +26,7 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == (["regularisation"] + ["relocate"] * 3 + ["sectors", "support-set"]
-                     + ["train"] * 3)
+    assert kinds == ["regularisation"] + ["relocate"] * 2 + ["train"] * 3
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
     assert sorted(trained) == ["main-conv-s0", "main-dense-s0", "main-dense-s1"]
     for run in trained.values():  # each model's stats run hangs under the model's run
@@ -38,6 +40,15 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     for heading in ("== main job ==", "the seed's claims beside what was measured",
                     "mlflow ui --backend-store-uri"):
         assert heading in out
+    assert "note: no variable of dense-s0 is active: no sectors" in out
+    claims = out.split("the seed's claims beside what was measured")[1]
+    # both sides' settings, the two MSEs named apart, the seed's figures from its table
+    assert "(digits, dense_vae, BCE + KL, 1 epoch)" in claims
+    assert "(digits, conv_vae, KL balancing, 1 epoch)" in claims
+    assert "mse(z=mu)" in claims and "prior samples: delta_var" in claims
+    assert "8 of 16 inactive (MNIST, dense 784-256-64-32-16, BCE + KL)" in claims
+    assert "not measured: no active variable, so no sectors" in claims
+    assert "val mse(z~q)" in out
 
 
 def check_regularisation_pictures(parent, trained, workdir):

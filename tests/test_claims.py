@@ -1,0 +1,55 @@
+"""The claims rows say what was measured, on what, beside the seed's figures from one table."""
+
+import numpy as np
+
+from analysis.claims import SEED, density_claim, setting, stats_claims
+
+STATS = {"latent/inactive": 3, "latent/active_units": 12, "latent/stationary_mean": 1.02,
+         "latent/zero_out_mse": 1.5e-6, "latent/zero_out_baseline_mse": 4.2e-3,
+         "variance_loss/delta_var_recon": 0.0201, "variance_loss/mse_recon": 0.0196,
+         "variance_loss/delta_var_gen": 0.0305}
+
+
+def by_claim(rows):
+    return {r["claim"]: r for r in rows}
+
+
+def test_stats_rows_name_both_settings_and_both_mses():
+    trained = setting("fashion-mnist", "dense_vae", "elbo", 10)
+    assert trained == "fashion-mnist, dense_vae, BCE + KL, 10 epochs"
+    rows = by_claim(stats_claims("dense-s0", trained, STATS, 16, np.array([0.9, 1.1])))
+    variance = rows["VAEs lose variance ~ their MSE"]
+    assert variance["setting"] == trained and "MNIST" in variance["seed setting"]
+    assert "mse(z=mu) 0.0196" in variance["measured"]
+    assert "prior samples: delta_var 0.0305" in variance["measured"]
+    assert variance["seed"] == SEED["variance_loss"].figure == "delta_var 0.0411 vs mse 0.0413"
+    assert rows["KL makes latent spaces sparse"]["seed"] == "8 of 16 inactive"
+    conv = by_claim(stats_claims("conv", trained, STATS, 16, np.ones(2), conv=True))
+    assert conv["KL makes latent spaces sparse"]["seed"] == "3 of 16 inactive"
+
+
+def test_zero_out_row_has_a_baseline_and_never_claims_a_zero_it_did_not_measure():
+    rows = by_claim(stats_claims("d", "s", STATS, 16, np.ones(2)))
+    zero = rows["zeroing inactive variables changes nothing"]["measured"]
+    assert "1.50e-06 with the 3 inactive zeroed" in zero and "4.20e-03" in zero
+    none = {**STATS, "latent/inactive": 0, "latent/zero_out_mse": 0.0,
+            "latent/zero_out_baseline_mse": 0.0}
+    zero = by_claim(stats_claims("d", "s", none, 16, np.ones(2)))[
+        "zeroing inactive variables changes nothing"]["measured"]
+    assert zero == "no inactive variable: nothing to zero" and "0.00e+00" not in zero
+
+
+def test_density_row_gives_a_verdict_against_sampling_noise():
+    counts = np.zeros(128, int)
+    counts[:100] = 5
+    noise = {"kl_to_gaussian": 0.02, "kl_gaussian_p99": 0.05}
+    uneven = {"kl_to_gaussian": 0.4, "kl_gaussian_p99": 0.05}
+    assert density_claim("d", "s", counts, noise)["measured"].endswith("within sampling noise")
+    row = density_claim("d", "s", counts, uneven)
+    assert row["measured"].startswith("100 of 128 sectors used")
+    assert row["measured"].endswith("uneven beyond sampling noise")
+
+
+def test_every_seed_figure_names_its_setting_and_source():
+    for key, fig in SEED.items():
+        assert fig.claim and fig.figure and fig.setting and "RESEARCH.md" in fig.source, key
