@@ -19,9 +19,10 @@ HOLDOUT_EVERY = 5  # rows with index % 5 == 0 are held out for evaluation (20%)
 
 def check_joinable(src: Encoding, tgt: Encoding) -> None:
     for key in ("dataset", "split", "rows", "limit"):
-        if src.meta.get(key) != tgt.meta.get(key):
+        a, b = getattr(src.meta, key), getattr(tgt.meta, key)
+        if a != b:
             raise UserError(f"{src.path} and {tgt.path} encode different data: {key} is "
-                            f"{src.meta.get(key)!r} vs {tgt.meta.get(key)!r}")
+                            f"{a!r} vs {b!r}")
 
 
 def read_rows(groups: list[RowGroup], columns: list[str], start: int, stop: int,
@@ -86,7 +87,7 @@ def streaming_stats(src: Encoding, tgt: Encoding, part: str = "fit",
                     indices: np.ndarray | None = None) -> SufficientStats:
     """X^T X, X^T Y, ... summed over index ranges in parallel, in float64: memory O(d^2)."""
     check_joinable(src, tgt)
-    out = ranges(src.meta["rows"], per_task).map_batches(
+    out = ranges(src.meta.rows, per_task).map_batches(
         stats_partial, batch_size=1, fn_kwargs={
             "src": src.row_groups(), "tgt": tgt.row_groups(), "part": part, "every": every,
             "indices": indices}).take_all()

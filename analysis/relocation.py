@@ -63,7 +63,7 @@ def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], 
                       per_task: int = 4096) -> dict[str, np.ndarray]:
     """Mean errors per label (index 0..labels-1) and overall (index labels)."""
     check_joinable(src, tgt)
-    rows = ranges(src.meta["rows"], per_task).map_batches(
+    rows = ranges(src.meta.rows, per_task).map_batches(
         RelocationPartial, batch_size=1, **actor_resources(use_gpu),
         fn_constructor_kwargs={
             "model_ref": source_ref, "target_ref": target_ref, "split_ref": ray.put(split),

@@ -40,11 +40,11 @@ def run(args) -> int:
                  limit=args.limit, batch_size=args.batch_size, actors=args.actors,
                  use_gpu=args.use_gpu)
     with mlflow.start_run(run_name=f"encode {dataset}:{split}",
-                          parent_run_id=enc.meta["model_run_id"]) as run:
+                          parent_run_id=enc.meta.model_run_id) as run:
         mlflow.set_tags({"latentatlas.kind": "encode", "encoding": str(enc.path)})
         mlflow.log_params({"model_uri": args.model, "dataset": dataset, "split": split})
-        mlflow.log_metric("encode/rows", enc.meta["rows"])
-    print_table([{"encoding": str(enc.path), "rows": enc.meta["rows"],
+        mlflow.log_metric("encode/rows", enc.meta.rows)
+    print_table([{"encoding": str(enc.path), "rows": enc.meta.rows,
                   "latent_dim": enc.latent_dim}], title="encode")
     print(f"MLflow run id: {run.info.run_id}")
     return 0

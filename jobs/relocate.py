@@ -35,7 +35,7 @@ def fit_on_rows(src, tgt, estimators, indices, params: dict, suffix: str = ""):
     from latentatlas.errors import UserError
 
     indices = np.unique(np.asarray(indices, dtype=np.int64))
-    a, b = aligned(src.row_groups(), tgt.row_groups(), 0, src.meta["rows"], ["mu"], ["mu"], indices)
+    a, b = aligned(src.row_groups(), tgt.row_groups(), 0, src.meta.rows, ["mu"], ["mu"], indices)
     if len(a["index"]) != len(indices):
         raise UserError(f"--indices: {len(a['index'])} of {len(indices)} rows exist in both "
                         "encodings")
@@ -103,7 +103,6 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     from analysis.pairs import check_joinable, read_rows
     from analysis.relocation import relocation_errors
     from latentatlas import tracking
-    from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
     from latentatlas.encode.pipeline import share_model
     from latentatlas.errors import UserError
@@ -118,10 +117,10 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, {"lam": lam, "l2": l2})
     maps.update(extra_maps or {})
     meta = src.meta
-    split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
+    split = meta.load_split()
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
-    src_model, src_spec = tracking.load_vae(meta["model_uri"])
-    tgt_model, tgt_spec = tracking.load_vae(tgt.meta["model_uri"])
+    src_model, src_spec = tracking.load_vae(meta.model_uri)
+    tgt_model, tgt_spec = tracking.load_vae(tgt.meta.model_uri)
     errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
                                share_model(tgt_model, tgt_spec), actors=actors,
                                use_gpu=use_gpu, labels=labels)
@@ -148,13 +147,13 @@ def relocate(source: str, target: str, *, estimators=DEFAULT_ESTIMATORS, fit: st
 
     with mlflow.start_run(run_name=run_name or "relocate", parent_run_id=parent_run_id) as run:
         mlflow.set_tags({"latentatlas.kind": "relocate", "source": str(src.path),
-                         "target": str(tgt.path), "source_model": meta["model_uri"],
-                         "target_model": tgt.meta["model_uri"]})
+                         "target": str(tgt.path), "source_model": meta.model_uri,
+                         "target_model": tgt.meta.model_uri})
         mlflow.set_tag("latentatlas.rank_deficient", ",".join(deficient) or "none")
         mlflow.log_params({"fit": fit, "estimators": ",".join(estimators), "ridge_lambda": lam,
                            "ridge_authors_l2": l2,
-                           "primary_estimator": primary, "dataset": meta["dataset"],
-                           "split": meta["split"]})
+                           "primary_estimator": primary, "dataset": meta.dataset,
+                           "split": meta.split})
         mlflow.log_metrics(metrics)
         tracking.log_image(stacked_rows([x, recon, moved]), "relocation_rows")
         if sweep:

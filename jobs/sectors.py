@@ -97,7 +97,6 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
     from analysis import figures
     from analysis.sectors import sector_signs
     from latentatlas import tracking
-    from latentatlas.data import load_split
     from latentatlas.images import image_grid
 
     tracking.setup(tracking_uri, experiment)
@@ -107,7 +106,7 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
                "sectors/nonempty": int((s.counts > 0).sum()),
                "sectors/outside": int((s.ids < 0).sum()),
                **{f"sectors/{k}": v for k, v in s.density.items()}}
-    split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
+    split = meta.load_split()
     rng = np.random.default_rng(seed)
     nonempty = np.flatnonzero(s.counts)
     shown = []  # a few members of the most and of the least crowded sector
@@ -117,7 +116,7 @@ def sectors(encoding_path: str, *, k: int = DEFAULT_K, threshold: float = DEFAUL
             shown.append(rng.choice(s.index[s.ids == sec], min(8, s.counts[sec]),
                                     replace=False))
     with mlflow.start_run(run_name="sectors", parent_run_id=parent_run_id
-                          or meta["model_run_id"]) as run:
+                          or meta.model_run_id) as run:
         mlflow.set_tags({"latentatlas.kind": "sectors", "encoding": str(s.encoding.path),
                          "note": s.note or ""})
         mlflow.log_params({"ordering": s.ordering, "k_requested": s.k_requested,

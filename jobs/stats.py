@@ -43,7 +43,6 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
     from analysis.pipelines import model_partials
     from analysis.variance import variance_loss
     from latentatlas import tracking
-    from latentatlas.data import load_split
     from latentatlas.encode import open_encoding
     from latentatlas.encode.pipeline import default_actors, share_model
     from latentatlas.images import image_grid, stacked_rows
@@ -51,10 +50,10 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
     tracking.setup(tracking_uri, experiment)
     enc = open_encoding(encoding_path)
     meta = enc.meta
-    model, spec = tracking.load_vae(meta["model_uri"])
+    model, spec = tracking.load_vae(meta.model_uri)
     actors = actors or default_actors(use_gpu)
     ds = enc.dataset(override_num_blocks=2 * actors)
-    split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
+    split = meta.load_split()
     # One pass: latent moments, pixel moments and ablation errors together.
     parts = model_partials(ds, split, share_model(model, spec), actors=actors, use_gpu=use_gpu,
                            seed=seed, gain_rows=gain_rows)
@@ -79,11 +78,11 @@ def stats(encoding_path: str, *, tracking_uri: str | None = None,
     # nothing" is to be compared with.
     metrics["latent/zero_out_baseline_mse"] = float(np.mean((kept - baseline) ** 2))
 
-    with mlflow.start_run(run_name="stats", parent_run_id=meta["model_run_id"]) as run:
+    with mlflow.start_run(run_name="stats", parent_run_id=meta.model_run_id) as run:
         mlflow.set_tags({"latentatlas.kind": "stats", "encoding": str(enc.path),
-                         "model_uri": meta["model_uri"]})
-        mlflow.log_params({"dataset": meta["dataset"], "split": meta["split"],
-                           "rows": meta["rows"], "latent_dim": enc.latent_dim,
+                         "model_uri": meta.model_uri})
+        mlflow.log_params({"dataset": meta.dataset, "split": meta.split,
+                           "rows": meta.rows, "latent_dim": enc.latent_dim,
                            "information_gain_rows": parts["gain_n"]})
         mlflow.log_metrics(metrics)
         rows = table(per_variable)

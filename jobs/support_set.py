@@ -24,7 +24,7 @@ def exclusion_mask(enc, index: np.ndarray, exclude: str | None) -> np.ndarray | 
     name, sep, raw = exclude.partition("=")
     if not sep:
         raise UserError(f"--exclude {exclude!r}: expected attr=value, e.g. Wearing_Hat=1")
-    columns = ["label", *enc.meta.get("attributes", [])]
+    columns = ["label", *enc.meta.attributes]
     if name not in columns:
         raise UserError(f"--exclude {name}: the encoding {enc.path} has no such column; "
                         f"columns: {', '.join(columns)}")
@@ -60,14 +60,13 @@ def support_set(encoding_path: str, *, size: int | None = None, exclude: str | N
 
     from analysis.sectors import mean_pairwise_mse, random_pairs_mse
     from latentatlas import tracking
-    from latentatlas.data import load_split
     from latentatlas.images import image_grid
 
     tracking.setup(tracking_uri, experiment)
     s = compute_sectors(encoding_path, k, threshold)
     index, sectors_of, eligible = select(s, size, exclude, seed)
     meta = s.encoding.meta
-    split = load_split(meta["dataset"], meta["split"], meta["data_path"], meta["limit"])
+    split = meta.load_split()
     if len(index) < 2:
         from latentatlas.errors import UserError
 
@@ -80,7 +79,7 @@ def support_set(encoding_path: str, *, size: int | None = None, exclude: str | N
                "support/random_pairwise_mse": random_pairs_mse(
                    pool.astype(np.float32) / 255, max(pairs, 1), seed)}
     with mlflow.start_run(run_name="support-set", parent_run_id=parent_run_id
-                          or meta["model_run_id"]) as run:
+                          or meta.model_run_id) as run:
         mlflow.set_tags({"latentatlas.kind": "support-set", "encoding": str(s.encoding.path)})
         mlflow.log_params({"ordering": s.ordering, "k": s.k, "threshold": threshold,
                            "exclude": exclude or "", "seed": seed})

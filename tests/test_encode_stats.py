@@ -67,8 +67,9 @@ def test_encode_round_trip_matches_torch_and_is_block_invariant(crafted, encodin
     np.testing.assert_allclose(a["logvar"], logvar.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b["mu"], a["mu"], rtol=1e-5, atol=1e-6)
     meta = open_encoding(out1).meta
-    assert meta["model_uri"] == crafted["model_uri"] and meta["dataset"] == "mnist"
-    assert meta["split"] == "test" and meta["rows"] == 300 and meta["version"]
+    assert meta.model_uri == crafted["model_uri"] and meta.dataset == "mnist"
+    assert meta.split == "test" and meta.rows == 300 and meta.version
+    assert meta.input_shape == (1, 28, 28) and meta.load_split().images.shape == (300, 1, 28, 28)
     again = encode(crafted["model_uri"], "mnist", "test", out1, data_path=str(crafted["data"]),
                    blocks=1, actors=1, batch_size=64)
     assert np.array_equal(again.arrays()["mu"], a["mu"])  # re-encoding is identical

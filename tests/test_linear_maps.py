@@ -203,7 +203,7 @@ def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
     import pyarrow.parquet as pq
     from ray.data.extensions import ArrowTensorArray
 
-    from latentatlas.encode.store import open_encoding, publish, temp_sibling
+    from latentatlas.encode.store import EncodingMeta, open_encoding, publish, temp_sibling
 
     tmp = temp_sibling(out)
     tmp.mkdir()
@@ -212,9 +212,8 @@ def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
         index = rng.permutation(np.arange(a, b))
         table = pa.table({"index": index, "mu": ArrowTensorArray.from_numpy(codes[index])})
         pq.write_table(table, tmp / f"{i:03d}.parquet", row_group_size=row_group_size)
-    publish(tmp, out, {"model_uri": "m", "model_run_id": None, "dataset": "synthetic",
-                       "split": "all", "data_path": None, "limit": None, "rows": len(codes),
-                       "latent_dim": codes.shape[1], "version": "test"})
+    publish(tmp, out, EncodingMeta("m", None, "synthetic", "all", None, None, len(codes),
+                                   codes.shape[1], "test"))
     return open_encoding(out)
 
 

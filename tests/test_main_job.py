@@ -72,7 +72,7 @@ def check_regularisation_pictures(parent, trained, workdir):
                 parent.data.metrics[f"regularity/aggregate_kl_{label}"])
             enc = open_encoding(workdir / "encodings" / f"regularisation-{parent.info.run_id[:8]}"
                                 / f"3d-{label.replace('_', '-')}")
-            assert enc.meta["rows"] == 297 and enc.meta["model_uri"].endswith(
+            assert enc.meta.rows == 297 and enc.meta.model_uri.endswith(
                 f"{run.info.run_id}/model")  # the whole digits test split
             assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
                 aggregate_gaussian_kl(enc.arrays(["mu"])["mu"]), rel=1e-6)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -116,3 +120,86 @@ def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | N
     spec = json.loads(spec_path.read_text())
     state = torch.load(local / "extra_files" / STATE_DICT, map_location=device, weights_only=True)
     return rebuild_vae(spec, state, device), spec
+
+
+@dataclass
+class Record:
+    """What a study measured, in the form a run holds. Studies build one; the Recorder writes
+    it. Figures are makers, drawn only when recorded (pyplot figures cost memory)."""
+
+    kind: str  # the `latentatlas.kind` tag other tools search by
+    name: str  # the run name
+    params: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # contract names (DESIGN.md) -> numbers
+    tags: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)  # file.json -> {column: values}
+    dicts: dict = field(default_factory=dict)  # file.json -> a JSON-able dict
+    figures: dict = field(default_factory=dict)  # file.png -> () -> matplotlib Figure
+    images: dict = field(default_factory=dict)  # name -> (H, W[, C]) array in [0, 1]
+    files: dict = field(default_factory=dict)  # artifact path -> writer(local Path)
+
+
+class Recorder:
+    """The one writer of runs: a tracking store chosen once (`setup`), an MlflowClient, and
+    the run lifecycle (FINISHED on success, KILLED on Ctrl-C, FAILED otherwise) in one place.
+    No global active run: several threads may record at once."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
+        self.uri = setup(tracking_uri, experiment)
+        self.client = mlflow.MlflowClient(self.uri)
+        self.experiment_id = current_experiment().experiment_id
+
+    @contextmanager
+    def run(self, name: str, kind: str, parent_run_id: str | None = None,
+            tags: dict | None = None) -> Iterator[str]:
+        """A run, open for the duration of the block; yields its id."""
+        tags = {"latentatlas.kind": kind, **(tags or {})}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run_id = self.client.create_run(self.experiment_id, run_name=name,
+                                        tags={k: str(v) for k, v in tags.items()}).info.run_id
+        status = "FAILED"
+        try:
+            yield run_id
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.client.set_terminated(run_id, status)
+
+    def write(self, run_id: str, record: Record) -> None:
+        """Everything a Record holds, into an open run."""
+        import matplotlib.pyplot as plt
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
+            params=[Param(k, str(v)) for k, v in record.params.items()],
+            tags=[RunTag(k, str(v)) for k, v in record.tags.items()])
+        for name, columns in record.tables.items():
+            self.client.log_table(run_id, columns, name)
+        for name, content in record.dicts.items():
+            self.client.log_dict(run_id, content, name)
+        for name, make in record.figures.items():
+            fig = make()
+            try:
+                self.client.log_figure(run_id, fig, name)
+            finally:
+                plt.close(fig)
+        for name, image in record.images.items():
+            self.client.log_image(run_id, image, artifact_file=f"{name}.png")
+        for name, write in record.files.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / Path(name).name
+                write(local)
+                self.client.log_artifact(run_id, str(local), str(Path(name).parent)
+                                         if Path(name).parent != Path(".") else None)
+
+    def record(self, record: Record, parent_run_id: str | None = None) -> str:
+        """A run holding `record`, ended FINISHED (or FAILED / KILLED if writing failed)."""
+        with self.run(record.name, record.kind, parent_run_id, record.tags) as run_id:
+            self.write(run_id, record)
+        return run_id

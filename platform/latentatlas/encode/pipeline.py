@@ -11,7 +11,7 @@ import torch
 
 from latentatlas import __version__
 from latentatlas.data import load_split
-from latentatlas.encode.store import Encoding, publish, temp_sibling
+from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibling
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
 from latentatlas.models import rebuild_vae
@@ -99,11 +99,9 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
     tmp = temp_sibling(out)
     try:
         codes.write_parquet(str(tmp))
-        meta = {"model_uri": model_uri, "model_run_id": model_run_id(model_uri),
-                "dataset": dataset, "split": split, "data_path": data_path, "limit": limit,
-                "rows": len(data), "latent_dim": model.latent_dim,
-                "input_shape": list(data.shape), "attributes": sorted(data.attrs),
-                "version": __version__}
+        meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
+                            limit, len(data), model.latent_dim, __version__, tuple(data.shape),
+                            tuple(sorted(data.attrs)))
         return publish(tmp, out, meta)
     finally:
         if tmp.exists():  # a failed run leaves nothing half-written

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,54 @@ class RowGroup:
 
 
 @dataclass(frozen=True)
+class EncodingMeta:
+    """What an encoding encodes: the model, the data (dataset, split, path, limit) and the
+    code version, stored as JSON in the directory's `_common_metadata`."""
+
+    model_uri: str
+    model_run_id: str | None
+    dataset: str
+    split: str
+    data_path: str | None
+    limit: int | None
+    rows: int
+    latent_dim: int
+    version: str
+    input_shape: tuple[int, ...] | None = None
+    attributes: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_json(raw: dict, where: Path) -> EncodingMeta:
+        names = {f.name for f in fields(EncodingMeta)}
+        required = {f.name for f in fields(EncodingMeta) if f.default is MISSING}
+        missing = sorted(required - set(raw))
+        if missing:
+            raise UserError(f"{where}: encoding metadata lacks {', '.join(missing)}")
+        meta = {k: v for k, v in raw.items() if k in names}
+        meta["attributes"] = tuple(meta.get("attributes") or ())
+        if meta.get("input_shape") is not None:
+            meta["input_shape"] = tuple(meta["input_shape"])
+        return EncodingMeta(**meta)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "attributes": list(self.attributes),
+                "input_shape": list(self.input_shape) if self.input_shape else None}
+
+    def load_split(self):
+        """The dataset split these codes were computed from, row for row."""
+        from latentatlas.data import load_split
+
+        return load_split(self.dataset, self.split, self.data_path, self.limit)
+
+
+@dataclass(frozen=True)
 class Encoding:
     path: Path
-    meta: dict  # model_uri, model_run_id, dataset, split, data_path, latent_dim, version, rows
+    meta: EncodingMeta
 
     @property
     def latent_dim(self) -> int:
-        return int(self.meta["latent_dim"])
+        return self.meta.latent_dim
 
     def shards(self) -> list[str]:
         return sorted(str(p) for p in self.path.glob("*.parquet"))
@@ -99,17 +140,18 @@ def open_encoding(path: str | Path) -> Encoding:
     meta = pq.read_schema(meta_path).metadata or {}
     if META_KEY not in meta:
         raise UserError(f"{meta_path}: schema metadata lacks the '{META_KEY.decode()}' key")
-    return Encoding(path, json.loads(meta[META_KEY]))
+    return Encoding(path, EncodingMeta.from_json(json.loads(meta[META_KEY]), meta_path))
 
 
-def publish(tmp: Path, out: Path, meta: dict) -> Encoding:
+def publish(tmp: Path, out: Path, meta: EncodingMeta) -> Encoding:
     """Write `_common_metadata` into the finished temp directory, then rename it into place:
     the output appears only once complete."""
     shards = sorted(tmp.glob("*.parquet"))
     if not shards:
         raise UserError(f"{out}: the encoding produced no shards")
     schema = pq.read_schema(shards[0])
-    schema = schema.with_metadata({**(schema.metadata or {}), META_KEY: json.dumps(meta)})
+    schema = schema.with_metadata({**(schema.metadata or {}),
+                                   META_KEY: json.dumps(meta.to_json())})
     pq.write_metadata(schema, tmp / META_FILE)
     if out.exists():
         old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,52 @@
+"""The one writer of runs: a Record into a real sqlite store, and the run lifecycle."""
+
+import json
+
+import numpy as np
+import pytest
+
+from latentatlas.tracking import Record, Recorder
+
+
+@pytest.fixture
+def recorder(workdir):
+    return Recorder(f"sqlite:///{workdir}/mlflow.db", "recorder-test")
+
+
+def test_a_record_becomes_a_finished_run_with_everything_it_holds(recorder, tmp_path):
+    import matplotlib.pyplot as plt
+
+    def figure():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    parent = recorder.record(Record("main", "parent"))
+    record = Record(
+        "stats", "stats", params={"rows": 300}, metrics={"latent/inactive": 3},
+        tags={"encoding": "enc"}, tables={"latent_stats.json": {"variable": [0, 1]}},
+        dicts={"pairs.json": {"a": 1}}, figures={"bars.png": figure},
+        images={"grid": np.zeros((4, 4, 3))},
+        files={"maps/map_ols.npz": lambda p: np.savez(p, A=np.eye(2))})
+    run_id = recorder.record(record, parent_run_id=parent)
+    run = recorder.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "stats"
+    assert run.data.tags["latentatlas.kind"] == "stats"
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["encoding"] == "enc"
+    assert run.data.params == {"rows": "300"} and run.data.metrics == {"latent/inactive": 3.0}
+    files = {a.path for a in recorder.client.list_artifacts(run_id)}
+    assert {"latent_stats.json", "pairs.json", "bars.png", "grid.png", "maps"} <= files
+    local = recorder.client.download_artifacts(run_id, "maps/map_ols.npz", str(tmp_path))
+    assert np.array_equal(np.load(local)["A"], np.eye(2))
+    table = json.loads(open(recorder.client.download_artifacts(
+        run_id, "latent_stats.json", str(tmp_path))).read())
+    assert table["data"] == [[0], [1]]
+    assert not plt.get_fignums()  # drawn figures are closed
+
+
+@pytest.mark.parametrize("error,status", [(ValueError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_a_run_ends_failed_or_killed_when_its_block_raises(recorder, error, status):
+    with pytest.raises(error):
+        with recorder.run("doomed", "stats") as run_id:
+            raise error()
+    assert recorder.client.get_run(run_id).info.status == status
