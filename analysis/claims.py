@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["SeedFigure", "SEED", "POLICY_NAMES", "setting", "row", "stats_claims", "density_claim"]
 
 @dataclass(frozen=True)
 class SeedFigure:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+__all__ = ["Decoder", "ablation_errors", "per_item_mse", "information_gain", "ranking", "traversal"]
+
 Decoder = Callable[[torch.Tensor], torch.Tensor]
 
 

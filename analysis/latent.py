@@ -6,6 +6,9 @@ import numpy as np
 
 from analysis.moments import Moments
 
+__all__ = ["BURDA_ACTIVE", "INACTIVE_VAR", "INACTIVE_SIGMA2", "latent_stats", "summary",
+           "zero_variables", "least_informative_active", "table"]
+
 BURDA_ACTIVE = 0.01  # active unit: var(mu) > 0.01 (Burda et al.)
 INACTIVE_VAR = 0.05  # Split-VAE's get_stats: inactive if var(mu) < 0.05 ...
 INACTIVE_SIGMA2 = 0.95  # ... or mean(sigma^2) > 0.95

@@ -13,6 +13,11 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+__all__ = ["STATS_CHUNK", "SufficientStats", "LinearMap", "RTOL", "solve_psd", "ols", "ols_nobias",
+           "ridge", "ridge_authors", "standardised", "nearest_orthogonal", "orthogonal_map",
+           "procrustes", "lstsq_ortho", "Estimator", "ESTIMATORS", "fit_from_stats",
+           "fit_linear_map"]
+
 STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
 
 

@@ -7,6 +7,7 @@ from functools import reduce
 
 import numpy as np
 
+__all__ = ["Moments", "merge_all"]
 
 @dataclass(frozen=True)
 class Moments:

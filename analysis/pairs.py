@@ -13,6 +13,9 @@ from analysis.linear_maps import SufficientStats
 from latentatlas.encode.store import Encoding, RowGroup, column_to_numpy
 from latentatlas.errors import UserError
 
+__all__ = ["ROWS_PER_TASK", "HOLDOUT_EVERY", "check_joinable", "read_rows", "aligned", "split_mask",
+           "ranges", "stats_partial", "streaming_stats"]
+
 ROWS_PER_TASK = 65536
 HOLDOUT_EVERY = 5  # rows with index % 5 == 0 are held out for evaluation (20%)
 

@@ -10,6 +10,8 @@ from analysis.information import ablation_errors
 from analysis.moments import Moments, merge_all
 from latentatlas.encode.pipeline import SplitModel, actor_resources
 
+__all__ = ["moments_row", "moments_from_rows", "latent_partial", "latent_moments", "ModelPartial",
+           "model_partials"]
 
 def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
     return {f"{prefix}_n": np.array([m.n]), f"{prefix}_mean": m.mean[None],

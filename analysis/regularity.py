@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["aggregate_gaussian_kl", "slice_grid"]
 
 def aggregate_gaussian_kl(codes: np.ndarray) -> float:
     """KL(N(m, S) || N(0, I)) for the mean m and covariance S of `codes` (n, d):

@@ -13,6 +13,7 @@ from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, ranges, split
 from latentatlas.encode.pipeline import SplitModel, actor_resources, shared_model
 from latentatlas.encode.store import Encoding, RowGroup
 
+__all__ = ["RelocationPartial", "relocation_errors"]
 
 class RelocationPartial(SplitModel):
     """Per index range of held-out rows: summed errors R, L, M (per map) and the target's

@@ -11,6 +11,11 @@ import scipy.stats
 
 from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
 
+__all__ = ["NO_SECTOR", "MIN_IN_SECTORS", "effective_k", "sector_variables", "sector_ids",
+           "sector_counts", "sector_signs", "gaussian_sector_probabilities", "kl_divergence",
+           "density_vs_gaussian", "few_in_sectors_note", "select_support", "mean_pairwise_mse",
+           "random_pairs_mse"]
+
 NO_SECTOR = -1
 MIN_IN_SECTORS = 0.01  # below this share of codes in any sector, the run warns
 

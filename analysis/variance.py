@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from analysis.moments import Moments
 
+__all__ = ["delta_var", "variance_loss"]
 
 def delta_var(real: Moments, other: Moments) -> float:
     """mean over pixels of var(x, axis=0) minus the same for the other images."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentatlas.cli import common_parser, guarded
+from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 
 
@@ -26,27 +26,25 @@ def parse(argv):
 
 
 def run(args) -> int:
-    import mlflow
-
-    from latentatlas import tracking
     from latentatlas.data import parse_data_address
     from latentatlas.encode.pipeline import encode
+    from latentatlas.record import Record
     from latentatlas.runtime import init_ray
+    from latentatlas.tracking import Recorder
 
-    tracking.setup(args.tracking_uri, args.experiment)
+    recorder = Recorder(args.tracking_uri, args.experiment)
     init_ray(args.ray_address)
     dataset, split = parse_data_address(args.data)
     enc = encode(args.model, dataset, split, args.out, data_path=args.data_path,
                  limit=args.limit, batch_size=args.batch_size, actors=args.actors,
                  use_gpu=args.use_gpu)
-    with mlflow.start_run(run_name=f"encode {dataset}:{split}",
-                          parent_run_id=enc.meta.model_run_id) as run:
-        mlflow.set_tags({"latentatlas.kind": "encode", "encoding": str(enc.path)})
-        mlflow.log_params({"model_uri": args.model, "dataset": dataset, "split": split})
-        mlflow.log_metric("encode/rows", enc.meta.rows)
+    run_id = recorder.record(Record(
+        "encode", f"encode {dataset}:{split}", tags={"encoding": str(enc.path)},
+        params={"model_uri": args.model, "dataset": dataset, "split": split},
+        metrics={"encode/rows": enc.meta.rows}), enc.meta.model_run_id)
     print_table([{"encoding": str(enc.path), "rows": enc.meta.rows,
                   "latent_dim": enc.latent_dim}], title="encode")
-    print(f"MLflow run id: {run.info.run_id}")
+    print(f"MLflow run id: {run_id}")
     return 0
 
 

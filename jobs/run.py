@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentatlas.cli import common_parser, guarded
+from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -24,12 +24,13 @@ class MainJob:
 
     args: argparse.Namespace
     dataset: str
+    recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
     started: float = field(default_factory=time.perf_counter)
     models: dict[str, object] = field(default_factory=dict)  # label -> TrainOutcome
     encodings: dict[str, object] = field(default_factory=dict)  # label -> Encoding
     settings: dict[str, str] = field(default_factory=dict)  # label -> how it was trained
-    stats: dict[str, object] = field(default_factory=dict)  # label -> StatsOutcome
+    stats: dict[str, object] = field(default_factory=dict)  # label -> LatentSpaceStats
     summary: list[dict] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     # Ray Data pipelines run one at a time: on a small cluster, concurrent actor pools can
@@ -92,7 +93,7 @@ def training_plan(job: MainJob) -> list[tuple[str, str, list[str]]]:
 def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str]):
     """One model's pipeline: train, encode the test split, measure the latent space."""
     from analysis.claims import setting
-    from jobs.stats import stats
+    from jobs import steps
     from latentatlas.config import load_config
     from latentatlas.encode.pipeline import encode
     from latentatlas.train.runner import train
@@ -108,17 +109,17 @@ def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str
         enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
                      limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
                      actors=1)
-        measured = stats(str(enc.path), tracking_uri=a.tracking_uri, experiment=a.experiment,
-                         actors=1, gain_rows=GAIN_ROWS)
+        stats_run, measured = steps.stats(job.recorder, str(enc.path), actors=1,
+                                          gain_rows=GAIN_ROWS)
     m = measured.metrics
     job.step(f"stats {label}: {m['latent/inactive']} of {enc.latent_dim} inactive, "
              f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
              f"mse(z=mu) {m['variance_loss/mse_recon']:.4f}")
     return label, setting(job.dataset, cfg.model.name, cfg.kl.policy, cfg.train.epochs), \
-        model, enc, measured
+        model, enc, stats_run, measured
 
 
-def record_model(job: MainJob, label, trained_as, model, enc, measured) -> None:
+def record_model(job: MainJob, label, trained_as, model, enc, stats_run, measured) -> None:
     from analysis.claims import stats_claims
 
     job.models[label], job.encodings[label] = model, enc
@@ -128,7 +129,7 @@ def record_model(job: MainJob, label, trained_as, model, enc, measured) -> None:
                         "val mse(z~q)": model.metrics.get("val/mse"),
                         "val/kl": model.metrics.get("val/kl")})
     m = measured.metrics
-    job.summary.append({"step": f"stats {label}", "run_id": measured.run_id,
+    job.summary.append({"step": f"stats {label}", "run_id": stats_run,
                         **{k.split("/")[1]: v for k, v in m.items()}})
     job.claims += stats_claims(label, trained_as, m, enc.latent_dim,
                                measured.stats["stationary"], conv="conv" in label)
@@ -154,16 +155,16 @@ def pipeline(job: MainJob) -> None:
 def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
     """A relocation of the seed's type 1 (two trainings) or type 2 (two VAEs)."""
     from analysis.claims import row
-    from jobs.relocate import relocate
+    from jobs import steps
 
-    out = relocate(str(job.encodings[a].path), str(job.encodings[b].path),
-                   tracking_uri=job.args.tracking_uri, experiment=job.args.experiment,
-                   parent_run_id=job.parent_run_id, run_name=f"relocate {a}->{b}")
+    run_id, out = steps.relocate(job.recorder, str(job.encodings[a].path),
+                                 str(job.encodings[b].path), name=f"relocate {a}->{b}",
+                                 parent_run_id=job.parent_run_id)
     m = out.metrics
     ratio = m["relocation/M"] / m["relocation/M_target_own"]
     job.step(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
              f"M_target_own={m['relocation/M_target_own']:.4f}")
-    job.summary.append({"step": f"relocate {a}->{b}", "run_id": out.run_id,
+    job.summary.append({"step": f"relocate {a}->{b}", "run_id": run_id,
                         **{k.split("/")[1]: m[k] for k in (
                             "relocation/R", "relocation/L", "relocation/M",
                             "relocation/M_target_own")}})
@@ -175,11 +176,8 @@ def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
 def support_sets(job: MainJob) -> None:
     """Sectors and the support set of dense-s0, and type-1 maps fitted on a support set."""
     from analysis.claims import density_claim, row
-    from jobs.relocate import relocate
-    from jobs.sectors import sectors
-    from jobs.support_set import support_set
+    from jobs import steps
 
-    a = job.args
     source = str(job.encodings["dense-s0"].path)
     trained_as = job.settings["dense-s0"]
     if job.stats["dense-s0"].stats["inactive"].all():  # e.g. a 1-epoch smoke run
@@ -188,9 +186,8 @@ def support_sets(job: MainJob) -> None:
         job.claims.append(row("density_uneven", "dense-s0", trained_as,
                               "not measured: no active variable, so no sectors"))
         return
-    common = dict(tracking_uri=a.tracking_uri, experiment=a.experiment,
-                  parent_run_id=job.parent_run_id)
-    run_id, m, s = sectors(source, **common)
+    run_id, s = steps.sectors(job.recorder, source, parent_run_id=job.parent_run_id)
+    m = s.metrics
     job.step(f"sectors dense-s0: k={s.k} ({s.ordering}), {m['sectors/nonempty']} of "
              f"{2 ** s.k} non-empty")
     job.summary.append({"step": "sectors dense-s0", "run_id": run_id,
@@ -198,7 +195,8 @@ def support_sets(job: MainJob) -> None:
     if s.note:
         job.step(f"warning: {s.note}")
     job.claims.append(density_claim("dense-s0", trained_as, s.counts, s.density))
-    run_id, m, _ = support_set(source, **common)
+    run_id, chosen = steps.support_set(job.recorder, source, parent_run_id=job.parent_run_id)
+    m = chosen.metrics
     job.summary.append({"step": "support set dense-s0", "run_id": run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
     job.claims.append(row("support_far_apart", "dense-s0", trained_as,
@@ -206,9 +204,10 @@ def support_sets(job: MainJob) -> None:
                           f"{m['support/random_pairwise_mse']:.3f} (random pairs)"))
     # The authors' map first (its size sweep is the headline curve), then plain OLS, whose
     # fits on few rows are rank-deficient (their ranks are logged), and the isometries.
-    out = relocate(source, str(job.encodings["dense-s1"].path), fit="support",
-                   estimators=["ridge_authors", "ols", "procrustes", "lstsq_ortho"],
-                   run_name="relocate support dense-s0->dense-s1", **common)
+    run_id, out = steps.relocate(
+        job.recorder, source, str(job.encodings["dense-s1"].path), fit="support",
+        estimators=["ridge_authors", "ols", "procrustes", "lstsq_ortho"],
+        name="relocate support dense-s0->dense-s1", parent_run_id=job.parent_run_id)
     m = out.metrics
     own = m["relocation/M_target_own"]
     job.step(f"support-set relocation: M={m['relocation/M']:.4f} (support) vs "
@@ -216,7 +215,7 @@ def support_sets(job: MainJob) -> None:
     if out.rank_deficient:
         job.step(f"note: rank-deficient support fits (rank logged): "
                  f"{', '.join(out.rank_deficient)}")
-    job.summary.append({"step": "relocate support dense-s0->dense-s1", "run_id": out.run_id,
+    job.summary.append({"step": "relocate support dense-s0->dense-s1", "run_id": run_id,
                         "M": m["relocation/M"], "M_full": m["relocation/M_ridge_authors_full"],
                         "M_ols": m["relocation/M_ols"], "M_target_own": own})
     job.claims.append(row("support_suffices", "dense-s0->dense-s1", pair_setting(
@@ -230,20 +229,19 @@ def sampling_pictures(job: MainJob) -> None:
     """The seed's pictures of how posterior sampling shapes a latent space (3-D VAEs with
     and without sampling, a 2-D VAE traced through its first epoch)."""
     from analysis.claims import row, setting
-    from jobs.regularisation import regularisation
+    from jobs import steps
 
     a = job.args
     job.step("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
     epochs = a.epochs or 3
-    out = regularisation(job.dataset, data_path=a.data_path, limit=a.limit, epochs=epochs,
-                         tracking_uri=a.tracking_uri, experiment=a.experiment,
-                         parent_run_id=job.parent_run_id)
-    m = out.metrics
+    run_id, m, _ = steps.regularisation(job.recorder, job.dataset, data_path=a.data_path,
+                                        limit=a.limit, epochs=epochs,
+                                        parent_run_id=job.parent_run_id)
     with_kl, without_kl = (m["regularity/aggregate_kl_sampling"],
                            m["regularity/aggregate_kl_no_sampling"])
     job.step(f"regularisation: aggregate KL from N(0, I) {with_kl:.3f} with sampling, "
              f"{without_kl:.3f} without")
-    job.summary.append({"step": "regularisation", "run_id": out.run_id,
+    job.summary.append({"step": "regularisation", "run_id": run_id,
                         **{k.split("/")[1]: v for k, v in m.items()}})
     job.claims.append(row("sampling_regular", "dense 3-D", setting(
         job.dataset, "dense 784-256-64-16-3", "balanced", epochs),
@@ -265,31 +263,23 @@ def print_claims(claims: list[dict]) -> None:
 
 
 def run(args) -> int:
-    import mlflow
-
-    from latentatlas import tracking
     from latentatlas.runtime import init_ray
+    from latentatlas.tracking import Recorder
 
-    uri = tracking.setup(args.tracking_uri, args.experiment)
+    recorder = Recorder(args.tracking_uri, args.experiment)
     init_ray(args.ray_address)
-    client = mlflow.MlflowClient()
-    parent = client.create_run(tracking.current_experiment().experiment_id, run_name="main",
-                               tags={"latentatlas.kind": "main"})
-    job = MainJob(args, pick_dataset(args.dataset, args.data_path), parent.info.run_id)
-    job.step(f"dataset {job.dataset}; MLflow {uri}; parent run {job.parent_run_id}")
-    status = "FAILED"
-    try:
+    with recorder.run("main", "main") as parent_run_id:
+        job = MainJob(args, pick_dataset(args.dataset, args.data_path), recorder,
+                      parent_run_id)
+        job.step(f"dataset {job.dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
         for step in STEPS:
             step(job)
-        status = "FINISHED"
-    finally:
-        client.set_terminated(job.parent_run_id, status)
     print_table(job.summary, title="main job")
     print_claims(job.claims)
     minutes = (time.perf_counter() - job.started) / 60
     print(f"\nMLflow run id: {job.parent_run_id}  ({minutes:.1f} min)")
-    if uri.startswith("sqlite:"):
-        print(f"browse: mlflow ui --backend-store-uri {uri}")
+    if recorder.uri.startswith("sqlite:"):
+        print(f"browse: mlflow ui --backend-store-uri {recorder.uri}")
     return 0
 
 

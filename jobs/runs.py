@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentatlas.cli import common_parser, guarded
+from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 
 HEADLINE = ["val/mse", "val/kl", "latent/active_units", "latent/inactive",

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentatlas.cli import common_parser, guarded
+from latentatlas.command import common_parser, guarded
 from latentatlas.errors import UserError
 from latentatlas.report import print_table
 
@@ -32,17 +32,14 @@ def parse(argv):
 def measure_trial(config, context: dict, row: dict) -> dict:
     """Encode a finished trial's validation split and measure its latent space; a resumed
     sweep reuses the stats run it already made."""
-    import mlflow
-
-    from jobs.stats import stats
-    from latentatlas import tracking
+    from jobs import steps
     from latentatlas.config import validate
     from latentatlas.encode.pipeline import encode
+    from latentatlas.tracking import Recorder
     from latentatlas.tune.runner import child_runs
 
-    client = mlflow.MlflowClient(context["tracking_uri"])
-    exp_id = tracking.current_experiment().experiment_id
-    done = [r for r in child_runs(client, exp_id, row["run_id"], "stats")
+    recorder = Recorder(context["tracking_uri"], context["experiment"])
+    done = [r for r in child_runs(recorder.client, recorder.experiment_id, row["run_id"], "stats")
             if r.info.status == "FINISHED"]
     if done:
         return {k: done[0].data.metrics.get(k) for k in LATENT_KEYS}
@@ -52,8 +49,7 @@ def measure_trial(config, context: dict, row: dict) -> dict:
                  data_path=data.path, limit=config.stats.limit,
                  tracking_uri=context["tracking_uri"], actors=1)
     # One actor each: a validation split is small, and Ray Data's start-up dominates.
-    measured = stats(str(enc.path), tracking_uri=context["tracking_uri"],
-                     experiment=context["experiment"], actors=1, gain_rows=512)
+    _, measured = steps.stats(recorder, str(enc.path), actors=1, gain_rows=512)
     return {k: measured.metrics.get(k) for k in LATENT_KEYS}
 
 

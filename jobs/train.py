@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentatlas.cli import common_parser, guarded
+from latentatlas.command import common_parser, guarded
 from latentatlas.config import apply_overrides, load_config, validate
 from latentatlas.errors import UserError
 from latentatlas.report import print_table

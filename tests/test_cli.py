@@ -5,7 +5,7 @@ import mlflow
 from conftest import run_cli_module as run_module
 
 from jobs import runs as runs_job
-from latentatlas.cli import main as cli_main
+from jobs.cli import main as cli_main
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path):
@@ -19,7 +19,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path):
 
 
 def test_missing_config_and_unknown_verb(tmp_path, capsys):
-    res = run_module(["latentatlas.cli", "train", "nope.yaml"], tmp_path)
+    res = run_module(["jobs.cli", "train", "nope.yaml"], tmp_path)
     assert res.returncode == 2 and res.stderr.strip() == "error: nope.yaml: config file not found"
     assert cli_main(["frobnicate"]) == 2
     assert "unknown verb 'frobnicate'" in capsys.readouterr().err

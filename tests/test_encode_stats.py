@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_idx_dataset
 
-from jobs.stats import stats
+from jobs import steps
 from latentatlas import tracking
 from latentatlas.config import DenseVAEConfig
 from latentatlas.data import load_split
@@ -39,7 +39,8 @@ def crafted(tmp_path_factory, ray_session):
     with mlflow.start_run(run_name="crafted") as run:
         tracking.log_vae(model, cfg.model_dump(), (1, 28, 28))
     yield {"uri": uri, "model": model.eval(), "model_uri": f"runs:/{run.info.run_id}/model",
-           "run_id": run.info.run_id, "data": data, "root": root}
+           "run_id": run.info.run_id, "data": data, "root": root,
+           "recorder": tracking.Recorder(uri, "encode-test")}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_encode_refuses_bad_input_and_writes_nothing(crafted):
 
 def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
     enc = encodings[0]
-    out = stats(str(enc.path), actors=2)
+    run_id, out = steps.stats(crafted["recorder"], str(enc.path), actors=2)
     s = out.stats
     assert s["var_mu"][3] == 0.0 and s["mean_sigma2"][3] == pytest.approx(1.0)
     assert s["stationary"][3] == pytest.approx(1.0) and bool(s["inactive"][3])
@@ -121,10 +122,10 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
         want = (crafted["model"].decode(z) - crafted["model"].decode(zeroed)).pow(2).mean()
     assert m["latent/zero_out_baseline_mse"] == pytest.approx(float(want), rel=1e-5)
     assert m["latent/zero_out_mse"] > 0  # the decoder reads z_3; only the encoder never sets it
-    run = mlflow.get_run(out.run_id)
+    run = mlflow.get_run(run_id)
     assert run.data.tags["mlflow.parentRunId"] == crafted["run_id"]
     assert run.data.metrics["latent/active_units"] == m["latent/active_units"]
-    names = {a.path for a in mlflow.MlflowClient().list_artifacts(out.run_id)}
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"latent_stats.json", "information_gain.json", "latent_stats.png",
             "information_gain.png", "zero_out_inactive.png", "traversal_top7.png",
             "variance_vs_mse.png"} <= names
@@ -133,10 +134,9 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
 def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted, encodings):
     """Source == target model: every estimator must find the identity map (up to the
     dead variable), L = 0 and M = R = M_target_own."""
-    from jobs.relocate import relocate
-
     a, b = encodings
-    out = relocate(str(a.path), str(b.path), estimators=["ols", "ridge", "ols_nobias"])
+    run_id, out = steps.relocate(crafted["recorder"], str(a.path), str(b.path),
+                                 estimators=["ols", "ridge", "ols_nobias"])
     m = out.metrics
     assert m["relocation/fit_rows"] == 240 and m["relocation/eval_rows"] == 60
     assert m["relocation/L"] == pytest.approx(0, abs=1e-8)
@@ -152,29 +152,26 @@ def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted, 
     assert m["relocation/R"] == pytest.approx(want, rel=1e-5)
     per_class = out.errors
     assert per_class["count"][-1] == 60 and per_class["count"][:-1].sum() == 60
-    names = {f.path for f in mlflow.MlflowClient().list_artifacts(out.run_id, "maps")}
+    names = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "maps")}
     assert names == {"maps/map_ols.npz", "maps/map_ridge.npz", "maps/map_ols_nobias.npz"}
 
 
 def test_relocation_refuses_encodings_of_different_data(crafted, encodings):
-    from jobs.relocate import relocate
-
     small = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "small", limit=100,
                    data_path=str(crafted["data"]), actors=1)
     with pytest.raises(UserError, match=r"encode different data: rows is 100 vs 300"):
-        relocate(str(small.path), str(encodings[0].path))
+        steps.relocate(crafted["recorder"], str(small.path), str(encodings[0].path))
 
 
 def test_sectors_and_support_set_on_real_encodings(crafted, encodings):
     from analysis.sectors import sector_ids
-    from jobs.sectors import sectors
-    from jobs.support_set import support_set
-
     enc = encodings[1]  # no stats run on this one yet
     codes = enc.arrays()
     # The untrained model's codes are small: a threshold at their scale fills sectors.
     t = float(np.quantile(np.abs(codes["mu"][:, :3]), 0.2))
-    run_id, m, s = sectors(str(enc.path), threshold=t)
+    recorder = crafted["recorder"]
+    run_id, s = steps.sectors(recorder, str(enc.path), threshold=t)
+    m = s.metrics
     assert s.ordering == "var_mu"  # no stats run on this encoding yet
     # active by Asperti's rule, the one sectors use
     active = int(((codes["mu"].astype(np.float64).var(axis=0) >= 0.05)
@@ -188,11 +185,13 @@ def test_sectors_and_support_set_on_real_encodings(crafted, encodings):
     table = mlflow.load_table("sector_counts.json", run_ids=[run_id])
     assert table["count"].tolist() == s.counts.tolist()
 
-    stats(str(enc.path), actors=1)  # now the ordering comes from the information gain
-    _, _, s2 = sectors(str(enc.path), threshold=t)
+    steps.stats(recorder, str(enc.path), actors=1)  # now ordered by the information gain
+    _, s2 = steps.sectors(recorder, str(enc.path), threshold=t)
     assert s2.ordering == "information_gain"
 
-    run_id, m, index = support_set(str(enc.path), exclude="label=3", seed=7, threshold=t)
+    run_id, chosen = steps.support_set(recorder, str(enc.path), exclude="label=3", seed=7,
+                                       threshold=t)
+    m, index = chosen.metrics, chosen.index
     assert m["support/size"] == len(index) == 4  # the latent dimension
     labels = codes["label"][index]
     assert 3 not in labels.tolist()
@@ -201,14 +200,15 @@ def test_sectors_and_support_set_on_real_encodings(crafted, encodings):
     assert len(set(chosen[:min(4, nonempty)].tolist())) == min(4, nonempty)
     assert m["support/pairwise_mse"] > 0 and m["support/random_pairwise_mse"] > 0
     with pytest.raises(UserError, match="has no such column"):
-        support_set(str(enc.path), exclude="Wearing_Hat=1")
+        steps.support_set(recorder, str(enc.path), exclude="Wearing_Hat=1")
 
 
 def test_support_set_fit_beside_full_fit_and_size_sweep(crafted, encodings):
-    from jobs.relocate import relocate, support_sizes
+    from analysis.studies.maps import support_sizes
 
     a, b = encodings
-    out = relocate(str(a.path), str(b.path), fit="support", estimators=["ridge", "ols"])
+    run_id, out = steps.relocate(crafted["recorder"], str(a.path), str(b.path), fit="support",
+                                 estimators=["ridge", "ols"])
     m = out.metrics
     assert m["relocation/fit_rows"] == 4
     assert support_sizes(4) == [2, 4, 8, 16]
@@ -218,13 +218,13 @@ def test_support_set_fit_beside_full_fit_and_size_sweep(crafted, encodings):
     # no number of rows determines the dead variable (its code is 0 in every row)
     assert m["relocation/rank_ridge_support16"] == 3
     assert "ols" in out.rank_deficient and "ols_full" in out.rank_deficient
-    tag = mlflow.get_run(out.run_id).data.tags["latentatlas.rank_deficient"]
+    tag = mlflow.get_run(run_id).data.tags["latentatlas.rank_deficient"]
     assert set(tag.split(",")) == set(out.rank_deficient)
     for key in ("M_ridge_full", "M_ols_full", "M_ridge_support2", "M_ridge_support16"):
         assert f"relocation/{key}" in m
     # same model on both sides: the full fit is the identity, so M equals R
     assert m["relocation/M_ols_full"] == pytest.approx(m["relocation/R"], rel=1e-4)
-    names = {f.path for f in mlflow.MlflowClient().list_artifacts(out.run_id)}
+    names = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id)}
     assert {"support_size_sweep.png", "support_vs_full.json"} <= names
 
 
@@ -238,12 +238,12 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
 
     parent = mlflow.MlflowClient().create_run(
         mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")
-    job = MainJob(argparse.Namespace(tracking_uri=None, experiment=None), "mnist",
-                  parent.info.run_id)
+    job = MainJob(argparse.Namespace(), "mnist", crafted["recorder"], parent.info.run_id)
     trained_as = "mnist, dense_vae, BCE + KL, 10 epochs"
     for label, enc in zip(("dense-s0", "dense-s1"), encodings, strict=True):
         job.encodings[label], job.settings[label] = enc, trained_as
-    job.stats["dense-s0"] = stats(str(encodings[0].path), actors=1)
+    _, job.stats["dense-s0"] = steps.stats(crafted["recorder"], str(encodings[0].path),
+                                           actors=1)
     support_sets(job)
     claims = {c["claim"]: c for c in job.claims}
     density = claims["latent density is uneven"]
@@ -251,11 +251,45 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
     assert "pairwise MSE" in claims["support-set images are far apart"]["measured"]
     fit = claims["a support set suffices to fit the map"]["measured"]
     assert fit.startswith("authors' ridge M") and "on 4 support rows" in fit
-    steps = [s["step"] for s in job.summary]
-    assert steps == ["sectors dense-s0", "support set dense-s0",
+    done = [s["step"] for s in job.summary]
+    assert done == ["sectors dense-s0", "support set dense-s0",
                      "relocate support dense-s0->dense-s1"]
     (relocated,) = mlflow.search_runs(
         experiment_names=["encode-test"], output_format="list",
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and "
                       "tags.`latentatlas.kind` = 'relocate'")
     assert relocated.data.metrics["relocation/rank_ols"] <= 3  # 4 rows, a bias, a dead variable
+
+
+def test_studies_run_without_a_tracking_store_and_return_typed_results(crafted, encodings,
+                                                                       monkeypatch):
+    """Measuring needs no MLflow: with the tracking store pointed at a path that cannot
+    exist, every study runs on the crafted encodings and its result builds its Record."""
+    from analysis.studies.latent_space import LatentSpaceStats, measure_latent_space
+    from analysis.studies.maps import Relocation, relocate_codes
+    from analysis.studies.sectors import (
+        SectorCounts,
+        SupportSet,
+        choose_support_set,
+        count_sectors,
+    )
+    from latentatlas.record import Record
+
+    model = tracking.load_vae(crafted["model_uri"])  # loading is the caller's business
+    nowhere = "sqlite:////nonexistent/dir/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", nowhere)
+    mlflow.set_tracking_uri(nowhere)
+    try:
+        a, b = encodings
+        measured = measure_latent_space(a, *model, actors=1)
+        sectors = count_sectors(a, measured.gain, threshold=1.0)
+        support = choose_support_set(sectors)
+        moved = relocate_codes(a, b, model, model, estimators=["ols"])
+        results = [(measured, LatentSpaceStats), (sectors, SectorCounts),
+                   (support, SupportSet), (moved, Relocation)]
+        for result, kind in results:
+            assert isinstance(result, kind) and isinstance(result.record(), Record)
+        assert measured.metrics["latent/inactive"] == 1 and sectors.ordering == "information_gain"
+        assert moved.metrics["relocation/L"] == pytest.approx(0, abs=1e-8)
+    finally:
+        mlflow.set_tracking_uri(crafted["uri"])

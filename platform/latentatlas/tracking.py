@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from latentatlas.errors import UserError
+from latentatlas.record import Record
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "latentatlas"
@@ -122,21 +122,8 @@ def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | N
     return rebuild_vae(spec, state, device), spec
 
 
-@dataclass
-class Record:
-    """What a study measured, in the form a run holds. Studies build one; the Recorder writes
-    it. Figures are makers, drawn only when recorded (pyplot figures cost memory)."""
-
-    kind: str  # the `latentatlas.kind` tag other tools search by
-    name: str  # the run name
-    params: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)  # contract names (DESIGN.md) -> numbers
-    tags: dict = field(default_factory=dict)
-    tables: dict = field(default_factory=dict)  # file.json -> {column: values}
-    dicts: dict = field(default_factory=dict)  # file.json -> a JSON-able dict
-    figures: dict = field(default_factory=dict)  # file.png -> () -> matplotlib Figure
-    images: dict = field(default_factory=dict)  # name -> (H, W[, C]) array in [0, 1]
-    files: dict = field(default_factory=dict)  # artifact path -> writer(local Path)
+class Interrupted(Exception):
+    """Work stopped by the user after saving what it needs to continue: its run ends KILLED."""
 
 
 class Recorder:
@@ -149,20 +136,29 @@ class Recorder:
         self.client = mlflow.MlflowClient(self.uri)
         self.experiment_id = current_experiment().experiment_id
 
-    @contextmanager
-    def run(self, name: str, kind: str, parent_run_id: str | None = None,
-            tags: dict | None = None) -> Iterator[str]:
-        """A run, open for the duration of the block; yields its id."""
+    def create(self, name: str, kind: str, parent_run_id: str | None = None,
+               tags: dict | None = None) -> str:
+        """A new RUNNING run; its id. Prefer `run`, which also ends it."""
         tags = {"latentatlas.kind": kind, **(tags or {})}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run_id = self.client.create_run(self.experiment_id, run_name=name,
-                                        tags={k: str(v) for k, v in tags.items()}).info.run_id
+        return self.client.create_run(self.experiment_id, run_name=name,
+                                      tags={k: str(v) for k, v in tags.items()}).info.run_id
+
+    @contextmanager
+    def run(self, name: str = "", kind: str = "", parent_run_id: str | None = None,
+            tags: dict | None = None, run_id: str | None = None) -> Iterator[str]:
+        """A run open for the duration of the block (a new one, or `run_id` reopened: work
+        that spans processes, such as a resumed sweep); yields its id."""
+        if run_id:
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = self.create(name, kind, parent_run_id, tags)
         status = "FAILED"
         try:
             yield run_id
             status = "FINISHED"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
             status = "KILLED"
             raise
         finally:
@@ -203,3 +199,26 @@ class Recorder:
         with self.run(record.name, record.kind, parent_run_id, record.tags) as run_id:
             self.write(run_id, record)
         return run_id
+
+    def latest_run(self, kind: str, **tags: str):
+        """The newest run of `kind` whose tags equal `tags` (what a study needs from an
+        earlier one, e.g. the information gain of an encoding's `stats` run), or None."""
+        where = [f"tags.`latentatlas.kind` = '{kind}'",
+                 *(f"tags.`{k}` = '{v}'" for k, v in tags.items())]
+        runs = self.client.search_runs([self.experiment_id], " and ".join(where),
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
+    def runs_of(self, kind: str) -> list:
+        return self.client.search_runs([self.experiment_id],
+                                       f"tags.`latentatlas.kind` = '{kind}'")
+
+    def table(self, run_id: str, name: str) -> dict[str, list] | None:
+        """A table logged with log_table, as {column: values}; None if the run has none."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, name, tmp)
+            except Exception:  # MLflow raises several types for a missing artifact
+                return None
+            raw = json.loads(Path(local).read_text())
+        return {c: [row[i] for row in raw["data"]] for i, c in enumerate(raw["columns"])}

@@ -1,1 +1,4 @@
-"""Ray Train: the per-worker loop and the driver that runs it and records it in MLflow."""
+"""Ray Train: the per-worker loop (`loop`, what workers import: keep it light) and the driver
+that runs it and records it in MLflow (`runner.train`)."""
+
+__all__ = ["loop", "runner"]

@@ -113,7 +113,7 @@ def trace_indices(labels: np.ndarray, n: int = 10) -> np.ndarray:
 
 
 def log_trace(trace: np.ndarray, labels: np.ndarray) -> None:
-    from analysis.figures import trajectories
+    from latentatlas.plots import trajectories
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "first_epoch_trace.npz"

@@ -1,1 +1,3 @@
-"""Ray Tune sweeps."""
+"""Ray Tune sweeps: specs (`sweep`) and the runner that drives trials (`runner`)."""
+
+__all__ = ["runner", "sweep"]

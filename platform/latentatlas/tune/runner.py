@@ -143,18 +143,15 @@ def read_state(experiment_path: str) -> dict:
 def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None = None,
                 experiment: str | None = None, ray_address: str | None = None) -> SweepOutcome:
     """Start a new sweep: its parent run, its saved state, then the trials."""
-    uri = tracking.setup(tracking_uri, experiment)
+    recorder = tracking.Recorder(tracking_uri, experiment)
     init_ray(ray_address)
     path = f"{storage_root(config)}/{config.name}"
     if tune.Tuner.can_restore(path):
         raise UserError(f"sweep {config.name!r} already exists at {path}: continue it with "
                         f"--resume {path}, or name this one differently (--set name=...)")
-    exp = tracking.current_experiment()
-    client = mlflow.MlflowClient(uri)
-    parent = client.create_run(exp.experiment_id, run_name=f"sweep {config.name}",
-                               tags={"latentatlas.kind": "sweep", TAG_SWEEP: config.name,
-                                     "latentatlas.sweep_path": path})
-    run_id = parent.info.run_id
+    client = recorder.client
+    run_id = recorder.create(f"sweep {config.name}", "sweep", tags={
+        TAG_SWEEP: config.name, "latentatlas.sweep_path": path})
     for key, value in {"metric": config.metric, "mode": config.mode,
                        "scheduler": config.scheduler, "num_samples": config.num_samples,
                        **{f"space.{k}": json.dumps(d.model_dump(exclude_none=True))
@@ -163,11 +160,12 @@ def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None =
     client.log_dict(run_id, {k: d.model_dump(exclude_none=True)
                              for k, d in config.space.items()}, "search_space.json")
     client.log_dict(run_id, config.base, "base_config.yaml")
-    state = {"sweep": config.model_dump(), "parent_run_id": run_id, "tracking_uri": uri,
-             "experiment": exp.name}
+    state = {"sweep": config.model_dump(), "parent_run_id": run_id,
+             "tracking_uri": recorder.uri,
+             "experiment": client.get_experiment(recorder.experiment_id).name}
     write_state(path, state)
     print(f"sweep {config.name}: MLflow run {run_id}; resume with --resume {path}", flush=True)
-    return execute(state, path, restore=False, measure=measure)
+    return execute(recorder, state, path, restore=False, measure=measure)
 
 
 def resume_sweep(where: str, *, measure=None, tracking_uri: str | None = None,
@@ -181,16 +179,16 @@ def resume_sweep(where: str, *, measure=None, tracking_uri: str | None = None,
         root = storage_path or "ray_results"
         path = f"{root if '://' in root else Path(root).resolve()}/{where}"
     state = read_state(path)
-    tracking.setup(tracking_uri or state["tracking_uri"], experiment or state["experiment"])
+    recorder = tracking.Recorder(tracking_uri or state["tracking_uri"],
+                                 experiment or state["experiment"])
     init_ray(ray_address)
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {path}: Tune saved no state there yet; start the sweep again")
-    mlflow.MlflowClient().update_run(state["parent_run_id"], status="RUNNING")
     print(f"resuming sweep at {path} (MLflow run {state['parent_run_id']})", flush=True)
-    return execute(state, path, restore=True, measure=measure)
+    return execute(recorder, state, path, restore=True, measure=measure)
 
 
-def execute(state: dict, path: str, restore: bool, measure=None) -> SweepOutcome:
+def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> SweepOutcome:
     """Fit (or restore) the Tuner, then summarise. `measure(config, context, row)` returns
     latent statistics for a finished trial (the `sweep` job passes encode + stats)."""
     config = SweepConfig.model_validate(state["sweep"])
@@ -204,39 +202,33 @@ def execute(state: dict, path: str, restore: bool, measure=None) -> SweepOutcome
     trainable = tune.with_resources(tune.with_parameters(trial_driver, context=context),
                                     {"CPU": config.driver_cpus})
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # relative data paths keep working in trials
-    client = mlflow.MlflowClient()
     try:
-        if restore:
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                       resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={k: d.to_tune() for k, d in config.space.items()},
-                tune_config=tune.TuneConfig(
-                    metric=config.metric, mode=config.mode, num_samples=config.num_samples,
-                    scheduler=scheduler(config, base_cfg.train.epochs),
-                    max_concurrent_trials=config.max_concurrent or fitting_trials(
-                        trial_resources(base_cfg, config.driver_cpus), ray.cluster_resources()),
-                    trial_name_creator=lambda t: t.trial_id,
-                    trial_dirname_creator=lambda t: t.trial_id),
-                run_config=tune.RunConfig(
-                    name=config.name, storage_path=storage,
-                    callbacks=[TrialLines(config.metric)],
-                    verbose=1 if sys.stdout.isatty() and not os.environ.get("CI") else 0))
-        grid = tuner.fit()
-    except BaseException:
-        client.set_terminated(state["parent_run_id"], "KILLED")
-        raise
-    if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved its state
-        client.set_terminated(state["parent_run_id"], "KILLED")
+        with recorder.run(run_id=state["parent_run_id"]):
+            if restore:
+                tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                           resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={k: d.to_tune() for k, d in config.space.items()},
+                    tune_config=tune.TuneConfig(
+                        metric=config.metric, mode=config.mode, num_samples=config.num_samples,
+                        scheduler=scheduler(config, base_cfg.train.epochs),
+                        max_concurrent_trials=config.max_concurrent or fitting_trials(
+                            trial_resources(base_cfg, config.driver_cpus),
+                            ray.cluster_resources()),
+                        trial_name_creator=lambda t: t.trial_id,
+                        trial_dirname_creator=lambda t: t.trial_id),
+                    run_config=tune.RunConfig(
+                        name=config.name, storage_path=storage,
+                        callbacks=[TrialLines(config.metric)],
+                        verbose=1 if sys.stdout.isatty() and not os.environ.get("CI") else 0))
+            grid = tuner.fit()
+            if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved it
+                raise tracking.Interrupted()
+            rows = summarise(config, context, grid, recorder, measure)
+    except tracking.Interrupted:
         return SweepOutcome(state["parent_run_id"], path, [], None, interrupted=True)
-    try:
-        rows = summarise(config, context, grid, client, measure)
-    except BaseException:
-        client.set_terminated(state["parent_run_id"], "FAILED")
-        raise
-    client.set_terminated(state["parent_run_id"], "FINISHED")
     return SweepOutcome(state["parent_run_id"], path, rows, best_row(rows, config.metric,
                                                                      config.mode))
 
@@ -252,12 +244,12 @@ def scheduler(config: SweepConfig, epochs: int):
                          reduction_factor=config.asha.reduction_factor)
 
 
-def summarise(config: SweepConfig, context: dict, grid, client, measure=None) -> list[dict]:
+def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) -> list[dict]:
     """A row per trial (its values, status and final metrics, plus latent statistics of the
     finished ones), logged to the parent run as a table, metrics and the sweep's figure."""
-    exp_id = tracking.current_experiment().experiment_id
-    parent = context["parent_run_id"]
-    runs = {r.data.tags.get(TAG_TRIAL): r for r in child_runs(client, exp_id, parent, "train")}
+    client, parent = recorder.client, context["parent_run_id"]
+    runs = {r.data.tags.get(TAG_TRIAL): r
+            for r in child_runs(client, recorder.experiment_id, parent, "train")}
     rows = []
     for result in grid:
         # Tune puts the id in every result; a restored trial's directory gets a suffix.
@@ -283,7 +275,7 @@ def summarise(config: SweepConfig, context: dict, grid, client, measure=None) ->
 
 
 def log_summary(config: SweepConfig, parent: str, rows: list[dict], client) -> None:
-    from analysis.figures import sweep_curves
+    from latentatlas.plots import sweep_curves
 
     columns = list(dict.fromkeys(k for r in rows for k in r))
     client.log_table(parent, {c: [r.get(c) for r in rows] for c in columns}, "trials.json")

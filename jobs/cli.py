@@ -1,0 +1,39 @@
+"""`latentatlas <verb> ...`: each verb is `jobs.<verb>.main(argv)`; this file only dispatches."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+VERBS = {
+    "run": "the main job: the whole pipeline on the embedded default",
+    "train": "train a model with Ray Train (CONFIG)",
+    "sweep": "a Ray Tune sweep over a base config (CONFIG), or --resume DIR",
+    "encode": "a dataset's latent codes into Parquet (Ray Data)",
+    "stats": "latent statistics, variance loss, information gain of an ENCODING",
+    "sectors": "codes per sector of the k most informative variables of an ENCODING",
+    "support-set": "one member per sector: the support set of an ENCODING",
+    "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
+    "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
+    "runs": "a table of MLflow runs and their headline metrics",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: latentatlas <verb> [options]\n\nverbs:")
+        for verb, text in VERBS.items():
+            print(f"  {verb:<12} {text}")
+        print("\n`latentatlas <verb> --help` for a verb's options")
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"error: unknown verb {verb!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"jobs.{verb.replace('-', '_')}")
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Steps the verbs, the main job and sweeps share: open the inputs (encodings, models, what
+earlier runs found), run one study, hand its result to the recorder. Each returns the run id
+and the study's typed result. Also the options verbs share."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from analysis.studies.latent_space import LatentSpaceStats, measure_latent_space
+from analysis.studies.maps import DEFAULT_ESTIMATORS, Relocation, relocate_codes
+from analysis.studies.sectors import (
+    DEFAULT_K,
+    DEFAULT_THRESHOLD,
+    SectorCounts,
+    SupportSet,
+    choose_support_set,
+    count_sectors,
+)
+from latentatlas.encode import Encoding, open_encoding
+from latentatlas.tracking import Recorder, load_vae
+
+
+def add_sector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("encoding", help="an encoding directory")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help="number of ordered variables")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="|z_i| must exceed it (sectors are 2*threshold apart)")
+
+
+def information_gain_of(recorder: Recorder, enc: Encoding) -> np.ndarray | None:
+    """The information gain of the encoding's latest `stats` run, if any."""
+    run = recorder.latest_run("stats", encoding=str(enc.path))
+    table = run and recorder.table(run.info.run_id, "information_gain.json")
+    if not table:
+        return None
+    order = np.argsort(table["variable"])
+    return np.asarray(table["information_gain"], dtype=np.float64)[order]
+
+
+def variance_points(recorder: Recorder) -> list[tuple[float, float, str]]:
+    """(mse, delta_var, label) of every `stats` run of the experiment."""
+    return [(r.data.metrics["variance_loss/mse_recon"],
+             r.data.metrics["variance_loss/delta_var_recon"], r.info.run_id[:6])
+            for r in recorder.runs_of("stats") if "variance_loss/mse_recon" in r.data.metrics]
+
+
+def stats(recorder: Recorder, encoding: str, *, actors: int | None = None,
+          use_gpu: bool = False, seed: int = 0,
+          gain_rows: int | None = None) -> tuple[str, LatentSpaceStats]:
+    """Latent statistics of an encoding, in a child run of its model's run."""
+    enc = open_encoding(encoding)
+    model, spec = load_vae(enc.meta.model_uri)
+    result = measure_latent_space(enc, model, spec, actors=actors, use_gpu=use_gpu, seed=seed,
+                                  gain_rows=gain_rows)
+    run_id = recorder.record(result.record(variance_points(recorder)), enc.meta.model_run_id)
+    return run_id, result
+
+
+def sectors(recorder: Recorder, encoding: str, *, k: int = DEFAULT_K,
+            threshold: float = DEFAULT_THRESHOLD, seed: int = 0,
+            parent_run_id: str | None = None) -> tuple[str, SectorCounts]:
+    enc = open_encoding(encoding)
+    result = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
+    return recorder.record(result.record(seed), parent_run_id or enc.meta.model_run_id), result
+
+
+def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
+                exclude: str | None = None, k: int = DEFAULT_K,
+                threshold: float = DEFAULT_THRESHOLD, seed: int = 0,
+                parent_run_id: str | None = None) -> tuple[str, SupportSet]:
+    enc = open_encoding(encoding)
+    sectors_ = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
+    result = choose_support_set(sectors_, size, exclude, seed)
+    return recorder.record(result.record(), parent_run_id or enc.meta.model_run_id), result
+
+
+def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT_ESTIMATORS,
+             fit: str = "all", indices=None, lam: float = 1e-4, l2: float = 1e-4,
+             actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
+             name: str = "relocate",
+             parent_run_id: str | None = None) -> tuple[str, Relocation]:
+    src, tgt = open_encoding(source), open_encoding(target)
+    score = information_gain_of(recorder, src) if fit == "support" else None
+    result = relocate_codes(src, tgt, load_vae(src.meta.model_uri),
+                            load_vae(tgt.meta.model_uri), estimators=estimators, fit=fit,
+                            indices=indices, lam=lam, l2=l2, score=score, actors=actors,
+                            use_gpu=use_gpu, extra_maps=extra_maps)
+    return recorder.record(result.record(name), parent_run_id), result
+
+
+def regularisation_plans(dataset: str, data_path: str | None, limit: int | None,
+                         epochs: int) -> dict[str, dict]:
+    """label -> experiment config of the seed's sampling pictures: 784-256-64-16-3 VAEs with
+    and without posterior sampling, and a 2-D VAE traced through its first epoch."""
+    base = {"seed": 0, "data": {"name": dataset, "path": data_path, "limit": limit},
+            "kl": {"policy": "balanced"},
+            "train": {"epochs": epochs, "batch_size": 128, "cpus_per_worker": 0.5}}
+    model = {"name": "dense_vae", "hidden": [256, 64, 16]}
+    return {
+        "3d-sampling": {**base, "name": "reg-3d-sampling",
+                        "model": {**model, "latent_dim": 3, "sample_posterior": True}},
+        "3d-no-sampling": {**base, "name": "reg-3d-no-sampling",
+                           "model": {**model, "latent_dim": 3, "sample_posterior": False}},
+        # One epoch is what the picture shows; trace it at 40 moments.
+        "2d-trace": {**base, "name": "reg-2d-trace",
+                     "model": {**model, "latent_dim": 2},
+                     "train": {**base["train"], "epochs": 1, "trace_points": 40}},
+    }
+
+
+def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
+                   data_path: str | None = None, limit: int | None = None, epochs: int = 3,
+                   points: int = 5000,
+                   parent_run_id: str | None = None) -> tuple[str, dict, dict[str, str]]:
+    """The three trainings as children of one `regularisation` run; the 3-D models' first
+    `points` test codes encoded under ./encodings/regularisation-<run id>/ and measured.
+    Returns the run id, its regularity/* metrics per model, and the train run ids."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from analysis.studies.regularity import measure_regularity
+    from latentatlas.config import validate
+    from latentatlas.encode.pipeline import encode
+    from latentatlas.record import Record
+    from latentatlas.train.runner import train
+
+    with recorder.run("regularisation", "regularisation", parent_run_id) as run_id:
+        configs = {label: validate(raw, f"regularisation {label}") for label, raw
+                   in regularisation_plans(dataset, data_path, limit, epochs).items()}
+        with ThreadPoolExecutor(len(configs)) as pool:
+            futures = {label: pool.submit(train, cfg, tracking_uri=recorder.uri,
+                                          parent_run_id=run_id)
+                       for label, cfg in configs.items()}
+            trained = {label: f.result() for label, f in futures.items()}
+        metrics = {}
+        for label in ("3d-sampling", "3d-no-sampling"):
+            out = trained[label]
+            enc = encode(out.model_uri, dataset, "test",
+                         Path("encodings") / f"regularisation-{run_id[:8]}" / label,
+                         data_path=data_path, limit=min(points, limit or points), actors=1)
+            measured = measure_regularity(enc, load_vae(out.model_uri)[0])
+            recorder.write(out.run_id, measured.record())
+            suffix = label.removeprefix("3d-").replace("-", "_")
+            metrics.update({f"{k}_{suffix}": v for k, v in measured.metrics.items()})
+        recorder.write(run_id, Record("regularisation", "regularisation", metrics=metrics))
+    return run_id, metrics, {label: out.run_id for label, out in trained.items()}
+
