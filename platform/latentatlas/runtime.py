@@ -9,6 +9,8 @@ from pathlib import Path
 
 import ray
 
+STARTED_HERE = False  # this process started the (fixed-size) local instance it uses
+
 
 def init_ray(address: str | None = None) -> None:
     """Join `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local instance.
@@ -22,6 +24,8 @@ def init_ray(address: str | None = None) -> None:
     # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
     quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
                  logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
+    global STARTED_HERE
+    STARTED_HERE = not address
     if address:
         ray.init(address=address, **quiet)
     else:
@@ -33,6 +37,25 @@ def init_ray(address: str | None = None) -> None:
         # The dashboard (loopback only) serves the State API that Ray Train's placement-group
         # cleaner polls; without it stopped runs can leave their placement groups behind.
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+
+
+def check_resources(needed: dict[str, float], what: str) -> None:
+    """Fail at once, naming what is missing and what the cluster has, when the local instance
+    this process started (it never grows) lacks what a request needs; on a joined cluster,
+    which an autoscaler may grow, say that the request waits."""
+    have = ray.cluster_resources()
+    missing = {k: v for k, v in needed.items() if have.get(k, 0) < v}
+    if not missing:
+        return
+    want = ", ".join(f"{v:g} {k}" for k, v in missing.items())
+    has = ", ".join(f"{have.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+    if STARTED_HERE:
+        from latentatlas.errors import UserError
+
+        raise UserError(f"{what}: needs {want} but this machine's Ray instance has {has}; "
+                        "drop the GPU request or pass --ray-address of a cluster with GPUs")
+    print(f"note: {what} waits for {want} (the cluster has {has} now; an autoscaler may add "
+          "nodes)", flush=True)
 
 
 def local_token_env(environ, home: Path) -> dict[str, str]:

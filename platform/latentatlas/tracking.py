@@ -117,9 +117,26 @@ def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | N
     spec_path = local / "extra_files" / MODEL_SPEC
     if not spec_path.is_file():
         raise UserError(f"--model {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
-    spec = json.loads(spec_path.read_text())
-    state = torch.load(local / "extra_files" / STATE_DICT, map_location=device, weights_only=True)
-    return rebuild_vae(spec, state, device), spec
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"--model {uri}: {spec_path.name} is not valid JSON ({e})") from None
+    weights = local / "extra_files" / STATE_DICT
+    try:
+        # weights_only: tensors and plain containers, never code; anything else is refused
+        state = torch.load(weights, map_location=device, weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
+        raise UserError(f"--model {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
+                        f"dict of tensors): {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise UserError(f"--model {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
+                        "dict of tensors)")
+    try:
+        return rebuild_vae(spec, state, device), spec
+    except (KeyError, ValueError, RuntimeError) as e:  # spec or weights do not fit the model
+        raise UserError(f"--model {uri}: the weights do not fit the model its spec describes "
+                        f"({str(e).splitlines()[0][:200]})") from None
 
 
 class Interrupted(Exception):

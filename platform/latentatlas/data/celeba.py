@@ -45,14 +45,22 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
 def crop_and_resize(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.height < CROP[0].stop or img.width < CROP[1].stop:
-            raise UserError(f"{path}: image is {img.width}x{img.height}; the CelebA crop needs "
-                            f"at least {CROP[1].stop}x{CROP[0].stop} (aligned 178x218 images)")
-        face = img.crop((CROP[1].start, CROP[0].start, CROP[1].stop, CROP[0].stop))
-        face = face.resize((SIZE, SIZE), Image.BILINEAR)
-        return np.asarray(face, dtype=np.uint8).transpose(2, 0, 1)
+    try:
+        with Image.open(path) as img:
+            return crop_face(path, img.convert("RGB"))  # convert() decodes the whole file
+    except (OSError, Image.DecompressionBombError) as e:  # truncated, or not an image at all
+        raise UserError(f"{path}: not a readable image ({str(e).splitlines()[0]})") from None
+
+
+def crop_face(path: Path, img) -> np.ndarray:
+    from PIL import Image
+
+    if img.height < CROP[0].stop or img.width < CROP[1].stop:
+        raise UserError(f"{path}: image is {img.width}x{img.height}; the CelebA crop needs "
+                        f"at least {CROP[1].stop}x{CROP[0].stop} (aligned 178x218 images)")
+    face = img.crop((CROP[1].start, CROP[0].start, CROP[1].stop, CROP[0].stop))
+    face = face.resize((SIZE, SIZE), Image.BILINEAR)
+    return np.asarray(face, dtype=np.uint8).transpose(2, 0, 1)
 
 
 @register("celeba", ("train", "valid", "test"), "CelebA folder (img_align_celeba/, lists)")

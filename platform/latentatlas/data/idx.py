@@ -14,6 +14,7 @@ from latentatlas.errors import UserError
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+MAX_DIMS = 4
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -28,7 +29,11 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
-        raise UserError(f"{path}: unknown IDX element type 0x{code:02x}")
+        raise UserError(f"{path}: not an IDX image or label file (unsupported element type "
+                        f"0x{code:02x})")
+    if ndim > MAX_DIMS:  # images are (N, H, W), labels (N,): a larger count is not a header
+        raise UserError(f"{path}: not an IDX image or label file (its header claims {ndim} "
+                        "dimensions)")
     if ndim == 0 or len(raw) < 4 + 4 * ndim:
         raise UserError(f"{path}: IDX header declares {ndim} dimensions but is truncated")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))

@@ -65,7 +65,12 @@ ACTOR_CPUS = 0.5
 
 
 def actor_resources(use_gpu: bool) -> dict:
-    return {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
+    if use_gpu:
+        from latentatlas.runtime import check_resources
+
+        check_resources({"GPU": 1}, "--use-gpu")
+        return {"num_gpus": 1, "num_cpus": 1}
+    return {"num_cpus": ACTOR_CPUS}
 
 
 def default_actors(use_gpu: bool) -> int:

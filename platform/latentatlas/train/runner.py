@@ -25,7 +25,7 @@ from latentatlas.data import load_split
 from latentatlas.errors import UserError
 from latentatlas.images import image_grid, stacked_rows, to_unit_float
 from latentatlas.models import build_model
-from latentatlas.runtime import init_ray
+from latentatlas.runtime import check_resources, init_ray
 from latentatlas.train.loop import load_checkpoint, train_loop_per_worker
 
 TAG_TRAIN_NAME = "latentatlas.ray_train_name"
@@ -60,6 +60,9 @@ def load_data(cfg: ExperimentConfig):
     for split in (train, val):
         if len(split) == 0:
             raise UserError(f"data: split {split.split!r} of {d.name!r} is empty")
+    if train.shape != val.shape:  # the model is built from one and would crash on the other
+        raise UserError(f"data: split {d.train_split!r} of {d.name!r} holds {train.shape} "
+                        f"images but split {d.val_split!r} holds {val.shape}")
     return train, val
 
 
@@ -131,6 +134,8 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     (a Tune trial passes its TuneReportCallback)."""
     uri = tracking.setup(tracking_uri, experiment)
     init_ray(ray_address)
+    if cfg.train.use_gpu:
+        check_resources({"GPU": cfg.train.num_workers}, "train.use_gpu")
     train_split, val_split = load_data(cfg)
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id)
