@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SeedFigure", "SEED", "POLICY_NAMES", "setting", "row", "stats_claims", "density_claim"]
+__all__ = ["SeedFigure", "SEED", "POLICY_NAMES", "HOLDS", "FAILS", "NOT_COMPARABLE", "RULES",
+           "setting", "verdict", "row", "not_measured", "stats_claims", "density_claim",
+           "relocation_claim", "support_claims", "sampling_claim"]
 
 @dataclass(frozen=True)
 class SeedFigure:
@@ -58,10 +60,39 @@ def setting(dataset: str, model: str, policy: str, epochs: int) -> str:
             f"epoch{'' if epochs == 1 else 's'}")
 
 
-def row(key: str, model: str, measured_setting: str, measured: str) -> dict:
+HOLDS, FAILS, NOT_COMPARABLE = "holds", "does not hold", "not comparable"
+
+# The rule behind each verdict, printed beside it: what "holds" means for this run.
+RULES: dict[str, str] = {
+    "variance_loss": "delta_var within 25% of mse(z=mu)",
+    "sparsity_dense": "at least one variable inactive",
+    "sparsity_conv": "at least one variable inactive",
+    "stationary": "mean within 0.1 of 1 and every variable within 0.25 of 1",
+    "zero_out": "zeroing the inactive changes under 10% of what zeroing as many active does",
+    "relocation": "M at most 2x the target's own error",
+    "support_suffices": "support-set M at most 1.5x the M of a fit on all rows",
+    "support_far_apart": "support pairs farther apart than random pairs",
+    "density_uneven": "KL to Gaussian codes above its sampling-noise p99",
+    "sampling_regular": "aggregate KL lower with sampling than without",
+}
+
+
+def verdict(ok: bool | None) -> str:
+    return NOT_COMPARABLE if ok is None else HOLDS if ok else FAILS
+
+
+def row(key: str, model: str, measured_setting: str, measured: str,
+        ok: bool | None) -> dict:
+    """One claim: what was measured on what, the seed's figure on what, and the verdict of
+    the claim's rule (None: the run cannot tell)."""
     seed = SEED[key]
     return {"claim": seed.claim, "model": model, "setting": measured_setting,
-            "measured": measured, "seed": seed.figure, "seed setting": seed.setting}
+            "measured": measured, "seed": seed.figure, "seed setting": seed.setting,
+            "verdict": verdict(ok), "rule": RULES[key]}
+
+
+def not_measured(key: str, model: str, measured_setting: str, why: str) -> dict:
+    return row(key, model, measured_setting, f"not measured: {why}", None)
 
 
 def stats_claims(label: str, measured_setting: str, metrics: dict, latent_dim: int,
@@ -71,26 +102,32 @@ def stats_claims(label: str, measured_setting: str, metrics: dict, latent_dim: i
     `val/mse`, which decodes sampled codes."""
     m = metrics
     inactive = int(m["latent/inactive"])
-    variance = (f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs mse(z=mu) "
-                f"{m['variance_loss/mse_recon']:.4f}")
+    delta, mse = m["variance_loss/delta_var_recon"], m["variance_loss/mse_recon"]
+    variance = f"delta_var {delta:.4f} vs mse(z=mu) {mse:.4f}"
     if "variance_loss/delta_var_gen" in m:
         variance += f"; prior samples: delta_var {m['variance_loss/delta_var_gen']:.4f}"
-    if inactive:
-        zero = (f"pixel MSE {m['latent/zero_out_mse']:.2e} with the {inactive} inactive zeroed, "
-                f"vs {m['latent/zero_out_baseline_mse']:.2e} with the {inactive} least "
-                "informative active zeroed")
-    else:
-        zero = "no inactive variable: nothing to zero"
-    return [
-        row("variance_loss", label, measured_setting, variance),
+    zero, baseline = m["latent/zero_out_mse"], m["latent/zero_out_baseline_mse"]
+    stationary = np.asarray(stationary)
+    rows = [
+        row("variance_loss", label, measured_setting, variance,
+            abs(delta - mse) <= 0.25 * mse),
         row("sparsity_conv" if conv else "sparsity_dense", label, measured_setting,
             f"{inactive} of {latent_dim} inactive, {int(m['latent/active_units'])} active "
-            "(Burda)"),
+            "(Burda)", inactive >= 1),
         row("stationary", label, measured_setting,
-            f"mean {m['latent/stationary_mean']:.3f}, range {np.min(stationary):.3f}-"
-            f"{np.max(stationary):.3f}"),
-        row("zero_out", label, measured_setting, zero),
+            f"mean {m['latent/stationary_mean']:.3f}, range {stationary.min():.3f}-"
+            f"{stationary.max():.3f}", abs(m["latent/stationary_mean"] - 1) <= 0.1
+            and bool(np.all(np.abs(stationary - 1) <= 0.25))),
     ]
+    if inactive:
+        rows.append(row("zero_out", label, measured_setting,
+                        f"pixel MSE {zero:.2e} with the {inactive} inactive zeroed, vs "
+                        f"{baseline:.2e} with the {inactive} least informative active zeroed",
+                        zero < 0.1 * baseline))
+    else:
+        rows.append(row("zero_out", label, measured_setting,
+                        "no inactive variable: nothing to zero", None))
+    return rows
 
 
 def density_claim(label: str, measured_setting: str, counts: np.ndarray, density: dict) -> dict:
@@ -99,7 +136,37 @@ def density_claim(label: str, measured_setting: str, counts: np.ndarray, density
     k = int(np.log2(len(counts)))
     used = int((np.asarray(counts) > 0).sum())
     kl, noise = density["kl_to_gaussian"], density["kl_gaussian_p99"]
-    verdict = "uneven beyond sampling noise" if kl > noise else "within sampling noise"
     return row("density_uneven", label, measured_setting,
                f"{used} of {2 ** k} sectors used; KL to Gaussian codes {kl:.3f} vs "
-               f"{noise:.3f} from noise alone (p99): {verdict}")
+               f"{noise:.3f} from noise alone (p99)", kl > noise)
+
+
+def relocation_claim(label: str, measured_setting: str, metrics: dict) -> dict:
+    m, own = metrics["relocation/M"], metrics["relocation/M_target_own"]
+    return row("relocation", label, measured_setting,
+               f"M {m:.4f} vs own {own:.4f} (x{m / own:.2f}), R {metrics['relocation/R']:.4f}",
+               m <= 2 * own)
+
+
+def support_claims(label: str, measured_setting: str, support: dict, fit: dict,
+                   estimator: str) -> list[dict]:
+    """`support`: support/* metrics; `fit`: relocation/* of maps fitted on a support set,
+    `estimator` first, beside `<estimator>_full` (all fit rows) and plain OLS."""
+    near, far = support["support/pairwise_mse"], support["support/random_pairwise_mse"]
+    m, full = fit["relocation/M"], fit[f"relocation/M_{estimator}_full"]
+    own = fit["relocation/M_target_own"]
+    ols = f"; OLS {fit['relocation/M_ols']:.4f}" if "relocation/M_ols" in fit else ""
+    return [
+        row("support_far_apart", label.split("->")[0], measured_setting,
+            f"pairwise MSE {near:.3f} vs {far:.3f} (random pairs)", near > far),
+        row("support_suffices", label, measured_setting,
+            f"{estimator} M {m:.4f} (x{m / own:.2f} own) on {int(fit['relocation/fit_rows'])} "
+            f"support rows vs {full:.4f} on all fit rows{ols}", m <= 1.5 * full),
+    ]
+
+
+def sampling_claim(label: str, measured_setting: str, kl_with: float,
+                   kl_without: float) -> dict:
+    return row("sampling_regular", label, measured_setting,
+               f"aggregate KL {kl_with:.3f} with vs {kl_without:.3f} without sampling (lower = "
+               "closer to the prior)", kl_with < kl_without)

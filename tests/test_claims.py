@@ -2,7 +2,19 @@
 
 import numpy as np
 
-from analysis.claims import SEED, density_claim, setting, stats_claims
+from analysis.claims import (
+    FAILS,
+    HOLDS,
+    NOT_COMPARABLE,
+    RULES,
+    SEED,
+    density_claim,
+    relocation_claim,
+    sampling_claim,
+    setting,
+    stats_claims,
+    support_claims,
+)
 
 STATS = {"latent/inactive": 3, "latent/active_units": 12, "latent/stationary_mean": 1.02,
          "latent/zero_out_mse": 1.5e-6, "latent/zero_out_baseline_mse": 4.2e-3,
@@ -26,6 +38,16 @@ def test_stats_rows_name_both_settings_and_both_mses():
     assert rows["KL makes latent spaces sparse"]["seed"] == "8 of 16 inactive"
     conv = by_claim(stats_claims("conv", trained, STATS, 16, np.ones(2), conv=True))
     assert conv["KL makes latent spaces sparse"]["seed"] == "3 of 16 inactive"
+    # verdicts by the stated rules: 0.0201 is within 25% of 0.0196; 3 inactive; the
+    # stationary sums 0.9 and 1.1 within 0.25 of 1, their mean 1.02 within 0.1
+    assert [r["verdict"] for r in rows.values()] == [HOLDS] * 4
+    assert variance["rule"] == RULES["variance_loss"] == "delta_var within 25% of mse(z=mu)"
+    far = {**STATS, "variance_loss/delta_var_recon": 0.03, "latent/inactive": 0,
+           "latent/stationary_mean": 1.02}
+    far_rows = by_claim(stats_claims("d", "s", far, 16, np.array([0.5, 1.54])))
+    assert far_rows["VAEs lose variance ~ their MSE"]["verdict"] == FAILS
+    assert far_rows["KL makes latent spaces sparse"]["verdict"] == FAILS
+    assert far_rows["var(mu) + mean(sigma^2) ~ 1"]["verdict"] == FAILS  # 0.5 is 0.5 from 1
 
 
 def test_zero_out_row_has_a_baseline_and_never_claims_a_zero_it_did_not_measure():
@@ -37,6 +59,11 @@ def test_zero_out_row_has_a_baseline_and_never_claims_a_zero_it_did_not_measure(
     zero = by_claim(stats_claims("d", "s", none, 16, np.ones(2)))[
         "zeroing inactive variables changes nothing"]["measured"]
     assert zero == "no inactive variable: nothing to zero" and "0.00e+00" not in zero
+    assert by_claim(stats_claims("d", "s", none, 16, np.ones(2)))[
+        "zeroing inactive variables changes nothing"]["verdict"] == NOT_COMPARABLE
+    changes = {**STATS, "latent/zero_out_mse": 1e-3}  # a quarter of the baseline: it matters
+    assert by_claim(stats_claims("d", "s", changes, 16, np.ones(2)))[
+        "zeroing inactive variables changes nothing"]["verdict"] == FAILS
 
 
 def test_density_row_gives_a_verdict_against_sampling_noise():
@@ -44,10 +71,26 @@ def test_density_row_gives_a_verdict_against_sampling_noise():
     counts[:100] = 5
     noise = {"kl_to_gaussian": 0.02, "kl_gaussian_p99": 0.05}
     uneven = {"kl_to_gaussian": 0.4, "kl_gaussian_p99": 0.05}
-    assert density_claim("d", "s", counts, noise)["measured"].endswith("within sampling noise")
+    assert density_claim("d", "s", counts, noise)["verdict"] == FAILS
     row = density_claim("d", "s", counts, uneven)
-    assert row["measured"].startswith("100 of 128 sectors used")
-    assert row["measured"].endswith("uneven beyond sampling noise")
+    assert row["measured"].startswith("100 of 128 sectors used") and row["verdict"] == HOLDS
+
+
+def test_relocation_support_and_sampling_verdicts_follow_their_rules():
+    fit = {"relocation/M": 0.0294, "relocation/M_target_own": 0.0188, "relocation/R": 0.02,
+           "relocation/M_ridge_authors_full": 0.0244, "relocation/M_ols": 0.0487,
+           "relocation/fit_rows": 16}
+    assert relocation_claim("a->b", "s", fit)["verdict"] == HOLDS  # 1.56x own <= 2x
+    assert relocation_claim("a->b", "s", {**fit, "relocation/M": 0.04})["verdict"] == FAILS
+    far, suffices = support_claims("a->b", "s", {"support/pairwise_mse": 0.221,
+                                                 "support/random_pairwise_mse": 0.162},
+                                   fit, "ridge_authors")
+    assert far["verdict"] == HOLDS and far["model"] == "a"
+    assert suffices["verdict"] == HOLDS  # 0.0294 <= 1.5 * 0.0244
+    assert "ridge_authors M 0.0294 (x1.56 own) on 16 support rows" in suffices["measured"]
+    assert "OLS 0.0487" in suffices["measured"]
+    # the measured regularisation contradicts the seed: the row says so
+    assert sampling_claim("3-D", "s", 1.168, 0.889)["verdict"] == FAILS
 
 
 def test_every_seed_figure_names_its_setting_and_source():

@@ -3,6 +3,8 @@ the claims report. On 8x8 digits the seed's dense setting (BCE + KL) leaves no v
 active (even after 30 epochs), so the job skips its sector steps and says so; those steps
 are driven on known encodings in test_encode_stats."""
 
+import re
+
 import mlflow
 import numpy as np
 import pytest
@@ -48,6 +50,8 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     assert "mse(z=mu)" in claims and "prior samples: delta_var" in claims
     assert "8 of 16 inactive (MNIST, dense 784-256-64-32-16, BCE + KL)" in claims
     assert "not measured: no active variable, so no sectors" in claims
+    assert "rule:     KL to Gaussian codes above its sampling-noise p99" in claims
+    assert re.search(r"verdicts: \d+ holds, \d+ does not hold, [1-9]\d* not comparable", claims)
     assert "val mse(z~q)" in out
 
 
