@@ -36,7 +36,7 @@ def measure_trial(config, context: dict, row: dict) -> dict:
     from latentatlas.config import validate
     from latentatlas.encode.pipeline import encode
     from latentatlas.tracking import Recorder
-    from latentatlas.tune.runner import child_runs
+    from latentatlas.tune.tuner import child_runs
 
     recorder = Recorder(context["tracking_uri"], context["experiment"])
     done = [r for r in child_runs(recorder.client, recorder.experiment_id, row["run_id"], "stats")
@@ -54,8 +54,8 @@ def measure_trial(config, context: dict, row: dict) -> dict:
 
 
 def run(args) -> int:
-    from latentatlas.tune.runner import resume_sweep, start_sweep
-    from latentatlas.tune.sweep import load_sweep
+    from latentatlas.tune.spec import load_sweep
+    from latentatlas.tune.tuner import resume_sweep, start_sweep
 
     common = dict(tracking_uri=args.tracking_uri, experiment=args.experiment,
                   ray_address=args.ray_address, measure=measure_trial)

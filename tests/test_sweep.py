@@ -14,8 +14,7 @@ from conftest import REPO, make_idx_dataset
 
 from jobs.sweep import measure_trial
 from latentatlas.errors import UserError
-from latentatlas.tune.runner import child_runs, resume_sweep, start_sweep
-from latentatlas.tune.sweep import (
+from latentatlas.tune.spec import (
     Domain,
     best_row,
     curves,
@@ -25,6 +24,7 @@ from latentatlas.tune.sweep import (
     trial_resources,
     trial_status,
 )
+from latentatlas.tune.tuner import child_runs, resume_sweep, start_sweep
 
 BASE = {"name": "tiny", "seed": 1,
         "data": {"name": "mnist", "limit": 64},

@@ -17,7 +17,7 @@ from analysis.latent import (
     table,
     zero_variables,
 )
-from analysis.pipelines import model_partials
+from analysis.passes import model_partials
 from analysis.variance import variance_loss
 from latentatlas.encode import Encoding
 from latentatlas.encode.pipeline import default_actors, share_model

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import figures
-from analysis.pipelines import latent_moments
+from analysis.passes import latent_moments
 from analysis.sectors import (
     density_vs_gaussian,
     few_in_sectors_note,

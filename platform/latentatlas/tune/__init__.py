@@ -1,3 +1,3 @@
-"""Ray Tune sweeps: specs (`sweep`) and the runner that drives trials (`runner`)."""
+"""Ray Tune sweeps: their specs (`spec`) and the Tuner with a driver per trial (`tuner`)."""
 
-__all__ = ["runner", "sweep"]
+__all__ = ["spec", "tuner"]

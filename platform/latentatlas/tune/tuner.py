@@ -24,7 +24,7 @@ from latentatlas import tracking
 from latentatlas.config import set_path, validate
 from latentatlas.errors import UserError
 from latentatlas.runtime import init_ray
-from latentatlas.tune.sweep import (
+from latentatlas.tune.spec import (
     SWEEP_STATE,
     TAG_STOPPED,
     TAG_SWEEP,
