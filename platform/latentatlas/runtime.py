@@ -114,3 +114,5 @@ def configure_data() -> None:
     context.enable_progress_bars = interactive
     if not interactive:  # per-operator INFO progress lines flood logs
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # "Progress bars disabled" on every pipeline: we disabled them, on purpose
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
