@@ -27,17 +27,15 @@ def run_rows(runs) -> list[dict]:
 
 
 def run(args) -> int:
-    import mlflow
+    from latentatlas.tracking import Recorder
 
-    from latentatlas import tracking
-
-    uri = tracking.setup(args.tracking_uri, args.experiment)
-    exp = tracking.current_experiment()
-    runs = mlflow.search_runs([exp.experiment_id], output_format="list",
-                              max_results=args.limit, order_by=["attributes.start_time DESC"])
+    recorder = Recorder(args.tracking_uri, args.experiment)  # ends runs of killed processes
+    runs = recorder.client.search_runs([recorder.experiment_id], max_results=args.limit,
+                                       order_by=["attributes.start_time DESC"])
     rows = run_rows(runs)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    print_table(rows, title=f"runs in experiment {exp.name!r} ({uri})", columns=columns)
+    name = recorder.client.get_experiment(recorder.experiment_id).name
+    print_table(rows, title=f"runs in experiment {name!r} ({recorder.uri})", columns=columns)
     return 0
 
 

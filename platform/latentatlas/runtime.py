@@ -39,6 +39,16 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def check_resources(needed: dict[str, float], what: str) -> None:
     """Fail at once, naming what is missing and what the cluster has, when the local instance
     this process started (it never grows) lacks what a request needs; on a joined cluster,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import torch
 
 from latentatlas.errors import UserError
 from latentatlas.record import Record
+from latentatlas.runtime import process_alive
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "latentatlas"
@@ -143,20 +145,46 @@ class Interrupted(Exception):
     """Work stopped by the user after saving what it needs to continue: its run ends KILLED."""
 
 
+OWNER_TAG = "latentatlas.owner"  # host:pid of the process that runs the run
+STALE_TAG = "latentatlas.stale"
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class Recorder:
     """The one writer of runs: a tracking store chosen once (`setup`), an MlflowClient, and
     the run lifecycle (FINISHED on success, KILLED on Ctrl-C, FAILED otherwise) in one place.
-    No global active run: several threads may record at once."""
+    No global active run: several threads may record at once. A killed process cannot end
+    its runs: every Recorder first ends those of this machine whose process is gone."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
         self.uri = setup(tracking_uri, experiment)
         self.client = mlflow.MlflowClient(self.uri)
         self.experiment_id = current_experiment().experiment_id
+        self.end_stale_runs()
+
+    def end_stale_runs(self) -> list[str]:
+        """RUNNING runs owned by a process of this machine that no longer exists (SIGKILL,
+        a crash, a lost power) end FAILED and are tagged `latentatlas.stale`; their ids."""
+        host = socket.gethostname()
+        runs = self.client.search_runs(
+            [self.experiment_id], f"attributes.status = 'RUNNING' and "
+            f"tags.`{OWNER_TAG}` LIKE '{host}:%'", max_results=1000)
+        ended = []
+        for run in runs:
+            pid = run.data.tags[OWNER_TAG].rpartition(":")[2]
+            if pid.isdigit() and not process_alive(int(pid)):
+                self.client.set_tag(run.info.run_id, STALE_TAG, "its process is gone")
+                self.client.set_terminated(run.info.run_id, "FAILED")
+                ended.append(run.info.run_id)
+        return ended
 
     def create(self, name: str, kind: str, parent_run_id: str | None = None,
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
-        tags = {"latentatlas.kind": kind, **(tags or {})}
+        tags = {"latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name,
@@ -169,6 +197,7 @@ class Recorder:
         that spans processes, such as a resumed sweep); yields its id."""
         if run_id:
             self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, OWNER_TAG, owner())
         else:
             run_id = self.create(name, kind, parent_run_id, tags)
         status = "FAILED"

@@ -164,5 +164,21 @@ def publish(tmp: Path, out: Path, meta: EncodingMeta) -> Encoding:
 
 
 def temp_sibling(out: Path) -> Path:
+    """A hidden folder beside `out` to write into before the rename; it names the writing
+    process, so that what a killed writer left behind can be told apart and removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    return out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_dead_temps(out)
+    return out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_dead_temps(out: Path) -> list[Path]:
+    """Temp folders of `out` whose writing process is gone (killed mid-write)."""
+    from latentatlas.runtime import process_alive
+
+    removed = []
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rpartition(".tmp-")[2].split("-")[0]
+        if not pid.isdigit() or not process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed

@@ -150,6 +150,7 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         mlflow.set_tags({TAG_TRAIN_NAME: name, TAG_STORAGE: storage_path(cfg),
                          "latentatlas.kind": "train", "dataset": cfg.data.name, **(tags or {})})
     run_id = run.info.run_id
+    mlflow.set_tag(tracking.OWNER_TAG, tracking.owner())  # a killed driver's run is ended later
     mlflow.log_dict(cfg.model_dump(), "config.yaml")
     try:
         traced = trace_indices(val_split.labels) if cfg.train.trace_points else None
