@@ -49,6 +49,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def agent_ports() -> list[str]:
+    """Free ports for a node's agents: the defaults (e.g. 52365) are taken by the test
+    session's own local Ray instance when it runs first, and a node whose job agent cannot
+    bind answers every submission with "No available agent"."""
+    return [f"--{flag}={free_port()}" for flag in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port")]
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -118,13 +127,14 @@ def cluster(tmp_path_factory):
                      "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=1",
                      "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                      f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
-                     f"--temp-dir={ray_tmp}", "--disable-usage-stats"], work / "head.log")
+                     f"--temp-dir={ray_tmp}", "--disable-usage-stats", *agent_ports()],
+                    work / "head.log")
         address = f"http://127.0.0.1:{dashboard}"
         wait_for(lambda: http_status(f"{address}/api/version", f"Bearer {token(env)}") == 200, 90,
                  "the Ray dashboard")
         procs.start([str(bin_dir / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}",
-                     "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={worker_tmp}"],
-                    work / "worker.log")
+                     "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={worker_tmp}",
+                     *agent_ports()], work / "worker.log")
         tracking = f"http://127.0.0.1:{mlflow_port}"
         wait_for(lambda: http_status(f"{tracking}/health", None) == 200, 90, "the MLflow server")
         yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "tracking_uri": tracking,

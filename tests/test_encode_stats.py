@@ -250,7 +250,7 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
     assert density["setting"] == trained_as and "from noise alone (p99)" in density["measured"]
     assert "pairwise MSE" in claims["support-set images are far apart"]["measured"]
     fit = claims["a support set suffices to fit the map"]["measured"]
-    assert fit.startswith("authors' ridge M") and "on 4 support rows" in fit
+    assert fit.startswith("ridge_authors M") and "on 4 support rows" in fit
     done = [s["step"] for s in job.summary]
     assert done == ["sectors dense-s0", "support set dense-s0",
                      "relocate support dense-s0->dense-s1"]
