@@ -47,6 +47,7 @@ bench: setup data
 	$(PY) bench/train_throughput.py --limit 30000
 	$(PY) bench/encode_throughput.py
 	$(PY) bench/linear_map.py
+	$(PY) bench/tracking_load.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings
