@@ -34,8 +34,8 @@ def run(args) -> int:
                                        order_by=["attributes.start_time DESC"])
     rows = run_rows(runs)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    name = recorder.client.get_experiment(recorder.experiment_id).name
-    print_table(rows, title=f"runs in experiment {name!r} ({recorder.uri})", columns=columns)
+    print_table(rows, title=f"runs in experiment {recorder.experiment!r} ({recorder.uri})",
+                columns=columns)
     return 0
 
 

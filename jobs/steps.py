@@ -131,6 +131,7 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
                    in regularisation_plans(dataset, data_path, limit, epochs).items()}
         with ThreadPoolExecutor(len(configs)) as pool:
             futures = {label: pool.submit(train, cfg, tracking_uri=recorder.uri,
+                                          experiment=recorder.experiment,
                                           parent_run_id=run_id)
                        for label, cfg in configs.items()}
             trained = {label: f.result() for label, f in futures.items()}

@@ -162,7 +162,8 @@ class Recorder:
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
         self.uri = setup(tracking_uri, experiment)
         self.client = mlflow.MlflowClient(self.uri)
-        self.experiment_id = current_experiment().experiment_id
+        current = current_experiment()
+        self.experiment, self.experiment_id = current.name, current.experiment_id
         self.end_stale_runs()
 
     def end_stale_runs(self) -> list[str]:

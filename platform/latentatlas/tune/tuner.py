@@ -162,7 +162,7 @@ def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None =
     client.log_dict(run_id, config.base, "base_config.yaml")
     state = {"sweep": config.model_dump(), "parent_run_id": run_id,
              "tracking_uri": recorder.uri,
-             "experiment": client.get_experiment(recorder.experiment_id).name}
+             "experiment": recorder.experiment}
     write_state(path, state)
     print(f"sweep {config.name}: MLflow run {run_id}; resume with --resume {path}", flush=True)
     return execute(recorder, state, path, restore=False, measure=measure)
