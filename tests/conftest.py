@@ -18,25 +18,17 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def ray_dir_state(ray_dir: Path) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every file under ~/.ray: what a test could have written there."""
-    if not ray_dir.exists():
-        return {}
-    return {str(f): (f.stat().st_mtime_ns, f.stat().st_size)
-            for f in ray_dir.rglob("*") if f.is_file()}
-
-
-# The suite depends on nothing in the user's home: every test process sees a new, empty
-# HOME (so a file some earlier work left in ~/.ray cannot make a test pass here and fail on a
-# fresh machine), and the real ~/.ray must be untouched when the session ends.
-REAL_RAY_DIR = Path.home() / ".ray"
-REAL_RAY_STATE = ray_dir_state(REAL_RAY_DIR)
-os.environ["HOME"] = tempfile.mkdtemp(prefix="la-home-")
+# The suite depends on nothing in the user's home: every test process sees a new, empty HOME
+# (so a file some earlier work left there cannot make a test pass here and fail on a fresh
+# machine), and the session fails if anything wrote Ray's token folder into it.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="la-home-"))
+os.environ["HOME"] = str(SESSION_HOME)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if ray_dir_state(REAL_RAY_DIR) != REAL_RAY_STATE:
-        print(f"\nerror: the test session wrote to {REAL_RAY_DIR}", file=sys.stderr)
+    if (SESSION_HOME / ".ray").exists():
+        print(f"\nerror: the test session wrote {SESSION_HOME / '.ray'} (a home folder)",
+              file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

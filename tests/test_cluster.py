@@ -108,7 +108,7 @@ def cluster(tmp_path_factory):
     worker_tmp = tempfile.mkdtemp(prefix="la-w-", dir="/tmp")
     bin_dir = Path(sys.executable).parent
     # The cluster's own token (0600) and an empty HOME: nothing here reads or writes the
-    # user's ~/.ray, so the test behaves the same on a fresh machine as on a used one.
+    # user's home, so the test behaves the same on a fresh machine as on a used one.
     home = work / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token",

@@ -120,8 +120,8 @@ class Relocation:
                   "source_model": src.meta.model_uri, "target_model": tgt.meta.model_uri,
                   "latentatlas.rank_deficient": ",".join(self.rank_deficient) or "none"},
             tables=tables, figures=figs, images={"relocation_rows": self.pictures},
-            files={f"maps/map_{name}.npz": (lambda path, m=m: m.save(path))
-                   for name, m in self.maps.items()})
+            files={f"maps/map_{key}.npz": (lambda path, m=m: m.save(path))
+                   for key, m in self.maps.items()})
 
 
 def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
