@@ -50,4 +50,4 @@ bench: setup data
 	$(PY) bench/tracking_load.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings
+	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings logs

@@ -8,7 +8,7 @@ import torch
 
 from analysis.information import ablation_errors
 from analysis.moments import Moments, merge_all
-from latentatlas.encode.pipeline import SplitModel, actor_resources
+from latentatlas.encode.pipeline import SplitModel, map_with_actors
 
 __all__ = ["moments_row", "moments_from_rows", "latent_partial", "latent_moments", "ModelPartial",
            "model_partials"]
@@ -70,11 +70,10 @@ class ModelPartial(SplitModel):
 def model_partials(ds, split, model_ref, actors: int = 2,
                    batch_size: int = 1000, use_gpu: bool = False, seed: int = 0,
                    gain_rows: int | None = None) -> dict:
-    rows = ds.select_columns(["index", "mu", "logvar"]).map_batches(
-        ModelPartial, batch_size=batch_size, **actor_resources(use_gpu),
-        fn_constructor_kwargs={"model_ref": model_ref, "split_ref": ray.put(split),
-                               "use_gpu": use_gpu, "seed": seed, "gain_rows": gain_rows},
-        compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
+    rows = map_with_actors(
+        ds.select_columns(["index", "mu", "logvar"]), ModelPartial, batch_size=batch_size,
+        actors=actors, use_gpu=use_gpu, model_ref=model_ref, split_ref=ray.put(split),
+        seed=seed, gain_rows=gain_rows).take_all()
     return {"real": moments_from_rows(rows, "real"), "recon": moments_from_rows(rows, "recon"),
             "gen": moments_from_rows(rows, "gen"), "sse": float(sum(r["sse"] for r in rows)),
             "ablation": np.sum([r["ablation"] for r in rows], axis=0),

@@ -10,7 +10,7 @@ import torch
 from analysis.information import per_item_mse
 from analysis.linear_maps import LinearMap
 from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, ranges, split_mask
-from latentatlas.encode.pipeline import SplitModel, actor_resources, shared_model
+from latentatlas.encode.pipeline import SplitModel, map_with_actors, shared_model
 from latentatlas.encode.store import Encoding, RowGroup
 
 __all__ = ["RelocationPartial", "relocation_errors"]
@@ -64,14 +64,11 @@ def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], 
                       per_task: int = 4096) -> dict[str, np.ndarray]:
     """Mean errors per label (index 0..labels-1) and overall (index labels)."""
     check_joinable(src, tgt)
-    rows = ranges(src.meta.rows, per_task).map_batches(
-        RelocationPartial, batch_size=1, **actor_resources(use_gpu),
-        fn_constructor_kwargs={
-            "model_ref": source_ref, "target_ref": target_ref, "split_ref": ray.put(split),
-            "use_gpu": use_gpu,
-            "maps": {k: (m.A, m.b) for k, m in maps.items()}, "src": src.row_groups(),
-            "tgt": tgt.row_groups(), "part": part, "every": every, "labels": labels},
-        compute=ray.data.ActorPoolStrategy(size=actors)).take_all()
+    rows = map_with_actors(
+        ranges(src.meta.rows, per_task), RelocationPartial, batch_size=1, actors=actors,
+        use_gpu=use_gpu, model_ref=source_ref, target_ref=target_ref, split_ref=ray.put(split),
+        maps={k: (m.A, m.b) for k, m in maps.items()}, src=src.row_groups(),
+        tgt=tgt.row_groups(), part=part, every=every, labels=labels).take_all()
     sums = {k: np.sum([r[k] for r in rows], axis=0) for k in rows[0]}
     count = sums.pop("count")
     return {"count": count, **{k: v / np.maximum(count, 1) for k, v in sums.items()}}

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import Progress, print_table
 
 
 def parse(argv):
@@ -32,12 +32,16 @@ def run(args) -> int:
     from latentatlas.runtime import init_ray
     from latentatlas.tracking import Recorder
 
+    progress = Progress("encode")
     recorder = Recorder(args.tracking_uri, args.experiment)
     init_ray(args.ray_address)
     dataset, split = parse_data_address(args.data)
+    progress(f"{dataset}:{split} through {args.model} (Ray Data; the directory appears "
+             "when complete)")
     enc = encode(args.model, dataset, split, args.out, data_path=args.data_path,
                  limit=args.limit, batch_size=args.batch_size, actors=args.actors,
                  use_gpu=args.use_gpu)
+    progress(f"wrote {enc.meta.rows} codes to {enc.path}")
     run_id = recorder.record(Record(
         "encode", f"encode {dataset}:{split}", tags={"encoding": str(enc.path)},
         params={"model_uri": args.model, "dataset": dataset, "split": split},

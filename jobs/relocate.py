@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
 from analysis.studies.maps import DEFAULT_ESTIMATORS, FITS
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import Progress, print_metrics, print_table, quiet
 
 
-def relocate_all(recorder, paths: list[str], **kwargs) -> tuple[str, np.ndarray, list]:
+def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = quiet,
+                 **kwargs) -> tuple[str, np.ndarray, list]:
     """Every ordered pair, in parallel; a heatmap of M / M_target_own in a parent run."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from analysis.figures import heatmap
     from jobs import steps
@@ -26,19 +28,25 @@ def relocate_all(recorder, paths: list[str], **kwargs) -> tuple[str, np.ndarray,
     pairs = [(i, j) for i in range(len(paths)) for j in range(len(paths)) if i != j]
     ratio, rows = np.ones((len(paths), len(paths))), []
     with recorder.run("relocate all pairs", "relocate-all") as parent:
+        progress(f"{len(pairs)} ordered pairs of {len(paths)} encodings (MLflow run {parent})")
+
         def one(pair):
             i, j = pair
             return pair, steps.relocate(recorder, paths[i], paths[j], parent_run_id=parent,
                                         name=f"relocate {i}->{j}", **kwargs)
 
         with ThreadPoolExecutor(min(4, len(pairs))) as pool:
-            for (i, j), (run_id, out) in pool.map(one, pairs):
+            for done, future in enumerate(as_completed([pool.submit(one, p) for p in pairs])):
+                (i, j), (run_id, out) = future.result()
                 m = out.metrics
                 ratio[i, j] = m["relocation/M"] / m["relocation/M_target_own"]
+                progress(f"pair {done + 1}/{len(pairs)}: {i}->{j} M/M_target_own "
+                         f"{ratio[i, j]:.3g}")
                 rows.append({"source": i, "target": j, "R": m["relocation/R"],
                              "L": m["relocation/L"], "M": m["relocation/M"],
                              "M_target_own": m["relocation/M_target_own"],
                              "M/M_target_own": ratio[i, j], "run_id": run_id})
+        rows.sort(key=lambda r: (r["source"], r["target"]))
         labels = [str(i) for i in range(len(paths))]
         recorder.write(parent, Record("relocate-all", "relocate all pairs", figures={
             "relocation_heatmap.png": lambda: heatmap(ratio, labels,
@@ -83,7 +91,7 @@ def main(argv=None) -> int:
                 raise UserError("--all needs at least two encodings")
             recorder = Recorder(args.tracking_uri, args.experiment)
             init_ray(args.ray_address)
-            pid, _, rows = relocate_all(recorder, args.all, **common)
+            pid, _, rows = relocate_all(recorder, args.all, Progress("relocate"), **common)
             print_table(rows, title="relocation, every ordered pair")
             print(f"MLflow run id: {pid}")
             return
@@ -97,8 +105,8 @@ def main(argv=None) -> int:
         recorder = Recorder(args.tracking_uri, args.experiment)
         init_ray(args.ray_address)
         run_id, out = steps.relocate(recorder, args.source, args.target, fit=args.fit,
-                                     indices=indices, **common)
-        print_table([out.metrics], title="relocation")
+                                     indices=indices, progress=Progress("relocate"), **common)
+        print_metrics(out.metrics, "relocation")
         for name in out.rank_deficient:
             m = out.maps[name]
             print(f"note: {name} was fitted on rows that determine {m.rank} of {m.dims} "

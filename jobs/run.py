@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import Progress, print_steps
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 GAIN_ROWS = 2000  # information gain over the first 2000 test items keeps the job short
@@ -26,7 +25,7 @@ class MainJob:
     dataset: str
     recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
-    started: float = field(default_factory=time.perf_counter)
+    step: Progress = field(default_factory=lambda: Progress("main"))
     models: dict[str, object] = field(default_factory=dict)  # label -> TrainOutcome
     encodings: dict[str, object] = field(default_factory=dict)  # label -> Encoding
     settings: dict[str, str] = field(default_factory=dict)  # label -> how it was trained
@@ -40,11 +39,6 @@ class MainJob:
     @property
     def encoding_root(self) -> Path:
         return Path("encodings") / f"main-{self.parent_run_id[:8]}"
-
-    def step(self, text: str) -> None:
-        # One write per line: steps report from several threads at once.
-        sys.stdout.write(f"[main {time.perf_counter() - self.started:5.0f}s] {text}\n")
-        sys.stdout.flush()
 
 
 def pair_setting(job: MainJob, a: str, b: str) -> str:
@@ -256,20 +250,27 @@ def print_claims(claims: list[dict]) -> None:
 
 
 def run(args) -> int:
-    from latentatlas.runtime import init_ray
+    from latentatlas import runtime
+    from latentatlas.record import Record
     from latentatlas.tracking import Recorder
 
     recorder = Recorder(args.tracking_uri, args.experiment)
-    init_ray(args.ray_address)
+    runtime.init_ray(args.ray_address)
     with recorder.run("main", "main") as parent_run_id:
         job = MainJob(args, pick_dataset(args.dataset, args.data_path), recorder,
                       parent_run_id)
         job.step(f"dataset {job.dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
+        if not runtime.verbose():
+            job.step(f"Ray's own messages go to {runtime.RAY_LOG} (--verbose prints them)")
         for step in STEPS:
             step(job)
-    print_table(job.summary, title="main job")
+        # The terminal gets one block per step; the run keeps every number in one table.
+        recorder.write(parent_run_id, Record("main", "main", tables={
+            "summary.json": {c: [row.get(c) for row in job.summary]
+                             for c in dict.fromkeys(k for row in job.summary for k in row)}}))
+    print_steps(job.summary, title="main job")
     print_claims(job.claims)
-    minutes = (time.perf_counter() - job.started) / 60
+    minutes = job.step.seconds / 60
     print(f"\nMLflow run id: {job.parent_run_id}  ({minutes:.1f} min)")
     if recorder.uri.startswith("sqlite:"):
         print(f"browse: mlflow ui --backend-store-uri {recorder.uri}")

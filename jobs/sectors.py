@@ -9,7 +9,7 @@ import sys
 
 from jobs.steps import add_sector_args
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import print_metrics
 
 
 def main(argv=None) -> int:
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         print(f"ordering: {s.ordering}; variables {s.variables.tolist()}")
         print(f"density: KL to independent Gaussian codes {d['kl_to_gaussian']:.4f} (sampling "
               f"noise alone: <= {d['kl_gaussian_p99']:.4f} in 99% of draws)")
-        print_table([s.metrics], title="sectors")
+        print_metrics(s.metrics, "sectors")
         print(f"MLflow run id: {run_id}")
 
     return guarded(run, args.debug)

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import Progress, print_metrics, print_table
 
 
 def print_result(run_id: str, out) -> None:
@@ -17,7 +17,7 @@ def print_result(run_id: str, out) -> None:
                   "sum": s["stationary"][i], "active": bool(s["active"][i]),
                   "inactive": bool(s["inactive"][i]), "info gain": out.gain[i]}
                  for i in s["variable"]], title="latent variables")
-    print_table([out.metrics], title="stats")
+    print_metrics(out.metrics, "stats")
     print(f"MLflow run id: {run_id}")
 
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         init_ray(args.ray_address)
         print_result(*steps.stats(recorder, args.encoding, actors=args.actors,
                                   use_gpu=args.use_gpu, seed=args.seed,
-                                  gain_rows=args.gain_rows))
+                                  gain_rows=args.gain_rows, progress=Progress("stats")))
 
     return guarded(run, args.debug)
 

@@ -5,6 +5,7 @@ and the study's typed result. Also the options verbs share."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from analysis.studies.sectors import (
     count_sectors,
 )
 from latentatlas.encode import Encoding, open_encoding
+from latentatlas.report import quiet
 from latentatlas.tracking import Recorder, load_vae
 
 
@@ -48,12 +50,17 @@ def variance_points(recorder: Recorder) -> list[tuple[float, float, str]]:
 
 def stats(recorder: Recorder, encoding: str, *, actors: int | None = None,
           use_gpu: bool = False, seed: int = 0,
-          gain_rows: int | None = None) -> tuple[str, LatentSpaceStats]:
+          gain_rows: int | None = None,
+          progress: Callable[[str], None] = quiet) -> tuple[str, LatentSpaceStats]:
     """Latent statistics of an encoding, in a child run of its model's run."""
     enc = open_encoding(encoding)
+    progress(f"{enc.meta.rows} codes of {enc.latent_dim} variables ({enc.meta.dataset}:"
+             f"{enc.meta.split}); loading {enc.meta.model_uri}")
     model, spec = load_vae(enc.meta.model_uri)
+    progress("one pass over codes and images: latent and pixel moments, ablations (Ray Data)")
     result = measure_latent_space(enc, model, spec, actors=actors, use_gpu=use_gpu, seed=seed,
                                   gain_rows=gain_rows)
+    progress("recording the run")
     run_id = recorder.record(result.record(variance_points(recorder)), enc.meta.model_run_id)
     return run_id, result
 
@@ -79,14 +86,15 @@ def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
 def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT_ESTIMATORS,
              fit: str = "all", indices=None, lam: float = 1e-4, l2: float = 1e-4,
              actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
-             name: str = "relocate",
-             parent_run_id: str | None = None) -> tuple[str, Relocation]:
+             name: str = "relocate", parent_run_id: str | None = None,
+             progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
     src, tgt = open_encoding(source), open_encoding(target)
     score = information_gain_of(recorder, src) if fit == "support" else None
     result = relocate_codes(src, tgt, load_vae(src.meta.model_uri),
                             load_vae(tgt.meta.model_uri), estimators=estimators, fit=fit,
                             indices=indices, lam=lam, l2=l2, score=score, actors=actors,
-                            use_gpu=use_gpu, extra_maps=extra_maps)
+                            use_gpu=use_gpu, extra_maps=extra_maps, progress=progress)
+    progress("recording the run")
     return recorder.record(result.record(name), parent_run_id), result
 
 

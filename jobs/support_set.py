@@ -9,7 +9,7 @@ import sys
 
 from jobs.steps import add_sector_args
 from latentatlas.command import common_parser, guarded
-from latentatlas.report import print_table
+from latentatlas.report import print_metrics
 
 
 def main(argv=None) -> int:
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
                                       exclude=args.exclude, k=args.k,
                                       threshold=args.threshold, seed=args.seed)
         print(f"support set rows: {s.index.tolist()}")
-        print_table([s.metrics], title="support set")
+        print_metrics(s.metrics, "support set")
         print(f"MLflow run id: {run_id}")
 
     return guarded(run, args.debug)

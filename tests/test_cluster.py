@@ -247,3 +247,24 @@ def ray_nodes(cluster) -> list[bool]:
     except OSError:
         return []
     return [n["raylet"]["state"] == "ALIVE" for n in summary]
+
+
+def test_a_gpu_training_on_a_cluster_without_gpus_waits_then_fails_in_one_line(cluster):
+    """A joined cluster may grow (an autoscaler adds GPU nodes on demand), so a GPU request
+    waits, says so, and fails with one line after --resource-timeout seconds, instead of
+    Ray Train's traceback minutes later."""
+    data = make_idx_dataset(cluster["work"] / "idx-gpu", n_train=64, n_test=32)
+    started = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "jobs/configs/fmnist_dense.yaml",
+         "--ray-address", cluster["gcs"], "--tracking-uri", cluster["tracking_uri"],
+         "--resource-timeout", "3", "--set", "data.name=mnist", "--set", f"data.path={data}",
+         "--set", "train.use_gpu=true", "--set", "name=gpu-wait"],
+        cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "waits up to 3 s for 1 GPU (the cluster has 2 CPU, 0 GPU" in res.stdout
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: train.use_gpu: no 1 GPU arrived within 3 s (the cluster has "
+                      "2 CPU, 0 GPU); raise --resource-timeout or add such nodes"], res.stderr
+    assert "Traceback" not in res.stderr
+    assert time.monotonic() - started < 90

@@ -2,13 +2,19 @@
 half-written encoding behind."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 
-from conftest import REPO
+import mlflow
+import pytest
+import torch
+from conftest import REPO, make_idx_dataset
 
+from latentatlas.encode import open_encoding
 from latentatlas.encode.store import remove_dead_temps, temp_sibling
 from latentatlas.tracking import OWNER_TAG, STALE_TAG, Recorder
 
@@ -68,3 +74,104 @@ def test_what_a_killed_encode_was_writing_is_removed_and_never_visible(tmp_path)
     mine.mkdir()
     assert list(tmp_path.glob(".enc.tmp-*")) == [mine]
     assert remove_dead_temps(out) == []  # a live writer's folder is left alone
+
+
+# The real commands, killed midway and rerun as a user would.
+
+@pytest.fixture(scope="module")
+def model_store(tmp_path_factory, ray_session):
+    """A small dense VAE logged to a sqlite store, a dataset for it, and two encodings."""
+    from latentatlas import tracking
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.encode.pipeline import encode
+    from latentatlas.models import build_model
+
+    root = tmp_path_factory.mktemp("killed")
+    uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "killed")
+    data = make_idx_dataset(root / "idx", n_train=40, n_test=1500)
+    cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
+    uris = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        with mlflow.start_run(run_name=f"model-{seed}") as run:
+            tracking.log_vae(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+        uris.append(f"runs:/{run.info.run_id}/model")
+    encodings = [str(encode(u, "mnist", "test", root / f"enc{i}", data_path=str(data)).path)
+                 for i, u in enumerate(uris)]
+    return {"root": root, "uri": uri, "data": data, "models": uris, "encodings": encodings}
+
+
+def command(verb: str, *args: str, store) -> list[str]:
+    return [sys.executable, "-m", f"jobs.{verb}", *args, "--tracking-uri", store["uri"],
+            "--experiment", "killed"]
+
+
+def start(cmd, store) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=store["root"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """SIGKILL the command's process, as `kill -9` does; then whatever of its local Ray
+    instance the reaper has not ended yet."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(1)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def rerun(cmd, store) -> str:
+    done = subprocess.run(cmd, cwd=store["root"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    return output
+
+
+# Ray's own lines, which look like failures to a user (they go to logs/ray-*.log)
+RAY_NOISE = re.compile(r"\(raylet\)|core_worker\.cc|PYTHON worker processes|Traceback|"
+                       r"RayDeprecationWarning|Progress bars disabled")
+
+
+def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
+    root, out = model_store["root"], model_store["root"] / "killed-enc"
+    cmd = command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
+                  "--data-path", str(model_store["data"]), "--out", str(out),
+                  "--batch-size", "16", store=model_store)
+    proc = start(cmd, model_store)
+    deadline = time.monotonic() + 120
+    while not list(root.glob(".killed-enc.tmp-*")):  # Ray Data has begun writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+        time.sleep(0.02)
+    sigkill(proc)
+    assert not out.exists()  # never visible half-written
+    output = rerun(cmd, model_store)
+    assert open_encoding(out).meta.rows == 1500
+    assert list(root.glob(".killed-enc.tmp-*")) == []  # the killed writer's folder is gone
+    assert not RAY_NOISE.search(output), output
+
+
+def test_a_killed_relocate_all_ends_failed_and_its_rerun_finishes(model_store):
+    cmd = command("relocate", "--all", *model_store["encodings"], store=model_store)
+    proc = start(cmd, model_store)
+    for line in proc.stdout:  # the parent run exists once the pairs are announced
+        if "ordered pairs" in line:
+            killed_parent = re.search(r"MLflow run ([0-9a-f]{32})", line).group(1)
+            break
+    else:
+        pytest.fail(f"relocate --all ended before its pairs: exit {proc.wait()}")
+    sigkill(proc)
+    client = mlflow.MlflowClient(model_store["uri"])
+    assert client.get_run(killed_parent).info.status == "RUNNING"  # nothing ended it
+    output = rerun(cmd, model_store)
+    assert "pair 2/2" in output and not RAY_NOISE.search(output), output
+    killed = client.get_run(killed_parent)
+    assert killed.info.status == "FAILED" and killed.data.tags[STALE_TAG]
+    experiment = client.get_experiment_by_name("killed").experiment_id
+    parents = client.search_runs([experiment], "tags.`latentatlas.kind` = 'relocate-all'")
+    assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")

@@ -53,6 +53,18 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     assert "rule:     KL to Gaussian codes above its sampling-noise p99" in claims
     assert re.search(r"verdicts: \d+ holds, \d+ does not hold, [1-9]\d* not comparable", claims)
     assert "val mse(z~q)" in out
+    # a terminal's width; every number of the summary stays in the parent run's table
+    summary = out.split("== main job ==")[1].split("== the seed's claims")[0]
+    assert max(map(len, summary.splitlines())) <= 100
+    table = main_job_table(parent_id)
+    assert table["step"][0] == "train dense-s0" and len(table["run_id"]) == len(table["step"])
+    assert set(table) > {"val mse(z~q)", "inactive", "M", "aggregate_kl_sampling"}
+
+
+def main_job_table(run_id: str) -> dict:
+    from latentatlas.tracking import Recorder
+
+    return Recorder(mlflow.get_tracking_uri(), "main").table(run_id, "summary.json")
 
 
 def check_regularisation_pictures(parent, trained, workdir):

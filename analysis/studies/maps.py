@@ -4,6 +4,7 @@ M_target_own = MSE(x, dec2(enc2 x))."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from latentatlas.encode.pipeline import share_model
 from latentatlas.errors import UserError
 from latentatlas.images import stacked_rows
 from latentatlas.record import Record
+from latentatlas.report import quiet
 
 __all__ = ["DEFAULT_ESTIMATORS", "FITS", "Relocation", "relocate_codes", "support_sizes"]
 
@@ -127,8 +129,8 @@ class Relocation:
 def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                    estimators=DEFAULT_ESTIMATORS, fit: str = "all", indices=None,
                    lam: float = 1e-4, l2: float = 1e-4, score: np.ndarray | None = None,
-                   actors: int = 1, use_gpu: bool = False,
-                   extra_maps: dict | None = None) -> Relocation:
+                   actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
+                   progress: Callable[[str], None] = quiet) -> Relocation:
     """Fit on the non-held-out rows (or on `indices`, or on a support set chosen by the
     sectors of the `score`-ranked source variables), evaluate on the held-out rows.
     `source_model` / `target_model` are (model, spec) pairs; `lam` is `ridge`'s penalty, `l2`
@@ -141,11 +143,14 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
         raise UserError(f"--fit {fit}: expected one of {', '.join(FITS)}")
     check_joinable(src, tgt)
     params = {"lam": lam, "l2": l2}
+    progress(f"fitting {', '.join(estimators)} on {fit} rows of {src.meta.rows}")
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, params, score)
     maps.update(extra_maps or {})
     split = src.meta.load_split()
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
     (src_model, src_spec), (tgt_model, tgt_spec) = source_model, target_model
+    progress(f"scoring {len(maps)} maps on the held-out rows through both decoders "
+             "(Ray Data)")
     errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
                                share_model(tgt_model, tgt_spec), actors=actors,
                                use_gpu=use_gpu, labels=labels)

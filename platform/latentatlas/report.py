@@ -2,6 +2,32 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
+import time
+
+WIDTH = 96  # a terminal's width, with room to spare
+
+
+class Progress:
+    """Lines `[name  12s] text` as a long command moves from stage to stage (one write per
+    line: several threads may report at once). Calling it with nothing shown is free."""
+
+    def __init__(self, name: str):
+        self.name, self.started = name, time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, text: str) -> None:
+        sys.stdout.write(f"[{self.name} {self.seconds:5.0f}s] {text}\n")
+        sys.stdout.flush()
+
+
+def quiet(text: str) -> None:
+    """The progress of a step whose caller reports on its own."""
+
 
 def fmt(v) -> str:
     if isinstance(v, float):
@@ -22,3 +48,30 @@ def print_table(rows: list[dict], title: str | None = None, columns: list[str] |
     print("  ".join("-" * w for w in widths))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def wrapped(values: dict, indent: str = "    ") -> str:
+    """`name value` pairs, as many per line as fit in WIDTH."""
+    # A no-break space holds each name to its value: lines break between pairs only.
+    pairs = [f"{k} {fmt(v)}".replace(" ", "\u00a0") for k, v in values.items()
+             if v is not None]
+    return textwrap.fill("   ".join(pairs), WIDTH, initial_indent=indent,
+                         subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False).replace("\u00a0", " ")
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    """One result's numbers: a narrow block instead of a one-row table as wide as its names."""
+    print(f"\n== {title} ==")
+    print(wrapped(metrics))
+
+
+def print_steps(rows: list[dict], title: str) -> None:
+    """One block per step (`step`, `run_id`, numbers): what a wide table of sparse columns
+    said, in a terminal's width."""
+    print(f"\n== {title} ==")
+    for row in rows:
+        numbers = {k: v for k, v in row.items() if k not in ("step", "run_id")}
+        print(f"{row['step']}  (run {row['run_id']})")
+        if numbers:
+            print(wrapped(numbers))

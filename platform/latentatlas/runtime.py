@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
+import time
 from pathlib import Path
 
 import ray
 
 STARTED_HERE = False  # this process started the (fixed-size) local instance it uses
+VERBOSE_ENV = "LATENTATLAS_VERBOSE"  # set by --verbose: Ray's own lines reach the terminal
+WAIT_ENV = "LATENTATLAS_RESOURCE_TIMEOUT_S"  # set by --resource-timeout
+DEFAULT_WAIT_S = 600.0
+# Where Ray's own messages go unless --verbose: the workers' stderr, the raylet's and the
+# autoscaler's lines, and the driver's `ray` loggers. Named once per process.
+RAY_LOG = Path("logs") / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 def init_ray(address: str | None = None) -> None:
@@ -28,6 +36,7 @@ def init_ray(address: str | None = None) -> None:
     STARTED_HERE = not address
     if address:
         ray.init(address=address, **quiet)
+        divert_ray_lines()
     else:
         # "local" always starts a fresh instance: a stale /tmp/ray/ray_current_cluster left
         # by a killed head must not be joined by accident.
@@ -37,6 +46,73 @@ def init_ray(address: str | None = None) -> None:
         # The dashboard (loopback only) serves the State API that Ray Train's placement-group
         # cleaner polls; without it stopped runs can leave their placement groups behind.
         ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
+        divert_ray_lines()
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def ray_log() -> logging.Logger:
+    """The logger whose file (RAY_LOG, created on its first line) holds Ray's own messages."""
+    global RAY_LOG
+    log = logging.getLogger("latentatlas.ray")
+    if not log.handlers:
+        RAY_LOG = RAY_LOG.resolve()  # where the command started, wherever it goes later
+        RAY_LOG.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(RAY_LOG, delay=True)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+    return log
+
+
+def divert_ray_lines() -> None:
+    """Ray's own lines look like failures to a user ("(raylet) WARNING: 8 PYTHON worker
+    processes", warnings of its loggers) and are routine: unless --verbose they go to
+    RAY_LOG. What our workers print to stdout (epoch lines) still reaches the terminal;
+    their stderr goes to the file (a failing task's error reaches the driver anyway)."""
+    if verbose():
+        return
+    import ray._private.worker as ray_worker
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher
+
+    log = ray_log()
+
+    def route(batch: dict, ignore_prefix: bool = True) -> None:
+        lines = batch.get("lines", [])
+        ours = not batch.get("is_err") and str(batch.get("pid", "")).isdigit()
+        if ours:
+            for line in lines:
+                print(line, flush=True)
+        else:
+            if batch.get("pid") == "autoscaler":  # its status table every 5 s: events only
+                lines = ray_worker.filter_autoscaler_events(lines)
+            who = batch.get("actor_name") or batch.get("task_name") or batch.get("pid")
+            for line in lines:
+                log.info("(%s) %s", who, line)
+
+    # Private API (Ray is pinned in constraints.txt): workers' lines reach the printer
+    # ray.init installed in the dispatcher; the raylet's warnings (pushed as errors) reach
+    # the module's print_to_stdstream directly. Both go through `route`.
+    global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
+    global_worker_stdstream_dispatcher.add_handler("latentatlas", route)
+    ray_worker.print_to_stdstream = route
+    file_handler = log.handlers[0]
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                    handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        if file_handler not in logger.handlers:
+            logger.addHandler(file_handler)
+
+
+def ray_log_note() -> str | None:
+    """Where Ray's messages of this process went, when any did."""
+    return f"Ray's own messages: {RAY_LOG}" if RAY_LOG.exists() else None
 
 
 def process_alive(pid: int) -> bool:
@@ -51,21 +127,46 @@ def process_alive(pid: int) -> bool:
 
 def check_resources(needed: dict[str, float], what: str) -> None:
     """Fail at once, naming what is missing and what the cluster has, when the local instance
-    this process started (it never grows) lacks what a request needs; on a joined cluster,
-    which an autoscaler may grow, say that the request waits."""
-    have = ray.cluster_resources()
-    missing = {k: v for k, v in needed.items() if have.get(k, 0) < v}
+    this process started (it never grows) lacks what a request needs. A joined cluster may
+    grow: ask its autoscaler for the resources, say that the request waits, and fail with one
+    line if they have not come after --resource-timeout seconds."""
+    from latentatlas.errors import UserError
+
+    missing = missing_resources(needed)
     if not missing:
         return
-    want = ", ".join(f"{v:g} {k}" for k, v in missing.items())
-    has = ", ".join(f"{have.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
     if STARTED_HERE:
-        from latentatlas.errors import UserError
+        raise UserError(f"{what}: needs {describe(missing)} but this machine's Ray instance "
+                        f"has {describe(cluster_has())}; drop the GPU request or pass "
+                        "--ray-address of a cluster with GPUs")
+    from ray.autoscaler.sdk import request_resources
 
-        raise UserError(f"{what}: needs {want} but this machine's Ray instance has {has}; "
-                        "drop the GPU request or pass --ray-address of a cluster with GPUs")
-    print(f"note: {what} waits for {want} (the cluster has {has} now; an autoscaler may add "
-          "nodes)", flush=True)
+    timeout = float(os.environ.get(WAIT_ENV) or DEFAULT_WAIT_S)
+    print(f"note: {what} waits up to {timeout:g} s for {describe(missing)} (the cluster has "
+          f"{describe(cluster_has())} now; an autoscaler may add nodes)", flush=True)
+    request_resources(bundles=[dict(needed)])
+    deadline = time.monotonic() + timeout
+    while missing_resources(needed):
+        if time.monotonic() > deadline:
+            request_resources(bundles=[])  # withdraw the request
+            raise UserError(f"{what}: no {describe(missing)} arrived within {timeout:g} s "
+                            f"(the cluster has {describe(cluster_has())}); raise "
+                            "--resource-timeout or add such nodes")
+        time.sleep(min(2.0, timeout / 10))
+
+
+def missing_resources(needed: dict[str, float]) -> dict[str, float]:
+    have = ray.cluster_resources()
+    return {k: v for k, v in needed.items() if have.get(k, 0) < v}
+
+
+def cluster_has() -> dict[str, float]:
+    have = ray.cluster_resources()
+    return {k: have.get(k, 0) for k in ("CPU", "GPU")}
+
+
+def describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in resources.items())
 
 
 def local_token_env(environ, home: Path) -> dict[str, str]:
@@ -112,8 +213,6 @@ def quiet_environment() -> None:
 def configure_data() -> None:
     """Ray Data as this platform uses it: the classic Parquet reader, progress bars for people
     at a terminal only."""
-    import sys
-
     from ray.data import DataContext
 
     context = DataContext.get_current()

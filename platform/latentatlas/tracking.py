@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import ray
 import torch
 
+from latentatlas import runtime
 from latentatlas.errors import UserError
 from latentatlas.record import Record
 from latentatlas.runtime import process_alive
@@ -36,6 +39,8 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at the store and create the experiment once, in the driver, before any
     parallel writer exists (SQLite locks otherwise). Returns the absolute URI."""
+    # "Creating initial MLflow database tables..." on a new store: routine, not news
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(uri)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(uri)
@@ -147,6 +152,7 @@ class Interrupted(Exception):
 
 OWNER_TAG = "latentatlas.owner"  # host:pid of the process that runs the run
 STALE_TAG = "latentatlas.stale"
+RAY_LOG_TAG = "latentatlas.ray_log"  # the file holding Ray's own messages of the run's process
 
 
 def owner() -> str:
@@ -186,6 +192,8 @@ class Recorder:
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
         tags = {"latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
+        if ray.is_initialized() and not runtime.verbose():
+            tags[RAY_LOG_TAG] = str(runtime.RAY_LOG.resolve())
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +65,29 @@ class EncodeBatch(SplitModel):
 ACTOR_CPUS = 0.5
 
 
-def actor_resources(use_gpu: bool) -> dict:
-    if use_gpu:
-        from latentatlas.runtime import check_resources
+def map_with_actors(ds, fn_class, *, batch_size: int, actors: int, use_gpu: bool = False,
+                    **constructor_kwargs):
+    """`ds.map_batches` through a pool of `actors` instances of `fn_class` (GPU when asked):
+    the one way this platform runs a model over data."""
+    from latentatlas import runtime
 
-        check_resources({"GPU": 1}, "--use-gpu")
-        return {"num_gpus": 1, "num_cpus": 1}
-    return {"num_cpus": ACTOR_CPUS}
+    if use_gpu:
+        runtime.check_resources({"GPU": 1}, "--use-gpu")
+    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
+    restarts = {}
+    if runtime.STARTED_HERE:
+        # Ray Data restarts dead actors by default, and Ray then logs an error line for
+        # every pool ("constructor arguments in the object store and max_restarts > 0"). On
+        # the local instance this process started, an actor dies only of the machine's own
+        # trouble (the OOM killer): fail the step instead. On a cluster a lost node's actors
+        # restart. Ray 2.60 takes max_restarts only through its deprecated ray_remote_args.
+        restarts = {"max_restarts": 0}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return ds.map_batches(fn_class, batch_size=batch_size, **resources, **restarts,
+                              fn_constructor_kwargs={**constructor_kwargs,
+                                                     "use_gpu": use_gpu},
+                              compute=ray.data.ActorPoolStrategy(size=actors))
 
 
 def default_actors(use_gpu: bool) -> int:
@@ -96,11 +113,9 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
                         f"expects {tuple(spec['input_shape'])}")
     actors = actors or default_actors(use_gpu)
     rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
-    codes = rows.map_batches(
-        EncodeBatch, batch_size=batch_size, **actor_resources(use_gpu),
-        fn_constructor_kwargs={"model_ref": share_model(model, spec),
-                               "split_ref": ray.put(data), "use_gpu": use_gpu},
-        compute=ray.data.ActorPoolStrategy(size=actors))
+    codes = map_with_actors(rows, EncodeBatch, batch_size=batch_size, actors=actors,
+                            use_gpu=use_gpu, model_ref=share_model(model, spec),
+                            split_ref=ray.put(data))
     tmp = temp_sibling(out)
     try:
         codes.write_parquet(str(tmp))
