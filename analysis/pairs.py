@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 
 from analysis.linear_maps import SufficientStats
+from latentatlas.batches import map_concat, range_batches, runs_here
 from latentatlas.encode.store import Encoding, RowGroup, column_to_numpy
 from latentatlas.errors import UserError
 
 __all__ = ["ROWS_PER_TASK", "HOLDOUT_EVERY", "check_joinable", "read_rows", "aligned", "split_mask",
-           "ranges", "stats_partial", "streaming_stats"]
+           "stats_partial", "streaming_stats"]
 
 ROWS_PER_TASK = 65536
 HOLDOUT_EVERY = 5  # rows with index % 5 == 0 are held out for evaluation (20%)
@@ -68,12 +68,6 @@ def split_mask(index: np.ndarray, part: str, every: int = HOLDOUT_EVERY) -> np.n
     return {"fit": ~held, "eval": held, "all": np.ones_like(held)}[part]
 
 
-def ranges(rows: int, per_task: int = ROWS_PER_TASK):
-    return ray.data.from_items([{"start": a, "stop": min(a + per_task, rows)}
-                                for a in range(0, rows, per_task)],
-                               override_num_blocks=max(1, -(-rows // per_task)))
-
-
 def stats_partial(batch, src, tgt, part, every, indices=None):
     rows = []
     for start, stop in zip(batch["start"], batch["stop"], strict=True):
@@ -87,15 +81,14 @@ def stats_partial(batch, src, tgt, part, every, indices=None):
 
 def streaming_stats(src: Encoding, tgt: Encoding, part: str = "fit",
                     every: int = HOLDOUT_EVERY, per_task: int = ROWS_PER_TASK,
-                    indices: np.ndarray | None = None) -> SufficientStats:
-    """X^T X, X^T Y, ... summed over index ranges in parallel, in float64: memory O(d^2)."""
+                    indices: np.ndarray | None = None,
+                    here: bool | None = None) -> SufficientStats:
+    """X^T X, X^T Y, ... summed over index ranges (in parallel on Ray for large encodings),
+    in float64: memory O(d^2)."""
     check_joinable(src, tgt)
-    out = ranges(src.meta.rows, per_task).map_batches(
-        stats_partial, batch_size=1, fn_kwargs={
-            "src": src.row_groups(), "tgt": tgt.row_groups(), "part": part, "every": every,
-            "indices": indices}).take_all()
-    total = None
-    for r in out:
-        s = SufficientStats(int(r["n"]), r["sx"], r["sy"], r["sxx"], r["sxy"], r["syy"])
-        total = s if total is None else total + s
-    return total
+    here = runs_here(src.meta.rows) if here is None else here
+    out = map_concat(range_batches(src.meta.rows, per_task, here=here), stats_partial,
+                     batch_size=1, src=src.row_groups(), tgt=tgt.row_groups(), part=part,
+                     every=every, indices=indices)
+    return SufficientStats(int(out["n"].sum()), *(out[k].sum(axis=0)
+                                                  for k in ("sx", "sy", "sxx", "sxy", "syy")))

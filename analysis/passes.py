@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import ray
 import torch
 
 from analysis.information import ablation_errors
 from analysis.moments import Moments, merge_all
-from latentatlas.encode.pipeline import SplitModel, map_with_actors
+from latentatlas.batches import map_concat, map_with_actors
+from latentatlas.encode.pipeline import SplitModel
 
-__all__ = ["moments_row", "moments_from_rows", "latent_partial", "latent_moments", "ModelPartial",
+__all__ = ["moments_row", "moments_from", "latent_partial", "latent_moments", "ModelPartial",
            "model_partials"]
 
 def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
@@ -18,9 +18,10 @@ def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
             f"{prefix}_m2": m.m2[None]}
 
 
-def moments_from_rows(rows: list[dict], prefix: str) -> Moments:
-    return merge_all(Moments(int(r[f"{prefix}_n"]), np.asarray(r[f"{prefix}_mean"]),
-                             np.asarray(r[f"{prefix}_m2"])) for r in rows)
+def moments_from(parts: dict[str, np.ndarray], prefix: str) -> Moments:
+    """Merged moments of per-batch partials (`moments_row` outputs, joined)."""
+    return merge_all(Moments(int(n), np.asarray(mean), np.asarray(m2)) for n, mean, m2 in zip(
+        parts[f"{prefix}_n"], parts[f"{prefix}_mean"], parts[f"{prefix}_m2"], strict=True))
 
 
 def latent_partial(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -29,10 +30,20 @@ def latent_partial(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "sigma2_sum": np.exp(batch["logvar"].astype(np.float64)).sum(axis=0)[None]}
 
 
-def latent_moments(ds) -> tuple[Moments, np.ndarray]:
-    rows = ds.select_columns(["mu", "logvar"]).map_batches(latent_partial,
-                                                           batch_size=8192).take_all()
-    return moments_from_rows(rows, "mu"), np.sum([r["sigma2_sum"] for r in rows], axis=0)
+def latent_moments(source) -> tuple[Moments, np.ndarray]:
+    """Moments of mu and the summed sigma^2 over batches of `mu` and `logvar`."""
+    parts = map_concat(source, latent_partial, batch_size=8192)
+    return moments_from(parts, "mu"), parts["sigma2_sum"].sum(axis=0)
+
+
+def prior_samples(index: np.ndarray, d: int, seed: int) -> torch.Tensor:
+    """One N(0, I) draw per row, fixed by (seed, row index): the same draws however the rows
+    are cut into blocks and batches (Ray Data's blocks or this process's batches)."""
+    g, z = torch.Generator(), torch.empty(len(index), d)
+    for i, row in enumerate(np.asarray(index)):
+        g.manual_seed(seed * 1_000_003 + int(row))
+        z[i] = torch.randn(d, generator=g)
+    return z
 
 
 class ModelPartial(SplitModel):
@@ -51,10 +62,7 @@ class ModelPartial(SplitModel):
         mu = torch.as_tensor(np.array(batch["mu"]), device=self.device)
         decode = self.model.decode
         x_hat = decode(mu)
-        # Prior samples, as many as the batch has codes, seeded by the batch's first index
-        # so the result does not depend on how the rows were split into blocks.
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(batch["index"].min()))
-        z = torch.randn(len(mu), mu.shape[1], generator=g).to(self.device)
+        z = prior_samples(batch["index"], mu.shape[1], self.seed).to(self.device)
         flat = lambda t: t.flatten(1).cpu().numpy()  # noqa: E731
         # The information gain costs d+1 decodes per item: it may use the first rows only.
         gain = torch.from_numpy(batch["index"] < (self.gain_rows or np.inf)).to(self.device)
@@ -67,17 +75,15 @@ class ModelPartial(SplitModel):
                 "gain_n": np.array([int(gain.sum())])}
 
 
-def model_partials(ds, split, model_ref, actors: int = 2,
-                   batch_size: int = 1000, use_gpu: bool = False, seed: int = 0,
-                   gain_rows: int | None = None) -> dict:
-    rows = map_with_actors(
-        ds.select_columns(["index", "mu", "logvar"]), ModelPartial, batch_size=batch_size,
-        actors=actors, use_gpu=use_gpu, model_ref=model_ref, split_ref=ray.put(split),
-        seed=seed, gain_rows=gain_rows).take_all()
-    return {"real": moments_from_rows(rows, "real"), "recon": moments_from_rows(rows, "recon"),
-            "gen": moments_from_rows(rows, "gen"), "sse": float(sum(r["sse"] for r in rows)),
-            "ablation": np.sum([r["ablation"] for r in rows], axis=0),
-            "n": int(sum(r["real_n"] for r in rows)),
-            "gain_n": int(sum(r["gain_n"] for r in rows)),
-            "mu": moments_from_rows(rows, "mu"),
-            "sigma2_sum": np.sum([r["sigma2_sum"] for r in rows], axis=0)}
+def model_partials(source, split, model, actors: int | None = None, batch_size: int = 1000,
+                   use_gpu: bool = False, seed: int = 0, gain_rows: int | None = None) -> dict:
+    """One pass of `ModelPartial` over batches of `index`, `mu`, `logvar`; `model` is a
+    `share_model` value."""
+    parts = map_with_actors(source, ModelPartial, batch_size=batch_size, actors=actors,
+                            use_gpu=use_gpu, shared={"model": model, "split": split},
+                            seed=seed, gain_rows=gain_rows)
+    return {"real": moments_from(parts, "real"), "recon": moments_from(parts, "recon"),
+            "gen": moments_from(parts, "gen"), "sse": float(parts["sse"].sum()),
+            "ablation": parts["ablation"].sum(axis=0),
+            "n": int(parts["real_n"].sum()), "gain_n": int(parts["gain_n"].sum()),
+            "mu": moments_from(parts, "mu"), "sigma2_sum": parts["sigma2_sum"].sum(axis=0)}

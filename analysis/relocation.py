@@ -4,13 +4,13 @@ holding both decoders."""
 from __future__ import annotations
 
 import numpy as np
-import ray
 import torch
 
 from analysis.information import per_item_mse
 from analysis.linear_maps import LinearMap
-from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, ranges, split_mask
-from latentatlas.encode.pipeline import SplitModel, map_with_actors, shared_model
+from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, split_mask
+from latentatlas.batches import map_with_actors, range_batches, runs_here
+from latentatlas.encode.pipeline import SplitModel, shared_model
 from latentatlas.encode.store import Encoding, RowGroup
 
 __all__ = ["RelocationPartial", "relocation_errors"]
@@ -19,10 +19,10 @@ class RelocationPartial(SplitModel):
     """Per index range of held-out rows: summed errors R, L, M (per map) and the target's
     own reconstruction error, overall and per label."""
 
-    def __init__(self, target_ref, maps: dict[str, tuple], src: list[RowGroup],
+    def __init__(self, target, maps: dict[str, tuple], src: list[RowGroup],
                  tgt: list[RowGroup], part: str, every: int, labels: int, **kwargs):
         super().__init__(**kwargs)
-        self.target = shared_model(target_ref, self.device)
+        self.target = shared_model(target, self.device)
         self.maps = {k: LinearMap(k, *v) for k, v in maps.items()}
         self.src, self.tgt, self.part, self.every, self.labels = src, tgt, part, every, labels
 
@@ -59,17 +59,20 @@ class RelocationPartial(SplitModel):
 
 
 def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
-                      source_ref, target_ref, part: str = "eval", every: int = HOLDOUT_EVERY,
-                      actors: int = 1, use_gpu: bool = False, labels: int = 10,
-                      per_task: int = 4096) -> dict[str, np.ndarray]:
-    """Mean errors per label (index 0..labels-1) and overall (index labels)."""
+                      source_model, target_model, part: str = "eval",
+                      every: int = HOLDOUT_EVERY, actors: int = 1, use_gpu: bool = False,
+                      labels: int = 10, per_task: int = 4096,
+                      here: bool | None = None) -> dict[str, np.ndarray]:
+    """Mean errors per label (index 0..labels-1) and overall (index labels); the models are
+    `share_model` values."""
     check_joinable(src, tgt)
-    rows = map_with_actors(
-        ranges(src.meta.rows, per_task), RelocationPartial, batch_size=1, actors=actors,
-        use_gpu=use_gpu, model_ref=source_ref, target_ref=target_ref, split_ref=ray.put(split),
+    here = runs_here(src.meta.rows, use_gpu) if here is None else here
+    parts = map_with_actors(
+        range_batches(src.meta.rows, per_task, here=here), RelocationPartial, batch_size=1,
+        actors=actors, use_gpu=use_gpu,
+        shared={"model": source_model, "target": target_model, "split": split},
         maps={k: (m.A, m.b) for k, m in maps.items()}, src=src.row_groups(),
-        tgt=tgt.row_groups(), part=part, every=every, labels=labels).take_all()
-    sums = {k: np.sum([r[k] for r in rows], axis=0) for k in rows[0]}
+        tgt=tgt.row_groups(), part=part, every=every, labels=labels)
+    sums = {k: v.sum(axis=0) for k, v in parts.items()}
     count = sums.pop("count")
     return {"count": count, **{k: v / np.maximum(count, 1) for k, v in sums.items()}}
-

@@ -20,11 +20,11 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.runtime import init_ray
+        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         recorder = Recorder(args.tracking_uri, args.experiment)
-        init_ray(args.ray_address)
+        ray_on_demand(args.ray_address)
         run_id, s = steps.sectors(recorder, args.encoding, k=args.k, threshold=args.threshold)
         if s.k < s.k_requested:
             print(f"note: k reduced from {s.k_requested} to {s.k}, the active variables")

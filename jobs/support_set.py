@@ -24,11 +24,11 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.runtime import init_ray
+        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         recorder = Recorder(args.tracking_uri, args.experiment)
-        init_ray(args.ray_address)
+        ray_on_demand(args.ray_address)
         run_id, s = steps.support_set(recorder, args.encoding, size=args.size,
                                       exclude=args.exclude, k=args.k,
                                       threshold=args.threshold, seed=args.seed)

@@ -77,7 +77,8 @@ def test_a_state_dict_that_is_not_plain_tensors_is_refused_in_one_line(tmp_path)
 def test_gpus_a_local_instance_lacks_fail_at_once(ray_session, workdir):
     import time
 
-    from latentatlas.encode.pipeline import EncodeBatch, map_with_actors
+    from latentatlas.batches import actor_map
+    from latentatlas.encode.pipeline import EncodeBatch
     from latentatlas.train.runner import train
 
     if ray_session.cluster_resources().get("GPU", 0):
@@ -90,5 +91,5 @@ def test_gpus_a_local_instance_lacks_fail_at_once(ray_session, workdir):
         train(cfg, tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     assert time.perf_counter() - started < 10  # not Ray Train's 60 s worker timeout
     with pytest.raises(UserError, match=r"--use-gpu: needs 1 GPU"):
-        map_with_actors(ray_session.data.range(4), EncodeBatch, batch_size=2, actors=1,
-                        use_gpu=True)
+        actor_map(ray_session.data.range(4), EncodeBatch, batch_size=2, actors=1,
+                  use_gpu=True)

@@ -293,3 +293,37 @@ def test_studies_run_without_a_tracking_store_and_return_typed_results(crafted, 
         assert moved.metrics["relocation/L"] == pytest.approx(0, abs=1e-8)
     finally:
         mlflow.set_tracking_uri(crafted["uri"])
+
+
+def test_small_inputs_run_here_with_the_results_of_the_ray_data_path(crafted, encodings):
+    """Below LOCAL_ROWS a pass runs in this process (no Ray start, no actors): the same
+    functions over the same rows, so the same numbers as on Ray Data."""
+    from analysis.linear_maps import fit_from_stats
+    from analysis.pairs import streaming_stats
+    from analysis.relocation import relocation_errors
+    from analysis.studies.latent_space import measure_latent_space
+    from analysis.studies.sectors import count_sectors
+    from latentatlas.encode.pipeline import share_model
+
+    enc1, enc2 = encodings
+    model, spec = tracking.load_vae(crafted["model_uri"])
+    ray_path = measure_latent_space(enc2, model, spec, actors=2, here=False)
+    here = measure_latent_space(enc2, model, spec, here=True)
+    assert ray_path.metrics == pytest.approx(here.metrics, rel=1e-6, abs=1e-9)
+    np.testing.assert_allclose(here.gain, ray_path.gain, rtol=1e-6, atol=1e-9)
+    for key in ("var_mu", "mean_sigma2"):
+        np.testing.assert_allclose(here.stats[key], ray_path.stats[key], rtol=1e-9)
+
+    counted = [count_sectors(enc2, here.gain, threshold=1.0, here=h) for h in (False, True)]
+    assert np.array_equal(counted[0].ids, counted[1].ids)
+    assert np.array_equal(counted[0].counts, counted[1].counts)
+
+    stats = [streaming_stats(enc1, enc2, per_task=64, here=h) for h in (False, True)]
+    assert stats[0].n == stats[1].n == 240
+    np.testing.assert_allclose(stats[0].sxy, stats[1].sxy, rtol=1e-12)
+    maps = {"ols": fit_from_stats(stats[1], "ols")}
+    shared = share_model(model, spec)
+    errors = [relocation_errors(enc1, enc2, maps, enc1.meta.load_split(), shared, shared,
+                                per_task=64, here=h) for h in (False, True)]
+    for key in errors[0]:
+        np.testing.assert_allclose(errors[0][key], errors[1][key], rtol=1e-6, atol=1e-12)

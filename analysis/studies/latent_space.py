@@ -19,8 +19,9 @@ from analysis.latent import (
 )
 from analysis.passes import model_partials
 from analysis.variance import variance_loss
+from latentatlas.batches import default_actors, encoding_batches, runs_here
 from latentatlas.encode import Encoding
-from latentatlas.encode.pipeline import default_actors, share_model
+from latentatlas.encode.pipeline import share_model
 from latentatlas.images import image_grid, stacked_rows
 from latentatlas.record import Record
 
@@ -28,6 +29,8 @@ __all__ = ["LatentSpaceStats", "measure_latent_space", "TRAVERSAL", "TOP_VARIABL
 
 TRAVERSAL = np.linspace(-2.25, 2.25, 10)  # the posts' range for traversal pictures
 TOP_VARIABLES = 7
+
+PASS_BATCH = 1000  # rows per model call: prior samples are seeded per batch
 
 
 @dataclass
@@ -67,13 +70,20 @@ class LatentSpaceStats:
 
 def measure_latent_space(enc: Encoding, model: torch.nn.Module, spec: dict, *,
                          actors: int | None = None, use_gpu: bool = False, seed: int = 0,
-                         gain_rows: int | None = None) -> LatentSpaceStats:
-    """`model` is the encoding's model (loaded by the caller: no model store here)."""
-    actors = actors or default_actors(use_gpu)
-    ds = enc.dataset(override_num_blocks=2 * actors)
+                         gain_rows: int | None = None,
+                         here: bool | None = None) -> LatentSpaceStats:
+    """`model` is the encoding's model (loaded by the caller: no model store here). `here`:
+    run the pass in this process (default: when the encoding is small)."""
+    here = runs_here(enc.meta.rows, use_gpu) if here is None else here
+    if not here:
+        actors = actors or default_actors(use_gpu)
+    columns = ["index", "mu", "logvar"]
+    source = encoding_batches(enc, columns, here=here, batch_size=PASS_BATCH,
+                              blocks=None if here else 2 * actors)
     # One pass: latent moments, pixel moments and ablation errors together.
-    parts = model_partials(ds, enc.meta.load_split(), share_model(model, spec), actors=actors,
-                           use_gpu=use_gpu, seed=seed, gain_rows=gain_rows)
+    parts = model_partials(source, enc.meta.load_split(), share_model(model, spec),
+                           actors=actors, batch_size=PASS_BATCH, use_gpu=use_gpu, seed=seed,
+                           gain_rows=gain_rows)
     per_variable = latent_stats(parts["mu"], parts["sigma2_sum"])
     gain = information_gain(parts["ablation"], parts["gain_n"])
     metrics = {**summary(per_variable),

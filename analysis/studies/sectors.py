@@ -21,6 +21,7 @@ from analysis.sectors import (
     sector_variables,
     select_support,
 )
+from latentatlas.batches import encoding_batches, map_concat, runs_here
 from latentatlas.encode import Encoding
 from latentatlas.errors import UserError
 from latentatlas.images import image_grid
@@ -86,12 +87,17 @@ class SectorCounts:
             images=images)
 
 
+def sectors_of(batch: dict, variables, threshold: float) -> dict[str, np.ndarray]:
+    return {"index": batch["index"], "sector": sector_ids(batch["mu"], variables, threshold)}
+
+
 def count_sectors(enc: Encoding, score: np.ndarray | None = None, k: int = DEFAULT_K,
-                  threshold: float = DEFAULT_THRESHOLD) -> SectorCounts:
+                  threshold: float = DEFAULT_THRESHOLD,
+                  here: bool | None = None) -> SectorCounts:
     """Sectors of the k highest-`score` active variables (e.g. the information gain of a
     `stats` run); by var(mu) when no score is given."""
-    ds = enc.dataset()
-    mu, sigma2_sum = latent_moments(ds)
+    here = runs_here(enc.meta.rows) if here is None else here
+    mu, sigma2_sum = latent_moments(encoding_batches(enc, ["mu", "logvar"], here=here))
     ordering = "information_gain" if score is not None else "var_mu"
     variables = sector_variables(mu.var if score is None else score, mu.var,
                                  sigma2_sum / mu.n, k)
@@ -99,11 +105,9 @@ def count_sectors(enc: Encoding, score: np.ndarray | None = None, k: int = DEFAU
         raise UserError(f"{enc.path}: no latent variable is active (var(mu) >= 0.05 and mean "
                         "sigma^2 <= 0.95), so no code can lie in a sector")
     # Only (index, sector) reaches the driver: 16 bytes per code, whatever the latent size.
-    parts = list(ds.select_columns(["index", "mu"]).map_batches(
-        lambda b: {"index": b["index"], "sector": sector_ids(b["mu"], variables, threshold)},
-        batch_size=8192).iter_batches(batch_size=None, batch_format="numpy"))
-    index = np.concatenate([p["index"] for p in parts])
-    ids = np.concatenate([p["sector"] for p in parts])
+    parts = map_concat(encoding_batches(enc, ["index", "mu"], here=here), sectors_of,
+                       batch_size=8192, variables=variables, threshold=threshold)
+    index, ids = parts["index"], parts["sector"]
     order = np.argsort(index, kind="stable")
     counts = sector_counts(ids, len(variables))
     sd = np.sqrt(mu.var[variables])

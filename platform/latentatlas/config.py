@@ -66,7 +66,9 @@ class TrainConfig(Strict):
     lr: float = Field(default=1e-3, gt=0)
     num_workers: int = Field(default=1, ge=1)
     use_gpu: bool = False
-    cpus_per_worker: float = Field(default=1.0, gt=0)
+    # Also each worker's torch thread count. Unset: a lone CPU training takes every CPU of
+    # the largest node (the whole machine locally); several workers, 1 each.
+    cpus_per_worker: float | None = Field(default=None, gt=0)
     max_failures: int = Field(default=0, ge=0)
     checkpoints_to_keep: int = Field(default=2, ge=1)
     storage_path: str | None = None  # Ray Train run storage; default ./ray_results

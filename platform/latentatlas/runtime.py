@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,23 @@ DEFAULT_WAIT_S = 600.0
 # Where Ray's own messages go unless --verbose: the workers' stderr, the raylet's and the
 # autoscaler's lines, and the driver's `ray` loggers. Named once per process.
 RAY_LOG = Path("logs") / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+ADDRESS: str | None = None  # where need_ray() starts or joins Ray (set by ray_on_demand)
+_STARTING = threading.Lock()
+
+
+def ray_on_demand(address: str | None = None) -> None:
+    """Ray is started (or joined) at the first step that needs it: a command whose inputs
+    are small enough to run in this process (latentatlas.batches) never pays for it."""
+    global ADDRESS
+    ADDRESS = address
+
+
+def need_ray() -> None:
+    with _STARTING:  # steps of one command may run in threads
+        if not ray.is_initialized():
+            init_ray(ADDRESS)
 
 
 def init_ray(address: str | None = None) -> None:

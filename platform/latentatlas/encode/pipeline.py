@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import ray
 import torch
 
-from latentatlas import __version__
+from latentatlas import __version__, runtime
+from latentatlas.batches import actor_map, default_actors, resolve
 from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibling
 from latentatlas.errors import UserError
@@ -22,26 +22,25 @@ def device_for(use_gpu: bool) -> torch.device:
     return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
 
-def share_model(model: torch.nn.Module, spec: dict):
-    """The object-store reference actors rebuild a loaded VAE from: its spec and CPU weights.
-    Actors then need neither MLflow (seconds to import and download) nor the model store."""
-    return ray.put({"spec": spec, "state": {k: v.detach().cpu()
-                                            for k, v in model.state_dict().items()}})
+def share_model(model: torch.nn.Module, spec: dict) -> dict:
+    """What workers rebuild a loaded VAE from: its spec and CPU weights. Actors then need
+    neither MLflow (seconds to import and download) nor the model store."""
+    return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-def shared_model(model_ref, device: torch.device) -> torch.nn.Module:
-    """The VAE behind a `share_model` reference, on `device`."""
-    shared = ray.get(model_ref)
+def shared_model(shared, device: torch.device) -> torch.nn.Module:
+    """The VAE a `share_model` value (or its object-store reference) describes, on `device`."""
+    shared = resolve(shared)
     return rebuild_vae(shared["spec"], shared["state"], device)
 
 
 class SplitModel:
-    """Actor state shared by the pipelines: a VAE and one dataset split in memory."""
+    """Worker state shared by the passes: a VAE and one dataset split in memory."""
 
-    def __init__(self, model_ref, split_ref, use_gpu: bool = False):
+    def __init__(self, model, split, use_gpu: bool = False):
         self.device = device_for(use_gpu)
-        self.model = shared_model(model_ref, self.device)
-        self.split = ray.get(split_ref)
+        self.model = shared_model(model, self.device)
+        self.split = resolve(split)
 
     def images(self, index: np.ndarray) -> torch.Tensor:
         return to_unit_float(self.split.images[np.asarray(index)], self.device)
@@ -57,42 +56,6 @@ class EncodeBatch(SplitModel):
         for name, values in self.split.attrs.items():
             out[name] = values[index]
         return out
-
-
-# Inference actors reserve half a CPU (they run one torch thread): a pool as large as the
-# cluster's CPU count must still leave room for the read and write tasks around it, or
-# the pipeline starves.
-ACTOR_CPUS = 0.5
-
-
-def map_with_actors(ds, fn_class, *, batch_size: int, actors: int, use_gpu: bool = False,
-                    **constructor_kwargs):
-    """`ds.map_batches` through a pool of `actors` instances of `fn_class` (GPU when asked):
-    the one way this platform runs a model over data."""
-    from latentatlas import runtime
-
-    if use_gpu:
-        runtime.check_resources({"GPU": 1}, "--use-gpu")
-    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
-    restarts = {}
-    if runtime.STARTED_HERE:
-        # Ray Data restarts dead actors by default, and Ray then logs an error line for
-        # every pool ("constructor arguments in the object store and max_restarts > 0"). On
-        # the local instance this process started, an actor dies only of the machine's own
-        # trouble (the OOM killer): fail the step instead. On a cluster a lost node's actors
-        # restart. Ray 2.60 takes max_restarts only through its deprecated ray_remote_args.
-        restarts = {"max_restarts": 0}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-        return ds.map_batches(fn_class, batch_size=batch_size, **resources, **restarts,
-                              fn_constructor_kwargs={**constructor_kwargs,
-                                                     "use_gpu": use_gpu},
-                              compute=ray.data.ActorPoolStrategy(size=actors))
-
-
-def default_actors(use_gpu: bool) -> int:
-    resources = ray.cluster_resources()
-    return max(1, int(resources.get("GPU", 0) if use_gpu else resources.get("CPU", 1)))
 
 
 def model_run_id(model_uri: str) -> str | None:
@@ -111,11 +74,12 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
                         f"expects {tuple(spec['input_shape'])}")
+    runtime.need_ray()
     actors = actors or default_actors(use_gpu)
     rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
-    codes = map_with_actors(rows, EncodeBatch, batch_size=batch_size, actors=actors,
-                            use_gpu=use_gpu, model_ref=share_model(model, spec),
-                            split_ref=ray.put(data))
+    codes = actor_map(rows, EncodeBatch, batch_size=batch_size, actors=actors,
+                      use_gpu=use_gpu, shared={"model": share_model(model, spec),
+                                               "split": data})
     tmp = temp_sibling(out)
     try:
         codes.write_parquet(str(tmp))

@@ -91,7 +91,7 @@ def train_loop_per_worker(config: dict) -> dict:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker or 1)))
     train_x, val_x = ray.get(config["train_ref"]), ray.get(config["val_ref"])
 
     torch.manual_seed(cfg.seed)

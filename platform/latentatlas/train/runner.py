@@ -46,6 +46,22 @@ def storage_path(cfg: ExperimentConfig) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
+def worker_cpus(t) -> float:
+    """CPUs (and torch threads) per worker: as configured; else a lone CPU training gets the
+    largest node's CPUs (one training should not use 1 core of many), others 1 each."""
+    if t.cpus_per_worker:
+        return t.cpus_per_worker
+    if t.num_workers > 1 or t.use_gpu:
+        return 1.0
+    nodes = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]]
+    return max([1.0, *nodes])
+
+
+def with_worker_cpus(cfg: ExperimentConfig) -> ExperimentConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"cpus_per_worker": worker_cpus(cfg.train)})})
+
+
 def scaling(cfg: ExperimentConfig) -> ScalingConfig:
     t = cfg.train
     return ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu,
@@ -134,6 +150,7 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     (a Tune trial passes its TuneReportCallback)."""
     uri = tracking.setup(tracking_uri, experiment)
     init_ray(ray_address)
+    cfg = with_worker_cpus(cfg)
     if cfg.train.use_gpu:
         check_resources({"GPU": cfg.train.num_workers}, "train.use_gpu")
     train_split, val_split = load_data(cfg)

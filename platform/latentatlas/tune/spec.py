@@ -104,7 +104,14 @@ def trial_config(base: dict, values: dict[str, Any], source: str = "trial") -> E
     raw = base
     for key in sorted(values, key=lambda k: k.count(".")):
         raw = set_path(raw, key.split("."), values[key])
-    return validate(raw, source)
+    cfg = validate(raw, source)
+    # Trials share the cluster: an unset worker size is 1 CPU, not a whole node.
+    return cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"cpus_per_worker": trial_cpus(cfg.train)})})
+
+
+def trial_cpus(t) -> float:
+    return t.cpus_per_worker or 1.0
 
 
 def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
@@ -145,7 +152,7 @@ def check_space(sweep: SweepConfig, source: str) -> None:
 def trial_resources(cfg: ExperimentConfig, driver_cpus: float) -> dict[str, float]:
     """What one trial holds at once: its driver plus its Ray Train workers."""
     t = cfg.train
-    return {"CPU": driver_cpus + t.num_workers * t.cpus_per_worker,
+    return {"CPU": driver_cpus + t.num_workers * trial_cpus(t),
             "GPU": float(t.num_workers if t.use_gpu else 0)}
 
 

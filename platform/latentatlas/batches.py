@@ -1,0 +1,124 @@
+"""Where a map over batches runs: in this process for small inputs, where Ray's fixed costs
+(starting Ray, a pipeline's start, actors importing torch: seconds) dwarf the work, and on
+Ray Data at scale. The same function runs either way, so the results agree (a test compares
+the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dataset."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from latentatlas import runtime
+
+# Up to this many rows a pass runs in this process (torch uses every core here too). Ray's
+# fixed cost is 5-15 s per command on a small machine; a model pass over 100k rows of the
+# seed's dense VAE takes about as long. Set LATENTATLAS_LOCAL_ROWS=0 to always use Ray Data.
+LOCAL_ROWS = int(os.environ.get("LATENTATLAS_LOCAL_ROWS", 100_000))
+# Inference actors reserve half a CPU (they run one torch thread): a pool as large as the
+# cluster's CPU count must still leave room for the read and write tasks around it, or
+# the pipeline starves.
+ACTOR_CPUS = 0.5
+
+
+def runs_here(rows: int, use_gpu: bool = False) -> bool:
+    return not use_gpu and rows <= LOCAL_ROWS
+
+
+def in_batches(arrays: dict[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:
+    n = len(next(iter(arrays.values())))
+    return [{k: v[i:i + batch_size] for k, v in arrays.items()} for i in range(0, n, batch_size)]
+
+
+def encoding_batches(enc, columns: list[str], *, here: bool, batch_size: int = 8192,
+                     blocks: int | None = None):
+    """An encoding's `columns`: batches in memory (ordered by index), or a Ray Dataset."""
+    if here:
+        return in_batches(enc.arrays(columns), batch_size)
+    runtime.need_ray()
+    read = {"override_num_blocks": blocks} if blocks else {}
+    return enc.dataset(**read).select_columns(columns)
+
+
+def range_batches(rows: int, per_task: int, *, here: bool):
+    """Index ranges [start, stop) of `per_task` rows, one per batch (what tasks that read
+    their own rows take)."""
+    bounds = [(a, min(a + per_task, rows)) for a in range(0, rows, per_task)]
+    if here:
+        return [{"start": np.array([a]), "stop": np.array([b])} for a, b in bounds]
+    runtime.need_ray()
+    import ray.data
+
+    return ray.data.from_items([{"start": a, "stop": b} for a, b in bounds],
+                               override_num_blocks=max(1, len(bounds)))
+
+
+def concat(outputs) -> dict[str, np.ndarray]:
+    """Batch outputs (dicts of arrays) joined along their first axis."""
+    outputs = list(outputs)
+    return {k: np.concatenate([np.asarray(o[k]) for o in outputs]) for k in outputs[0]}
+
+
+def map_concat(source, fn, *, batch_size: int, **fn_kwargs) -> dict[str, np.ndarray]:
+    """`fn(batch, **fn_kwargs)` over every batch, outputs joined (a per-batch partial gives
+    one row per batch; a per-row function, one row per input row)."""
+    if isinstance(source, list):
+        return concat(fn(batch, **fn_kwargs) for batch in source)
+    return concat(source.map_batches(fn, batch_size=batch_size, fn_kwargs=fn_kwargs)
+                  .iter_batches(batch_size=None, batch_format="numpy"))
+
+
+def default_actors(use_gpu: bool) -> int:
+    import ray
+
+    runtime.need_ray()
+    resources = ray.cluster_resources()
+    return max(1, int(resources.get("GPU", 0) if use_gpu else resources.get("CPU", 1)))
+
+
+def map_with_actors(source, fn_class, *, batch_size: int, actors: int | None = None,
+                    use_gpu: bool = False, shared: dict | None = None,
+                    **kwargs) -> dict[str, np.ndarray]:
+    """`fn_class(**shared, **kwargs, use_gpu=...)` over every batch, outputs joined: one
+    instance here, or a pool of actors on Ray Data (`actor_map`)."""
+    if isinstance(source, list):
+        fn = fn_class(**(shared or {}), **kwargs, use_gpu=use_gpu)
+        return concat(fn(batch) for batch in source)
+    return concat(actor_map(source, fn_class, batch_size=batch_size, actors=actors,
+                            use_gpu=use_gpu, shared=shared, **kwargs)
+                  .iter_batches(batch_size=None, batch_format="numpy"))
+
+
+def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
+              use_gpu: bool = False, shared: dict | None = None, **kwargs):
+    """`ds.map_batches` through a pool of `actors` instances of `fn_class` (GPU when asked),
+    which get the `shared` values (models, images) through the object store, once."""
+    import ray
+
+    if use_gpu:
+        runtime.check_resources({"GPU": 1}, "--use-gpu")
+    resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
+    restarts = {}
+    if runtime.STARTED_HERE:
+        # Ray Data restarts dead actors by default, and Ray then logs an error line for
+        # every pool ("constructor arguments in the object store and max_restarts > 0"). On
+        # the local instance this process started, an actor dies only of the machine's own
+        # trouble (the OOM killer): fail the step instead. On a cluster a lost node's actors
+        # restart. Ray 2.60 takes max_restarts only through its deprecated ray_remote_args.
+        restarts = {"max_restarts": 0}
+    constructor = {**{k: ray.put(v) for k, v in (shared or {}).items()}, **kwargs,
+                   "use_gpu": use_gpu}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return ds.map_batches(fn_class, batch_size=batch_size, **resources, **restarts,
+                              fn_constructor_kwargs=constructor,
+                              compute=ray.data.ActorPoolStrategy(
+                                  size=actors or default_actors(use_gpu)))
+
+
+def resolve(value):
+    """A value handed to an actor: itself here, fetched from the object store on Ray."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
