@@ -29,12 +29,12 @@ def run(args) -> int:
     from latentatlas.data import parse_data_address
     from latentatlas.encode.pipeline import encode
     from latentatlas.record import Record
-    from latentatlas.runtime import init_ray
+    from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
     progress = Progress("encode")
     recorder = Recorder(args.tracking_uri, args.experiment)
-    init_ray(args.ray_address)
+    ray_on_demand(args.ray_address)
     dataset, split = parse_data_address(args.data)
     progress(f"{dataset}:{split} through {args.model} (Ray Data; the directory appears "
              "when complete)")

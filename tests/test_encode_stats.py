@@ -74,6 +74,14 @@ def test_encode_round_trip_matches_torch_and_is_block_invariant(crafted, encodin
     again = encode(crafted["model_uri"], "mnist", "test", out1, data_path=str(crafted["data"]),
                    blocks=1, actors=1, batch_size=64)
     assert np.array_equal(again.arrays()["mu"], a["mu"])  # re-encoding is identical
+    # A small split is encoded in this process by default: the same rows, columns and types
+    here = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "enc-here",
+                  data_path=str(crafted["data"]), batch_size=64)
+    h = here.arrays()
+    assert set(h) == set(a) and h["index"].tolist() == a["index"].tolist()
+    assert h["label"].tolist() == a["label"].tolist() and h["mu"].dtype == np.float32
+    np.testing.assert_allclose(h["mu"], a["mu"], rtol=1e-5, atol=1e-6)
+    assert here.dataset().count() == 300  # Ray Data reads it like its own shards
     leftovers = [p.name for p in crafted["root"].iterdir() if p.name.startswith(".enc")]
     assert leftovers == []
 

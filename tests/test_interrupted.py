@@ -141,7 +141,7 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     root, out = model_store["root"], model_store["root"] / "killed-enc"
     cmd = command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
                   "--data-path", str(model_store["data"]), "--out", str(out),
-                  "--batch-size", "16", store=model_store)
+                  "--batch-size", "16", "--actors", "1", store=model_store)  # Ray Data
     proc = start(cmd, model_store)
     deadline = time.monotonic() + 120
     while not list(root.glob(".killed-enc.tmp-*")):  # Ray Data has begun writing

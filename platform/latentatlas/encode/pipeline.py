@@ -6,11 +6,20 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 import torch
 
 from latentatlas import __version__, runtime
-from latentatlas.batches import actor_map, default_actors, resolve
+from latentatlas.batches import (
+    actor_map,
+    concat,
+    default_actors,
+    in_batches,
+    resolve,
+    runs_here,
+)
 from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibling
 from latentatlas.errors import UserError
@@ -58,6 +67,22 @@ class EncodeBatch(SplitModel):
         return out
 
 
+ROW_GROUP = 8192  # rows per Parquet row group: readers of an index range skip the others
+
+
+def write_here(tmp: Path, encode_batch: EncodeBatch, rows: int, batch_size: int) -> None:
+    """The codes of `rows` items encoded in this process, as one shard with the columns and
+    tensor types Ray Data writes."""
+    from ray.data.extensions import ArrowTensorArray
+
+    codes = concat(encode_batch(batch)
+                   for batch in in_batches({"id": np.arange(rows)}, batch_size))
+    table = pa.table({k: ArrowTensorArray.from_numpy(v) if v.ndim > 1 else v
+                      for k, v in codes.items()})
+    tmp.mkdir()
+    pq.write_table(table, tmp / "part-00000.parquet", row_group_size=ROW_GROUP)
+
+
 def model_run_id(model_uri: str) -> str | None:
     return model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
 
@@ -65,7 +90,7 @@ def model_run_id(model_uri: str) -> str | None:
 def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
            data_path: str | None = None, limit: int | None = None, batch_size: int = 1024,
            actors: int | None = None, blocks: int | None = None, use_gpu: bool = False,
-           tracking_uri: str | None = None) -> Encoding:
+           tracking_uri: str | None = None, here: bool | None = None) -> Encoding:
     from latentatlas import tracking  # the driver's side only: actors never import MLflow
 
     out = Path(out).resolve()
@@ -74,15 +99,19 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
                         f"expects {tuple(spec['input_shape'])}")
-    runtime.need_ray()
-    actors = actors or default_actors(use_gpu)
-    rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
-    codes = actor_map(rows, EncodeBatch, batch_size=batch_size, actors=actors,
-                      use_gpu=use_gpu, shared={"model": share_model(model, spec),
-                                               "split": data})
+    if here is None:  # a pool size or block count asked for means Ray Data
+        here = actors is None and blocks is None and runs_here(len(data), use_gpu)
+    shared = share_model(model, spec)
     tmp = temp_sibling(out)
     try:
-        codes.write_parquet(str(tmp))
+        if here:
+            write_here(tmp, EncodeBatch(shared, data), len(data), batch_size)
+        else:
+            runtime.need_ray()
+            actors = actors or default_actors(use_gpu)
+            rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
+            actor_map(rows, EncodeBatch, batch_size=batch_size, actors=actors, use_gpu=use_gpu,
+                      shared={"model": shared, "split": data}).write_parquet(str(tmp))
         meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
                             limit, len(data), model.latent_dim, __version__, tuple(data.shape),
                             tuple(sorted(data.attrs)))
