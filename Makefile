@@ -48,6 +48,7 @@ bench: setup data
 	$(PY) bench/encode_throughput.py
 	$(PY) bench/linear_map.py
 	$(PY) bench/tracking_load.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings logs
