@@ -2,7 +2,8 @@
 
 - `plain`: one PyTorch script as a careful researcher writes it (all cores, arrays in
   memory, the same step code and the same pure functions for the math);
-- `cli`: the LatentAtlas commands a user types, one process each;
+- `cli`: the LatentAtlas commands a user types, one process each (`cli-up`: the same
+  between `latentatlas up` and `down`);
 - `warm`: the same steps called from one Python process with one warm Ray instance.
 
 Pipeline: two dense 784-256-64-32-16 VAEs (BCE + KL, seeds 1 and 2, 10 epochs each on
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = (1, 2)
 CONFIG = REPO / "jobs" / "configs" / "fmnist_dense.yaml"
 SEED_SETTING = ["--set", "kl.policy=elbo"]  # the posts' Keras VAE: BCE + KL
+SIDES = ("plain", "cli", "cli-up", "warm")
 
 
 def overrides(seed: int, epochs: int) -> list[str]:
@@ -154,8 +156,9 @@ def plain(epochs: int) -> dict:
 
 # ---------------------------------------------------------------- the platform, as commands
 
-def cli(epochs: int, work: Path) -> dict:
-    """The commands a user types, one process each, in `work` (its own MLflow store)."""
+def cli(epochs: int, work: Path, session: bool = False) -> dict:
+    """The commands a user types, one process each, in `work` (its own MLflow store); with
+    `session`, between `latentatlas up` and `down` (counted in the total)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     times, out, runs = {}, {}, {}
     started = time.perf_counter()
@@ -169,6 +172,8 @@ def cli(epochs: int, work: Path) -> dict:
             raise SystemExit(f"{label} failed:\n{done.stderr[-3000:]}")
         return done.stdout
 
+    if session:
+        verb("up", "up")
     for seed in SEEDS:
         text = verb(f"train s{seed}", "train", str(CONFIG), *overrides(seed, epochs))
         runs[seed] = re.search(r"MLflow run id: ([0-9a-f]{32})", text).group(1)
@@ -183,6 +188,8 @@ def cli(epochs: int, work: Path) -> dict:
     verb("support-set", "support-set", a)
     verb("relocate --fit support", "relocate", "--source", a, "--target", b, "--fit",
          "support")
+    if session:
+        verb("down", "down")
     times["total"] = time.perf_counter() - started
     out.update(numbers_from_store(work))
     return {"times": times, "numbers": out}
@@ -362,7 +369,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--side", choices=("plain", "cli", "warm", "profile"),
+    p.add_argument("--side", choices=("plain", "cli", "cli-up", "warm", "profile"),
                    help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--fixed-costs", action="store_true",
@@ -383,6 +390,7 @@ def main() -> None:
     if args.side:
         fn = {"plain": lambda: plain(args.epochs), "cli": lambda: cli(args.epochs,
                                                                         Path(args.work)),
+              "cli-up": lambda: cli(args.epochs, Path(args.work), session=True),
               "warm": lambda: warm(args.epochs, Path(args.work)),
               "profile": lambda: {"times": profile_verb(Path(args.work)), "numbers": {}}
               }[args.side]
@@ -391,7 +399,7 @@ def main() -> None:
         return
 
     results = {name: [side(name, args.epochs) for _ in range(args.repeats)]
-               for name in ("plain", "cli", "warm")}
+               for name in SIDES}
     total = {name: median(r["times"]["process wall"] for r in runs)
              for name, runs in results.items()}
     steps_ = list(results["cli"][0]["times"])
@@ -401,10 +409,12 @@ def main() -> None:
              "| side | wall s | vs plain |", "|---|---|---|"]
     lines += [f"| {name} | {total[name]:.1f} | {total[name] / total['plain']:.2f}x |"
               for name in total]
-    lines += ["", "| step | plain s | cli s | warm s |", "|---|---|---|---|"]
-    for step in steps_ + ["ray start + imports"]:
+    lines += ["", "| step | " + " | ".join(f"{n} s" for n in SIDES) + " |",
+              "|---|" + "---|" * len(SIDES)]
+    for step in dict.fromkeys(steps_ + list(results["cli-up"][0]["times"])
+                              + ["ray start + imports"]):
         cells = [median(r["times"].get(step, float("nan")) for r in results[name])
-                 for name in ("plain", "cli", "warm")]
+                 for name in SIDES]
         lines.append(f"| {step} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     fixed = {k: median(r["times"][k] for r in results["warm"])
              for k in results["warm"][0]["times"] if k.startswith("ray data")}

@@ -16,6 +16,8 @@ VERBS = {
     "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
     "runs": "a table of MLflow runs and their headline metrics",
+    "up": "start a local Ray that the commands in this folder share (until `down`)",
+    "down": "stop this folder's Ray started by `up`",
 }
 
 

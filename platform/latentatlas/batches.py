@@ -100,12 +100,12 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
         runtime.check_resources({"GPU": 1}, "--use-gpu")
     resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
     restarts = {}
-    if runtime.STARTED_HERE:
+    if runtime.LOCAL_INSTANCE:
         # Ray Data restarts dead actors by default, and Ray then logs an error line for
         # every pool ("constructor arguments in the object store and max_restarts > 0"). On
-        # the local instance this process started, an actor dies only of the machine's own
-        # trouble (the OOM killer): fail the step instead. On a cluster a lost node's actors
-        # restart. Ray 2.60 takes max_restarts only through its deprecated ray_remote_args.
+        # a one-machine instance an actor dies only of the machine's own trouble (the OOM
+        # killer): fail the step instead. On a cluster a lost node's actors restart. Ray
+        # 2.60 takes max_restarts only through its deprecated ray_remote_args.
         restarts = {"max_restarts": 0}
     constructor = {**{k: ray.put(v) for k, v in (shared or {}).items()}, **kwargs,
                    "use_gpu": use_gpu}

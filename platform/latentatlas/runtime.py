@@ -12,7 +12,9 @@ from pathlib import Path
 
 import ray
 
-STARTED_HERE = False  # this process started the (fixed-size) local instance it uses
+# The instance this process uses is this machine's alone, of fixed size: one it started, or
+# the folder's from `latentatlas up` (not a cluster an autoscaler may grow).
+LOCAL_INSTANCE = False
 VERBOSE_ENV = "LATENTATLAS_VERBOSE"  # set by --verbose: Ray's own lines reach the terminal
 WAIT_ENV = "LATENTATLAS_RESOURCE_TIMEOUT_S"  # set by --resource-timeout
 DEFAULT_WAIT_S = 600.0
@@ -50,8 +52,14 @@ def init_ray(address: str | None = None) -> None:
     # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
     quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
                  logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
-    global STARTED_HERE
-    STARTED_HERE = not address
+    global LOCAL_INSTANCE
+    session = None if address else folder_session()
+    LOCAL_INSTANCE = not address or session is not None
+    if session:
+        use_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": session.token_path})
+        print(f"note: using this folder's Ray from `latentatlas up` ({session.gcs})",
+              flush=True)
+        address = session.gcs
     if address:
         ray.init(address=address, **quiet)
         divert_ray_lines()
@@ -144,8 +152,8 @@ def process_alive(pid: int) -> bool:
 
 
 def check_resources(needed: dict[str, float], what: str) -> None:
-    """Fail at once, naming what is missing and what the cluster has, when the local instance
-    this process started (it never grows) lacks what a request needs. A joined cluster may
+    """Fail at once, naming what is missing and what the cluster has, when this machine's
+    instance (it never grows) lacks what a request needs. A joined cluster may
     grow: ask its autoscaler for the resources, say that the request waits, and fail with one
     line if they have not come after --resource-timeout seconds."""
     from latentatlas.errors import UserError
@@ -153,7 +161,7 @@ def check_resources(needed: dict[str, float], what: str) -> None:
     missing = missing_resources(needed)
     if not missing:
         return
-    if STARTED_HERE:
+    if LOCAL_INSTANCE:
         raise UserError(f"{what}: needs {describe(missing)} but this machine's Ray instance "
                         f"has {describe(cluster_has())}; drop the GPU request or pass "
                         "--ray-address of a cluster with GPUs")
@@ -201,12 +209,24 @@ def local_token_env(environ, home: Path) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
+def folder_session():
+    from latentatlas.session import current
+
+    return current()
+
+
 def use_local_token() -> None:
-    added = local_token_env(os.environ, Path.home())
+    use_auth(local_token_env(os.environ, Path.home()))
+
+
+def use_auth(added: dict[str, str]) -> None:
+    """Token settings for this process and the Ray workers it starts."""
     if not added:
         return
     from ray._raylet import AuthenticationTokenLoader, Config
 
+    if "RAY_AUTH_TOKEN_PATH" in added:
+        os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
     os.environ.update(added)
     # Ray read RAY_AUTH_MODE and looked for a token when it was imported: refresh both, as
     # Ray's own _enable_token_auth does (private API; Ray is pinned in constraints.txt).
