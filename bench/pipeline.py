@@ -266,17 +266,19 @@ def warm(epochs: int, work: Path) -> dict:
         call()
         times[label] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - started
-    times.update(startup_costs())
     return {"times": times, "numbers": numbers_from_store(work)}
 
 
-def startup_costs() -> dict:
-    """Fixed costs on the warm instance: a trivial Ray Data pipeline, and one through an
-    actor pool whose actors import torch (medians of 3)."""
+def fixed_costs() -> dict:
+    """Fixed costs on a warm local instance: a no-op Ray Train fit, a trivial Ray Data
+    pipeline, and one through an actor pool whose actors import torch (medians of 3)."""
     import numpy as np
     import ray
 
     from latentatlas.batches import actor_map
+    from latentatlas.runtime import init_ray
+
+    init_ray()
 
     class Identity:
         def __init__(self, use_gpu=False):
@@ -369,19 +371,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--side", choices=("plain", "cli", "cli-up", "warm", "profile"),
+    p.add_argument("--side", choices=("plain", "cli", "cli-up", "warm", "fixed", "profile"),
                    help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     p.add_argument("--fixed-costs", action="store_true",
                    help="only the fixed costs (about a minute), not the pipeline")
     args = p.parse_args()
     if args.fixed_costs:
-        with tempfile.TemporaryDirectory() as work:
-            os.chdir(work)
-            from latentatlas.runtime import init_ray
-
-            init_ray()
-            fixed = startup_costs()
+        fixed = side("fixed", args.epochs)["times"]
         fixed.update(side("profile", args.epochs)["times"])
         append_section("Fixed costs of the platform", [
             "Medians of 3 on a warm local Ray (the profile lines: one fresh process).", "",
@@ -392,6 +389,7 @@ def main() -> None:
                                                                         Path(args.work)),
               "cli-up": lambda: cli(args.epochs, Path(args.work), session=True),
               "warm": lambda: warm(args.epochs, Path(args.work)),
+              "fixed": lambda: {"times": fixed_costs(), "numbers": {}},
               "profile": lambda: {"times": profile_verb(Path(args.work)), "numbers": {}}
               }[args.side]
         result = fn()
@@ -416,10 +414,9 @@ def main() -> None:
         cells = [median(r["times"].get(step, float("nan")) for r in results[name])
                  for name in SIDES]
         lines.append(f"| {step} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    fixed = {k: median(r["times"][k] for r in results["warm"])
-             for k in results["warm"][0]["times"] if k.startswith("ray data")}
-    profile = side("profile", args.epochs)["times"]
-    fixed.update({k: v for k, v in profile.items() if k.startswith("profile")})
+    fixed = side("fixed", args.epochs)["times"]
+    fixed.update({k: v for k, v in side("profile", args.epochs)["times"].items()
+                  if k.startswith("profile")})
     fit = [median(w["times"][f"train s{s}"] for w in results["warm"]) -
            median(p["times"][f"train s{s}"] for p in results["plain"]) for s in SEEDS]
     fixed["Ray Train fit + MLflow model logging, beyond the plain loop's training"] = median(fit)

@@ -148,7 +148,13 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process: alive
         return True
-    return True
+    # A process that exited but was not reaped (its parent gone, and an init that does not
+    # reap, as in some containers) still answers kill(pid, 0): a zombie is dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def check_resources(needed: dict[str, float], what: str) -> None:
