@@ -380,6 +380,7 @@ def main() -> None:
     if args.fixed_costs:
         fixed = side("fixed", args.epochs)["times"]
         fixed.update(side("profile", args.epochs)["times"])
+        fixed.pop("process wall")
         append_section("Fixed costs of the platform", [
             "Medians of 3 on a warm local Ray (the profile lines: one fresh process).", "",
             "| what | s |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in fixed.items())])
@@ -415,6 +416,7 @@ def main() -> None:
                  for name in SIDES]
         lines.append(f"| {step} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     fixed = side("fixed", args.epochs)["times"]
+    fixed.pop("process wall")
     fixed.update({k: v for k, v in side("profile", args.epochs)["times"].items()
                   if k.startswith("profile")})
     fit = [median(w["times"][f"train s{s}"] for w in results["warm"]) -
