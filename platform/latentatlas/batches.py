@@ -13,8 +13,8 @@ import numpy as np
 from latentatlas import runtime
 
 # Up to this many rows a pass runs in this process (torch uses every core here too). Ray's
-# fixed cost is 5-15 s per command on a small machine; a model pass over 100k rows of the
-# seed's dense VAE takes about as long. Set LATENTATLAS_LOCAL_ROWS=0 to always use Ray Data.
+# fixed cost is 5-15 s per command on a small machine (bench/RESULTS.md); the crossover
+# has not been measured yet: 100k is a guess. LATENTATLAS_LOCAL_ROWS=0: always Ray Data.
 LOCAL_ROWS = int(os.environ.get("LATENTATLAS_LOCAL_ROWS", 100_000))
 # Inference actors reserve half a CPU (they run one torch thread): a pool as large as the
 # cluster's CPU count must still leave room for the read and write tasks around it, or
