@@ -26,19 +26,22 @@ def moments_from(parts: dict[str, np.ndarray], prefix: str) -> Moments:
 
 def latent_partial(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-batch moments of mu and the sum of sigma^2: one output row per input batch."""
-    return {**moments_row(Moments.of(batch["mu"]), "mu"),
-            "sigma2_sum": np.exp(batch["logvar"].astype(np.float64)).sum(axis=0)[None]}
+    # A generator's codes are points (no posterior): sigma^2 = 0.
+    sigma2 = (np.exp(batch["logvar"].astype(np.float64)) if "logvar" in batch
+              else np.zeros(np.shape(batch["mu"])))
+    return {**moments_row(Moments.of(batch["mu"]), "mu"), "sigma2_sum": sigma2.sum(axis=0)[None]}
 
 
 def latent_moments(source) -> tuple[Moments, np.ndarray]:
-    """Moments of mu and the summed sigma^2 over batches of `mu` and `logvar`."""
+    """Moments of mu and the summed sigma^2 over batches of `mu` and `logvar` (none: 0)."""
     parts = map_concat(source, latent_partial, batch_size=8192)
     return moments_from(parts, "mu"), parts["sigma2_sum"].sum(axis=0)
 
 
 def prior_samples(index: np.ndarray, d: int, seed: int) -> torch.Tensor:
     """One N(0, I) draw per row, fixed by (seed, row index): the same draws however the rows
-    are cut into blocks and batches (Ray Data's blocks or this process's batches)."""
+    are cut into blocks and batches (Ray Data's blocks or this process's batches). A model's
+    `codes` turns them into codes (a style generator's w)."""
     g, z = torch.Generator(), torch.empty(len(index), d)
     for i, row in enumerate(np.asarray(index)):
         g.manual_seed(seed * 1_000_003 + int(row))
@@ -62,7 +65,8 @@ class ModelPartial(SplitModel):
         mu = torch.as_tensor(np.array(batch["mu"]), device=self.device)
         decode = self.model.decode
         x_hat = decode(mu)
-        z = prior_samples(batch["index"], mu.shape[1], self.seed).to(self.device)
+        z = self.model.codes(prior_samples(batch["index"], self.model.noise_dim,
+                                           self.seed).to(self.device))
         flat = lambda t: t.flatten(1).cpu().numpy()  # noqa: E731
         # The information gain costs d+1 decodes per item: it may use the first rows only.
         gain = torch.from_numpy(batch["index"] < (self.gain_rows or np.inf)).to(self.device)

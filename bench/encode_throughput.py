@@ -74,7 +74,7 @@ def main() -> None:
             cfg = ExperimentConfig.model_validate({"model": spec}).model
             model = build_model(cfg, split.shape).eval()
             with mlflow.start_run() as run:
-                tracking.log_vae(model, cfg.model_dump(), split.shape)
+                tracking.log_model(model, cfg.model_dump(), split.shape)
             uri = f"runs:/{run.info.run_id}/model"
             peer = median(plain(model, split.images, args.batch_size)
                           for _ in range(args.repeats))

@@ -62,7 +62,8 @@ def plain(epochs: int) -> dict:
     from latentatlas.images import to_unit_float
     from latentatlas.losses import make_policy
     from latentatlas.models import build_model
-    from latentatlas.train.loop import epoch_batches, evaluate, train_epoch
+    from latentatlas.train.common import epoch_batches
+    from latentatlas.train.vae import evaluate, train_epoch
 
     times, out = {}, {}
     started = time.perf_counter()

@@ -20,8 +20,9 @@ from common import append_section, median  # noqa: E402
 from latentatlas.config import validate  # noqa: E402
 from latentatlas.losses import make_policy  # noqa: E402
 from latentatlas.models import build_model  # noqa: E402
-from latentatlas.train.loop import epoch_batches, train_epoch  # noqa: E402
+from latentatlas.train.common import epoch_batches  # noqa: E402
 from latentatlas.train.runner import load_data, run_trainer  # noqa: E402
+from latentatlas.train.vae import train_epoch  # noqa: E402
 
 MODELS = {
     "dense 784-256-64-32-16": {"name": "dense_vae", "hidden": [256, 64, 32], "latent_dim": 16},
@@ -46,7 +47,7 @@ def plain_loop(cfg, images, epochs: int) -> list[float]:
 
 def ray_loop(cfg, train_images, val_images, name: str) -> tuple[list[float], float]:
     start = time.perf_counter()
-    result = run_trainer(cfg, train_images, val_images, name, None)
+    result = run_trainer(cfg, {"train": train_images, "val": val_images}, name, None)
     wall = time.perf_counter() - start
     rates = [m["images_per_s"] for m in result.return_value["history"]]
     return rates, wall

@@ -7,9 +7,11 @@ import sys
 
 VERBS = {
     "run": "the main job: the whole pipeline on the embedded default",
-    "train": "train a model with Ray Train (CONFIG)",
+    "train": "train a model with Ray Train (CONFIG: a VAE, GAN or recoder)",
     "sweep": "a Ray Tune sweep over a base config (CONFIG), or --resume DIR",
-    "encode": "a dataset's latent codes into Parquet (Ray Data)",
+    "invert-train": "train a recoder (image -> code) for a generator (--generator URI)",
+    "encode": "a dataset's latent codes into Parquet (Ray Data; VAEs, or generators "
+              "inverted)",
     "stats": "latent statistics, variance loss, information gain of an ENCODING",
     "sectors": "codes per sector of the k most informative variables of an ENCODING",
     "support-set": "one member per sector: the support set of an ENCODING",

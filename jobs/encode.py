@@ -1,5 +1,7 @@
 """`latentatlas encode --model URI --data NAME[:split] --out DIR`: a dataset's latent codes
-by Ray Data batch inference, written as Parquet shards."""
+by Ray Data batch inference, written as Parquet shards. A VAE encodes itself; a generator
+(dcgan, style_gan) is inverted: `--recoder URI` guesses each code, `--refine STEPS` of
+gradient inversion improve the guess (or start from the mean code without a recoder)."""
 
 from __future__ import annotations
 
@@ -22,16 +24,24 @@ def parse(argv):
     p.add_argument("--actors", type=int, default=None, help="actor pool size (default: CPUs "
                    "or GPUs of the cluster)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
+    p.add_argument("--recoder", default=None, metavar="URI",
+                   help="a recoder trained on the generator given as --model")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="Adam steps of gradient inversion per image (generators only)")
+    p.add_argument("--refine-lr", type=float, default=0.05, help="their learning rate")
+    p.add_argument("--refine-loss", default="mse", help="mse, l1 or bce (pixel loss)")
     return p.parse_args(argv)
 
 
 def run(args) -> int:
     from latentatlas.data import parse_data_address
     from latentatlas.encode.pipeline import encode
+    from latentatlas.inversion import Refinement
     from latentatlas.record import Record
     from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
+    refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
     progress = Progress("encode")
     recorder = Recorder(args.tracking_uri, args.experiment)
     ray_on_demand(args.ray_address)
@@ -40,14 +50,22 @@ def run(args) -> int:
              "when complete)")
     enc = encode(args.model, dataset, split, args.out, data_path=args.data_path,
                  limit=args.limit, batch_size=args.batch_size, actors=args.actors,
-                 use_gpu=args.use_gpu)
+                 use_gpu=args.use_gpu, recoder_uri=args.recoder, refine=refine)
     progress(f"wrote {enc.meta.rows} codes to {enc.path}")
+    metrics = {"encode/rows": enc.meta.rows}
+    params = {"model_uri": args.model, "dataset": dataset, "split": split}
+    if enc.meta.family == "gan":
+        params.update(recoder_uri=args.recoder, refine_steps=refine.steps,
+                      refine_lr=refine.lr, refine_loss=refine.loss)
+        metrics["inversion/real_pixel_mse"] = float(enc.arrays(["inversion_mse"])[
+            "inversion_mse"].mean())
     run_id = recorder.record(Record(
         "encode", f"encode {dataset}:{split}", tags={"encoding": str(enc.path)},
-        params={"model_uri": args.model, "dataset": dataset, "split": split},
-        metrics={"encode/rows": enc.meta.rows}), enc.meta.model_run_id)
+        params=params, metrics=metrics), enc.meta.model_run_id)
     print_table([{"encoding": str(enc.path), "rows": enc.meta.rows,
-                  "latent_dim": enc.latent_dim}], title="encode")
+                  "latent_dim": enc.latent_dim, **{k: v for k, v in metrics.items()
+                                                   if k.startswith("inversion/")}}],
+                title="encode")
     print(f"MLflow run id: {run_id}")
     return 0
 

@@ -21,7 +21,7 @@ from analysis.studies.sectors import (
 )
 from latentatlas.encode import Encoding, open_encoding
 from latentatlas.report import quiet
-from latentatlas.tracking import Recorder, load_vae
+from latentatlas.tracking import Recorder, load_model, load_vae
 
 
 def add_sector_args(p: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def stats(recorder: Recorder, encoding: str, *, actors: int | None = None,
     enc = open_encoding(encoding)
     progress(f"{enc.meta.rows} codes of {enc.latent_dim} variables ({enc.meta.dataset}:"
              f"{enc.meta.split}); loading {enc.meta.model_uri}")
-    model, spec = load_vae(enc.meta.model_uri)
+    model, spec = load_model(enc.meta.model_uri)  # a VAE or a generator: what decodes
     progress("one pass over codes and images: latent and pixel moments, ablations (Ray Data)")
     result = measure_latent_space(enc, model, spec, actors=actors, use_gpu=use_gpu, seed=seed,
                                   gain_rows=gain_rows)
@@ -90,8 +90,8 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
              progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
     src, tgt = open_encoding(source), open_encoding(target)
     score = information_gain_of(recorder, src) if fit == "support" else None
-    result = relocate_codes(src, tgt, load_vae(src.meta.model_uri),
-                            load_vae(tgt.meta.model_uri), estimators=estimators, fit=fit,
+    result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
+                            load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
                             indices=indices, lam=lam, l2=l2, score=score, actors=actors,
                             use_gpu=use_gpu, extra_maps=extra_maps, progress=progress)
     progress("recording the run")

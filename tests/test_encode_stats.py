@@ -37,7 +37,7 @@ def crafted(tmp_path_factory, ray_session):
         model.logvar.bias[3] = 0.0  # sigma_3^2 == 1
         model.decoder[0].weight[:, 1] = 0  # the decoder ignores z_1
     with mlflow.start_run(run_name="crafted") as run:
-        tracking.log_vae(model, cfg.model_dump(), (1, 28, 28))
+        tracking.log_model(model, cfg.model_dump(), (1, 28, 28))
     yield {"uri": uri, "model": model.eval(), "model_uri": f"runs:/{run.info.run_id}/model",
            "run_id": run.info.run_id, "data": data, "root": root,
            "recorder": tracking.Recorder(uri, "encode-test")}
@@ -311,7 +311,7 @@ def test_small_inputs_run_here_with_the_results_of_the_ray_data_path(crafted, en
     from analysis.relocation import relocation_errors
     from analysis.studies.latent_space import measure_latent_space
     from analysis.studies.sectors import count_sectors
-    from latentatlas.encode.pipeline import share_model
+    from latentatlas.models import share_model
 
     enc1, enc2 = encodings
     model, spec = tracking.load_vae(crafted["model_uri"])

@@ -94,7 +94,7 @@ def model_store(tmp_path_factory, ray_session):
     for seed in (0, 1):
         torch.manual_seed(seed)
         with mlflow.start_run(run_name=f"model-{seed}") as run:
-            tracking.log_vae(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+            tracking.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
         uris.append(f"runs:/{run.info.run_id}/model")
     encodings = [str(encode(u, "mnist", "test", root / f"enc{i}", data_path=str(data)).path)
                  for i, u in enumerate(uris)]

@@ -10,8 +10,9 @@ from latentatlas.config import DenseVAEConfig
 from latentatlas.images import to_unit_float
 from latentatlas.losses import make_policy
 from latentatlas.models import build_model
-from latentatlas.train.loop import Trace, epoch_batches, train_epoch
+from latentatlas.train.common import epoch_batches
 from latentatlas.train.runner import trace_indices
+from latentatlas.train.vae import Trace, train_epoch
 
 
 def test_aggregate_kl_matches_the_gaussian_closed_form():

@@ -78,7 +78,7 @@ def test_load_sweep_reads_base_file_and_applies_overrides(tmp_path):
     ({"space": {"model.latnt_dim": {"grid": [4]}}}, "model.latnt_dim: Extra inputs"),
     ({"space": {"train.num_workers": {"grid": [1, 2]}}}, "space.train.num_workers: cannot be"),
     ({"scheduler": "asha", "asha": {"grace_period": 2}}, "asha.grace_period (2) must be below"),
-    ({"space": {"kl.policy": {"grid": ["elbo"], "choice": ["beta"]}}}, "space.kl.policy: Value"),
+    ({"space": {"kl.policy": {"grid": ["elbo"], "choice": ["beta"]}}}, "space.kl.policy: give"),
     ({"metric": "val/acc"}, "metric: Input should be"),
 ])
 def test_bad_sweeps_fail_before_any_trial(tmp_path, change, message):

@@ -15,7 +15,8 @@ from conftest import make_idx_dataset
 from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.errors import UserError
-from latentatlas.train.loop import epoch_batches, load_checkpoint
+from latentatlas.train.common import epoch_batches
+from latentatlas.train.loop import load_checkpoint
 from latentatlas.train.runner import train
 
 

@@ -21,8 +21,8 @@ from analysis.passes import model_partials
 from analysis.variance import variance_loss
 from latentatlas.batches import default_actors, encoding_batches, runs_here
 from latentatlas.encode import Encoding
-from latentatlas.encode.pipeline import share_model
 from latentatlas.images import image_grid, stacked_rows
+from latentatlas.models import share_model
 from latentatlas.record import Record
 
 __all__ = ["LatentSpaceStats", "measure_latent_space", "TRAVERSAL", "TOP_VARIABLES"]
@@ -77,7 +77,7 @@ def measure_latent_space(enc: Encoding, model: torch.nn.Module, spec: dict, *,
     here = runs_here(enc.meta.rows, use_gpu) if here is None else here
     if not here:
         actors = actors or default_actors(use_gpu)
-    columns = ["index", "mu", "logvar"]
+    columns = ["index", *enc.code_columns]
     source = encoding_batches(enc, columns, here=here, batch_size=PASS_BATCH,
                               blocks=None if here else 2 * actors)
     # One pass: latent moments, pixel moments and ablation errors together.
@@ -91,13 +91,14 @@ def measure_latent_space(enc: Encoding, model: torch.nn.Module, spec: dict, *,
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        z = torch.randn(16, enc.latent_dim, generator=g)
+        z = model.codes(torch.randn(16, model.noise_dim, generator=g))
         kept = model.decode(z).numpy()
         zeroed = model.decode(torch.from_numpy(
             zero_variables(z.numpy(), per_variable["inactive"]))).numpy()
         baseline = model.decode(torch.from_numpy(zero_variables(
             z.numpy(), least_informative_active(gain, per_variable["inactive"])))).numpy()
-        walk = traversal(model.decode, torch.randn(enc.latent_dim, generator=g),
+        walk = traversal(model.decode, model.codes(torch.randn(1, model.noise_dim,
+                                                               generator=g))[0],
                          ranking(gain)[:TOP_VARIABLES], TRAVERSAL).numpy()
     metrics["latent/zero_out_mse"] = float(np.mean((kept - zeroed) ** 2))
     # The same number of the least informative active variables zeroed: what "changes

@@ -16,9 +16,9 @@ from analysis.pairs import aligned, check_joinable, read_rows, split_mask, strea
 from analysis.relocation import relocation_errors
 from analysis.studies.sectors import count_sectors, support_rows
 from latentatlas.encode import Encoding
-from latentatlas.encode.pipeline import share_model
 from latentatlas.errors import UserError
 from latentatlas.images import stacked_rows
+from latentatlas.models import share_model
 from latentatlas.record import Record
 from latentatlas.report import quiet
 

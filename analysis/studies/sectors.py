@@ -97,7 +97,7 @@ def count_sectors(enc: Encoding, score: np.ndarray | None = None, k: int = DEFAU
     """Sectors of the k highest-`score` active variables (e.g. the information gain of a
     `stats` run); by var(mu) when no score is given."""
     here = runs_here(enc.meta.rows) if here is None else here
-    mu, sigma2_sum = latent_moments(encoding_batches(enc, ["mu", "logvar"], here=here))
+    mu, sigma2_sum = latent_moments(encoding_batches(enc, enc.code_columns, here=here))
     ordering = "information_gain" if score is not None else "var_mu"
     variables = sector_variables(mu.var if score is None else score, mu.var,
                                  sigma2_sum / mu.n, k)

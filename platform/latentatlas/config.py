@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from latentatlas.errors import UserError
 
@@ -39,7 +47,35 @@ class ConvVAEConfig(Strict):
     sample_posterior: bool = True
 
 
-MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig}
+class DCGANConfig(Strict):
+    name: Literal["dcgan"] = "dcgan"
+    latent_dim: int = Field(default=64, gt=0)
+    # generator widths from the smallest feature map up; one stride-2 step per entry, so
+    # the image side must be divisible by 2^len (28: 7 -> 14 -> 28)
+    channels: list[Annotated[int, Field(gt=0)]] = [128, 64]
+
+
+class StyleGANConfig(Strict):
+    name: Literal["style_gan"] = "style_gan"
+    latent_dim: int = Field(default=64, gt=0)  # the size of w (the W space)
+    noise_dim: int = Field(default=64, gt=0)  # the size of z
+    mapping_layers: int = Field(default=4, ge=1)
+    # synthesis widths per resolution from the base (image side / 2^(len-1)) up
+    channels: list[Annotated[int, Field(gt=0)]] = [64, 32, 16]
+    w_avg_beta: float = Field(default=0.995, gt=0, lt=1)
+
+
+class RecoderConfig(Strict):
+    name: Literal["recoder"] = "recoder"
+    channels: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]
+    hidden: int = Field(default=256, gt=0)
+    latent_dim: int | None = Field(default=None, gt=0)  # set from the generator's codes
+
+
+MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig, "dcgan": DCGANConfig,
+                 "style_gan": StyleGANConfig, "recoder": RecoderConfig}
+VAE_MODELS = ("dense_vae", "conv_vae")
+GAN_MODELS = ("dcgan", "style_gan")
 
 
 def model_tag(value) -> str:
@@ -50,9 +86,30 @@ def model_tag(value) -> str:
 
 
 ModelConfig = Annotated[
-    Annotated[DenseVAEConfig, Tag("dense_vae")] | Annotated[ConvVAEConfig, Tag("conv_vae")],
+    Annotated[DenseVAEConfig, Tag("dense_vae")] | Annotated[ConvVAEConfig, Tag("conv_vae")]
+    | Annotated[DCGANConfig, Tag("dcgan")] | Annotated[StyleGANConfig, Tag("style_gan")]
+    | Annotated[RecoderConfig, Tag("recoder")],
     Discriminator(model_tag),
 ]
+
+
+class GANConfig(Strict):
+    """Adversarial training (dcgan, style_gan): the non-saturating logistic loss."""
+
+    d_lr: float | None = Field(default=None, gt=0)  # discriminator's; unset: train.lr
+    beta1: float = Field(default=0.5, ge=0, lt=1)  # Adam's, for both networks
+    beta2: float = Field(default=0.999, ge=0, lt=1)
+    r1_gamma: float = Field(default=0.0, ge=0)  # R1 penalty weight on real images' gradients
+    truncation_psi: float = Field(default=1.0, ge=0, le=1)  # sample grids of style_gan
+
+
+class InvertConfig(Strict):
+    """Recoder training: a stream of pairs (G(code), code) from a frozen generator."""
+
+    generator: str | None = None  # MLflow URI of a dcgan / style_gan model
+    steps_per_epoch: int = Field(default=200, gt=0)
+    pixel_weight: float = Field(default=0.0, ge=0)  # + weight * MSE(G(recoded), G(code))
+    holdout: int = Field(default=1024, gt=0)  # generated pairs scored after each epoch
 
 
 class KLConfig(Strict):
@@ -83,7 +140,23 @@ class ExperimentConfig(Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = DenseVAEConfig()
     kl: KLConfig = KLConfig()
+    gan: GANConfig = GANConfig()
+    invert: InvertConfig = InvertConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def recoder_names_its_generator(self):
+        if self.model.name == "recoder" and not self.invert.generator:
+            raise ValueError("a recoder needs invert.generator (the MLflow URI of a dcgan or "
+                             "style_gan model, e.g. runs:/<id>/model)")
+        return self
+
+    @property
+    def family(self) -> str:
+        """vae, gan or recoder: what the model learns and how it is trained."""
+        if self.model.name in VAE_MODELS:
+            return "vae"
+        return "gan" if self.model.name in GAN_MODELS else "recoder"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -128,9 +201,11 @@ def validate(raw: Any, source: str, model: type[BaseModel] = ExperimentConfig):
         # Drop the union's tag from the path: users write `model.hidden`, not
         # `model.dense_vae.hidden`.
         where = ".".join(str(p) for p in err["loc"] if p not in MODEL_CONFIGS) or "(top level)"
-        got = f" (got {err['input']!r})" if err["type"] != "missing" else ""
+        plain = err["type"] in ("missing", "value_error")
+        got = "" if plain else f" (got {err['input']!r})"
         more = f"; {len(e.errors()) - 1} more problem(s)" if len(e.errors()) > 1 else ""
-        raise UserError(f"{source}: {where}: {err['msg']}{got}{more}") from None
+        msg = err["msg"].removeprefix("Value error, ")  # a validator's own sentence
+        raise UserError(f"{source}: {where}: {msg}{got}{more}") from None
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""MLflow at the edge: tracking URIs, experiments, params, images, and VAE models."""
+"""MLflow at the edge: tracking URIs, experiments, params, images, and models."""
 
 from __future__ import annotations
 
@@ -95,8 +95,9 @@ def log_image(image: np.ndarray, name: str) -> None:
     mlflow.log_image(image, artifact_file=f"{name}.png")
 
 
-def log_vae(model: torch.nn.Module, model_config: dict, input_shape, extra: dict | None = None):
-    """Log an MLflow PyTorch model whose extra files hold what `load_vae` needs: the model
+def log_model(model: torch.nn.Module, model_config: dict, input_shape,
+              extra: dict | None = None):
+    """Log an MLflow PyTorch model whose extra files hold what `load_model` needs: the model
     spec (registry name + config) and a plain state dict, loadable with weights_only=True."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"model": model_config, "input_shape": list(input_shape), **(extra or {})}
@@ -110,40 +111,54 @@ def log_vae(model: torch.nn.Module, model_config: dict, input_shape, extra: dict
         )
 
 
-def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):
-    """Rebuild a logged VAE from the model registry by name; never unpickles code.
-    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store)."""
-    from latentatlas.models import rebuild_vae
+def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None,
+               role: str = "--model"):
+    """Rebuild a logged model from the model registry by name; never unpickles code.
+    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store).
+    `role` names the option or key the address came from in error lines."""
+    from latentatlas.models import rebuild_model
 
     try:
         local = Path(mlflow.artifacts.download_artifacts(
             uri, tracking_uri=tracking_uri and resolve_tracking_uri(tracking_uri)))
     except Exception as e:  # MLflow raises several types for a bad address
-        raise UserError(f"--model {uri}: cannot resolve the model ({str(e).splitlines()[0]})") \
+        raise UserError(f"{role} {uri}: cannot resolve the model ({str(e).splitlines()[0]})") \
             from None
     spec_path = local / "extra_files" / MODEL_SPEC
     if not spec_path.is_file():
-        raise UserError(f"--model {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
+        raise UserError(f"{role} {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
     try:
         spec = json.loads(spec_path.read_text())
     except json.JSONDecodeError as e:
-        raise UserError(f"--model {uri}: {spec_path.name} is not valid JSON ({e})") from None
+        raise UserError(f"{role} {uri}: {spec_path.name} is not valid JSON ({e})") from None
     weights = local / "extra_files" / STATE_DICT
     try:
         # weights_only: tensors and plain containers, never code; anything else is refused
         state = torch.load(weights, map_location=device, weights_only=True)
     except Exception as e:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
-        raise UserError(f"--model {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
+        raise UserError(f"{role} {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
                         f"dict of tensors): {str(e).splitlines()[0][:200]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                               for v in state.values()):
-        raise UserError(f"--model {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
+        raise UserError(f"{role} {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
                         "dict of tensors)")
     try:
-        return rebuild_vae(spec, state, device), spec
+        return rebuild_model(spec, state, device), spec
     except (KeyError, ValueError, RuntimeError) as e:  # spec or weights do not fit the model
-        raise UserError(f"--model {uri}: the weights do not fit the model its spec describes "
+        raise UserError(f"{role} {uri}: the weights do not fit the model its spec describes "
                         f"({str(e).splitlines()[0][:200]})") from None
+
+
+def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):
+    """A logged VAE (its encoder is what the caller needs); one line when it is another
+    kind of model."""
+    from latentatlas.models import VAE
+
+    model, spec = load_model(uri, device, tracking_uri)
+    if not isinstance(model, VAE):
+        raise UserError(f"--model {uri}: a {spec['model']['name']} has no encoder; give a VAE, "
+                        "or a generator with --recoder")
+    return model, spec
 
 
 class Interrupted(Exception):

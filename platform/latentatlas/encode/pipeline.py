@@ -1,4 +1,5 @@
-"""`encode`: Ray Data batch inference (an actor pool holding the model) into Parquet."""
+"""`encode`: Ray Data batch inference (an actor pool holding the model) into Parquet: a VAE's
+posterior, or a generator's codes recovered by a recoder and gradient inversion."""
 
 from __future__ import annotations
 
@@ -24,23 +25,18 @@ from latentatlas.data import load_split
 from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibling
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
-from latentatlas.models import rebuild_vae
+from latentatlas.inversion import NO_REFINEMENT, Refinement, invert_by_gradient, starting_codes
+from latentatlas.models import GAN, VAE, Recoder, rebuild_model, share_model
 
 
 def device_for(use_gpu: bool) -> torch.device:
     return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
 
-def share_model(model: torch.nn.Module, spec: dict) -> dict:
-    """What workers rebuild a loaded VAE from: its spec and CPU weights. Actors then need
-    neither MLflow (seconds to import and download) nor the model store."""
-    return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-
-
 def shared_model(shared, device: torch.device) -> torch.nn.Module:
-    """The VAE a `share_model` value (or its object-store reference) describes, on `device`."""
+    """The model a `share_model` value (or its object-store reference) describes, on `device`."""
     shared = resolve(shared)
-    return rebuild_vae(shared["spec"], shared["state"], device)
+    return rebuild_model(shared["spec"], shared["state"], device)
 
 
 class SplitModel:
@@ -56,21 +52,49 @@ class SplitModel:
 
 
 class EncodeBatch(SplitModel):
+    """A VAE's codes: posterior means and log-variances."""
+
+    def item_columns(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"index": index, "label": self.split.labels[index]}
+        for name, values in self.split.attrs.items():
+            out[name] = values[index]
+        return out
+
     @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["id"]
         mu, logvar = self.model.encode(self.images(index))
-        out = {"index": index, "label": self.split.labels[index],
-               "mu": mu.cpu().numpy(), "logvar": logvar.cpu().numpy()}
-        for name, values in self.split.attrs.items():
-            out[name] = values[index]
-        return out
+        return {**self.item_columns(index), "mu": mu.cpu().numpy(),
+                "logvar": logvar.cpu().numpy()}
+
+
+class InvertBatch(EncodeBatch):
+    """A generator's codes of real images: the recoder's guess (or the mean code), refined
+    by gradient inversion when asked; with each image's pixel MSE after inversion."""
+
+    def __init__(self, model, split, recoder=None, refine: Refinement = NO_REFINEMENT,
+                 use_gpu: bool = False):
+        super().__init__(model, split, use_gpu)
+        self.model.requires_grad_(False)
+        self.recoder = None if recoder is None else shared_model(recoder, self.device)
+        self.refine = refine
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        index = batch["id"]
+        x = self.images(index)
+        with torch.no_grad():
+            start = (self.recoder(x) if self.recoder is not None
+                     else starting_codes(self.model, len(x), self.device))
+        codes, error = invert_by_gradient(self.model.decode, x, start, self.refine.steps,
+                                          self.refine.lr, self.refine.loss)
+        return {**self.item_columns(index), "mu": codes.cpu().numpy(),
+                "inversion_mse": error.cpu().numpy()}
 
 
 ROW_GROUP = 8192  # rows per Parquet row group: readers of an index range skip the others
 
 
-def write_here(tmp: Path, encode_batch: EncodeBatch, rows: int, batch_size: int) -> None:
+def write_here(tmp: Path, encode_batch, rows: int, batch_size: int) -> None:
     """The codes of `rows` items encoded in this process, as one shard with the columns and
     tensor types Ray Data writes."""
     from ray.data.extensions import ArrowTensorArray
@@ -87,34 +111,75 @@ def model_run_id(model_uri: str) -> str | None:
     return model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
 
 
+def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
+                refine: Refinement, tracking_uri: str | None) -> tuple[type, dict, dict]:
+    """(map class, shared values, meta fields) for a VAE, or for a generator with its
+    recoder and/or gradient refinement; one clear line for a pairing that cannot work."""
+    from latentatlas import tracking
+
+    name = spec["model"]["name"]
+    if isinstance(model, VAE):
+        if recoder_uri or refine.steps:
+            raise UserError(f"--model {model_uri}: a {name} has its own encoder; --recoder and "
+                            "--refine apply to generators")
+        return EncodeBatch, {}, {"family": "vae"}
+    if not isinstance(model, GAN):
+        raise UserError(f"--model {model_uri}: a {name} cannot encode; give a VAE, or a "
+                        "generator with --recoder")
+    if not recoder_uri and not refine.steps:
+        raise UserError(f"--model {model_uri}: a {name} generator has no encoder; give "
+                        "--recoder URI (a recoder trained on it) and/or --refine STEPS")
+    shared = {}
+    if recoder_uri:
+        recoder, rspec = tracking.load_model(recoder_uri, tracking_uri=tracking_uri,
+                                             role="--recoder")
+        if not isinstance(recoder, Recoder):
+            raise UserError(f"--recoder {recoder_uri}: a {rspec['model']['name']}, not a "
+                            "recoder")
+        if (recoder.latent_dim, recoder.input_shape) != (model.latent_dim, model.input_shape):
+            raise UserError(f"--recoder {recoder_uri}: maps {recoder.input_shape} images to "
+                            f"{recoder.latent_dim} codes, but the generator makes "
+                            f"{model.input_shape} images from {model.latent_dim} codes")
+        shared["recoder"] = share_model(recoder, rspec)
+    return InvertBatch, shared, {"family": "gan", "encoder_uri": recoder_uri,
+                                 "refine_steps": refine.steps}
+
+
 def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
            data_path: str | None = None, limit: int | None = None, batch_size: int = 1024,
            actors: int | None = None, blocks: int | None = None, use_gpu: bool = False,
-           tracking_uri: str | None = None, here: bool | None = None) -> Encoding:
+           tracking_uri: str | None = None, here: bool | None = None,
+           recoder_uri: str | None = None, refine: Refinement = NO_REFINEMENT) -> Encoding:
+    """Codes of a dataset split: a VAE's posterior, or a generator's codes recovered by its
+    recoder and/or gradient inversion (`refine`)."""
     from latentatlas import tracking  # the driver's side only: actors never import MLflow
 
     out = Path(out).resolve()
-    model, spec = tracking.load_vae(model_uri, tracking_uri=tracking_uri)
+    model, spec = tracking.load_model(model_uri, tracking_uri=tracking_uri)
+    batch_class, shared, family = encoder_for(model_uri, model, spec, recoder_uri, refine,
+                                              tracking_uri)
     data = load_split(dataset, split, data_path, limit)
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
                         f"expects {tuple(spec['input_shape'])}")
     if here is None:  # a pool size or block count asked for means Ray Data
         here = actors is None and blocks is None and runs_here(len(data), use_gpu)
-    shared = share_model(model, spec)
+    shared = {"model": share_model(model, spec), "split": data, **shared}
+    options = {"refine": refine} if batch_class is InvertBatch else {}
     tmp = temp_sibling(out)
     try:
         if here:
-            write_here(tmp, EncodeBatch(shared, data), len(data), batch_size)
+            write_here(tmp, batch_class(**shared, **options, use_gpu=use_gpu), len(data),
+                       batch_size)
         else:
             runtime.need_ray()
             actors = actors or default_actors(use_gpu)
             rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
-            actor_map(rows, EncodeBatch, batch_size=batch_size, actors=actors, use_gpu=use_gpu,
-                      shared={"model": shared, "split": data}).write_parquet(str(tmp))
+            actor_map(rows, batch_class, batch_size=batch_size, actors=actors, use_gpu=use_gpu,
+                      shared=shared, **options).write_parquet(str(tmp))
         meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
                             limit, len(data), model.latent_dim, __version__, tuple(data.shape),
-                            tuple(sorted(data.attrs)))
+                            tuple(sorted(data.attrs)), **family)
         return publish(tmp, out, meta)
     finally:
         if tmp.exists():  # a failed run leaves nothing half-written

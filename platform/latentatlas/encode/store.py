@@ -1,6 +1,7 @@
 """An encoding is a directory of Parquet shards plus `_common_metadata`, whose schema
 metadata names the model URI, dataset, split and code version. Rows:
-`index`, `label`, attributes, `mu` and `logvar` (float32 tensors of shape (d,))."""
+`index`, `label`, attributes, `mu` and `logvar` (float32 tensors of shape (d,)) for a VAE;
+`mu` (the recovered code) and `inversion_mse` for a generator."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ class EncodingMeta:
     version: str
     input_shape: tuple[int, ...] | None = None
     attributes: tuple[str, ...] = ()
+    # "vae": codes are posterior means beside their log-variances; "gan": codes a generator
+    # decodes (`model_uri`), recovered by a recoder (`encoder_uri`) and/or `refine_steps`
+    # of gradient inversion, with each image's pixel MSE after inversion.
+    family: str = "vae"
+    encoder_uri: str | None = None
+    refine_steps: int = 0
 
     @staticmethod
     def from_json(raw: dict, where: Path) -> EncodingMeta:
@@ -80,6 +87,11 @@ class Encoding:
     @property
     def latent_dim(self) -> int:
         return self.meta.latent_dim
+
+    @property
+    def code_columns(self) -> list[str]:
+        """The columns describing each row's code: `mu`, and `logvar` where there is one."""
+        return ["mu", "logvar"] if self.meta.family == "vae" else ["mu"]
 
     def shards(self) -> list[str]:
         return sorted(str(p) for p in self.path.glob("*.parquet"))

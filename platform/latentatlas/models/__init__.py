@@ -1,5 +1,48 @@
-"""Generative models, one registry keyed by `model.name` in configs."""
+"""Generative models, one registry keyed by `model.name` in configs. Every model decodes:
+`decode(code) -> images in [0, 1]` (a VAE's decoder, a GAN's generator)."""
 
-from latentatlas.models.vae import MODELS, VAE, build_model, rebuild_vae
+from __future__ import annotations
 
-__all__ = ["MODELS", "VAE", "build_model", "rebuild_vae"]
+import torch
+
+from latentatlas.models.gan import DCGAN, GAN, Recoder, StyleGAN
+from latentatlas.models.vae import VAE, ConvVAE, DenseVAE
+
+MODELS = {
+    "dense_vae": lambda cfg, shape: DenseVAE(shape, cfg.latent_dim, list(cfg.hidden),
+                                             cfg.sample_posterior),
+    "conv_vae": lambda cfg, shape: ConvVAE(shape, cfg.latent_dim, list(cfg.channels),
+                                           cfg.hidden, cfg.sample_posterior),
+    "dcgan": lambda cfg, shape: DCGAN(shape, cfg.latent_dim, list(cfg.channels)),
+    "style_gan": lambda cfg, shape: StyleGAN(shape, cfg.latent_dim, cfg.noise_dim,
+                                             cfg.mapping_layers, list(cfg.channels),
+                                             cfg.w_avg_beta),
+    "recoder": lambda cfg, shape: Recoder(shape, cfg.latent_dim, list(cfg.channels),
+                                          cfg.hidden),
+}
+
+
+def build_model(cfg, input_shape: tuple[int, int, int]) -> torch.nn.Module:
+    return MODELS[cfg.name](cfg, tuple(input_shape))
+
+
+def rebuild_model(spec: dict, state: dict, device: str | torch.device = "cpu"):
+    """A model from its logged spec (registry name + config, input shape) and state dict."""
+    from latentatlas.config import ExperimentConfig
+
+    cfg = ExperimentConfig.model_validate(
+        {"model": spec["model"], "invert": {"generator": spec.get("generator")}}).model
+    model = build_model(cfg, tuple(spec["input_shape"]))
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def share_model(model: torch.nn.Module, spec: dict) -> dict:
+    """What workers rebuild a loaded model from: its spec and CPU weights. Actors then need
+    neither MLflow (seconds to import and download) nor the model store."""
+    return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "Recoder", "StyleGAN", "build_model",
+           "rebuild_model",
+           "share_model"]

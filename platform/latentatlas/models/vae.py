@@ -25,6 +25,14 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
+    @property
+    def noise_dim(self) -> int:
+        return self.latent_dim
+
+    def codes(self, z: torch.Tensor) -> torch.Tensor:
+        """Prior noise -> codes: the prior is N(0, I) itself (a GAN maps its noise)."""
+        return z
+
     def forward(self, x: torch.Tensor):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.sample_posterior else mu
@@ -91,25 +99,3 @@ class ConvVAE(VAE):
             prev = ch
         dec += [nn.Sigmoid(), CenterCrop(*input_shape[1:])]
         self.decoder = nn.Sequential(*dec)
-
-
-MODELS = {
-    "dense_vae": lambda cfg, shape: DenseVAE(shape, cfg.latent_dim, list(cfg.hidden),
-                                             cfg.sample_posterior),
-    "conv_vae": lambda cfg, shape: ConvVAE(shape, cfg.latent_dim, list(cfg.channels),
-                                           cfg.hidden, cfg.sample_posterior),
-}
-
-
-def build_model(cfg, input_shape: tuple[int, int, int]) -> VAE:
-    return MODELS[cfg.name](cfg, tuple(input_shape))
-
-
-def rebuild_vae(spec: dict, state: dict, device: str | torch.device = "cpu") -> VAE:
-    """A VAE from its logged spec (registry name + config, input shape) and state dict."""
-    from latentatlas.config import ExperimentConfig
-
-    cfg = ExperimentConfig.model_validate({"model": spec["model"]}).model
-    model = build_model(cfg, tuple(spec["input_shape"]))
-    model.load_state_dict(state)
-    return model.to(device).eval()

@@ -23,10 +23,11 @@ from latentatlas import tracking
 from latentatlas.config import ExperimentConfig
 from latentatlas.data import load_split
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid, stacked_rows, to_unit_float
-from latentatlas.models import build_model
+from latentatlas.models import build_model, share_model
 from latentatlas.runtime import check_resources, init_ray
+from latentatlas.train.gan import gan_pictures, recoder_pictures
 from latentatlas.train.loop import load_checkpoint, train_loop_per_worker
+from latentatlas.train.vae import vae_pictures
 
 TAG_TRAIN_NAME = "latentatlas.ray_train_name"
 TAG_STORAGE = "latentatlas.ray_storage_path"
@@ -82,15 +83,15 @@ def load_data(cfg: ExperimentConfig):
     return train, val
 
 
-def run_trainer(cfg: ExperimentConfig, train_images: np.ndarray, val_images: np.ndarray,
-                name: str, mlflow_target: dict | None, callbacks=(),
-                trace_images: np.ndarray | None = None):
-    """Fit a TorchTrainer; the same call serves `train` runs and Tune trial drivers."""
+def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dict | None,
+                callbacks=()):
+    """Fit a TorchTrainer; the same call serves `train` runs and Tune trial drivers. `data`
+    is what the objective reads (`train`/`val` images, a recoder's `generator`): arrays go
+    through the object store once."""
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"experiment": cfg.model_dump(), "train_ref": ray.put(train_images),
-                           "val_ref": ray.put(val_images), "mlflow": mlflow_target,
-                           "trace_images": trace_images},
+        train_loop_config={"experiment": cfg.model_dump(), "mlflow": mlflow_target,
+                           "data": {k: v if v is None else ray.put(v) for k, v in data.items()}},
         scaling_config=scaling(cfg),
         run_config=RunConfig(
             name=name, storage_path=storage_path(cfg),
@@ -113,14 +114,46 @@ def model_from_checkpoint(cfg: ExperimentConfig, checkpoint, input_shape):
     return model.eval()
 
 
-@torch.no_grad()
-def pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[str, np.ndarray]:
-    """Originals over reconstructions (posterior means), and an 8x8 grid of prior samples."""
-    x = to_unit_float(val_images[:n])
-    mu, _ = model.encode(x)
-    z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return {"reconstructions": stacked_rows([x.numpy(), model.decode(mu).numpy()]),
-            "samples": image_grid(model.decode(z).numpy(), ncols=8)}
+@dataclass
+class Inputs:
+    """What one training reads, and what its logged model's spec says about it."""
+
+    data: dict  # for the workers
+    input_shape: tuple
+    spec_extra: dict  # into the logged model's spec
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    generator: torch.nn.Module | None = None  # a recoder's frozen generator
+
+
+def training_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """Load a VAE's or GAN's dataset splits, or a recoder's generator (whose code size the
+    recoder takes on)."""
+    if cfg.family == "recoder":
+        gan, spec = tracking.load_model(cfg.invert.generator, role="invert.generator")
+        if not hasattr(gan, "discriminator"):
+            raise UserError(f"invert.generator: {cfg.invert.generator} is a "
+                            f"{spec['model']['name']}, not a generator (dcgan, style_gan)")
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+            update={"latent_dim": gan.latent_dim})})
+        return cfg, Inputs({"generator": share_model(gan, spec)}, gan.input_shape,
+                           {"generator": cfg.invert.generator,
+                            "dataset": spec.get("dataset"), "seed": cfg.seed},
+                           generator=gan)
+    train_split, val_split = load_data(cfg)
+    data = {"train": train_split.images, "val": val_split.images}
+    if cfg.family == "vae" and cfg.train.trace_points:
+        data["trace_images"] = val_split.images[trace_indices(val_split.labels)]
+    return cfg, Inputs(data, train_split.shape, {"dataset": cfg.data.name, "seed": cfg.seed},
+                       val_split.images, val_split.labels)
+
+
+def final_pictures(cfg: ExperimentConfig, model, inputs: Inputs) -> dict[str, np.ndarray]:
+    if cfg.family == "vae":
+        return vae_pictures(model, inputs.val_images, cfg.seed)
+    if cfg.family == "gan":
+        return gan_pictures(model, cfg.seed, cfg.gan.truncation_psi)
+    return recoder_pictures(model, inputs.generator, cfg.seed)
 
 
 def trace_indices(labels: np.ndarray, n: int = 10) -> np.ndarray:
@@ -153,7 +186,7 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     cfg = with_worker_cpus(cfg)
     if cfg.train.use_gpu:
         check_resources({"GPU": cfg.train.num_workers}, "train.use_gpu")
-    train_split, val_split = load_data(cfg)
+    cfg, inputs = training_inputs(cfg)
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id)
         name = run.data.tags.get(TAG_TRAIN_NAME)
@@ -165,29 +198,28 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         name = f"{cfg.name}-{run.info.run_id[:8]}"
         mlflow.log_params(tracking.flatten(cfg.model_dump()))
         mlflow.set_tags({TAG_TRAIN_NAME: name, TAG_STORAGE: storage_path(cfg),
-                         "latentatlas.kind": "train", "dataset": cfg.data.name, **(tags or {})})
+                         "latentatlas.kind": "train", "latentatlas.family": cfg.family,
+                         "dataset": inputs.spec_extra.get("dataset") or cfg.data.name,
+                         **(tags or {})})
     run_id = run.info.run_id
     mlflow.set_tag(tracking.OWNER_TAG, tracking.owner())  # a killed driver's run is ended later
     mlflow.log_dict(cfg.model_dump(), "config.yaml")
     try:
-        traced = trace_indices(val_split.labels) if cfg.train.trace_points else None
-        result = run_trainer(cfg, train_split.images, val_split.images, name,
-                             {"tracking_uri": uri, "run_id": run_id}, callbacks,
-                             None if traced is None else val_split.images[traced])
+        result = run_trainer(cfg, inputs.data, name, {"tracking_uri": uri, "run_id": run_id},
+                             callbacks)
         stopped = (result.return_value or {}).get("stopped")
         if stopped:
             kept = result.checkpoint.path if result.checkpoint else "none (failed in epoch 1)"
             raise UserError(f"training stopped: {stopped}; last good checkpoint: {kept}")
         if result.checkpoint is None:
             raise UserError(f"training run {name!r} reported no checkpoint")
-        model = model_from_checkpoint(cfg, result.checkpoint, train_split.shape)
-        tracking.log_vae(model, cfg.model.model_dump(), train_split.shape,
-                                {"dataset": cfg.data.name, "seed": cfg.seed})
-        for key, image in pictures(model, val_split.images, cfg.seed).items():
+        model = model_from_checkpoint(cfg, result.checkpoint, inputs.input_shape)
+        tracking.log_model(model, cfg.model.model_dump(), inputs.input_shape, inputs.spec_extra)
+        for key, image in final_pictures(cfg, model, inputs).items():
             tracking.log_image(image, key)
         trace = (result.return_value or {}).get("trace")
         if trace is not None:
-            log_trace(trace, val_split.labels[traced])
+            log_trace(trace, inputs.val_labels[trace_indices(inputs.val_labels)])
         mlflow.end_run("FINISHED")
     except BaseException:
         # A sweep marks a trial its scheduler stopped as KILLED; the stopped driver may get
