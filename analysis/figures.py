@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import matplotlib
 
-__all__ = ["latent_bars", "sorted_bars", "variance_vs_mse", "heatmap", "support_sweep", "scatter3d"]
+__all__ = ["latent_bars", "sorted_bars", "variance_vs_mse", "heatmap", "support_sweep", "scatter3d",
+           "error_ecdfs", "sector_shares_bars"]
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -90,5 +91,39 @@ def scatter3d(codes: np.ndarray, labels: np.ndarray, title: str):
     ax.scatter(codes[:, 0], codes[:, 1], codes[:, 2], c=labels % 10, cmap="tab10", s=2,
                alpha=0.6)
     ax.set(xlabel="z0", ylabel="z1", zlabel="z2", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def error_ecdfs(curves: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float):
+    """Cumulative distributions of per-image regeneration errors, one line per image set
+    (dashed: the first guess before refinement), with the reach threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, (x, y) in curves.items():
+        ax.step(x, y, where="post", label=label, ls="--" if "guess" in label else "-")
+    ax.axvline(threshold, color="k", lw=0.8, ls=":", label=f"reach threshold {threshold:.3g}")
+    ax.set(xscale="log", xlabel="regeneration MSE per image (log)",
+           ylabel="share of images <= x", title="generative range: regeneration errors")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def sector_shares_bars(shares: dict[str, np.ndarray], judged: np.ndarray, missed: np.ndarray):
+    """Data share vs generator share per judged sector, most crowded first; missed sectors
+    marked."""
+    order = judged[np.argsort(-shares["data_share"][judged], kind="stable")]
+    x = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(order)), 3.8))
+    ax.bar(x - 0.2, shares["data_share"][order], 0.4, label="real images")
+    ax.bar(x + 0.2, shares["generator_share"][order], 0.4, label="generated samples")
+    for i, sector in enumerate(order):
+        if sector in set(missed.tolist()):
+            ax.annotate("missed", (i, shares["data_share"][sector]), rotation=90,
+                        ha="center", va="bottom", fontsize=7, color="tab:red")
+    ax.set_xticks(x, [str(s) for s in order], fontsize=6, rotation=90)
+    ax.set(xlabel="sector (reference latent space)", ylabel="share",
+           title="where the data is vs where the generator puts its samples")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -7,11 +7,17 @@ import torch
 
 from analysis.information import ablation_errors
 from analysis.moments import Moments, merge_all
-from latentatlas.batches import map_concat, map_with_actors
-from latentatlas.encode.pipeline import SplitModel
+from latentatlas.batches import (
+    default_actors,
+    id_batches,
+    map_concat,
+    map_with_actors,
+    runs_here,
+)
+from latentatlas.encode.pipeline import InvertBatch, SplitModel
 
 __all__ = ["moments_row", "moments_from", "latent_partial", "latent_moments", "ModelPartial",
-           "model_partials"]
+           "model_partials", "regeneration_errors"]
 
 def moments_row(m: Moments, prefix: str) -> dict[str, np.ndarray]:
     return {f"{prefix}_n": np.array([m.n]), f"{prefix}_mean": m.mean[None],
@@ -91,3 +97,19 @@ def model_partials(source, split, model, actors: int | None = None, batch_size: 
             "ablation": parts["ablation"].sum(axis=0),
             "n": int(parts["real_n"].sum()), "gain_n": int(parts["gain_n"].sum()),
             "mu": moments_from(parts, "mu"), "sigma2_sum": parts["sigma2_sum"].sum(axis=0)}
+
+
+def regeneration_errors(split, shared: dict, refine, actors: int | None = None,
+                        use_gpu: bool = False, here: bool | None = None,
+                        batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Per image of `split`, ordered by row: the pixel MSE of regenerating it from its first
+    guessed code (`guess_mse`) and after gradient refinement (`inversion_mse`). `shared`
+    holds the generator (`model`) and optionally a `recoder`, as `share_model` values."""
+    here = runs_here(len(split), use_gpu) if here is None else here
+    if not here:
+        actors = actors or default_actors(use_gpu)
+    source = id_batches(len(split), batch_size, here=here, blocks=None if here else 2 * actors)
+    parts = map_with_actors(source, InvertBatch, batch_size=batch_size, actors=actors,
+                            use_gpu=use_gpu, shared={**shared, "split": split}, refine=refine)
+    order = np.argsort(parts["index"], kind="stable")
+    return {k: parts[k][order] for k in ("index", "guess_mse", "inversion_mse")}

@@ -13,7 +13,7 @@ from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
 
 __all__ = ["NO_SECTOR", "MIN_IN_SECTORS", "effective_k", "sector_variables", "sector_ids",
            "sector_counts", "sector_signs", "gaussian_sector_probabilities", "kl_divergence",
-           "density_vs_gaussian", "few_in_sectors_note", "select_support", "mean_pairwise_mse",
+           "density_vs_gaussian", "few_in_sectors_note", "select_support",
            "random_pairs_mse"]
 
 NO_SECTOR = -1
@@ -134,15 +134,6 @@ def select_support(ids: np.ndarray, size: int, seed: int = 0,
             if pools[s] and len(chosen) < size:
                 chosen.append(pools[s].pop(0))
     return np.array(chosen, dtype=np.int64)
-
-
-def mean_pairwise_mse(images: np.ndarray) -> float:
-    """Mean over all pairs i < j of the per-pixel MSE between images i and j, in closed form:
-    sum_{i<j} |x_i - x_j|^2 = n sum_i |x_i|^2 - |sum_i x_i|^2."""
-    x = np.asarray(images, np.float64).reshape(len(images), -1)
-    n = len(x)
-    total = n * (x**2).sum() - (x.sum(axis=0) ** 2).sum()
-    return float(total / (n * (n - 1) / 2) / x.shape[1])
 
 
 def random_pairs_mse(images: np.ndarray, pairs: int, seed: int = 0) -> float:

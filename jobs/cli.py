@@ -16,6 +16,7 @@ VERBS = {
     "sectors": "codes per sector of the k most informative variables of an ENCODING",
     "support-set": "one member per sector: the support set of an ENCODING",
     "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
+    "range": "where a generator cannot reach: regeneration errors, missed sectors, P/R/D/C",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
     "runs": "a table of MLflow runs and their headline metrics",
     "up": "start a local Ray that the commands in this folder share (until `down`)",

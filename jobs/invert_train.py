@@ -10,7 +10,7 @@ import sys
 
 from latentatlas.command import common_parser, guarded
 from latentatlas.config import apply_overrides, read_yaml, validate
-from latentatlas.report import print_table
+from latentatlas.report import print_trained
 
 
 def parse(argv):
@@ -32,8 +32,7 @@ def run(args) -> int:
     cfg = validate(raw, source)
     out = train(cfg, tracking_uri=args.tracking_uri, experiment=args.experiment,
                 ray_address=args.ray_address)
-    print_table([{"run": cfg.name, **out.metrics}], title="invert-train")
-    print(f"MLflow run id: {out.run_id}  model: {out.model_uri}")
+    print_trained(out, cfg.name, "invert-train")
     return 0
 
 

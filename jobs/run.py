@@ -15,6 +15,12 @@ from latentatlas.report import Progress, print_steps
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 GAIN_ROWS = 2000  # information gain over the first 2000 test items keeps the job short
+# The DCGAN and its recoder at a size that fits the job's 10 minutes on 2 cores (measured:
+# bench/RESULTS.md); the job says it is reduced.
+GAN_IMAGES, GAN_EPOCHS = 20000, 2
+RECODER_EPOCHS, RECODER_STEPS = 2, 150
+REFINE_STEPS = 10
+RANGE_SAMPLES = 2000  # the generators' own samples in the generative range
 
 
 @dataclass
@@ -209,6 +215,101 @@ def support_sets(job: MainJob) -> None:
                                  chosen.metrics, m, "ridge_authors")
 
 
+def generator_and_type3(job: MainJob) -> None:
+    """The seed's type 3: a DCGAN and its recoder, trained at a reduced size (the job's time
+    budget; the full size is jobs/configs/fmnist_dcgan.yaml); the test split inverted
+    (recoder + gradient steps); dense-s0 relocated onto the DCGAN's codes and back."""
+    from analysis.claims import setting
+    from latentatlas.config import load_config
+    from latentatlas.encode.pipeline import encode
+    from latentatlas.inversion import Refinement
+    from latentatlas.train.runner import train
+
+    a = job.args
+    data = [f"data.name={job.dataset}", f"data.limit={min(a.limit or GAN_IMAGES, GAN_IMAGES)}",
+            *([f"data.path={a.data_path}"] if a.data_path else [])]
+    epochs = a.epochs or GAN_EPOCHS
+    cfg = load_config(CONFIGS / "fmnist_dcgan.yaml",
+                      [*data, f"train.epochs={epochs}", "name=main-dcgan"])
+    job.step(f"training dcgan: noise {cfg.model.latent_dim}, {cfg.train.epochs} epochs on "
+             f"{cfg.data.limit} training images (reduced to fit the job; full size: "
+             "jobs/configs/fmnist_dcgan.yaml)")
+    gan = train(cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
+                parent_run_id=job.parent_run_id)
+    g = gan.metrics
+    job.step(f"trained dcgan: D(real)={g['gan/d_real']:.3f} D(fake)={g['gan/d_fake']:.3f} "
+             f"run {gan.run_id}")
+    for note in gan.notes:
+        job.step(f"warning: {note}")
+    rec_cfg = load_config(CONFIGS / "fmnist_recoder.yaml", [
+        f"invert.generator={gan.model_uri}", f"train.epochs={a.epochs or RECODER_EPOCHS}",
+        f"invert.steps_per_epoch={RECODER_STEPS}", "name=main-recoder"])
+    job.step(f"training its recoder: {rec_cfg.train.epochs} x {RECODER_STEPS} steps of "
+             f"{rec_cfg.train.batch_size} generated pairs")
+    recoder = train(rec_cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
+                    parent_run_id=job.parent_run_id)
+    r = recoder.metrics
+    job.step(f"trained recoder: held-out latent mse {r['inversion/latent_mse']:.4f}, "
+             f"regeneration mse {r['inversion/pixel_mse']:.4f} (generated images)")
+    with job.data_lock:
+        enc = encode(gan.model_uri, job.dataset, "test", job.encoding_root / "dcgan",
+                     limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
+                     recoder_uri=recoder.model_uri, refine=Refinement(REFINE_STEPS))
+    real = float(enc.arrays(["inversion_mse"])["inversion_mse"].mean())
+    job.step(f"inverted the test split: regeneration mse {real:.4f} (recoder + "
+             f"{REFINE_STEPS} gradient steps) vs {r['inversion/pixel_mse']:.4f} on its own "
+             "samples (recoder alone)")
+    job.models["dcgan"], job.models["recoder"], job.encodings["dcgan"] = gan, recoder, enc
+    job.settings["dcgan"] = setting(job.dataset, "dcgan", "non-saturating GAN loss", epochs)
+    job.summary += [
+        {"step": "train dcgan", "run_id": gan.run_id,
+         **{k.split("/")[1]: v for k, v in g.items() if k.startswith("gan/")}},
+        {"step": "train recoder", "run_id": recoder.run_id,
+         **{k.split("/")[1]: v for k, v in r.items() if k.startswith("inversion/")}},
+        {"step": "invert test split", "run_id": gan.run_id, "refine_steps": REFINE_STEPS,
+         "real_pixel_mse": real}]
+    relocation(job, "type 3", "dense-s0", "dcgan")
+    relocation(job, "type 3", "dcgan", "dense-s0")
+
+
+def generative_ranges(job: MainJob) -> None:
+    """The generative range of the DCGAN (recoder + gradient steps) and of dense-s0 (its own
+    encoder) side by side, both in dense-s0's latent space: the seed's claim is that GANs
+    avoid rare regions."""
+    from analysis.claims import not_measured, range_claim
+    from jobs import steps
+    from latentatlas.inversion import Refinement
+
+    a = job.args
+    if job.stats["dense-s0"].stats["inactive"].all():
+        job.step("note: no variable of dense-s0 is active: no sectors, so no generative range")
+        job.claims.append(not_measured("generative_range", "dcgan", job.settings["dcgan"],
+                                       "no active variable in the reference space"))
+        return
+    reference = str(job.encodings["dense-s0"].path)
+    measured = {}
+    for label, model, recoder in (("dcgan", job.models["dcgan"], job.models["recoder"]),
+                                  ("dense-s0", job.models["dense-s0"], None)):
+        with job.data_lock:
+            run_id, r = steps.generative_range(
+                job.recorder, model.model_uri, (job.dataset, "test"), reference,
+                recoder=recoder and recoder.model_uri,
+                refine=Refinement(REFINE_STEPS) if recoder else None, data_path=a.data_path,
+                limit=a.limit, samples=RANGE_SAMPLES, parent_run_id=job.parent_run_id,
+                name=f"range {label}")
+        m = r.metrics
+        job.step(f"range {label}: regeneration mse {m['range/mse_generated']:.4f} own samples, "
+                 f"{m['range/mse_real']:.4f} real, {m['range/mse_support']:.4f} support set; "
+                 f"{m['range/coverage']:.0%} of real images reached, "
+                 f"{int(m['range/missed_sectors'])} sectors missed")
+        job.summary.append({"step": f"range {label}", "run_id": run_id,
+                            **{k.split("/")[1]: v for k, v in m.items()}})
+        measured[label] = m
+    job.claims.append(range_claim("dcgan vs dense-s0 (in dense-s0's space)",
+                                  pair_setting(job, "dcgan", "dense-s0"), measured["dcgan"],
+                                  measured["dense-s0"]))
+
+
 def sampling_pictures(job: MainJob) -> None:
     """The seed's pictures of how posterior sampling shapes a latent space (3-D VAEs with
     and without sampling, a 2-D VAE traced through its first epoch)."""
@@ -231,7 +332,7 @@ def sampling_pictures(job: MainJob) -> None:
         job.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl, without_kl))
 
 
-STEPS = [pipeline, sampling_pictures]
+STEPS = [pipeline, generator_and_type3, generative_ranges, sampling_pictures]
 
 
 def print_claims(claims: list[dict]) -> None:

@@ -8,7 +8,7 @@ import sys
 from latentatlas.command import common_parser, guarded
 from latentatlas.config import apply_overrides, load_config, validate
 from latentatlas.errors import UserError
-from latentatlas.report import print_table
+from latentatlas.report import print_trained
 
 
 def parse(argv):
@@ -46,8 +46,7 @@ def run(args) -> int:
                         "or --resume RUN_ID")
     out = train(cfg, tracking_uri=args.tracking_uri, experiment=args.experiment,
                 ray_address=args.ray_address, resume_run_id=args.resume)
-    print_table([{"run": cfg.name, **out.metrics}], title="train")
-    print(f"MLflow run id: {out.run_id}  model: {out.model_uri}")
+    print_trained(out, cfg.name, "train")
     return 0
 
 

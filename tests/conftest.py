@@ -32,10 +32,12 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def run_cli_module(args, cwd, timeout=120):
-    """`python -m <args>` from `cwd`, as a user runs a verb."""
+def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):
+    """`python -m <args>` from `cwd`, as a user runs a verb (`extra_path`: the user's own
+    code on the Python path)."""
+    path = os.pathsep.join([str(REPO), *([extra_path] if extra_path else [])])
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": path})
 
 
 @pytest.fixture(scope="session")

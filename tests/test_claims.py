@@ -96,3 +96,20 @@ def test_relocation_support_and_sampling_verdicts_follow_their_rules():
 def test_every_seed_figure_names_its_setting_and_source():
     for key, fig in SEED.items():
         assert fig.claim and fig.figure and fig.setting and "RESEARCH.md" in fig.source, key
+
+
+def test_the_range_claim_needs_missed_sectors_beyond_the_vaes_not_just_a_ratio():
+    from analysis.claims import FAILS, HOLDS, range_claim
+
+    def measured(ratio, missed, recall=0.5):
+        return {"range/mse_generated": 0.01, "range/mse_support": 0.01 * ratio,
+                "range/ratio_support": ratio, "range/missed_sectors": missed,
+                "range/judged_sectors": 16, "range/latent_recall": recall}
+
+    vae = measured(27.0, 0, 0.98)  # a VAE's ratio is high too: its own samples re-encode
+    assert range_claim("g vs v", "s", measured(6.8, 6), vae)["verdict"] == HOLDS
+    assert range_claim("g vs v", "s", measured(6.8, 0), vae)["verdict"] == FAILS
+    assert range_claim("g vs v", "s", measured(1.5, 6), vae)["verdict"] == FAILS
+    text = range_claim("g vs v", "s", measured(6.8, 6), vae)["measured"]
+    assert "GAN: own 0.0100 vs support 0.0680 (x6.8), 6 of 16" in text
+    assert "VAE as generator: own 0.0100 vs support 0.2700 (x27.0), 0 of 16" in text

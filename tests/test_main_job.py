@@ -28,13 +28,19 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == ["regularisation"] + ["relocate"] * 2 + ["train"] * 3
+    assert kinds == ["regularisation"] + ["relocate"] * 4 + ["train"] * 5
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
-    assert sorted(trained) == ["main-conv-s0", "main-dense-s0", "main-dense-s1"]
-    for run in trained.values():  # each model's stats run hangs under the model's run
+    assert sorted(trained) == ["main-conv-s0", "main-dcgan", "main-dense-s0", "main-dense-s1",
+                               "main-recoder"]
+    for name, run in trained.items():  # each VAE's stats run hangs under the model's run
+        if "dcgan" in name or "recoder" in name:
+            continue
         (stats_run,) = [r for r in children(run.info.run_id)
                         if r.data.tags["latentatlas.kind"] == "stats"]
         assert "latent/inactive" in stats_run.data.metrics
+    assert trained["main-recoder"].data.metrics["inversion/latent_mse"] < 1  # beats guessing 0
+    relocated = {r.info.run_name for r in kids if r.data.tags["latentatlas.kind"] == "relocate"}
+    assert {"relocate dense-s0->dcgan", "relocate dcgan->dense-s0"} <= relocated
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
     assert all("relocation/M" in r.data.metrics for r in relocations)
     (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
@@ -43,10 +49,13 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
                     "mlflow ui --backend-store-uri"):
         assert heading in out
     assert "note: no variable of dense-s0 is active: no sectors" in out
+    assert "no sectors, so no generative range" in out
     claims = out.split("the seed's claims beside what was measured")[1]
     # both sides' settings, the two MSEs named apart, the seed's figures from its table
     assert "(digits, dense_vae, BCE + KL, 1 epoch)" in claims
     assert "(digits, conv_vae, KL balancing, 1 epoch)" in claims
+    assert "dense-s0->dcgan (type 3)" in claims and "dcgan->dense-s0 (type 3)" in claims
+    assert "reduced to fit the job" in out
     assert "mse(z=mu)" in claims and "prior samples: delta_var" in claims
     assert "8 of 16 inactive (MNIST, dense 784-256-64-32-16, BCE + KL)" in claims
     assert "not measured: no active variable, so no sectors" in claims

@@ -6,7 +6,6 @@ import pytest
 from analysis.sectors import (
     NO_SECTOR,
     effective_k,
-    mean_pairwise_mse,
     random_pairs_mse,
     sector_counts,
     sector_ids,
@@ -14,6 +13,7 @@ from analysis.sectors import (
     sector_variables,
     select_support,
 )
+from latentatlas.images import mean_pairwise_mse
 
 
 def test_sector_ids_on_hand_made_codes():

@@ -80,6 +80,7 @@ def test_load_sweep_reads_base_file_and_applies_overrides(tmp_path):
     ({"scheduler": "asha", "asha": {"grace_period": 2}}, "asha.grace_period (2) must be below"),
     ({"space": {"kl.policy": {"grid": ["elbo"], "choice": ["beta"]}}}, "space.kl.policy: give"),
     ({"metric": "val/acc"}, "metric: Input should be"),
+    ({"metric": "gan/g_loss"}, "metric: a vae does not log 'gan/g_loss'; it logs val/loss"),
 ])
 def test_bad_sweeps_fail_before_any_trial(tmp_path, change, message):
     path = write_sweep(tmp_path, tmp_path, **change)
@@ -226,3 +227,22 @@ def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_s
             break
         time.sleep(1)
     assert not live and free == ray_session.cluster_resources()["CPU"]
+
+
+def test_a_gan_sweep_ranks_trials_by_a_gan_metric(ray_session, mlflow_store, workdir):
+    """The sweep verb takes a GAN config: trials train DCGANs, the table holds the GAN's
+    metrics, the best trial is the one with the lowest final gan/d_loss."""
+    data = make_idx_dataset(workdir / "gan-idx", n_train=128, n_test=32)
+    base = {"name": "g", "seed": 0, "data": {"name": "mnist", "limit": 128, "path": str(data)},
+            "model": {"name": "dcgan", "latent_dim": 4, "channels": [16, 8]},
+            "train": {"epochs": 1, "batch_size": 32, "cpus_per_worker": 0.5}}
+    path = write_sweep(workdir, data, name="gan", base=base, metric="gan/d_loss",
+                       space={"train.lr": {"grid": [1e-4, 1e-3]}})
+    out = start_sweep(load_sweep(path), tracking_uri=mlflow_store, experiment="test")
+    assert [r["status"] for r in out.rows] == ["finished", "finished"]
+    client = mlflow.MlflowClient()
+    for row in out.rows:
+        assert row["gan/d_loss"] == client.get_run(row["run_id"]).data.metrics["gan/d_loss"]
+        assert "val/mse" not in row and row["val/d_real"] is not None
+    best = min(out.rows, key=lambda r: r["gan/d_loss"])
+    assert client.get_run(out.parent_run_id).data.tags["best_trial"] == best["trial"]

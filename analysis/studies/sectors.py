@@ -13,7 +13,6 @@ from analysis.sectors import (
     density_vs_gaussian,
     few_in_sectors_note,
     gaussian_sector_probabilities,
-    mean_pairwise_mse,
     random_pairs_mse,
     sector_counts,
     sector_ids,
@@ -24,7 +23,7 @@ from analysis.sectors import (
 from latentatlas.batches import encoding_batches, map_concat, runs_here
 from latentatlas.encode import Encoding
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid
+from latentatlas.images import image_grid, mean_pairwise_mse
 from latentatlas.record import Record
 
 __all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "SectorCounts", "SupportSet", "count_sectors",

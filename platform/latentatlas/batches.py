@@ -41,6 +41,16 @@ def encoding_batches(enc, columns: list[str], *, here: bool, batch_size: int = 8
     return enc.dataset(**read).select_columns(columns)
 
 
+def id_batches(rows: int, batch_size: int, *, here: bool, blocks: int | None = None):
+    """Row ids 0..rows-1 as `id`: batches in memory, or a Ray Dataset of `blocks` blocks."""
+    if here:
+        return in_batches({"id": np.arange(rows)}, batch_size)
+    runtime.need_ray()
+    import ray.data
+
+    return ray.data.range(rows, override_num_blocks=blocks)
+
+
 def range_batches(rows: int, per_task: int, *, here: bool):
     """Index ranges [start, stop) of `per_task` rows, one per batch (what tasks that read
     their own rows take)."""

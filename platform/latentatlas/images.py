@@ -31,3 +31,12 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
 def stacked_rows(rows: list[np.ndarray], pad: int = 1) -> np.ndarray:
     """Rows of equally many images (e.g. originals over reconstructions) as one grid."""
     return image_grid(np.concatenate(rows), ncols=len(rows[0]), pad=pad)
+
+
+def mean_pairwise_mse(images: np.ndarray) -> float:
+    """Mean over all pairs i < j of the per-pixel MSE between images i and j, in closed form:
+    sum_{i<j} |x_i - x_j|^2 = n sum_i |x_i|^2 - |sum_i x_i|^2."""
+    x = np.asarray(images, np.float64).reshape(len(images), -1)
+    n = len(x)
+    total = n * (x**2).sum() - (x.sum(axis=0) ** 2).sum()
+    return float(total / (n * (n - 1) / 2) / x.shape[1])

@@ -66,7 +66,7 @@ def invert_by_gradient(decode: Callable[[torch.Tensor], torch.Tensor], x: torch.
 def starting_codes(model, n: int, device) -> torch.Tensor:
     """Where inversion starts without a recoder: the mean code (the tracked mean of w for a
     style generator; 0, the mean of z, otherwise)."""
-    mean = getattr(model.generator, "w_avg", None)
+    mean = getattr(getattr(model, "generator", None), "w_avg", None)
     if mean is None:
         mean = torch.zeros(model.latent_dim, device=device)
     return mean.to(device).expand(n, -1).clone()

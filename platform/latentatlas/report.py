@@ -75,3 +75,11 @@ def print_steps(rows: list[dict], title: str) -> None:
         print(f"{row['step']}  (run {row['run_id']})")
         if numbers:
             print(wrapped(numbers))
+
+
+def print_trained(outcome, name: str, title: str) -> None:
+    """A training's last metrics, its warnings, its run id and model address."""
+    print_table([{"run": name, **outcome.metrics}], title=title)
+    for note in outcome.notes:
+        print(f"warning: {note}")
+    print(f"MLflow run id: {outcome.run_id}  model: {outcome.model_uri}")

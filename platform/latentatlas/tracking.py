@@ -114,10 +114,15 @@ def log_model(model: torch.nn.Module, model_config: dict, input_shape,
 def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None,
                role: str = "--model"):
     """Rebuild a logged model from the model registry by name; never unpickles code.
-    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store).
+    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store);
+    `module.path:function` is a user's generator built by their code.
     `role` names the option or key the address came from in error lines."""
-    from latentatlas.models import rebuild_model
+    from latentatlas.models import is_external, load_external, rebuild_model
 
+    if is_external(uri):  # module:function, the user's own generator
+        model = load_external(uri, device)
+        return model, {"external": uri, "model": {"name": f"external {uri}"},
+                       "input_shape": list(model.input_shape)}
     try:
         local = Path(mlflow.artifacts.download_artifacts(
             uri, tracking_uri=tracking_uri and resolve_tracking_uri(tracking_uri)))
@@ -145,8 +150,9 @@ def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str |
     try:
         return rebuild_model(spec, state, device), spec
     except (KeyError, ValueError, RuntimeError) as e:  # spec or weights do not fit the model
+        # torch lists the missing / unexpected keys on the lines after the first
         raise UserError(f"{role} {uri}: the weights do not fit the model its spec describes "
-                        f"({str(e).splitlines()[0][:200]})") from None
+                        f"({' '.join(str(e).split())[:300]})") from None
 
 
 def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):

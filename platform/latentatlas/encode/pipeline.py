@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 import torch
 
-from latentatlas import __version__, runtime
+from latentatlas import __version__
 from latentatlas.batches import (
     actor_map,
     concat,
     default_actors,
-    in_batches,
+    id_batches,
     resolve,
     runs_here,
 )
@@ -26,7 +25,7 @@ from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibli
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
 from latentatlas.inversion import NO_REFINEMENT, Refinement, invert_by_gradient, starting_codes
-from latentatlas.models import GAN, VAE, Recoder, rebuild_model, share_model
+from latentatlas.models import GAN, VAE, ExternalGenerator, Recoder, rebuild_model, share_model
 
 
 def device_for(use_gpu: bool) -> torch.device:
@@ -69,8 +68,9 @@ class EncodeBatch(SplitModel):
 
 
 class InvertBatch(EncodeBatch):
-    """A generator's codes of real images: the recoder's guess (or the mean code), refined
-    by gradient inversion when asked; with each image's pixel MSE after inversion."""
+    """A generator's codes of images: a first guess (the recoder's; else the model's own
+    encoder, a VAE's posterior mean; else the mean code), refined by gradient inversion when
+    asked; with each image's pixel MSE of the guess and after inversion."""
 
     def __init__(self, model, split, recoder=None, refine: Refinement = NO_REFINEMENT,
                  use_gpu: bool = False):
@@ -83,12 +83,21 @@ class InvertBatch(EncodeBatch):
         index = batch["id"]
         x = self.images(index)
         with torch.no_grad():
-            start = (self.recoder(x) if self.recoder is not None
-                     else starting_codes(self.model, len(x), self.device))
+            start = self.guess(x)
+        _, guessed = invert_by_gradient(self.model.decode, x, start, 0)
         codes, error = invert_by_gradient(self.model.decode, x, start, self.refine.steps,
                                           self.refine.lr, self.refine.loss)
         return {**self.item_columns(index), "mu": codes.cpu().numpy(),
-                "inversion_mse": error.cpu().numpy()}
+                "guess_mse": guessed.cpu().numpy(), "inversion_mse": error.cpu().numpy()}
+
+    def guess(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recoder is not None:
+            return self.recoder(x)
+        if isinstance(self.model, VAE):
+            return self.model.encode(x)[0]
+        if getattr(self.model, "has_encoder", False):  # a user's generator with encode(x)
+            return self.model.encode(x)
+        return starting_codes(self.model, len(x), self.device)
 
 
 ROW_GROUP = 8192  # rows per Parquet row group: readers of an index range skip the others
@@ -99,8 +108,7 @@ def write_here(tmp: Path, encode_batch, rows: int, batch_size: int) -> None:
     tensor types Ray Data writes."""
     from ray.data.extensions import ArrowTensorArray
 
-    codes = concat(encode_batch(batch)
-                   for batch in in_batches({"id": np.arange(rows)}, batch_size))
+    codes = concat(encode_batch(batch) for batch in id_batches(rows, batch_size, here=True))
     table = pa.table({k: ArrowTensorArray.from_numpy(v) if v.ndim > 1 else v
                       for k, v in codes.items()})
     tmp.mkdir()
@@ -123,10 +131,10 @@ def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
             raise UserError(f"--model {model_uri}: a {name} has its own encoder; --recoder and "
                             "--refine apply to generators")
         return EncodeBatch, {}, {"family": "vae"}
-    if not isinstance(model, GAN):
+    if not isinstance(model, GAN | ExternalGenerator):
         raise UserError(f"--model {model_uri}: a {name} cannot encode; give a VAE, or a "
                         "generator with --recoder")
-    if not recoder_uri and not refine.steps:
+    if not recoder_uri and not refine.steps and not getattr(model, "has_encoder", False):
         raise UserError(f"--model {model_uri}: a {name} generator has no encoder; give "
                         "--recoder URI (a recoder trained on it) and/or --refine STEPS")
     shared = {}
@@ -172,9 +180,9 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
             write_here(tmp, batch_class(**shared, **options, use_gpu=use_gpu), len(data),
                        batch_size)
         else:
-            runtime.need_ray()
             actors = actors or default_actors(use_gpu)
-            rows = ray.data.range(len(data), override_num_blocks=blocks or max(actors * 2, 1))
+            rows = id_batches(len(data), batch_size, here=False,
+                              blocks=blocks or max(actors * 2, 1))
             actor_map(rows, batch_class, batch_size=batch_size, actors=actors, use_gpu=use_gpu,
                       shared=shared, **options).write_parquet(str(tmp))
         meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,

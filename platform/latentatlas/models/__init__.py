@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from latentatlas.models.external import ExternalGenerator, is_external, load_external
 from latentatlas.models.gan import DCGAN, GAN, Recoder, StyleGAN
 from latentatlas.models.vae import VAE, ConvVAE, DenseVAE
 
@@ -27,11 +28,15 @@ def build_model(cfg, input_shape: tuple[int, int, int]) -> torch.nn.Module:
 
 
 def rebuild_model(spec: dict, state: dict, device: str | torch.device = "cpu"):
-    """A model from its logged spec (registry name + config, input shape) and state dict."""
-    from latentatlas.config import ExperimentConfig
+    """A model from its logged spec (registry name + config, input shape) and state dict;
+    a user's generator (spec `external`: module:function) from their code."""
+    from pydantic import TypeAdapter
 
-    cfg = ExperimentConfig.model_validate(
-        {"model": spec["model"], "invert": {"generator": spec.get("generator")}}).model
+    from latentatlas.config import ModelConfig
+
+    if spec.get("external"):
+        return load_external(spec["external"], device)
+    cfg = TypeAdapter(ModelConfig).validate_python(spec["model"])
     model = build_model(cfg, tuple(spec["input_shape"]))
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -40,9 +45,10 @@ def rebuild_model(spec: dict, state: dict, device: str | torch.device = "cpu"):
 def share_model(model: torch.nn.Module, spec: dict) -> dict:
     """What workers rebuild a loaded model from: its spec and CPU weights. Actors then need
     neither MLflow (seconds to import and download) nor the model store."""
+    if spec.get("external"):  # the user's code builds it, weights and all
+        return {"spec": spec, "state": {}}
     return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "Recoder", "StyleGAN", "build_model",
-           "rebuild_model",
-           "share_model"]
+__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "ExternalGenerator", "Recoder", "StyleGAN",
+           "build_model", "is_external", "load_external", "rebuild_model", "share_model"]

@@ -33,6 +33,11 @@ class VAE(nn.Module):
         """Prior noise -> codes: the prior is N(0, I) itself (a GAN maps its noise)."""
         return z
 
+    def sample_codes(self, n: int, generator: torch.Generator | None = None,
+                     device="cpu") -> torch.Tensor:
+        """Prior samples, drawn on the CPU (the same stream on every device)."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(device)
+
     def forward(self, x: torch.Tensor):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.sample_posterior else mu

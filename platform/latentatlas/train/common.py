@@ -43,3 +43,12 @@ class Sums:
     def means(self, device) -> tuple[dict[str, float], float]:
         *totals, count = all_sum([*self.values, self.count], device)
         return {k: v / count for k, v in zip(self.names, totals, strict=True)}, count
+
+
+def restore_optimizer(optimizer, state: dict | None, lr: float) -> None:
+    """Load a checkpoint's optimizer state; a resumed run may change the learning rate."""
+    if state is None:
+        return
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -7,11 +7,14 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
-from latentatlas.images import image_grid, stacked_rows, to_unit_float
+from latentatlas.images import image_grid, mean_pairwise_mse, stacked_rows, to_unit_float
 from latentatlas.models import build_model, rebuild_model
-from latentatlas.train.common import Sums, epoch_batches, unwrap
+from latentatlas.train.common import Sums, epoch_batches, restore_optimizer, unwrap
 
 GRID = 64  # fixed-noise samples per epoch picture
+# Samples less diverse than this fraction of real images (mean pairwise MSE) are "alike":
+# a collapsed generator, flagged in its run.
+COLLAPSE_FRACTION = 0.1
 
 
 def discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -64,12 +67,8 @@ class GANObjective:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=g.d_lr or t.lr,
                                       betas=betas)
-        if state:
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            for opt, lr in ((self.opt_g, t.lr), (self.opt_d, g.d_lr or t.lr)):
-                for group in opt.param_groups:
-                    group["lr"] = lr
+        restore_optimizer(self.opt_g, state and state["opt_g"], t.lr)
+        restore_optimizer(self.opt_d, state and state["opt_d"], g.d_lr or t.lr)
 
     def state_dict(self) -> dict:
         return {"model": self.gan.state_dict(), "opt_g": self.opt_g.state_dict(),
@@ -112,13 +111,17 @@ class GANObjective:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """D's mean output on held-out real images: beside gan/d_real, its overfitting."""
+        """D's mean output on held-out real images (beside gan/d_real: its overfitting), and
+        the diversity of the fixed-noise samples (mean pairwise MSE: ~0 when collapsed)."""
         self.discriminator.eval()
         sums = Sums("val/d_real")
         for i in range(0, len(self.val_shard), 1024):
             x = to_unit_float(self.val_shard[i:i + 1024], self.device)
             sums.add(len(x), torch.sigmoid(self.discriminator(x)).mean().item())
-        return sums.means(self.device)[0]
+        self.gan.eval()
+        samples = self.gan.decode(self.gan.codes(self.fixed_noise.to(self.device)))
+        return {**sums.means(self.device)[0],
+                "gan/sample_pairwise_mse": mean_pairwise_mse(samples.cpu().numpy())}
 
     @staticmethod
     def line(metrics: dict) -> str:
@@ -158,10 +161,7 @@ class RecoderObjective:
                 wrap=ray.train.torch.prepare_model) -> None:
         self.model = wrap(self.recoder)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr)
-        if state:
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.train.lr
+        restore_optimizer(self.optimizer, state and state["optimizer"], self.cfg.train.lr)
 
     def state_dict(self) -> dict:
         return {"model": unwrap(self.model).state_dict(),
@@ -225,6 +225,14 @@ def recoder_pictures(recoder, gan, seed: int, n: int = 8) -> dict[str, np.ndarra
     codes = gan.sample_codes(n, torch.Generator().manual_seed(seed))
     x = gan.decode(codes)
     return {"regenerations": stacked_rows([x.numpy(), gan.decode(recoder(x)).numpy()])}
+
+
+def collapse_note(samples_mse: float, real_mse: float) -> str | None:
+    """A sentence when samples are far less diverse than real images (mode collapse)."""
+    if samples_mse >= COLLAPSE_FRACTION * real_mse:
+        return None
+    return (f"the generator looks collapsed: its samples' mean pairwise MSE {samples_mse:.2g} "
+            f"is below {COLLAPSE_FRACTION:g}x that of real images ({real_mse:.2g})")
 
 
 def gan_pictures(gan, seed: int, psi: float) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -23,9 +23,10 @@ from latentatlas import tracking
 from latentatlas.config import ExperimentConfig
 from latentatlas.data import load_split
 from latentatlas.errors import UserError
+from latentatlas.images import mean_pairwise_mse
 from latentatlas.models import build_model, share_model
 from latentatlas.runtime import check_resources, init_ray
-from latentatlas.train.gan import gan_pictures, recoder_pictures
+from latentatlas.train.gan import GRID, collapse_note, gan_pictures, recoder_pictures
 from latentatlas.train.loop import load_checkpoint, train_loop_per_worker
 from latentatlas.train.vae import vae_pictures
 
@@ -39,6 +40,7 @@ class TrainOutcome:
     metrics: dict
     checkpoint_path: str
     model_uri: str
+    notes: list[str] = field(default_factory=list)  # warnings the caller should print
 
 
 def storage_path(cfg: ExperimentConfig) -> str:
@@ -217,6 +219,14 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         tracking.log_model(model, cfg.model.model_dump(), inputs.input_shape, inputs.spec_extra)
         for key, image in final_pictures(cfg, model, inputs).items():
             tracking.log_image(image, key)
+        notes = []
+        if cfg.family == "gan":
+            real = mean_pairwise_mse(inputs.val_images[:GRID] / 255.0)
+            mlflow.log_metric("gan/real_pairwise_mse", real)
+            note = collapse_note(result.metrics["gan/sample_pairwise_mse"], real)
+            if note:
+                mlflow.set_tag("latentatlas.collapsed", note)
+                notes.append(note)
         trace = (result.return_value or {}).get("trace")
         if trace is not None:
             log_trace(trace, inputs.val_labels[trace_indices(inputs.val_labels)])
@@ -231,4 +241,5 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         mlflow.end_run("FAILED" if status == "RUNNING" else status)
         raise
     metrics = {k: v for k, v in result.metrics.items() if "/" in k}
-    return TrainOutcome(run_id, metrics, result.checkpoint.path, f"runs:/{run_id}/model")
+    return TrainOutcome(run_id, metrics, result.checkpoint.path, f"runs:/{run_id}/model",
+                        notes)

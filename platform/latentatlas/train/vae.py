@@ -9,7 +9,7 @@ import torch
 from latentatlas.images import image_grid, stacked_rows, to_unit_float
 from latentatlas.losses import gaussian_kl, make_policy, mu_penalty
 from latentatlas.models import build_model
-from latentatlas.train.common import all_sum, epoch_batches, unwrap
+from latentatlas.train.common import all_sum, epoch_batches, restore_optimizer, unwrap
 
 
 def vae_terms(model, x, policy):
@@ -117,10 +117,7 @@ class VAEObjective:
         """Optimizers after `wrap` (device placement and DDP; identity outside Ray Train)."""
         self.model = wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr)
-        if state:
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:  # a resumed run may change the lr
-                group["lr"] = self.cfg.train.lr
+        restore_optimizer(self.optimizer, state and state["optimizer"], self.cfg.train.lr)
         if self.trace_images is not None and start_epoch == 0:
             self.trace = Trace(unwrap(self.model), self.trace_images, self.cfg.train.trace_points,
                                self.device)

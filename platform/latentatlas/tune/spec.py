@@ -27,7 +27,16 @@ TAG_STOPPED = "latentatlas.stopped_early"
 # reserves the workers, so a swept worker count would break the concurrency arithmetic.
 FIXED_KEYS = ("train", "train.num_workers", "train.cpus_per_worker", "train.use_gpu",
               "train.storage_path", "name")
-METRICS = Literal["val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl"]
+METRICS = Literal["val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl",
+                  "gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real",
+                  "train/latent_mse", "inversion/latent_mse", "inversion/pixel_mse"]
+# What each family of model logs per epoch: a sweep's metric and its table come from these.
+FAMILY_METRICS = {
+    "vae": ("val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl"),
+    "gan": ("gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real"),
+    "recoder": ("train/loss", "train/latent_mse", "inversion/latent_mse",
+                "inversion/pixel_mse"),
+}
 
 
 class Domain(Strict):
@@ -135,7 +144,10 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
 
 def check_space(sweep: SweepConfig, source: str) -> None:
     """Fail before any trial starts: a bad base, a fixed key, or a value the schema refuses."""
-    validate(sweep.base, f"{source}: base")
+    family = validate(sweep.base, f"{source}: base").family
+    if sweep.metric not in FAMILY_METRICS[family]:
+        raise UserError(f"{source}: metric: a {family} does not log {sweep.metric!r}; it logs "
+                        f"{', '.join(FAMILY_METRICS[family])}")
     for key, domain in sweep.space.items():
         if key in FIXED_KEYS:
             raise UserError(f"{source}: space.{key}: cannot be swept (resources and names come "

@@ -25,6 +25,7 @@ from latentatlas.config import set_path, validate
 from latentatlas.errors import UserError
 from latentatlas.runtime import init_ray
 from latentatlas.tune.spec import (
+    FAMILY_METRICS,
     SWEEP_STATE,
     TAG_STOPPED,
     TAG_SWEEP,
@@ -250,6 +251,7 @@ def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) 
     client, parent = recorder.client, context["parent_run_id"]
     runs = {r.data.tags.get(TAG_TRIAL): r
             for r in child_runs(client, recorder.experiment_id, parent, "train")}
+    family = validate(context["base"], "base").family
     rows = []
     for result in grid:
         # Tune puts the id in every result; a restored trial's directory gets a suffix.
@@ -264,8 +266,8 @@ def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) 
                      "status": status, **{k: result.config.get(k) for k in config.space},
                      LATENT_DIM: trial_config(context["base"], result.config).model.latent_dim,
                      "epochs": (result.metrics or {}).get("epoch", 0),
-                     **{k: metrics.get(k) for k in ("val/loss", "val/mse", "val/kl")}})
-    if config.stats.enabled and measure:
+                     **{k: metrics.get(k) for k in FAMILY_METRICS[family]}})
+    if config.stats.enabled and measure and family == "vae":  # latent stats of VAEs
         for row in rows:
             if row["status"] == "finished":
                 row.update(measure(config, context, row))

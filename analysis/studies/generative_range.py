@@ -1,0 +1,182 @@
+"""The generative range of a generator (the seed's "StyleGAN regenerates its own samples with
+MSE ~0.026 but the support set with ~0.251"): regeneration errors on its own samples, on
+real images and on a support set chosen in a reference latent space (a VAE's encoding of
+the same images); per sector of that space, the share of real images the generator
+reaches and the share of its samples that land there; precision / recall / density /
+coverage between real and generated images in the reference space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from analysis import figures
+from analysis.coverage import prdc
+from analysis.generative_range import (
+    MIN_SECTOR_IMAGES,
+    ecdf,
+    missed_sectors,
+    reach_threshold,
+    sector_shares,
+)
+from analysis.passes import regeneration_errors
+from analysis.sectors import sector_ids, sector_signs
+from analysis.studies.sectors import SectorCounts, support_rows
+from latentatlas.data.base import Split
+from latentatlas.encode import Encoding
+from latentatlas.errors import UserError
+from latentatlas.images import image_grid
+from latentatlas.inversion import NO_REFINEMENT, Refinement
+from latentatlas.models import VAE, share_model
+from latentatlas.record import Record
+
+__all__ = ["GenerativeRange", "measure_range", "SETS"]
+
+SETS = ("generated", "real", "support")
+PRDC_K = 5
+
+
+@dataclass
+class GenerativeRange:
+    generator: str  # its address (MLflow URI or module:function)
+    inverter: str  # how images were inverted
+    sectors: SectorCounts  # of the reference encoding
+    errors: dict[str, np.ndarray]  # set -> per-image MSE after inversion
+    guesses: dict[str, np.ndarray]  # set -> per-image MSE of the first guess
+    threshold: float
+    shares: dict[str, np.ndarray]
+    missed: np.ndarray
+    examples: np.ndarray | None  # rows of real images of missed sectors, in [0, 1]
+    metrics: dict
+
+    def record(self, name: str = "range") -> Record:
+        s, n = self.sectors, len(self.shares["sector"])
+        judged = np.flatnonzero(self.shares["real"] >= MIN_SECTOR_IMAGES)
+        curves = {f"{k} ({len(v)})": ecdf(v) for k, v in self.errors.items()}
+        curves.update({f"{k} guess": ecdf(v) for k, v in self.guesses.items()
+                       if not np.array_equal(v, self.errors[k])})
+        missed = set(self.missed.tolist())
+        return Record(
+            "range", name,
+            params={"generator": self.generator, "inverter": self.inverter,
+                    "reference": str(s.encoding.path), "k": s.k, "threshold": s.threshold,
+                    "variables": ",".join(map(str, s.variables))},
+            metrics=self.metrics,
+            tables={"range_sectors.json": {
+                "sector": list(range(n)), "signs": [sector_signs(i, s.k) for i in range(n)],
+                **{k: v.tolist() for k, v in self.shares.items() if k != "sector"},
+                "missed": [i in missed for i in range(n)]}},
+            figures={"range_errors_ecdf.png": lambda: figures.error_ecdfs(
+                         curves, self.threshold),
+                     "range_sector_shares.png": lambda: figures.sector_shares_bars(
+                         self.shares, judged, self.missed)},
+            images={} if self.examples is None else {"range_missed_sectors": self.examples},
+            files={"range_errors.npz": lambda path: np.savez(path, threshold=self.threshold, **{
+                f"{k}_{kind}": v for kind, d in (("mse", self.errors), ("guess", self.guesses))
+                for k, v in d.items()})})
+
+
+def generated_split(generator, samples: int, seed: int) -> Split:
+    """The generator's own samples as a dataset split (uint8, like real images)."""
+    with torch.no_grad():
+        codes = generator.sample_codes(samples, torch.Generator().manual_seed(seed))
+        images = generator.decode(codes).clamp(0, 1).numpy()
+    return Split("generated", "samples", (images * 255).round().astype(np.uint8),
+                 np.full(samples, -1, dtype=np.int64))
+
+
+@torch.no_grad()
+def reference_codes(model, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Posterior means of uint8 images under the reference VAE."""
+    out = [model.encode(torch.from_numpy(images[i:i + batch]).float() / 255)[0].numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def missed_examples(split: Split, sectors: SectorCounts, missed: np.ndarray, seed: int,
+                    rows: int = 6, per_row: int = 8) -> np.ndarray | None:
+    """A row of real images from each of the most crowded missed sectors."""
+    if not len(missed):
+        return None
+    rng = np.random.default_rng(seed)
+    picked = []
+    for sector in missed[:rows]:
+        members = sectors.index[sectors.ids == sector]
+        chosen = rng.choice(members, min(per_row, len(members)), replace=False)
+        padded = np.ones((per_row, *split.shape), np.float32)
+        padded[:len(chosen)] = split.images[np.sort(chosen)] / 255.0
+        picked.append(padded)
+    return image_grid(np.concatenate(picked), ncols=per_row)
+
+
+def measure_range(generator, generator_spec: dict, address: str, real: Split,
+                  sectors: SectorCounts, reference_model, *, recoder=None,
+                  refine: Refinement = NO_REFINEMENT, samples: int = 2000,
+                  support_size: int | None = None, exclude: str | None = None,
+                  quantile: float = 0.95, seed: int = 0, actors: int | None = None,
+                  use_gpu: bool = False, here: bool | None = None) -> GenerativeRange:
+    """`generator`: what decodes codes (a GAN, a VAE's decoder, a user's module) with its
+    spec; `recoder`: (model, spec, address) or None (a VAE inverts with its encoder);
+    `sectors`: the sectors of the reference encoding of `real` (a VAE's);
+    `reference_model`: that VAE, which also encodes the generated samples."""
+    ref: Encoding = sectors.encoding
+    if (ref.meta.dataset, ref.meta.split, ref.meta.rows) != (real.dataset, real.split,
+                                                              len(real)):
+        raise UserError(f"--support-from {ref.path}: encodes {ref.meta.dataset}:"
+                        f"{ref.meta.split} ({ref.meta.rows} rows), not the {len(real)} images "
+                        f"of {real.dataset}:{real.split} given as --data")
+    if tuple(generator.input_shape) != real.shape:
+        raise UserError(f"--generator {address}: makes {tuple(generator.input_shape)} images, "
+                        f"the data are {real.shape}")
+    own = generated_split(generator, samples, seed)
+    shared = {"model": share_model(generator, generator_spec)}
+    if recoder is not None:
+        shared["recoder"] = share_model(recoder[0], recoder[1])
+    passes = {name: regeneration_errors(split, shared, refine, actors=actors, use_gpu=use_gpu,
+                                        here=here)
+              for name, split in (("generated", own), ("real", real))}
+    support, _, _ = support_rows(sectors, support_size, exclude, seed)
+    errors = {"generated": passes["generated"]["inversion_mse"],
+              "real": passes["real"]["inversion_mse"],
+              "support": passes["real"]["inversion_mse"][support]}
+    guesses = {"generated": passes["generated"]["guess_mse"],
+               "real": passes["real"]["guess_mse"],
+               "support": passes["real"]["guess_mse"][support]}
+    threshold = reach_threshold(errors["generated"], quantile)
+
+    real_ids = np.full(len(real), -1)
+    real_ids[sectors.index] = sectors.ids
+    generated_codes = reference_codes(reference_model, own.images)
+    shares = sector_shares(real_ids, errors["real"],
+                           sector_ids(generated_codes, sectors.variables, sectors.threshold),
+                           len(sectors.counts), threshold)
+    missed = missed_sectors(shares)
+
+    rng = np.random.default_rng(seed)
+    real_codes = ref.arrays(["index", "mu"])["mu"]
+    matched = real_codes[rng.choice(len(real_codes), min(samples, len(real_codes)),
+                                    replace=False)]
+    knn = prdc(matched, generated_codes, k=PRDC_K)
+    own_mean = float(errors["generated"].mean())
+    metrics = {**{f"range/mse_{k}": float(v.mean()) for k, v in errors.items()},
+               **{f"range/guess_mse_{k}": float(v.mean()) for k, v in guesses.items()},
+               "range/ratio_real": float(errors["real"].mean()) / own_mean,
+               "range/ratio_support": float(errors["support"].mean()) / own_mean,
+               "range/threshold": threshold,
+               "range/coverage": float((errors["real"] <= threshold).mean()),
+               "range/missed_sectors": len(missed),
+               "range/judged_sectors": int((shares["real"] >= MIN_SECTOR_IMAGES).sum()),
+               "range/samples": samples, "range/support_size": len(support),
+               **{f"range/latent_{k}": v for k, v in knn.items()}}
+    if recoder is not None:
+        inverter = f"recoder {recoder[2]}"
+    elif isinstance(generator, VAE) or getattr(generator, "has_encoder", False):
+        inverter = "its own encoder"
+    else:
+        inverter = "the mean code"
+    if refine.steps:
+        inverter += f" + {refine.steps} gradient steps ({refine.loss}, lr {refine.lr})"
+    return GenerativeRange(address, inverter, sectors, errors, guesses, threshold, shares,
+                           missed, missed_examples(real, sectors, missed, seed), metrics)

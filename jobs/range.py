@@ -1,0 +1,85 @@
+"""`latentatlas range --generator MODEL --data DATASET:SPLIT --support-from ENCODING`: where a
+generator cannot reach. Inverts and regenerates its own samples, the real images and a
+support set chosen in a reference latent space (a VAE's encoding of the same images), and
+shows, per sector of that space, the share of real images it reaches against the share of
+its samples that land there; precision / recall / density / coverage in that space.
+A GAN inverts with `--recoder` and/or `--refine STEPS`; a VAE with its own encoder; a
+user's generator is `--generator module.path:function` (see the README)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from latentatlas.command import common_parser, guarded
+from latentatlas.report import print_metrics
+
+
+def parse(argv):
+    from analysis.studies.sectors import DEFAULT_K, DEFAULT_THRESHOLD
+
+    p = argparse.ArgumentParser(prog="latentatlas range", parents=[common_parser()],
+                                description=__doc__)
+    p.add_argument("--generator", required=True,
+                   help="runs:/<id>/model (a GAN or VAE) or module.path:function")
+    p.add_argument("--recoder", default=None, help="a recoder of the generator (MLflow URI)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="gradient-inversion steps after the first guess")
+    p.add_argument("--refine-lr", type=float, default=0.05)
+    p.add_argument("--refine-loss", default="mse")
+    p.add_argument("--data", required=True, help="dataset:split of the real images")
+    p.add_argument("--data-path", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--support-from", required=True, metavar="ENCODING",
+                   help="a VAE's encoding of the same images: the reference latent space")
+    p.add_argument("--exclude", default=None, help="attr=value rows the support set skips")
+    p.add_argument("--size", type=int, default=None, help="support set size")
+    p.add_argument("--samples", type=int, default=2000, help="the generator's own samples")
+    p.add_argument("--k", type=int, default=DEFAULT_K)
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument("--quantile", type=float, default=0.95,
+                   help="reach threshold: this quantile of the error on own samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--actors", type=int, default=None)
+    p.add_argument("--use-gpu", action="store_true")
+    return p.parse_args(argv)
+
+
+def run(args) -> int:
+    from jobs import steps
+    from latentatlas.data import parse_data_address
+    from latentatlas.inversion import Refinement
+    from latentatlas.report import Progress
+    from latentatlas.runtime import ray_on_demand
+    from latentatlas.tracking import Recorder
+
+    refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
+    recorder = Recorder(args.tracking_uri, args.experiment)
+    ray_on_demand(args.ray_address)
+    progress = Progress("range")
+    progress(f"inverting {args.samples} own samples and {args.data} with {args.generator}")
+    run_id, r = steps.generative_range(
+        recorder, args.generator, parse_data_address(args.data), args.support_from,
+        recoder=args.recoder, refine=refine, data_path=args.data_path, limit=args.limit,
+        samples=args.samples, k=args.k, threshold=args.threshold, size=args.size,
+        exclude=args.exclude, quantile=args.quantile, seed=args.seed, actors=args.actors,
+        use_gpu=args.use_gpu)
+    m = r.metrics
+    print(f"regeneration MSE: own samples {m['range/mse_generated']:.4f}, real "
+          f"{m['range/mse_real']:.4f} (x{m['range/ratio_real']:.2f}), support set "
+          f"{m['range/mse_support']:.4f} (x{m['range/ratio_support']:.2f})")
+    print(f"reached (error <= {r.threshold:.4g}, the {args.quantile:g} quantile on own "
+          f"samples): {m['range/coverage']:.1%} of real images; missed sectors "
+          f"{len(r.missed)} of {m['range/judged_sectors']} judged: {r.missed.tolist()[:20]}")
+    print_metrics(m, "range")
+    print(f"MLflow run id: {run_id}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    return guarded(lambda: run(args), args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

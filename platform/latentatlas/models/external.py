@@ -1,0 +1,81 @@
+"""Bring your own generator: `module.path:function` names a function on the Python path (on a
+cluster: shipped with the job's working_dir) that returns a torch module with
+`generate(w) -> images in [0, 1]` (N, C, H, W), and optionally `sample_w(n, generator)` (codes
+to sample; default N(0, I) of `latent_dim`) and `encode(x)` (its own inverter). Its weights
+are the user's business: LatentAtlas imports the user's code but never unpickles anything."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import torch
+from torch import nn
+
+from latentatlas.errors import UserError
+
+ADDRESS = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_external(address: str) -> bool:
+    return bool(ADDRESS.match(address))
+
+
+class ExternalGenerator(nn.Module):
+    """A user's generator behind the interface the analyses use of a decoder."""
+
+    def __init__(self, address: str, module: nn.Module):
+        super().__init__()
+        self.address, self.user = address, module
+        if not callable(getattr(module, "generate", None)):
+            raise UserError(f"--generator {address}: the object it returns has no "
+                            "generate(w) method")
+        latent = getattr(module, "latent_dim", None)
+        if latent is None and callable(getattr(module, "sample_w", None)):
+            latent = module.sample_w(1, torch.Generator().manual_seed(0)).shape[1]
+        if not isinstance(latent, int) or latent < 1:
+            raise UserError(f"--generator {address}: give it an integer latent_dim attribute "
+                            "or a sample_w(n, generator) method")
+        self.latent_dim = self.noise_dim = latent
+        with torch.no_grad():
+            probe = self.decode(self.sample_codes(2, torch.Generator().manual_seed(0)))
+        if probe.ndim != 4 or probe.shape[0] != 2:
+            raise UserError(f"--generator {address}: generate(w) returned shape "
+                            f"{tuple(probe.shape)}; expected (N, C, H, W) images in [0, 1]")
+        self.input_shape = tuple(probe.shape[1:])
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        return self.user.generate(code)
+
+    def codes(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None,
+                     device="cpu") -> torch.Tensor:
+        if callable(getattr(self.user, "sample_w", None)):
+            return self.user.sample_w(n, generator).to(device)
+        return torch.randn(n, self.latent_dim, generator=generator).to(device)
+
+    @property
+    def has_encoder(self) -> bool:
+        return callable(getattr(self.user, "encode", None))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.user.encode(x)
+
+
+def load_external(address: str, device: str | torch.device = "cpu") -> ExternalGenerator:
+    module_name, _, function = address.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UserError(f"--generator {address}: cannot import {module_name} ({e}); is it on "
+                        "the Python path (or in the job's working_dir)?") from None
+    make = getattr(module, function, None)
+    if not callable(make):
+        raise UserError(f"--generator {address}: {module_name} has no function {function}")
+    built = make()
+    if not isinstance(built, nn.Module):
+        raise UserError(f"--generator {address}: {function}() returned a "
+                        f"{type(built).__name__}, not a torch module")
+    return ExternalGenerator(address, built.to(device).eval())

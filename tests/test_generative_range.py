@@ -1,0 +1,135 @@
+"""The generative range: the pure pieces against hand-made cases, then `range` end to end
+(real Ray, real MLflow) with a generator written by the test that by construction cannot
+draw the lower half of the image, so the sectors of those images must come out missed;
+and a VAE as generator, whose real-image error is its own reconstruction error."""
+
+import textwrap
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import make_idx_dataset, run_cli_module
+
+from analysis.generative_range import missed_sectors, reach_threshold, sector_shares
+from analysis.pairs import split_mask
+from analysis.sectors import sector_ids
+from latentatlas import tracking
+from latentatlas.config import validate
+from latentatlas.data import load_split
+from latentatlas.encode import open_encoding
+from latentatlas.train.runner import train
+
+
+def test_sector_shares_and_missed_sectors_by_hand():
+    real = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, -1])
+    errors = np.array([0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    generated = np.array([0, 0, 0, 0, 2, 2, -1, 0])
+    shares = sector_shares(real, errors, generated, 4, threshold=0.2)
+    assert shares["real"].tolist() == [6, 5, 1, 0]
+    np.testing.assert_allclose(shares["data_share"], [6 / 13, 5 / 13, 1 / 13, 0])
+    np.testing.assert_allclose(shares["reached_share"], [2 / 6, 1, 1, 0])
+    np.testing.assert_allclose(shares["generator_share"], [5 / 8, 0, 2 / 8, 0])
+    # sector 1 has 5 real images and no sample; sector 2 too few images to judge
+    assert missed_sectors(shares).tolist() == [1]
+    assert reach_threshold(np.arange(101.0), 0.95) == pytest.approx(95.0)
+
+
+HALF_BLOBS = '''
+    """A generator of the test's blobs (class c: a blob at row 2c + 6) that by construction
+    never draws classes 5-9, the lower half of the image."""
+    import torch
+
+
+    class HalfBlobs(torch.nn.Module):
+        latent_dim = 1
+
+        def sample_w(self, n, generator):  # blob rows 5 to 15: the upper half only
+            return torch.rand(n, 1, generator=generator) * 5 - 0.5
+
+        def generate(self, w):
+            rows = torch.arange(28.0)
+            centre = 2 * w[:, :1, None] + 6
+            image = torch.exp(-((rows[None, :, None] - centre) ** 2
+                                + (rows[None, None, :] - 14) ** 2) / 20)
+            return image[:, None]
+
+        def encode(self, x):
+            return ((x[:, 0].mean(dim=2).argmax(dim=1).float() - 6) / 2)[:, None]
+
+
+    def make():
+        return HalfBlobs()
+'''
+
+
+def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_store, tmp_path,
+                                                         monkeypatch):
+    data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=400)
+    (tmp_path / "half_blobs.py").write_text(textwrap.dedent(HALF_BLOBS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    vae = train(validate({"name": "reference", "seed": 0,
+                          "data": {"name": "mnist", "path": str(data)},
+                          "model": {"name": "dense_vae", "hidden": [64], "latent_dim": 2},
+                          "kl": {"policy": "balanced"},
+                          "train": {"epochs": 6, "batch_size": 64, "lr": 0.003}}, "test"))
+    uri = tracking.resolve_tracking_uri()
+    enc = tmp_path / "ref.enc"
+    done = run_cli_module(["jobs.encode", "--model", vae.model_uri, "--data", "mnist:test",
+                           "--data-path", str(data), "--out", str(enc), "--tracking-uri", uri],
+                          tmp_path)
+    assert done.returncode == 0, done.stderr
+    common = ["--data", "mnist:test", "--data-path", str(data), "--support-from", str(enc),
+              "--k", "2", "--threshold", "0.3", "--samples", "500", "--tracking-uri", uri,
+              "--experiment", "test"]
+    done = run_cli_module(["jobs.range", "--generator", "half_blobs:make", "--refine", "20",
+                           *common], tmp_path, extra_path=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    run = mlflow.get_run(done.stdout.split("MLflow run id: ")[1].split()[0])
+    m = run.data.metrics
+    table = tracking.Recorder(uri, "test").table(run.info.run_id, "range_sectors.json")
+    labels = load_split("mnist", "test", str(data)).labels
+    rows = open_encoding(enc).arrays(["index", "mu"])
+    variables = [int(v) for v in run.data.params["variables"].split(",")]
+    ids = sector_ids(rows["mu"], variables, 0.3)
+    lower = {s for s in set(ids.tolist()) - {-1}
+             if (ids == s).sum() >= 5 and (labels[ids == s] >= 5).mean() >= 0.8}
+    upper = {s for s in set(ids.tolist()) - {-1}
+             if (ids == s).sum() >= 5 and (labels[ids == s] < 5).mean() >= 0.8}
+    missed = {s for s, flag in zip(table["sector"], table["missed"], strict=True) if flag}
+    assert lower and upper, (lower, upper)  # the reference space separates the halves
+    assert lower <= missed and not (upper & missed)
+    assert m["range/missed_sectors"] == len(missed)
+    # half the real images lie where no sample comes near them
+    assert m["range/latent_recall"] < 0.6 and m["range/latent_coverage"] < 0.6
+    # its own samples invert almost exactly (uint8 rounding); real ones keep their noise
+    assert m["range/mse_generated"] < 0.1 * m["range/mse_real"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"range_errors_ecdf.png", "range_sector_shares.png", "range_missed_sectors.png",
+            "range_errors.npz", "range_sectors.json"} <= artifacts
+
+    # The user's generator joins encode (its own encode(x) inverts) and relocate.
+    from jobs import steps
+    from latentatlas.encode.pipeline import encode
+
+    byo = encode("half_blobs:make", "mnist", "test", tmp_path / "byo.enc",
+                 data_path=str(data))
+    assert byo.meta.family == "gan" and byo.latent_dim == 1
+    _, moved = steps.relocate(tracking.Recorder(uri, "test"), str(enc), str(byo.path),
+                              estimators=["ols"])
+    # the target's own error is the user's generator regenerating the held-out rows
+    byo_rows = byo.arrays(["index", "inversion_mse"])
+    held = split_mask(byo_rows["index"], "eval")
+    assert moved.metrics["relocation/M_target_own"] == pytest.approx(
+        byo_rows["inversion_mse"][held].mean(), rel=1e-4)
+
+    # A VAE as generator, inverted by its own encoder: its real-image error is its
+    # reconstruction error of the posterior means, computed here by hand.
+    done = run_cli_module(["jobs.range", "--generator", vae.model_uri, *common], tmp_path)
+    assert done.returncode == 0, done.stderr
+    m = mlflow.get_run(done.stdout.split("MLflow run id: ")[1].split()[0]).data.metrics
+    model, _ = tracking.load_vae(vae.model_uri)
+    x = torch.from_numpy(load_split("mnist", "test", str(data)).images / 255.0).float()
+    with torch.no_grad():
+        by_hand = (model.decode(model.encode(x)[0]) - x).pow(2).mean().item()
+    assert m["range/mse_real"] == pytest.approx(by_hand, rel=1e-4)
