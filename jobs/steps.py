@@ -173,7 +173,7 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
     from latentatlas.data import load_split
     from latentatlas.errors import UserError
     from latentatlas.inversion import NO_REFINEMENT
-    from latentatlas.models import VAE, Recoder
+    from latentatlas.models import VAE, Recoder, inverts
 
     model, spec = load_model(generator, role="--generator")
     if isinstance(model, Recoder):
@@ -182,8 +182,9 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
     inverter = None
     if recoder:
         rec, rspec = load_model(recoder, role="--recoder")
-        if not isinstance(rec, Recoder) or rec.latent_dim != model.latent_dim:
-            raise UserError(f"--recoder {recoder}: not a recoder of {model.latent_dim}-d codes")
+        if not inverts(rec, model):
+            raise UserError(f"--recoder {recoder}: not a recoder of the generator's "
+                            f"{model.latent_dim}-d codes")
         inverter = (rec, rspec, recoder)
     elif not (isinstance(model, VAE) or getattr(model, "has_encoder", False)
               or (refine and refine.steps)):

@@ -60,6 +60,17 @@ HALF_BLOBS = '''
 
     def make():
         return HalfBlobs()
+
+
+    class RowFinder(torch.nn.Module):
+        """The same inverter as a separate recoder module."""
+
+        def forward(self, x):
+            return HalfBlobs().encode(x)
+
+
+    def make_recoder():
+        return RowFinder()
 '''
 
 
@@ -115,6 +126,11 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     byo = encode("half_blobs:make", "mnist", "test", tmp_path / "byo.enc",
                  data_path=str(data))
     assert byo.meta.family == "gan" and byo.latent_dim == 1
+    # ... and a user's recoder module given as --recoder inverts the same way
+    recoded = encode("half_blobs:make", "mnist", "test", tmp_path / "byo-rec.enc",
+                     data_path=str(data), recoder_uri="half_blobs:make_recoder")
+    np.testing.assert_array_equal(recoded.arrays(["mu"])["mu"], byo.arrays(["mu"])["mu"])
+    assert recoded.meta.encoder_uri == "half_blobs:make_recoder"
     _, moved = steps.relocate(tracking.Recorder(uri, "test"), str(enc), str(byo.path),
                               estimators=["ols"])
     # the target's own error is the user's generator regenerating the held-out rows

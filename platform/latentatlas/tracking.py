@@ -119,10 +119,11 @@ def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str |
     `role` names the option or key the address came from in error lines."""
     from latentatlas.models import is_external, load_external, rebuild_model
 
-    if is_external(uri):  # module:function, the user's own generator
-        model = load_external(uri, device)
-        return model, {"external": uri, "model": {"name": f"external {uri}"},
-                       "input_shape": list(model.input_shape)}
+    if is_external(uri):  # module:function, the user's own generator (or recoder)
+        role_of = "recoder" if role == "--recoder" else "generator"
+        model = load_external(uri, device, role_of)
+        return model, {"external": uri, "role": role_of, "model": {"name": f"external {uri}"},
+                       "input_shape": list(getattr(model, "input_shape", []))}
     try:
         local = Path(mlflow.artifacts.download_artifacts(
             uri, tracking_uri=tracking_uri and resolve_tracking_uri(tracking_uri)))

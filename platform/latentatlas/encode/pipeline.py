@@ -25,7 +25,16 @@ from latentatlas.encode.store import Encoding, EncodingMeta, publish, temp_sibli
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
 from latentatlas.inversion import NO_REFINEMENT, Refinement, invert_by_gradient, starting_codes
-from latentatlas.models import GAN, VAE, ExternalGenerator, Recoder, rebuild_model, share_model
+from latentatlas.models import (
+    GAN,
+    VAE,
+    ExternalGenerator,
+    ExternalRecoder,
+    Recoder,
+    inverts,
+    rebuild_model,
+    share_model,
+)
 
 
 def device_for(use_gpu: bool) -> torch.device:
@@ -141,13 +150,15 @@ def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
     if recoder_uri:
         recoder, rspec = tracking.load_model(recoder_uri, tracking_uri=tracking_uri,
                                              role="--recoder")
-        if not isinstance(recoder, Recoder):
+        if not isinstance(recoder, Recoder | ExternalRecoder):
             raise UserError(f"--recoder {recoder_uri}: a {rspec['model']['name']}, not a "
                             "recoder")
-        if (recoder.latent_dim, recoder.input_shape) != (model.latent_dim, model.input_shape):
-            raise UserError(f"--recoder {recoder_uri}: maps {recoder.input_shape} images to "
-                            f"{recoder.latent_dim} codes, but the generator makes "
-                            f"{model.input_shape} images from {model.latent_dim} codes")
+        if not inverts(recoder, model):
+            shown = (f"{recoder.input_shape} images to {recoder.latent_dim} codes"
+                     if isinstance(recoder, Recoder) else "the generator's images to codes "
+                     "of another size")
+            raise UserError(f"--recoder {recoder_uri}: maps {shown}, but the generator makes "
+                            f"{tuple(model.input_shape)} images from {model.latent_dim} codes")
         shared["recoder"] = share_model(recoder, rspec)
     return InvertBatch, shared, {"family": "gan", "encoder_uri": recoder_uri,
                                  "refine_steps": refine.steps}

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from latentatlas.models.external import ExternalGenerator, is_external, load_external
+from latentatlas.models.external import (
+    ExternalGenerator,
+    ExternalRecoder,
+    is_external,
+    load_external,
+)
 from latentatlas.models.gan import DCGAN, GAN, Recoder, StyleGAN
 from latentatlas.models.vae import VAE, ConvVAE, DenseVAE
 
@@ -35,11 +40,25 @@ def rebuild_model(spec: dict, state: dict, device: str | torch.device = "cpu"):
     from latentatlas.config import ModelConfig
 
     if spec.get("external"):
-        return load_external(spec["external"], device)
+        return load_external(spec["external"], device, spec.get("role", "generator"))
     cfg = TypeAdapter(ModelConfig).validate_python(spec["model"])
     model = build_model(cfg, tuple(spec["input_shape"]))
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def inverts(recoder, generator) -> bool:
+    """Whether `recoder` maps the generator's images to codes of the generator's size (a
+    user's recoder is probed on two generated images)."""
+    if isinstance(recoder, Recoder):
+        return (recoder.latent_dim, recoder.input_shape) == (generator.latent_dim,
+                                                             tuple(generator.input_shape))
+    if isinstance(recoder, ExternalRecoder):
+        with torch.no_grad():
+            codes = recoder(generator.decode(generator.sample_codes(
+                2, torch.Generator().manual_seed(0))))
+        return tuple(codes.shape) == (2, generator.latent_dim)
+    return False
 
 
 def share_model(model: torch.nn.Module, spec: dict) -> dict:
@@ -50,5 +69,6 @@ def share_model(model: torch.nn.Module, spec: dict) -> dict:
     return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "ExternalGenerator", "Recoder", "StyleGAN",
-           "build_model", "is_external", "load_external", "rebuild_model", "share_model"]
+__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "ExternalGenerator", "ExternalRecoder", "Recoder",
+           "StyleGAN",
+           "build_model", "inverts", "is_external", "load_external", "rebuild_model", "share_model"]

@@ -1,8 +1,10 @@
 """Bring your own generator: `module.path:function` names a function on the Python path (on a
 cluster: shipped with the job's working_dir) that returns a torch module with
 `generate(w) -> images in [0, 1]` (N, C, H, W), and optionally `sample_w(n, generator)` (codes
-to sample; default N(0, I) of `latent_dim`) and `encode(x)` (its own inverter). Its weights
-are the user's business: LatentAtlas imports the user's code but never unpickles anything."""
+to sample; default N(0, I) of `latent_dim`) and `encode(x)` (its own inverter). A recoder
+given the same way is a module mapping images to codes (`encode(x)`, else `forward(x)`).
+Weights are the user's business: LatentAtlas imports the user's code but never unpickles
+anything."""
 
 from __future__ import annotations
 
@@ -64,18 +66,36 @@ class ExternalGenerator(nn.Module):
         return self.user.encode(x)
 
 
-def load_external(address: str, device: str | torch.device = "cpu") -> ExternalGenerator:
+class ExternalRecoder(nn.Module):
+    """A user's image -> code module (its code size is checked against the generator's by
+    the caller, on generated images)."""
+
+    def __init__(self, address: str, module: nn.Module):
+        super().__init__()
+        self.address, self.user = address, module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        encode = getattr(self.user, "encode", None)
+        return encode(x) if callable(encode) else self.user(x)
+
+
+def load_external(address: str, device: str | torch.device = "cpu",
+                  role: str = "generator") -> ExternalGenerator | ExternalRecoder:
+    """The user's module behind `address`, as a generator or (`role` "recoder") a recoder."""
+    option = "--recoder" if role == "recoder" else "--generator"
     module_name, _, function = address.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UserError(f"--generator {address}: cannot import {module_name} ({e}); is it on "
+        raise UserError(f"{option} {address}: cannot import {module_name} ({e}); is it on "
                         "the Python path (or in the job's working_dir)?") from None
     make = getattr(module, function, None)
     if not callable(make):
-        raise UserError(f"--generator {address}: {module_name} has no function {function}")
+        raise UserError(f"{option} {address}: {module_name} has no function {function}")
     built = make()
     if not isinstance(built, nn.Module):
-        raise UserError(f"--generator {address}: {function}() returned a "
+        raise UserError(f"{option} {address}: {function}() returned a "
                         f"{type(built).__name__}, not a torch module")
-    return ExternalGenerator(address, built.to(device).eval())
+    built = built.to(device).eval()
+    return ExternalRecoder(address, built) if role == "recoder" else ExternalGenerator(
+        address, built)
