@@ -8,9 +8,11 @@ import sys
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 
-HEADLINE = ["val/mse", "val/kl", "latent/active_units", "latent/inactive",
+HEADLINE = ["val/mse", "val/kl", "gan/d_real", "gan/d_fake", "inversion/latent_mse",
+            "inversion/pixel_mse", "latent/active_units", "latent/inactive",
             "variance_loss/delta_var_recon", "variance_loss/mse_recon", "sectors/nonempty",
-            "support/pairwise_mse", "relocation/M", "relocation/M_target_own"]
+            "support/pairwise_mse", "relocation/M", "relocation/M_target_own",
+            "range/ratio_support", "range/missed_sectors"]
 
 
 def run_rows(runs) -> list[dict]:
@@ -19,7 +21,10 @@ def run_rows(runs) -> list[dict]:
         p, m = r.data.params, r.data.metrics
         row = {"run_id": r.info.run_id, "name": r.info.run_name,
                "kind": r.data.tags.get("latentatlas.kind", ""), "status": r.info.status,
-               "model": p.get("model.name", ""), "policy": p.get("kl.policy", ""),
+               "model": p.get("model.name", ""),
+               # the KL policy means something for VAEs only (a GAN's config has a default)
+               "policy": p.get("kl.policy", "") if r.data.tags.get(
+                   "latentatlas.family", "vae") == "vae" else "",
                "latent": p.get("model.latent_dim", "")}
         row.update({k: m[k] for k in HEADLINE if k in m})
         rows.append(row)

@@ -37,3 +37,15 @@ def test_runs_prints_headline_metrics(mlflow_store, capsys):
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if run.info.run_id in line)
     assert "some-vae" in row and "dense_vae" in row and "beta" in row and "0.0123" in row
+
+
+def test_runs_shows_a_gans_numbers_and_no_kl_policy(mlflow_store, capsys):
+    with mlflow.start_run(run_name="some-gan") as run:
+        mlflow.log_params({"model.name": "dcgan", "kl.policy": "balanced",
+                           "model.latent_dim": 64})
+        mlflow.log_metrics({"gan/d_real": 0.61, "gan/d_fake": 0.39})
+        mlflow.set_tags({"latentatlas.kind": "train", "latentatlas.family": "gan"})
+    assert runs_job.main(["--tracking-uri", mlflow_store, "--experiment", "test"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if run.info.run_id in line)
+    assert "dcgan" in row and "0.61" in row and "0.39" in row and "balanced" not in row
