@@ -93,9 +93,11 @@ class InvertBatch(EncodeBatch):
         x = self.images(index)
         with torch.no_grad():
             start = self.guess(x)
-        _, guessed = invert_by_gradient(self.model.decode, x, start, 0)
-        codes, error = invert_by_gradient(self.model.decode, x, start, self.refine.steps,
-                                          self.refine.lr, self.refine.loss)
+        codes, guessed = invert_by_gradient(self.model.decode, x, start, 0)
+        error = guessed
+        if self.refine.steps:
+            codes, error = invert_by_gradient(self.model.decode, x, start, self.refine.steps,
+                                              self.refine.lr, self.refine.loss)
         return {**self.item_columns(index), "mu": codes.cpu().numpy(),
                 "guess_mse": guessed.cpu().numpy(), "inversion_mse": error.cpu().numpy()}
 

@@ -61,7 +61,7 @@ def train_loop_per_worker(config: dict) -> dict:
             # Every rank sees the same reduced sums, so all stop here together; the last
             # good checkpoint is the previous epoch's.
             ray.train.report(metrics)
-            first = next(k for k in metrics if "/" in k)
+            first = next(k for k, v in metrics.items() if not math.isfinite(v))
             return {"history": history, "stopped": f"non-finite loss in epoch {epoch + 1} "
                                f"({first}={metrics[first]})"}
         history.append(metrics)
