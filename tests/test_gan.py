@@ -314,6 +314,11 @@ def test_bad_generator_inputs_are_one_clear_line(ray_session, mlflow_store, tmp_
         encode(gan, "mnist", "test", out, data_path=str(data), recoder_uri=vae)
     with pytest.raises(UserError, match="has its own encoder"):
         encode(vae, "mnist", "test", out, data_path=str(data), recoder_uri=narrow)
+    with pytest.raises(UserError, match=r"model: dcgan: image side 28 is not divisible by 2\^3"):
+        train(gan_config(data, "too-deep").model_copy(update={"model": validate(
+            {"model": {"name": "dcgan", "channels": [8, 8, 8]}}, "test").model}))
+    assert not mlflow.search_runs(filter_string="attributes.run_name = 'too-deep'",
+                                  output_format="list")
     missing = log_untrained("style", {"name": "style_gan", "latent_dim": 8, "noise_dim": 8,
                                       "mapping_layers": 3, "channels": [8, 8, 8]},
                             state_from={"name": "style_gan", "latent_dim": 8, "noise_dim": 8,

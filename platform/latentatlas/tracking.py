@@ -194,6 +194,11 @@ class Recorder:
         self.experiment, self.experiment_id = current.name, current.experiment_id
         self.end_stale_runs()
 
+    def owner_gone(self, run) -> bool:
+        """Whether the run's owning process is known to be gone (it is on this machine)."""
+        host, _, pid = run.data.tags.get(OWNER_TAG, "").rpartition(":")
+        return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
     def end_stale_runs(self) -> list[str]:
         """RUNNING runs owned by a process of this machine that no longer exists (SIGKILL,
         a crash, a lost power) end FAILED and are tagged `latentatlas.stale`; their ids."""
@@ -203,8 +208,7 @@ class Recorder:
             f"tags.`{OWNER_TAG}` LIKE '{host}:%'", max_results=1000)
         ended = []
         for run in runs:
-            pid = run.data.tags[OWNER_TAG].rpartition(":")[2]
-            if pid.isdigit() and not process_alive(int(pid)):
+            if self.owner_gone(run):
                 self.client.set_tag(run.info.run_id, STALE_TAG, "its process is gone")
                 self.client.set_terminated(run.info.run_id, "FAILED")
                 ended.append(run.info.run_id)

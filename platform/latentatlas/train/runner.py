@@ -143,6 +143,10 @@ def training_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
                             "dataset": spec.get("dataset"), "seed": cfg.seed},
                            generator=gan)
     train_split, val_split = load_data(cfg)
+    try:  # here, not in a worker: a model that cannot take these images is one clear line
+        build_model(cfg.model, train_split.shape)
+    except ValueError as e:
+        raise UserError(f"model: {e}") from None
     data = {"train": train_split.images, "val": val_split.images}
     if cfg.family == "vae" and cfg.train.trace_points:
         data["trace_images"] = val_split.images[trace_indices(val_split.labels)]

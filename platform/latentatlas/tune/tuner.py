@@ -245,6 +245,21 @@ def scheduler(config: SweepConfig, epochs: int):
                          reduction_factor=config.asha.reduction_factor)
 
 
+def wait_while_running(recorder, run_id: str, timeout_s: float = 15.0) -> None:
+    """A trial Tune stopped may still be unwinding in its driver, which then ends its run
+    FAILED: marking it KILLED before that would be overwritten (seen as a flaky test). A
+    driver killed outright never ends its run: no wait once its process is gone, else the
+    timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = recorder.client.get_run(run_id)
+        if run.info.status != "RUNNING" or recorder.owner_gone(run):
+            return
+        time.sleep(0.2)
+
+
 def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) -> list[dict]:
     """A row per trial (its values, status and final metrics, plus latent statistics of the
     finished ones), logged to the parent run as a table, metrics and the sweep's figure."""
@@ -259,6 +274,7 @@ def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) 
         run = runs.get(trial_id)
         status = trial_status(run.info.status if run else None, result.error is not None)
         if run and status == "stopped_early":
+            wait_while_running(recorder, run.info.run_id)
             client.set_tag(run.info.run_id, TAG_STOPPED, config.scheduler)
             client.set_terminated(run.info.run_id, "KILLED")
         metrics = run.data.metrics if run else {}
