@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib
 
 __all__ = ["latent_bars", "sorted_bars", "variance_vs_mse", "heatmap", "support_sweep", "scatter3d",
-           "error_ecdfs", "sector_shares_bars"]
+           "error_ecdfs", "sector_shares_bars", "sample_grids"]
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -125,5 +125,16 @@ def sector_shares_bars(shares: dict[str, np.ndarray], judged: np.ndarray, missed
     ax.set(xlabel="sector (reference latent space)", ylabel="share",
            title="where the data is vs where the generator puts its samples")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grids(grids: dict[str, np.ndarray]):
+    """Sample grids of several samplers side by side (the same seeds for each)."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.6), squeeze=False)
+    for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
+        ax.imshow(grid)
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
     fig.tight_layout()
     return fig

@@ -7,7 +7,8 @@ import sys
 
 VERBS = {
     "run": "the main job: the whole pipeline on the embedded default",
-    "train": "train a model with Ray Train (CONFIG: a VAE, GAN or recoder)",
+    "train": "train a model with Ray Train (CONFIG: a VAE, GAN, recoder, classifier, "
+             "second stage)",
     "sweep": "a Ray Tune sweep over a base config (CONFIG), or --resume DIR",
     "invert-train": "train a recoder (image -> code) for a generator (--generator URI)",
     "encode": "a dataset's latent codes into Parquet (Ray Data; VAEs, or generators "
@@ -17,6 +18,7 @@ VERBS = {
     "support-set": "one member per sector: the support set of an ENCODING",
     "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
     "range": "where a generator cannot reach: regeneration errors, missed sectors, P/R/D/C",
+    "fid": "FID / KID / variance loss of a model's samples: prior, GMM, second stage",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
     "runs": "a table of MLflow runs and their headline metrics",
     "up": "start a local Ray that the commands in this folder share (until `down`)",

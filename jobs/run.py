@@ -21,6 +21,11 @@ GAN_IMAGES, GAN_EPOCHS = 20000, 2
 RECODER_EPOCHS, RECODER_STEPS = 2, 150
 REFINE_STEPS = 10
 RANGE_SAMPLES = 2000  # the generators' own samples in the generative range
+# FID / KID: the classifier extractor, a second stage of dense-s0 at a reduced width (the
+# authors use 2048-4096; jobs/configs/fmnist_second_stage.yaml has 1024), the GMM sampler.
+CLASSIFIER_EPOCHS = 2
+STAGE2_WIDTH, STAGE2_EPOCHS = 256, 5
+FID_SAMPLES, GMM_COMPONENTS = 10000, 100
 
 
 @dataclass
@@ -41,6 +46,13 @@ class MainJob:
     # Ray Data pipelines run one at a time: on a small cluster, concurrent actor pools can
     # hold every CPU while each waits for a CPU for its read/write tasks.
     data_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def train(self, cfg):
+        """A training in a child run of the job's parent run."""
+        from latentatlas.train.runner import train
+
+        return train(cfg, tracking_uri=self.args.tracking_uri, experiment=self.args.experiment,
+                     parent_run_id=self.parent_run_id)
 
     @property
     def encoding_root(self) -> Path:
@@ -96,14 +108,12 @@ def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str
     from jobs import steps
     from latentatlas.config import load_config
     from latentatlas.encode.pipeline import encode
-    from latentatlas.train.runner import train
 
     a = job.args
     cfg = load_config(CONFIGS / config, overrides)
     job.step(f"training {label}: {cfg.model.name}, latent {cfg.model.latent_dim}, "
              f"{cfg.kl.policy}, {cfg.train.epochs} epochs")
-    model = train(cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
-                  parent_run_id=job.parent_run_id)
+    model = job.train(cfg)
     job.step(f"trained {label}: val/mse={model.metrics['val/mse']:.4f} run {model.run_id}")
     with job.data_lock:
         enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
@@ -141,15 +151,39 @@ def pipeline(job: MainJob) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     plan = training_plan(job)
-    with ThreadPoolExecutor(len(plan)) as pool:
+    with ThreadPoolExecutor(len(plan) + 1) as pool:
         futures = {p[0]: pool.submit(train_and_measure, job, *p) for p in plan}
+        classifier = pool.submit(train_classifier, job)
         for label in ("dense-s0", "dense-s1"):
             record_model(job, *futures[label].result())
         with job.data_lock:
             relocation(job, "type 1", "dense-s0", "dense-s1")
             support_sets(job)
         record_model(job, *futures["conv-s0"].result())
+        job.models["classifier"] = out = classifier.result()
+        job.summary.append({"step": "train classifier", "run_id": out.run_id,
+                            "val_accuracy": out.metrics["val/accuracy"],
+                            "registered": out.registered})
     relocation(job, "type 2", "dense-s0", "conv-s0")
+
+
+def train_classifier(job: MainJob):
+    """The feature network of the job's FIDs (`classifier-<dataset>`), trained beside the
+    VAEs; each job registers a new version and pins it."""
+    from latentatlas.config import load_config
+
+    a = job.args
+    cfg = load_config(CONFIGS / "fmnist_classifier.yaml", [
+        f"data.name={job.dataset}", "train.cpus_per_worker=0.5", "name=main-classifier",
+        f"train.epochs={a.epochs or CLASSIFIER_EPOCHS}",
+        *([f"data.path={a.data_path}"] if a.data_path else []),
+        *([f"data.limit={a.limit}"] if a.limit else [])])
+    job.step(f"training the FID classifier: {cfg.train.epochs} epochs (reduced; full: "
+             "jobs/configs/fmnist_classifier.yaml)")
+    out = job.train(cfg)
+    job.step(f"trained classifier: val accuracy {out.metrics['val/accuracy']:.4f}, "
+             f"registered {out.registered}")
+    return out
 
 
 def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
@@ -223,7 +257,6 @@ def generator_and_type3(job: MainJob) -> None:
     from latentatlas.config import load_config
     from latentatlas.encode.pipeline import encode
     from latentatlas.inversion import Refinement
-    from latentatlas.train.runner import train
 
     a = job.args
     data = [f"data.name={job.dataset}", f"data.limit={min(a.limit or GAN_IMAGES, GAN_IMAGES)}",
@@ -234,8 +267,7 @@ def generator_and_type3(job: MainJob) -> None:
     job.step(f"training dcgan: noise {cfg.model.latent_dim}, {cfg.train.epochs} epochs on "
              f"{cfg.data.limit} training images (reduced to fit the job; full size: "
              "jobs/configs/fmnist_dcgan.yaml)")
-    gan = train(cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
-                parent_run_id=job.parent_run_id)
+    gan = job.train(cfg)
     g = gan.metrics
     job.step(f"trained dcgan: D(real)={g['gan/d_real']:.3f} D(fake)={g['gan/d_fake']:.3f} "
              f"run {gan.run_id}")
@@ -246,8 +278,7 @@ def generator_and_type3(job: MainJob) -> None:
         f"invert.steps_per_epoch={RECODER_STEPS}", "name=main-recoder"])
     job.step(f"training its recoder: {rec_cfg.train.epochs} x {RECODER_STEPS} steps of "
              f"{rec_cfg.train.batch_size} generated pairs")
-    recoder = train(rec_cfg, tracking_uri=a.tracking_uri, experiment=a.experiment,
-                    parent_run_id=job.parent_run_id)
+    recoder = job.train(rec_cfg)
     r = recoder.metrics
     job.step(f"trained recoder: held-out latent mse {r['inversion/latent_mse']:.4f}, "
              f"regeneration mse {r['inversion/pixel_mse']:.4f} (generated images)")
@@ -310,6 +341,58 @@ def generative_ranges(job: MainJob) -> None:
                                   measured["dense-s0"]))
 
 
+def second_stage(job: MainJob):
+    """Dai & Wipf's second stage on dense-s0's codes of the training split."""
+    from latentatlas.config import load_config
+    from latentatlas.encode.pipeline import encode
+
+    a = job.args
+    with job.data_lock:
+        codes = encode(job.models["dense-s0"].model_uri, job.dataset, "train",
+                       job.encoding_root / "dense-s0-train", limit=a.limit,
+                       data_path=a.data_path, tracking_uri=a.tracking_uri)
+    cfg = load_config(CONFIGS / "fmnist_second_stage.yaml", [
+        f"second_stage.encoding={codes.path}", f"model.width={STAGE2_WIDTH}",
+        f"train.epochs={a.epochs or STAGE2_EPOCHS}", "name=main-second-stage"])
+    job.step(f"training a second stage on dense-s0's {codes.meta.rows} training codes: width "
+             f"{STAGE2_WIDTH}, {cfg.train.epochs} epochs (reduced; the authors: 2048-4096)")
+    out = job.train(cfg)
+    job.step(f"trained second stage: val latent mse {out.metrics['val/mse']:.4f}, "
+             f"val/kl {out.metrics['val/kl']:.3f}")
+    job.summary.append({"step": "train second stage", "run_id": out.run_id,
+                        "val mse(z~q)": out.metrics["val/mse"], "val/kl": out.metrics["val/kl"]})
+    return out
+
+
+def sample_quality(job: MainJob) -> None:
+    """FID / KID / variance loss of the dense VAEs' samples in the job's classifier features:
+    prior and GMM sampling for both, and dense-s0's second stage with and without
+    renormalisation."""
+    from analysis.claims import second_stage_claims
+    from jobs import steps
+
+    a = job.args
+    stage2 = second_stage(job)
+    name, _, version = job.models["classifier"].registered.removeprefix("models:/").partition("/")
+    extractor = f"{name}:{version}"  # pinned: the version this job trained
+    for label, stage in (("dense-s0", stage2.model_uri), ("dense-s1", None)):
+        with job.data_lock:
+            run_id, q = steps.sample_quality(
+                job.recorder, job.models[label].model_uri, (job.dataset, "test"),
+                extractors=[extractor], second_stage=stage, gmm_components=GMM_COMPONENTS,
+                samples=FID_SAMPLES, data_path=a.data_path, limit=a.limit,
+                parent_run_id=job.parent_run_id, name=f"fid {label}")
+        (key, scores), = q.scores.items()
+        fids = {s: v["fid"] for s, v in scores.items()}
+        job.step(f"FID {label} ({key}, {q.samples} samples): "
+                 + ", ".join(f"{s} {v:.2f}" for s, v in fids.items()))
+        job.summary.append({"step": f"fid {label}", "run_id": run_id,
+                            **{f"fid_{s}": v for s, v in fids.items()},
+                            "delta_var_gen": scores["prior"]["delta_var_gen"]})
+        if stage:
+            job.claims += second_stage_claims(label, job.settings[label], key, fids)
+
+
 def sampling_pictures(job: MainJob) -> None:
     """The seed's pictures of how posterior sampling shapes a latent space (3-D VAEs with
     and without sampling, a 2-D VAE traced through its first epoch)."""
@@ -332,7 +415,7 @@ def sampling_pictures(job: MainJob) -> None:
         job.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl, without_kl))
 
 
-STEPS = [pipeline, generator_and_type3, generative_ranges, sampling_pictures]
+STEPS = [pipeline, generator_and_type3, generative_ranges, sample_quality, sampling_pictures]
 
 
 def print_claims(claims: list[dict]) -> None:

@@ -8,7 +8,7 @@ import sys
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 
-HEADLINE = ["val/mse", "val/kl", "gan/d_real", "gan/d_fake", "inversion/latent_mse",
+HEADLINE = ["val/mse", "val/kl", "val/accuracy", "gan/d_real", "gan/d_fake", "inversion/latent_mse",
             "inversion/pixel_mse", "latent/active_units", "latent/inactive",
             "variance_loss/delta_var_recon", "variance_loss/mse_recon", "sectors/nonempty",
             "support/pairwise_mse", "relocation/M", "relocation/M_target_own",
@@ -27,6 +27,10 @@ def run_rows(runs) -> list[dict]:
                    "latentatlas.family", "vae") == "vae" else "",
                "latent": p.get("model.latent_dim", "")}
         row.update({k: m[k] for k in HEADLINE if k in m})
+        # the prior's FID, in whichever feature space the run used (its name says which)
+        prior_fid = sorted(k for k in m if k.startswith("fid/") and k.count("/") == 1)
+        if prior_fid:
+            row.update({"fid": m[prior_fid[0]], "fid space": prior_fid[0][len("fid/"):]})
         rows.append(row)
     return rows
 

@@ -203,3 +203,38 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
                            use_gpu=use_gpu)
     owner = generator.split("/")[1] if generator.startswith("runs:/") else None
     return recorder.record(result.record(name), parent_run_id or owner), result
+
+
+def extractors_for(dataset: str, names: list[str] | None, inception_weights: str | None,
+                   tracking_uri: str | None, input_shape) -> list:
+    """The named feature extractors (default: the dataset's classifier, and Inception when
+    its weights file is given), resolved and pinned."""
+    from latentatlas.quality import classifier_name, resolve_extractor
+
+    names = names or [classifier_name(dataset), *(["inception"] if inception_weights else [])]
+    return [resolve_extractor(n, inception_weights=inception_weights, tracking_uri=tracking_uri,
+                              input_shape=input_shape) for n in dict.fromkeys(names)]
+
+
+def sample_quality(recorder: Recorder, model_uri: str, data: tuple[str, str], *,
+                   extractors: list[str] | None = None, inception_weights: str | None = None,
+                   second_stage: str | None = None, gmm_components: int = 100,
+                   samples: int = 10000, data_path: str | None = None,
+                   limit: int | None = None, seed: int = 0, actors: int | None = None,
+                   use_gpu: bool = False, parent_run_id: str | None = None, name: str = "fid"):
+    """FID / KID / variance loss of `model_uri`'s samples from each sampler (prior, GMM, a
+    second stage with and without renormalisation) against a dataset split."""
+    from analysis.studies.sample_quality import measure_quality
+    from latentatlas.data import load_split
+
+    model, spec = load_model(model_uri)
+    real = load_split(data[0], data[1], data_path, limit)
+    chosen = extractors_for(data[0], extractors, inception_weights, recorder.uri, real.shape)
+    stage2 = None
+    if second_stage:
+        stage2 = (*load_model(second_stage, role="--second-stage"), second_stage)
+    result = measure_quality(model, spec, model_uri, real, chosen, second_stage=stage2,
+                             gmm_components=gmm_components, samples=samples, seed=seed,
+                             actors=actors, use_gpu=use_gpu)
+    owner = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+    return recorder.record(result.record(name), parent_run_id or owner), result

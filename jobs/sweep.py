@@ -55,7 +55,7 @@ def measure_trial(config, context: dict, row: dict) -> dict:
 
 def run(args) -> int:
     from latentatlas.tune.spec import load_sweep
-    from latentatlas.tune.tuner import resume_sweep, start_sweep
+    from latentatlas.tune.tuner import resume_sweep, sample_quality_rows, start_sweep
 
     common = dict(tracking_uri=args.tracking_uri, experiment=args.experiment,
                   ray_address=args.ray_address, measure=measure_trial)
@@ -73,9 +73,12 @@ def run(args) -> int:
         print(f"sweep interrupted; continue it with: latentatlas sweep --resume {out.path}",
               file=sys.stderr)
         return 130
-    shown = [{k: v for k, v in r.items() if k not in ("run_id", "latent/stationary_mean")}
-             for r in out.rows]
+    shown = [{k: v for k, v in r.items() if k not in ("run_id", "latent/stationary_mean")
+              and not k.startswith(("fid/", "kid/"))} for r in out.rows]
     print_table(shown, title="sweep")
+    quality = sample_quality_rows(out.rows, out.space)
+    if quality:
+        print_table(quality, title="FID by sampler (fid_by_sampler.json)")
     if out.best:
         print(f"best trial: {out.best['trial']} (run {out.best['run_id']})")
     print(f"MLflow run id: {out.parent_run_id}  sweep directory: {out.path}")

@@ -31,12 +31,15 @@ def test_runs_prints_headline_metrics(mlflow_store, capsys):
     with mlflow.start_run(run_name="some-vae") as run:
         mlflow.log_params({"model.name": "dense_vae", "kl.policy": "beta",
                            "model.latent_dim": 16})
-        mlflow.log_metric("val/mse", 0.0123)
+        mlflow.log_metrics({"val/mse": 0.0123, "fid/classifier-x-v3": 41.5,
+                            "fid/classifier-x-v3/gmm": 12.25})
         mlflow.set_tag("latentatlas.kind", "train")
     assert runs_job.main(["--tracking-uri", mlflow_store, "--experiment", "test"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if run.info.run_id in line)
     assert "some-vae" in row and "dense_vae" in row and "beta" in row and "0.0123" in row
+    # the prior's FID and the feature space it was measured in
+    assert "41.5" in row and "classifier-x-v3" in row and "12.25" not in row
 
 
 def test_runs_shows_a_gans_numbers_and_no_kl_policy(mlflow_store, capsys):

@@ -77,8 +77,12 @@ def test_defaults_are_valid_and_the_shipped_configs_load():
             with pytest.raises(UserError, match="a recoder needs invert.generator"):
                 load_config(path)
             assert load_config(path, ["invert.generator=runs:/0/model"]).family == "recoder"
+        elif "second_stage" in path.name:  # it names its first stage's codes likewise
+            with pytest.raises(UserError, match="a second stage needs second_stage.encoding"):
+                load_config(path)
+            assert load_config(path, ["second_stage.encoding=enc"]).family == "second_stage"
         else:
-            assert load_config(path).family in ("vae", "gan")
+            assert load_config(path).family in ("vae", "gan", "classifier")
 
 
 def test_models_reconstruct_the_input_shape():

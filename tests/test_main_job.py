@@ -28,17 +28,24 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == ["regularisation"] + ["relocate"] * 4 + ["train"] * 5
+    assert kinds == ["fid"] * 2 + ["regularisation"] + ["relocate"] * 4 + ["train"] * 7
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
-    assert sorted(trained) == ["main-conv-s0", "main-dcgan", "main-dense-s0", "main-dense-s1",
-                               "main-recoder"]
+    assert sorted(trained) == ["main-classifier", "main-conv-s0", "main-dcgan", "main-dense-s0",
+                               "main-dense-s1", "main-recoder", "main-second-stage"]
     for name, run in trained.items():  # each VAE's stats run hangs under the model's run
-        if "dcgan" in name or "recoder" in name:
+        if not any(vae in name for vae in ("dense", "conv")):
             continue
         (stats_run,) = [r for r in children(run.info.run_id)
                         if r.data.tags["latentatlas.kind"] == "stats"]
         assert "latent/inactive" in stats_run.data.metrics
     assert trained["main-recoder"].data.metrics["inversion/latent_mse"] < 1  # beats guessing 0
+    # FIDs in the features of the classifier this job trained, pinned to its version
+    fids = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "fid"}
+    registered = trained["main-classifier"].data.tags["latentatlas.registered"]
+    key = f"fid/classifier-digits-v{registered.rsplit('/', 1)[1]}"
+    for label in ("dense-s0", "dense-s1"):
+        assert {key, f"{key}/gmm"} <= set(fids[f"fid {label}"].data.metrics)
+    assert f"{key}/two_stage_renorm" in fids["fid dense-s0"].data.metrics
     relocated = {r.info.run_name for r in kids if r.data.tags["latentatlas.kind"] == "relocate"}
     assert {"relocate dense-s0->dcgan", "relocate dcgan->dense-s0"} <= relocated
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
@@ -56,6 +63,7 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     assert "(digits, conv_vae, KL balancing, 1 epoch)" in claims
     assert "dense-s0->dcgan (type 3)" in claims and "dcgan->dense-s0 (type 3)" in claims
     assert "reduced to fit the job" in out
+    assert "renormalising second-stage samples improves them [dense-s0]" in claims
     assert "mse(z=mu)" in claims and "prior samples: delta_var" in claims
     assert "8 of 16 inactive (MNIST, dense 784-256-64-32-16, BCE + KL)" in claims
     assert "not measured: no active variable, so no sectors" in claims

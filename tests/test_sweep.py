@@ -24,7 +24,7 @@ from latentatlas.tune.spec import (
     trial_resources,
     trial_status,
 )
-from latentatlas.tune.tuner import child_runs, resume_sweep, start_sweep
+from latentatlas.tune.tuner import child_runs, resume_sweep, sample_quality_rows, start_sweep
 
 BASE = {"name": "tiny", "seed": 1,
         "data": {"name": "mnist", "limit": 64},
@@ -116,6 +116,18 @@ def test_best_row_status_and_curves():
     # a run a stopped driver ended FAILED while unwinding: Tune saw no error
     assert trial_status("FAILED", False) == "stopped_early"
     assert trial_status("FINISHED", True) == trial_status(None, False) == "failed"
+
+
+def test_fid_table_has_a_row_per_trial_extractor_and_sampler():
+    rows = [{"trial": "a", "kl.policy": "elbo", "val/mse": 0.2, "fid/classifier-x-v2": 30.0,
+             "kid/classifier-x-v2": 0.5, "fid/classifier-x-v2/gmm": 20.0,
+             "kid/classifier-x-v2/gmm": 0.25, "kid_std/classifier-x-v2": 0.1},
+            {"trial": "b", "kl.policy": "balanced", "val/mse": 0.1, "fid/classifier-x-v2": None}]
+    assert sample_quality_rows(rows, ["kl.policy"]) == [
+        {"trial": "a", "kl.policy": "elbo", "extractor": "classifier-x-v2", "sampler": "prior",
+         "fid": 30.0, "kid": 0.5},
+        {"trial": "a", "kl.policy": "elbo", "extractor": "classifier-x-v2", "sampler": "gmm",
+         "fid": 20.0, "kid": 0.25}]
 
 
 # ---- real sweeps -------------------------------------------------------------------------

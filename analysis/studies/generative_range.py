@@ -30,6 +30,7 @@ from latentatlas.errors import UserError
 from latentatlas.images import image_grid
 from latentatlas.inversion import NO_REFINEMENT, Refinement
 from latentatlas.models import VAE, share_model
+from latentatlas.quality import posterior_means
 from latentatlas.record import Record
 
 __all__ = ["GenerativeRange", "measure_range", "SETS"]
@@ -87,14 +88,6 @@ def generated_split(generator, samples: int, seed: int) -> Split:
                  np.full(samples, -1, dtype=np.int64))
 
 
-@torch.no_grad()
-def reference_codes(model, images: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """Posterior means of uint8 images under the reference VAE."""
-    out = [model.encode(torch.from_numpy(images[i:i + batch]).float() / 255)[0].numpy()
-           for i in range(0, len(images), batch)]
-    return np.concatenate(out)
-
-
 def missed_examples(split: Split, sectors: SectorCounts, missed: np.ndarray, seed: int,
                     rows: int = 6, per_row: int = 8) -> np.ndarray | None:
     """A row of real images from each of the most crowded missed sectors."""
@@ -148,7 +141,7 @@ def measure_range(generator, generator_spec: dict, address: str, real: Split,
 
     real_ids = np.full(len(real), -1)
     real_ids[sectors.index] = sectors.ids
-    generated_codes = reference_codes(reference_model, own.images)
+    generated_codes = posterior_means(reference_model, own.images)
     shares = sector_shares(real_ids, errors["real"],
                            sector_ids(generated_codes, sectors.variables, sectors.threshold),
                            len(sectors.counts), threshold)

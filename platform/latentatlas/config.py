@@ -72,10 +72,31 @@ class RecoderConfig(Strict):
     latent_dim: int | None = Field(default=None, gt=0)  # set from the generator's codes
 
 
+class ClassifierConfig(Strict):
+    """The feature network of `classifier-<dataset>` FID (its penultimate layer)."""
+
+    name: Literal["classifier"] = "classifier"
+    channels: list[Annotated[int, Field(gt=0)]] = [32, 64]
+    hidden: int = Field(default=128, gt=0)  # the feature size
+    num_classes: int | None = Field(default=None, gt=1)  # set from the labels
+
+
+class SecondStageConfig(Strict):
+    """Dai & Wipf's second stage: a dense VAE on a first stage's codes."""
+
+    name: Literal["second_stage"] = "second_stage"
+    width: int = Field(default=1024, gt=0)  # the authors: 2048-4096
+    depth: int = Field(default=3, ge=1)
+    latent_dim: int | None = Field(default=None, gt=0)  # unset: the first stage's
+
+
 MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig, "dcgan": DCGANConfig,
-                 "style_gan": StyleGANConfig, "recoder": RecoderConfig}
+                 "style_gan": StyleGANConfig, "recoder": RecoderConfig,
+                 "classifier": ClassifierConfig, "second_stage": SecondStageConfig}
 VAE_MODELS = ("dense_vae", "conv_vae")
 GAN_MODELS = ("dcgan", "style_gan")
+FAMILIES = {**dict.fromkeys(VAE_MODELS, "vae"), **dict.fromkeys(GAN_MODELS, "gan"),
+            "recoder": "recoder", "classifier": "classifier", "second_stage": "second_stage"}
 
 
 def model_tag(value) -> str:
@@ -88,7 +109,8 @@ def model_tag(value) -> str:
 ModelConfig = Annotated[
     Annotated[DenseVAEConfig, Tag("dense_vae")] | Annotated[ConvVAEConfig, Tag("conv_vae")]
     | Annotated[DCGANConfig, Tag("dcgan")] | Annotated[StyleGANConfig, Tag("style_gan")]
-    | Annotated[RecoderConfig, Tag("recoder")],
+    | Annotated[RecoderConfig, Tag("recoder")] | Annotated[ClassifierConfig, Tag("classifier")]
+    | Annotated[SecondStageConfig, Tag("second_stage")],
     Discriminator(model_tag),
 ]
 
@@ -110,6 +132,29 @@ class InvertConfig(Strict):
     steps_per_epoch: int = Field(default=200, gt=0)
     pixel_weight: float = Field(default=0.0, ge=0)  # + weight * MSE(G(recoded), G(code))
     holdout: int = Field(default=1024, gt=0)  # generated pairs scored after each epoch
+
+
+class StageDataConfig(Strict):
+    """What a second stage learns: the codes of a first stage's encoding (`latentatlas
+    encode` of its training split)."""
+
+    encoding: str | None = None  # the encoding's directory
+    codes: Literal["mu", "sample"] = "mu"  # posterior means, or one posterior draw per item
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)  # rows held out for val/*
+
+
+SAMPLERS = ("prior", "gmm", "two_stage", "two_stage_renorm")
+
+
+class FIDConfig(Strict):
+    """FID / KID of a trained generator's samples, scored after training when `extractor`
+    is set (`classifier-<dataset>[:version]`, or `inception` with `inception_weights`)."""
+
+    extractor: str | None = None
+    inception_weights: str | None = None
+    samples: int = Field(default=10000, gt=1)  # generated images, and real test images
+    samplers: list[Literal["prior", "gmm"]] = ["prior"]
+    gmm_components: int = Field(default=100, gt=0)
 
 
 class KLConfig(Strict):
@@ -142,6 +187,8 @@ class ExperimentConfig(Strict):
     kl: KLConfig = KLConfig()
     gan: GANConfig = GANConfig()
     invert: InvertConfig = InvertConfig()
+    second_stage: StageDataConfig = StageDataConfig()
+    fid: FIDConfig = FIDConfig()
     train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
@@ -149,14 +196,25 @@ class ExperimentConfig(Strict):
         if self.model.name == "recoder" and not self.invert.generator:
             raise ValueError("a recoder needs invert.generator (the MLflow URI of a dcgan or "
                              "style_gan model, e.g. runs:/<id>/model)")
+        if self.model.name == "second_stage":
+            if not self.second_stage.encoding:
+                raise ValueError("a second stage needs second_stage.encoding (the directory of "
+                                 "a first stage's encoding of its training split)")
+            if self.kl.policy != "balanced":
+                raise ValueError("a second stage learns unbounded codes: it needs kl.policy "
+                                 f"balanced (Gaussian likelihood), not {self.kl.policy}")
+        if self.fid.extractor and self.family not in ("vae", "gan"):
+            raise ValueError(f"fid.extractor: a {self.model.name} does not generate images")
+        if "gmm" in self.fid.samplers and self.family != "vae":
+            raise ValueError(f"fid.samplers: gmm fits a VAE's codes; a {self.model.name} has "
+                             "no encoder")
         return self
 
     @property
     def family(self) -> str:
-        """vae, gan or recoder: what the model learns and how it is trained."""
-        if self.model.name in VAE_MODELS:
-            return "vae"
-        return "gan" if self.model.name in GAN_MODELS else "recoder"
+        """vae, gan, recoder, classifier or second_stage: what the model learns and how it
+        is trained."""
+        return FAMILIES[self.model.name]
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

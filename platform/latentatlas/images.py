@@ -7,10 +7,12 @@ import torch
 
 
 def to_unit_float(batch: np.ndarray, device="cpu") -> torch.Tensor:
-    """uint8 images (N, C, H, W) -> float32 tensor in [0, 1] on `device`."""
+    """uint8 images (N, C, H, W) -> float32 tensor in [0, 1] on `device`; float arrays (a
+    second stage's training data are codes, not images) as float32, unscaled."""
     if not batch.flags.writeable:  # e.g. a slice of a read-only object-store array
         batch = batch.copy()
-    return torch.from_numpy(batch).to(device, non_blocking=True).float().div_(255.0)
+    x = torch.from_numpy(batch).to(device, non_blocking=True).float()
+    return x.div_(255.0) if batch.dtype == np.uint8 else x
 
 
 def image_grid(images: np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:

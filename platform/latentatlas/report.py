@@ -83,3 +83,5 @@ def print_trained(outcome, name: str, title: str) -> None:
     for note in outcome.notes:
         print(f"warning: {note}")
     print(f"MLflow run id: {outcome.run_id}  model: {outcome.model_uri}")
+    if outcome.registered:
+        print(f"registered: {outcome.registered}")

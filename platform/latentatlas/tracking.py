@@ -111,6 +111,19 @@ def log_model(model: torch.nn.Module, model_config: dict, input_shape,
         )
 
 
+def register_model(model_uri: str, name: str, tags: dict) -> str:
+    """A new version of registered model `name` (created on first use) holding `model_uri`,
+    with `tags`; its `models:/name/version` address."""
+    import contextlib
+    import io
+
+    # MLflow prints "Successfully registered ..." and "Created version ..."
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in
+                                                                tags.items()})
+    return f"models:/{name}/{version.version}"
+
+
 def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None,
                role: str = "--model"):
     """Rebuild a logged model from the model registry by name; never unpickles code.

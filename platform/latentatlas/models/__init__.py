@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from latentatlas.models.classifier import Classifier
 from latentatlas.models.external import (
     ExternalGenerator,
     ExternalRecoder,
@@ -12,7 +13,7 @@ from latentatlas.models.external import (
     load_external,
 )
 from latentatlas.models.gan import DCGAN, GAN, Recoder, StyleGAN
-from latentatlas.models.vae import VAE, ConvVAE, DenseVAE
+from latentatlas.models.vae import VAE, ConvVAE, DenseVAE, SecondStageVAE
 
 MODELS = {
     "dense_vae": lambda cfg, shape: DenseVAE(shape, cfg.latent_dim, list(cfg.hidden),
@@ -25,10 +26,14 @@ MODELS = {
                                              cfg.w_avg_beta),
     "recoder": lambda cfg, shape: Recoder(shape, cfg.latent_dim, list(cfg.channels),
                                           cfg.hidden),
+    "classifier": lambda cfg, shape: Classifier(shape, cfg.num_classes, list(cfg.channels),
+                                                cfg.hidden),
+    "second_stage": lambda cfg, shape: SecondStageVAE(shape, cfg.latent_dim or shape[0],
+                                                      cfg.width, cfg.depth),
 }
 
 
-def build_model(cfg, input_shape: tuple[int, int, int]) -> torch.nn.Module:
+def build_model(cfg, input_shape: tuple[int, ...]) -> torch.nn.Module:
     return MODELS[cfg.name](cfg, tuple(input_shape))
 
 
@@ -69,6 +74,6 @@ def share_model(model: torch.nn.Module, spec: dict) -> dict:
     return {"spec": spec, "state": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
 
-__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "ExternalGenerator", "ExternalRecoder", "Recoder",
-           "StyleGAN",
-           "build_model", "inverts", "is_external", "load_external", "rebuild_model", "share_model"]
+__all__ = ["DCGAN", "GAN", "MODELS", "VAE", "Classifier", "ExternalGenerator", "ExternalRecoder",
+           "Recoder", "SecondStageVAE", "StyleGAN", "build_model", "inverts", "is_external",
+           "load_external", "rebuild_model", "share_model"]

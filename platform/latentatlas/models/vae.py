@@ -104,3 +104,29 @@ class ConvVAE(VAE):
             prev = ch
         dec += [nn.Sigmoid(), CenterCrop(*input_shape[1:])]
         self.decoder = nn.Sequential(*dec)
+
+
+class DenseStack(nn.Module):
+    """`depth` ReLU layers of `width`, the input concatenated to the last one's output (the
+    skip of Dai & Wipf's second stage): (N, d) -> (N, width + d)."""
+
+    def __init__(self, d: int, width: int, depth: int):
+        super().__init__()
+        self.layers = nn.Sequential(*mlp([d] + [width] * depth))
+
+    def forward(self, x):
+        return torch.cat([self.layers(x), x], dim=1)
+
+
+class SecondStageVAE(VAE):
+    """Dai & Wipf's second stage: a dense VAE on a first stage's codes (vectors, not images),
+    with a linear (unbounded) output; trained with the Gaussian likelihood of KL balancing."""
+
+    def __init__(self, input_shape, latent_dim, width, depth):
+        super().__init__(input_shape, latent_dim)
+        (d,) = input_shape
+        self.encoder = DenseStack(d, width, depth)
+        self.mu = nn.Linear(width + d, latent_dim)
+        self.logvar = nn.Linear(width + d, latent_dim)
+        self.decoder = nn.Sequential(DenseStack(latent_dim, width, depth),
+                                     nn.Linear(width + latent_dim, d))

@@ -14,11 +14,14 @@ import ray.train.torch
 import torch
 
 from latentatlas.config import ExperimentConfig
+from latentatlas.train.classifier import ClassifierObjective
 from latentatlas.train.gan import GANObjective, RecoderObjective
 from latentatlas.train.vae import VAEObjective
 
 CHECKPOINT_FILE = "checkpoint.pt"
-OBJECTIVES = {"vae": VAEObjective, "gan": GANObjective, "recoder": RecoderObjective}
+# A second stage is a VAE whose "images" are a first stage's codes.
+OBJECTIVES = {"vae": VAEObjective, "gan": GANObjective, "recoder": RecoderObjective,
+              "classifier": ClassifierObjective, "second_stage": VAEObjective}
 
 
 def load_checkpoint(directory: Path) -> dict:

@@ -41,6 +41,7 @@ class TrainOutcome:
     checkpoint_path: str
     model_uri: str
     notes: list[str] = field(default_factory=list)  # warnings the caller should print
+    registered: str | None = None  # a classifier's models:/name/version
 
 
 def storage_path(cfg: ExperimentConfig) -> str:
@@ -128,6 +129,37 @@ class Inputs:
     generator: torch.nn.Module | None = None  # a recoder's frozen generator
 
 
+def stage_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """A second stage's data: a first stage's codes (posterior means, or one posterior draw
+    per item), a fixed share held out; the first stage's moments go into the spec (the
+    renormalisation of its samples needs them)."""
+    from latentatlas.encode import open_encoding
+
+    s = cfg.second_stage
+    enc = open_encoding(s.encoding)
+    if enc.meta.family != "vae":
+        raise UserError(f"second_stage.encoding: {s.encoding} holds a generator's inverted "
+                        "codes; a second stage learns a VAE's codes")
+    arrays = enc.arrays(["mu", "logvar"])
+    mu, logvar = arrays["mu"].astype(np.float64), arrays["logvar"].astype(np.float64)
+    rng = np.random.default_rng(cfg.seed)
+    codes = mu if s.codes == "mu" else mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)
+    order = rng.permutation(len(codes))
+    held = max(1, int(len(codes) * s.val_fraction))
+    if len(codes) - held < 2:
+        raise UserError(f"second_stage.encoding: {s.encoding} holds {len(codes)} rows; too "
+                        "few to train on")
+    d = mu.shape[1]
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"latent_dim": cfg.model.latent_dim or d})})
+    extra = {"first_stage": enc.meta.model_uri, "encoding": str(enc.path),
+             "dataset": enc.meta.dataset, "seed": cfg.seed, "codes": s.codes,
+             "var_mu": mu.var(axis=0).tolist(), "mean_sigma2": np.exp(logvar).mean(0).tolist()}
+    codes = codes.astype(np.float32)
+    return cfg, Inputs({"train": codes[np.sort(order[held:])], "val": codes[np.sort(order[:held])]},
+                       (d,), extra)
+
+
 def training_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
     """Load a VAE's or GAN's dataset splits, or a recoder's generator (whose code size the
     recoder takes on)."""
@@ -142,16 +174,34 @@ def training_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
                            {"generator": cfg.invert.generator,
                             "dataset": spec.get("dataset"), "seed": cfg.seed},
                            generator=gan)
+    if cfg.family == "second_stage":
+        return stage_inputs(cfg)
     train_split, val_split = load_data(cfg)
+    data = {"train": train_split.images, "val": val_split.images}
+    if cfg.family == "classifier":
+        cfg, data = with_labels(cfg, data, train_split, val_split)
     try:  # here, not in a worker: a model that cannot take these images is one clear line
         build_model(cfg.model, train_split.shape)
     except ValueError as e:
         raise UserError(f"model: {e}") from None
-    data = {"train": train_split.images, "val": val_split.images}
     if cfg.family == "vae" and cfg.train.trace_points:
         data["trace_images"] = val_split.images[trace_indices(val_split.labels)]
     return cfg, Inputs(data, train_split.shape, {"dataset": cfg.data.name, "seed": cfg.seed},
                        val_split.images, val_split.labels)
+
+
+def with_labels(cfg: ExperimentConfig, data: dict, train_split, val_split):
+    """A classifier's labels, and its class count from them."""
+    labels = np.concatenate([train_split.labels, val_split.labels])
+    if (labels < 0).any():
+        raise UserError(f"data: {cfg.data.name!r} has no class labels; a classifier needs them")
+    classes = int(labels.max()) + 1
+    if cfg.model.num_classes is not None and cfg.model.num_classes < classes:
+        raise UserError(f"model.num_classes: {cfg.model.num_classes}, but {cfg.data.name!r} "
+                        f"has labels up to {classes - 1}")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"num_classes": cfg.model.num_classes or classes})})
+    return cfg, {**data, "train_labels": train_split.labels, "val_labels": val_split.labels}
 
 
 def final_pictures(cfg: ExperimentConfig, model, inputs: Inputs) -> dict[str, np.ndarray]:
@@ -159,7 +209,27 @@ def final_pictures(cfg: ExperimentConfig, model, inputs: Inputs) -> dict[str, np
         return vae_pictures(model, inputs.val_images, cfg.seed)
     if cfg.family == "gan":
         return gan_pictures(model, cfg.seed, cfg.gan.truncation_psi)
-    return recoder_pictures(model, inputs.generator, cfg.seed)
+    if cfg.family == "recoder":
+        return recoder_pictures(model, inputs.generator, cfg.seed)
+    return {}  # a classifier's or a second stage's outputs are not images
+
+
+def score_samples(cfg: ExperimentConfig, model, spec: dict, inputs: Inputs, uri: str):
+    """`fid:`: FID / KID / variance loss of the trained model's samples (its prior, and a
+    GMM fitted to its codes of the scored real images) against the first `fid.samples`
+    validation images; (extractor, metrics)."""
+    from latentatlas import quality
+
+    f = cfg.fid
+    extractor = quality.resolve_extractor(f.extractor, inception_weights=f.inception_weights,
+                                          tracking_uri=uri, role="fid.extractor",
+                                          input_shape=inputs.input_shape)
+    real = inputs.val_images[:f.samples]
+    samplers = {"prior": quality.prior_codes(model, len(real), cfg.seed)}
+    if "gmm" in f.samplers:
+        samplers["gmm"] = quality.gmm_codes(model, real, f.gmm_components, len(real), cfg.seed)
+    scores = quality.score_samplers(extractor, real, model, spec, samplers, cfg.seed)
+    return extractor, quality.quality_metrics(extractor.name, scores)
 
 
 def trace_indices(labels: np.ndarray, n: int = 10) -> np.ndarray:
@@ -220,10 +290,24 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
         if result.checkpoint is None:
             raise UserError(f"training run {name!r} reported no checkpoint")
         model = model_from_checkpoint(cfg, result.checkpoint, inputs.input_shape)
-        tracking.log_model(model, cfg.model.model_dump(), inputs.input_shape, inputs.spec_extra)
+        logged = tracking.log_model(model, cfg.model.model_dump(), inputs.input_shape,
+                                    inputs.spec_extra)
         for key, image in final_pictures(cfg, model, inputs).items():
             tracking.log_image(image, key)
-        notes = []
+        notes, registered, scored = [], None, {}
+        if cfg.family == "classifier":
+            from latentatlas.quality import classifier_name
+
+            registered = tracking.register_model(
+                logged.model_uri, classifier_name(cfg.data.name),
+                {"val_accuracy": f"{result.metrics['val/accuracy']:.4f}",
+                 "val_split": cfg.data.val_split, "run_id": run_id})
+            mlflow.set_tag("latentatlas.registered", registered)
+        if cfg.fid.extractor:
+            spec = {"model": cfg.model.model_dump(), "input_shape": list(inputs.input_shape)}
+            extractor, scored = score_samples(cfg, model, spec, inputs, uri)
+            mlflow.log_metrics(scored)
+            mlflow.set_tag("latentatlas.fid_extractor", extractor.source)
         if cfg.family == "gan":
             real = mean_pairwise_mse(inputs.val_images[:GRID] / 255.0)
             mlflow.log_metric("gan/real_pairwise_mse", real)
@@ -244,6 +328,6 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
             status = "RUNNING"
         mlflow.end_run("FAILED" if status == "RUNNING" else status)
         raise
-    metrics = {k: v for k, v in result.metrics.items() if "/" in k}
+    metrics = {**{k: v for k, v in result.metrics.items() if "/" in k}, **scored}
     return TrainOutcome(run_id, metrics, result.checkpoint.path, f"runs:/{run_id}/model",
-                        notes)
+                        notes, registered)

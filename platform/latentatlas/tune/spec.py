@@ -29,14 +29,17 @@ FIXED_KEYS = ("train", "train.num_workers", "train.cpus_per_worker", "train.use_
               "train.storage_path", "name")
 METRICS = Literal["val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl",
                   "gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real",
-                  "train/latent_mse", "inversion/latent_mse", "inversion/pixel_mse"]
+                  "train/latent_mse", "inversion/latent_mse", "inversion/pixel_mse",
+                  "train/accuracy", "val/accuracy"]
 # What each family of model logs per epoch: a sweep's metric and its table come from these.
 FAMILY_METRICS = {
     "vae": ("val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl"),
     "gan": ("gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real"),
     "recoder": ("train/loss", "train/latent_mse", "inversion/latent_mse",
                 "inversion/pixel_mse"),
+    "classifier": ("val/loss", "val/accuracy", "train/loss", "train/accuracy"),
 }
+FAMILY_METRICS["second_stage"] = FAMILY_METRICS["vae"]
 
 
 class Domain(Strict):

@@ -49,6 +49,7 @@ class SweepOutcome:
     rows: list[dict]  # one per trial (sweep.trial_rows)
     best: dict | None
     interrupted: bool = False
+    space: tuple[str, ...] = ()  # the swept keys
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str, kind: str) -> list:
@@ -230,8 +231,8 @@ def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> Sw
             rows = summarise(config, context, grid, recorder, measure)
     except tracking.Interrupted:
         return SweepOutcome(state["parent_run_id"], path, [], None, interrupted=True)
-    return SweepOutcome(state["parent_run_id"], path, rows, best_row(rows, config.metric,
-                                                                     config.mode))
+    return SweepOutcome(state["parent_run_id"], path, rows,
+                        best_row(rows, config.metric, config.mode), space=tuple(config.space))
 
 
 def scheduler(config: SweepConfig, epochs: int):
@@ -282,7 +283,8 @@ def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) 
                      "status": status, **{k: result.config.get(k) for k in config.space},
                      LATENT_DIM: trial_config(context["base"], result.config).model.latent_dim,
                      "epochs": (result.metrics or {}).get("epoch", 0),
-                     **{k: metrics.get(k) for k in FAMILY_METRICS[family]}})
+                     **{k: metrics.get(k) for k in FAMILY_METRICS[family]},
+                     **{k: v for k, v in metrics.items() if k.startswith(("fid/", "kid/"))}})
     if config.stats.enabled and measure and family == "vae":  # latent stats of VAEs
         for row in rows:
             if row["status"] == "finished":
@@ -292,11 +294,30 @@ def summarise(config: SweepConfig, context: dict, grid, recorder, measure=None) 
     return rows
 
 
+def sample_quality_rows(rows: list[dict], space) -> list[dict]:
+    """One row per (trial, extractor, sampler) from trial rows holding `fid/<extractor>` (the
+    prior) and `fid/<extractor>/<sampler>` keys: FID vs the swept values x sampler."""
+    out = []
+    for r in rows:
+        for key, fid in r.items():
+            if not key.startswith("fid/") or fid is None:
+                continue
+            extractor, _, sampler = key[len("fid/"):].partition("/")
+            out.append({"trial": r["trial"], **{k: r.get(k) for k in space},
+                        "extractor": extractor, "sampler": sampler or "prior", "fid": fid,
+                        "kid": r.get(f"kid/{key[len('fid/'):]}")})
+    return out
+
+
 def log_summary(config: SweepConfig, parent: str, rows: list[dict], client) -> None:
     from latentatlas.plots import sweep_curves
 
     columns = list(dict.fromkeys(k for r in rows for k in r))
     client.log_table(parent, {c: [r.get(c) for r in rows] for c in columns}, "trials.json")
+    quality = sample_quality_rows(rows, config.space)
+    if quality:
+        client.log_table(parent, {c: [r[c] for r in quality] for c in quality[0]},
+                         "fid_by_sampler.json")
     counts = {s: sum(r["status"] == s for r in rows)
               for s in ("finished", "stopped_early", "failed")}
     for key, value in {"sweep/trials": len(rows), **{f"sweep/{k}": v for k, v in

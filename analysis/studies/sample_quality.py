@@ -1,0 +1,107 @@
+"""How good a generator's samples are, and what the seed's remedies do to them: FID, KID and
+the variance loss of samples drawn from the prior, from a Gaussian mixture fitted to the
+model's codes of real images (Split-VAE's sampler), and through a second-stage VAE with
+and without renormalisation (Dai & Wipf; Asperti's variance-loss paper), all on the same
+first stage, in one or more named feature spaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from analysis import figures
+from latentatlas import quality
+from latentatlas.data.base import Split
+from latentatlas.errors import UserError
+from latentatlas.images import image_grid
+from latentatlas.models import VAE
+from latentatlas.quality import Extractor
+from latentatlas.record import Record
+
+__all__ = ["SampleQuality", "measure_quality", "sampler_codes"]
+
+GRID = 64  # samples per sampler in the side-by-side picture
+
+
+@dataclass
+class SampleQuality:
+    model: str  # the first stage's (or generator's) address
+    second_stage: str | None
+    extractors: list[Extractor]
+    samples: int
+    scores: dict[str, dict[str, dict]]  # extractor name -> sampler -> fid, kid_mean, ...
+    grids: dict[str, np.ndarray]  # sampler -> image grid
+    metrics: dict
+
+    def table(self) -> dict[str, list]:
+        rows = [{"extractor": e, "sampler": s, **v} for e, by in self.scores.items()
+                for s, v in by.items()]
+        return {c: [r[c] for r in rows] for c in rows[0]}
+
+    def record(self, name: str = "fid") -> Record:
+        return Record(
+            "fid", name,
+            params={"model": self.model, "second_stage": self.second_stage,
+                    "samples": self.samples, "samplers": ",".join(self.grids),
+                    **{f"extractor/{e.name}": e.source for e in self.extractors}},
+            metrics=self.metrics,
+            tags={"latentatlas.fid_extractor": ",".join(e.source for e in self.extractors)},
+            tables={"sample_quality.json": self.table()},
+            figures={"sample_grids.png": lambda: figures.sample_grids(self.grids)})
+
+
+def sampler_codes(model, images: np.ndarray, seed: int, *, gmm_components: int = 0,
+                  second_stage=None) -> dict[str, np.ndarray]:
+    """As many codes per sampler as `images`: `prior` always; `gmm` for a VAE when
+    components are given (fitted to its codes of `images`); `two_stage` and
+    `two_stage_renorm` with a second stage (its model and logged spec)."""
+    samples = len(images)
+    codes = {"prior": quality.prior_codes(model, samples, seed)}
+    if isinstance(model, VAE) and gmm_components:
+        codes["gmm"] = quality.gmm_codes(model, images, gmm_components, samples, seed)
+    if second_stage is not None:
+        stage2, spec = second_stage
+        codes["two_stage"] = quality.second_stage_codes(stage2, samples, seed)
+        codes["two_stage_renorm"] = quality.renormalise(codes["two_stage"], spec["var_mu"],
+                                                        spec["mean_sigma2"])
+    return codes
+
+
+def check_second_stage(model, address: str, stage2, spec: dict, stage2_address: str) -> None:
+    first = spec.get("first_stage")
+    if first is None or not hasattr(stage2, "decode") or "var_mu" not in spec:
+        raise UserError(f"--second-stage {stage2_address}: not a second stage "
+                        f"({spec['model']['name']})")
+    if stage2.input_shape != (model.latent_dim,):
+        raise UserError(f"--second-stage {stage2_address}: learns {stage2.input_shape[0]}-d "
+                        f"codes, the model's are {model.latent_dim}-d")
+    if address.startswith("runs:/") and first.startswith("runs:/") and first != address:
+        raise UserError(f"--second-stage {stage2_address}: trained on the codes of {first}, "
+                        f"not of {address}")
+
+
+def measure_quality(model, spec: dict, address: str, real: Split, extractors: list[Extractor],
+                    *, second_stage=None, gmm_components: int = 100, samples: int = 10000,
+                    seed: int = 0, **where) -> SampleQuality:
+    """`real`: the real images scored (their first `samples`); `second_stage`: (model, spec,
+    address) or None; `where`: actors, use_gpu, here."""
+    if tuple(spec["input_shape"]) != real.shape:
+        raise UserError(f"--model {address}: makes {tuple(spec['input_shape'])} images, the "
+                        f"data are {real.shape}")
+    if second_stage is not None:
+        check_second_stage(model, address, *second_stage)
+    images = real.images[:samples]
+    codes = sampler_codes(model, images, seed, gmm_components=gmm_components,
+                          second_stage=second_stage and second_stage[:2])
+    scores, metrics = {}, {}
+    for extractor in extractors:
+        scores[extractor.name] = quality.score_samplers(extractor, images, model, spec, codes,
+                                                        seed, **where)
+        metrics.update(quality.quality_metrics(extractor.name, scores[extractor.name]))
+    with torch.no_grad():
+        grids = {name: image_grid(model.decode(torch.as_tensor(c[:GRID])).numpy(), ncols=8)
+                 for name, c in codes.items()}
+    return SampleQuality(address, second_stage and second_stage[2], extractors, len(images),
+                         scores, grids, metrics)
