@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from conftest import make_idx_dataset, run_cli_module
 
+from jobs import encode as encode_verb
+from jobs import invert_train
 from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.errors import UserError
@@ -105,7 +107,8 @@ def gan_config(folder, name="tiny-gan", **train):
                      "train": {"epochs": 2, "batch_size": 32, "lr": 0.0005, **train}}, "test")
 
 
-def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store, tmp_path):
+def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store, tmp_path,
+                                                      capsys):
     """A DCGAN trained 2 epochs straight, and 1 + 1 with --resume: same weights and optimizer
     state. Its metrics, per-epoch sample grids and model are in MLflow; a recoder trained on
     it recovers its codes far better than the best constant guess (0, of error E[z^2] = 1)."""
@@ -136,16 +139,17 @@ def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store,
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
     assert b["opt_d"]["state"][0]["step"] == a["opt_d"]["state"][0]["step"] == 16
 
-    # The recoder through its own verb, as a user trains one.
-    done = run_cli_module(["jobs.invert_train", "--generator", straight.model_uri,
-                           "--tracking-uri", tracking.resolve_tracking_uri(),
-                           "--experiment", "test", "--set", "seed=1",
-                           "--set", "model.channels=[16, 32]", "--set", "model.hidden=64",
-                           "--set", "invert.steps_per_epoch=60", "--set", "invert.holdout=256",
-                           "--set", "train.epochs=2", "--set", "train.batch_size=64",
-                           "--set", "train.lr=0.002"], tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    rec_id = done.stdout.split("MLflow run id: ")[1].split()[0]
+    # The recoder through its own verb, as a user trains one (in this process: the verbs'
+    # command lines run as subprocesses in test_cli and test_generative_range).
+    capsys.readouterr()
+    assert invert_train.main(["--generator", straight.model_uri,
+                              "--tracking-uri", tracking.resolve_tracking_uri(),
+                              "--experiment", "test", "--set", "seed=1",
+                              "--set", "model.channels=[16, 32]", "--set", "model.hidden=64",
+                              "--set", "invert.steps_per_epoch=60",
+                              "--set", "invert.holdout=256", "--set", "train.epochs=2",
+                              "--set", "train.batch_size=64", "--set", "train.lr=0.002"]) == 0
+    rec_id = capsys.readouterr().out.split("MLflow run id: ")[1].split()[0]
     rec_uri = f"runs:/{rec_id}/model"
     latent = [m.value for m in client.get_metric_history(rec_id, "inversion/latent_mse")]
     pixel = client.get_metric_history(rec_id, "inversion/pixel_mse")
@@ -176,10 +180,9 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
 
     uri = tracking.resolve_tracking_uri()
     gan_enc = tmp_path / "gan.enc"
-    done = run_cli_module(["jobs.encode", "--model", gan_uri, "--recoder", recoder_uri,
-                           "--refine", "20", "--data", "mnist:test", "--data-path", str(data),
-                           "--out", str(gan_enc), "--tracking-uri", uri], tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert encode_verb.main(["--model", gan_uri, "--recoder", recoder_uri, "--refine", "20",
+                             "--data", "mnist:test", "--data-path", str(data),
+                             "--out", str(gan_enc), "--tracking-uri", uri]) == 0
     enc = open_encoding(gan_enc)
     assert (enc.meta.family, enc.meta.encoder_uri, enc.meta.refine_steps) == (
         "gan", recoder_uri, 20)

@@ -14,6 +14,8 @@ from conftest import make_idx_dataset, run_cli_module
 from analysis.generative_range import missed_sectors, reach_threshold, sector_shares
 from analysis.pairs import split_mask
 from analysis.sectors import sector_ids
+from jobs import encode as encode_verb
+from jobs import range as range_verb
 from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.data import load_split
@@ -75,7 +77,7 @@ HALF_BLOBS = '''
 
 
 def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_store, tmp_path,
-                                                         monkeypatch):
+                                                         monkeypatch, capsys):
     data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=400)
     (tmp_path / "half_blobs.py").write_text(textwrap.dedent(HALF_BLOBS))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -86,10 +88,9 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
                           "train": {"epochs": 6, "batch_size": 64, "lr": 0.003}}, "test"))
     uri = tracking.resolve_tracking_uri()
     enc = tmp_path / "ref.enc"
-    done = run_cli_module(["jobs.encode", "--model", vae.model_uri, "--data", "mnist:test",
-                           "--data-path", str(data), "--out", str(enc), "--tracking-uri", uri],
-                          tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert encode_verb.main(["--model", vae.model_uri, "--data", "mnist:test",
+                             "--data-path", str(data), "--out", str(enc),
+                             "--tracking-uri", uri]) == 0
     common = ["--data", "mnist:test", "--data-path", str(data), "--support-from", str(enc),
               "--k", "2", "--threshold", "0.3", "--samples", "500", "--tracking-uri", uri,
               "--experiment", "test"]
@@ -141,9 +142,9 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
 
     # A VAE as generator, inverted by its own encoder: its real-image error is its
     # reconstruction error of the posterior means, computed here by hand.
-    done = run_cli_module(["jobs.range", "--generator", vae.model_uri, *common], tmp_path)
-    assert done.returncode == 0, done.stderr
-    m = mlflow.get_run(done.stdout.split("MLflow run id: ")[1].split()[0]).data.metrics
+    capsys.readouterr()
+    assert range_verb.main(["--generator", vae.model_uri, *common]) == 0
+    m = mlflow.get_run(capsys.readouterr().out.split("MLflow run id: ")[1].split()[0]).data.metrics
     model, _ = tracking.load_vae(vae.model_uri)
     x = torch.from_numpy(load_split("mnist", "test", str(data)).images / 255.0).float()
     with torch.no_grad():

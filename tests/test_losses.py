@@ -70,4 +70,4 @@ def test_balanced_state_round_trips_and_others_have_no_gamma():
     q.load_state_dict(p.state_dict())
     assert q.mse == p.mse == pytest.approx(0.99)
     assert make_policy("elbo").gamma is None and make_policy("beta").gamma is None
-    assert set(KL_POLICIES) == {"elbo", "beta", "balanced"}
+    assert set(KL_POLICIES) == {"elbo", "beta", "balanced", "split"}

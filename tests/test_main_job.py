@@ -46,6 +46,7 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     for label in ("dense-s0", "dense-s1"):
         assert {key, f"{key}/gmm"} <= set(fids[f"fid {label}"].data.metrics)
     assert f"{key}/two_stage_renorm" in fids["fid dense-s0"].data.metrics
+    check_second_stage(trained["main-second-stage"], trained["main-dense-s0"])
     relocated = {r.info.run_name for r in kids if r.data.tags["latentatlas.kind"] == "relocate"}
     assert {"relocate dense-s0->dcgan", "relocate dcgan->dense-s0"} <= relocated
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
@@ -76,6 +77,20 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     table = main_job_table(parent_id)
     assert table["step"][0] == "train dense-s0" and len(table["run_id"]) == len(table["step"])
     assert set(table) > {"val mse(z~q)", "inactive", "M", "aggregate_kl_sampling"}
+
+
+def check_second_stage(stage2, first):
+    """The second stage learned dense-s0's training codes; its spec carries their moments
+    (what renormalisation scales to) and names its first stage."""
+    from latentatlas.encode import open_encoding
+
+    spec = mlflow.artifacts.load_dict(f"runs:/{stage2.info.run_id}/model/extra_files/"
+                                      "model_spec.json")
+    assert spec["first_stage"] == f"runs:/{first.info.run_id}/model"
+    rows = open_encoding(spec["encoding"]).arrays(["mu", "logvar"])
+    assert spec["model"]["latent_dim"] == rows["mu"].shape[1] == 16
+    np.testing.assert_allclose(spec["var_mu"], rows["mu"].astype(np.float64).var(0), rtol=1e-5)
+    np.testing.assert_allclose(spec["mean_sigma2"], np.exp(rows["logvar"]).mean(0), rtol=1e-4)
 
 
 def main_job_table(run_id: str) -> dict:

@@ -1,7 +1,8 @@
 """FID / KID through torchmetrics against independent numpy/scipy computations; FID's response
 to noise and blur in a trained classifier's features; the samplers (GMM, renormalisation);
-the Inception network from a weights file the test writes; the classifier and the second
-stage trained by Ray Train and `latentatlas fid` end to end."""
+the Inception network from a weights file the test writes; FID scored after training and
+by `latentatlas fid`. (The classifier and the second stage trained by Ray Train, and the
+two-stage samplers, run in the main job's test.)"""
 
 import mlflow
 import numpy as np
@@ -14,13 +15,10 @@ from jobs import fid as fid_verb
 from latentatlas import quality, tracking
 from latentatlas.config import validate
 from latentatlas.data import load_split
-from latentatlas.encode import open_encoding
-from latentatlas.encode.pipeline import encode
 from latentatlas.errors import UserError
 from latentatlas.inception import FIDInception, load_inception, read_inception_weights
 from latentatlas.models import Classifier, share_model
 from latentatlas.train.runner import train
-from tests.conftest import run_cli_module
 
 
 def frechet_by_scipy(a: np.ndarray, b: np.ndarray) -> float:
@@ -143,16 +141,24 @@ def test_inception_loads_from_a_weights_file_and_names_what_is_wrong(tmp_path):
         read_inception_weights(tmp_path / "other.pth")
 
 
-def test_classifier_second_stage_and_fid_end_to_end(ray_session, mlflow_store, workdir,
-                                                    idx_folder, capsys):
+def register_classifier(shape, name: str) -> str:
+    """An (untrained) classifier registered as `latentatlas train` registers one: the main
+    job's test trains and registers a real one through Ray Train."""
+    torch.manual_seed(0)
+    clf = Classifier(shape, 10, [8, 16], 16)
+    with mlflow.start_run():
+        logged = tracking.log_model(clf, {"name": "classifier", "channels": [8, 16],
+                                          "hidden": 16, "num_classes": 10}, shape)
+    return tracking.register_model(logged.model_uri, name, {"val_accuracy": "0.1"})
+
+
+def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, idx_folder,
+                                           capsys):
     data = {"name": "mnist", "path": str(idx_folder)}
     uri = tracking.resolve_tracking_uri()
     with pytest.raises(UserError, match="no such model in the registry"):
         quality.resolve_extractor("classifier-mnist", tracking_uri=uri)
-    clf = train(validate({"name": "clf", "data": data, "model": {"name": "classifier"},
-                          "train": {"epochs": 2, "batch_size": 16}}, "test"))
-    assert clf.registered == "models:/classifier-mnist/1"
-    assert 0 <= clf.metrics["val/accuracy"] <= 1
+    assert register_classifier((1, 28, 28), "classifier-mnist") == "models:/classifier-mnist/1"
     vae = train(validate({"name": "vae", "data": data,
                           "model": {"name": "dense_vae", "hidden": [32], "latent_dim": 4},
                           "fid": {"extractor": "classifier-mnist", "samples": 32,
@@ -162,34 +168,27 @@ def test_classifier_second_stage_and_fid_end_to_end(ray_session, mlflow_store, w
             "kid/classifier-mnist-v1", "variance_loss/delta_var_gen"} <= set(vae.metrics)
     assert mlflow.get_run(vae.run_id).data.tags["latentatlas.fid_extractor"] == \
         "models:/classifier-mnist/1"
+    assert vae.metrics["fid/classifier-mnist-v1"] > 0
 
-    encode(vae.model_uri, "mnist", "train", workdir / "train.enc", data_path=str(idx_folder))
-    stage2 = train(validate({"name": "s2", "model": {"name": "second_stage", "width": 16},
-                             "second_stage": {"encoding": "train.enc"},
-                             "train": {"epochs": 2, "batch_size": 16}}, "test"))
-    spec = mlflow.artifacts.load_dict(f"{stage2.model_uri}/extra_files/model_spec.json")
-    # the spec carries the first stage's moments over the codes it learned (renormalisation)
-    rows = open_encoding(workdir / "train.enc").arrays(["mu", "logvar"])
-    np.testing.assert_allclose(spec["var_mu"], rows["mu"].astype(np.float64).var(0), rtol=1e-5)
-    np.testing.assert_allclose(spec["mean_sigma2"], np.exp(rows["logvar"]).mean(0), rtol=1e-4)
-    assert spec["first_stage"] == vae.model_uri and spec["model"]["latent_dim"] == 4
-
-    done = run_cli_module(["jobs.fid", "--model", vae.model_uri, "--second-stage",
-                           stage2.model_uri, "--data", "mnist:test", "--data-path",
-                           str(idx_folder), "--gmm", "3", "--tracking-uri", uri,
-                           "--experiment", "test"], workdir)
-    assert done.returncode == 0, done.stderr
-    assert "note: no --inception-weights" in done.stdout
-    run = mlflow.get_run(done.stdout.split("MLflow run id: ")[1].split()[0])
+    capsys.readouterr()
+    assert fid_verb.main(["--model", vae.model_uri, "--data", "mnist:test", "--data-path",
+                          str(idx_folder), "--gmm", "3", "--tracking-uri", uri,
+                          "--experiment", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "note: no --inception-weights" in out
+    run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
     m = run.data.metrics
-    for sampler in ("", "/gmm", "/two_stage", "/two_stage_renorm"):
+    for sampler in ("", "/gmm"):
         assert f"fid/classifier-mnist-v1{sampler}" in m
         assert f"variance_loss/delta_var_gen{sampler}" in m
     table = tracking.Recorder(uri, "test").table(run.info.run_id, "sample_quality.json")
-    assert table["sampler"] == ["prior", "gmm", "two_stage", "two_stage_renorm"]
+    assert table["sampler"] == ["prior", "gmm"]
     assert table["fid"][0] == pytest.approx(m["fid/classifier-mnist-v1"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"sample_grids.png", "sample_quality.json"} <= artifacts
+    # the verb and the training scored the same samples in the same features
+    assert m["fid/classifier-mnist-v1"] == pytest.approx(vae.metrics["fid/classifier-mnist-v1"],
+                                                         rel=1e-6)
 
     # the run's FID equals one computed here from the same features and the same samples
     model, mspec = tracking.load_model(vae.model_uri)
@@ -200,9 +199,10 @@ def test_classifier_second_stage_and_fid_end_to_end(ray_session, mlflow_store, w
     by_hand = quality.fid_kid(quality.image_features(ext.shared, len(real), images=real), fake)
     assert m["fid/classifier-mnist-v1"] == pytest.approx(by_hand["fid"], rel=1e-6)
 
-    capsys.readouterr()
     assert fid_verb.main(["--model", vae.model_uri, "--data", "mnist:test", "--data-path",
                           str(idx_folder), "--extractor", "inception",
                           "--tracking-uri", uri]) != 0
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        "error: --extractor inception needs --inception-weights PATH")
+    assert "error: --extractor inception needs --inception-weights PATH" in \
+        capsys.readouterr().err
+    with pytest.raises(UserError, match="takes \\(1, 28, 28\\) images"):
+        quality.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))

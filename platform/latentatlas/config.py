@@ -47,6 +47,24 @@ class ConvVAEConfig(Strict):
     sample_posterior: bool = True
 
 
+class ResNetVAEConfig(Strict):
+    """BalancingVAE's first stage (Dai & Wipf's Resnet): residual blocks with BatchNorm; a
+    side that is not a power of two is padded to the next one (MNIST: 32)."""
+
+    name: Literal["resnet_vae"] = "resnet_vae"
+    base: int = Field(default=16, gt=0)  # channels at full resolution, doubled per scale
+    scales: int = Field(default=3, ge=1)
+    fc: int = Field(default=512, gt=0)
+    activation: Literal["swish", "relu"] = "swish"  # the authors' BalancingVAE code: relu
+    latent_dim: int = Field(default=32, gt=0)
+
+
+class SplitVAEConfig(ResNetVAEConfig):
+    """Split-VAE: the ResNet VAE whose decoder emits a mask and two images (kl.policy split)."""
+
+    name: Literal["split_vae"] = "split_vae"
+
+
 class DCGANConfig(Strict):
     name: Literal["dcgan"] = "dcgan"
     latent_dim: int = Field(default=64, gt=0)
@@ -90,10 +108,11 @@ class SecondStageConfig(Strict):
     latent_dim: int | None = Field(default=None, gt=0)  # unset: the first stage's
 
 
-MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig, "dcgan": DCGANConfig,
+MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig,
+                 "resnet_vae": ResNetVAEConfig, "split_vae": SplitVAEConfig, "dcgan": DCGANConfig,
                  "style_gan": StyleGANConfig, "recoder": RecoderConfig,
                  "classifier": ClassifierConfig, "second_stage": SecondStageConfig}
-VAE_MODELS = ("dense_vae", "conv_vae")
+VAE_MODELS = ("dense_vae", "conv_vae", "resnet_vae", "split_vae")
 GAN_MODELS = ("dcgan", "style_gan")
 FAMILIES = {**dict.fromkeys(VAE_MODELS, "vae"), **dict.fromkeys(GAN_MODELS, "gan"),
             "recoder": "recoder", "classifier": "classifier", "second_stage": "second_stage"}
@@ -108,6 +127,7 @@ def model_tag(value) -> str:
 
 ModelConfig = Annotated[
     Annotated[DenseVAEConfig, Tag("dense_vae")] | Annotated[ConvVAEConfig, Tag("conv_vae")]
+    | Annotated[ResNetVAEConfig, Tag("resnet_vae")] | Annotated[SplitVAEConfig, Tag("split_vae")]
     | Annotated[DCGANConfig, Tag("dcgan")] | Annotated[StyleGANConfig, Tag("style_gan")]
     | Annotated[RecoderConfig, Tag("recoder")] | Annotated[ClassifierConfig, Tag("classifier")]
     | Annotated[SecondStageConfig, Tag("second_stage")],
@@ -158,7 +178,7 @@ class FIDConfig(Strict):
 
 
 class KLConfig(Strict):
-    policy: Literal["elbo", "beta", "balanced"] = "balanced"
+    policy: Literal["elbo", "beta", "balanced", "split"] = "balanced"
     beta: float = Field(default=1.0, gt=0)  # KL weight of `beta` and `balanced`
 
 

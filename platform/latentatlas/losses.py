@@ -114,8 +114,22 @@ class BalancedPolicy(KLPolicy):
         self.mse = float(state["mse"])
 
 
+class SplitPolicy(BalancedPolicy):
+    """Split-VAE's loss: 0.5 * sum((x - x_hat)^2) / gamma + beta * KL, where gamma is the
+    running MSE itself (not its square root, and no log-gamma term)."""
+
+    name = "split"
+
+    @property
+    def gamma(self) -> float:
+        return self.mse
+
+    def reconstruction(self, x, x_hat):
+        return 0.5 * per_sample((x - x_hat).pow(2)) / self.mse
+
+
 KL_POLICIES: dict[str, type[KLPolicy]] = {
-    p.name: p for p in (ElboPolicy, BetaPolicy, BalancedPolicy)
+    p.name: p for p in (ElboPolicy, BetaPolicy, BalancedPolicy, SplitPolicy)
 }
 
 

@@ -13,6 +13,7 @@ from latentatlas.models.external import (
     load_external,
 )
 from latentatlas.models.gan import DCGAN, GAN, Recoder, StyleGAN
+from latentatlas.models.resnet import ResNetVAE, SplitVAE
 from latentatlas.models.vae import VAE, ConvVAE, DenseVAE, SecondStageVAE
 
 MODELS = {
@@ -20,6 +21,10 @@ MODELS = {
                                              cfg.sample_posterior),
     "conv_vae": lambda cfg, shape: ConvVAE(shape, cfg.latent_dim, list(cfg.channels),
                                            cfg.hidden, cfg.sample_posterior),
+    "resnet_vae": lambda cfg, shape: ResNetVAE(shape, cfg.latent_dim, cfg.base, cfg.scales,
+                                               cfg.fc, cfg.activation),
+    "split_vae": lambda cfg, shape: SplitVAE(shape, cfg.latent_dim, cfg.base, cfg.scales, cfg.fc,
+                                             cfg.activation),
     "dcgan": lambda cfg, shape: DCGAN(shape, cfg.latent_dim, list(cfg.channels)),
     "style_gan": lambda cfg, shape: StyleGAN(shape, cfg.latent_dim, cfg.noise_dim,
                                              cfg.mapping_layers, list(cfg.channels),
@@ -75,5 +80,5 @@ def share_model(model: torch.nn.Module, spec: dict) -> dict:
 
 
 __all__ = ["DCGAN", "GAN", "MODELS", "VAE", "Classifier", "ExternalGenerator", "ExternalRecoder",
-           "Recoder", "SecondStageVAE", "StyleGAN", "build_model", "inverts", "is_external",
-           "load_external", "rebuild_model", "share_model"]
+           "Recoder", "ResNetVAE", "SecondStageVAE", "SplitVAE", "StyleGAN", "build_model",
+           "inverts", "is_external", "load_external", "rebuild_model", "share_model"]

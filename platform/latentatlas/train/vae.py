@@ -95,6 +95,18 @@ def vae_pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[s
             "samples": image_grid(model.decode(z).numpy(), ncols=8)}
 
 
+@torch.no_grad()
+def split_pictures(model, images: np.ndarray) -> np.ndarray:
+    """Split-VAE's decoding of a few images, rows: originals, mask m, x1, x2, the mix."""
+    was_training = model.training
+    model.eval()
+    x = to_unit_float(images)
+    m, x1, x2 = model.parts(model.encode(x)[0])
+    model.train(was_training)
+    gray = m.expand_as(x)
+    return stacked_rows([t.cpu().numpy() for t in (x, gray, x1, x2, m * x1 + (1 - m) * x2)])
+
+
 class VAEObjective:
     """dense_vae, conv_vae: one Adam over the whole model, the KL policy's loss."""
 
@@ -155,7 +167,10 @@ class VAEObjective:
         return f"loss={metrics['train/loss']:.4g} val/mse={metrics['val/mse']:.4f}"
 
     def pictures(self, epoch: int) -> dict[str, np.ndarray]:
-        return {}
+        model = unwrap(self.model)
+        if not hasattr(model, "parts"):
+            return {}
+        return {f"split/epoch_{epoch + 1:03d}": split_pictures(model, self.val_x[:8])}
 
     def result(self) -> dict:
         return {"trace": self.trace.codes() if self.trace is not None and self.rank == 0
