@@ -43,10 +43,14 @@ def parse(argv):
 def run(args) -> int:
     from jobs import steps
     from latentatlas.data import parse_data_address
+    from latentatlas.errors import UserError
     from latentatlas.report import Progress
     from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
+    if args.samples < 2 or args.gmm < 0:
+        raise UserError(f"--samples {args.samples} / --gmm {args.gmm}: FID needs at least 2 "
+                        "samples, and a GMM 0 (none) or more components")
     recorder = Recorder(args.tracking_uri, args.experiment)
     ray_on_demand(args.ray_address)
     if not args.inception_weights and "inception" not in (args.extractor or []):

@@ -204,5 +204,8 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
                           "--tracking-uri", uri]) != 0
     assert "error: --extractor inception needs --inception-weights PATH" in \
         capsys.readouterr().err
+    assert fid_verb.main(["--model", vae.model_uri, "--samples", "1"]) == 2
+    assert "error: --samples 1 / --gmm 100: FID needs at least 2 samples" in \
+        capsys.readouterr().err
     with pytest.raises(UserError, match="takes \\(1, 28, 28\\) images"):
         quality.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))
