@@ -390,6 +390,11 @@ def sample_quality(job: MainJob) -> None:
                             **{f"fid_{s}": v for s, v in fids.items()},
                             "delta_var_gen": scores["prior"]["delta_var_gen"]})
         if stage:
+            m = q.metrics
+            job.step(f"second stage on dense-s0's test codes: delta_var "
+                     f"{m['second_stage/delta_var']:.4f} vs mse {m['second_stage/mse']:.4f} (the "
+                     "authors renormalise only above 0.25 x mse: "
+                     f"{'yes' if m['second_stage/authors_renormalise'] else 'no'})")
             job.claims += second_stage_claims(label, job.settings[label], key, fids)
 
 

@@ -47,6 +47,10 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
         assert {key, f"{key}/gmm"} <= set(fids[f"fid {label}"].data.metrics)
     assert f"{key}/two_stage_renorm" in fids["fid dense-s0"].data.metrics
     check_second_stage(trained["main-second-stage"], trained["main-dense-s0"])
+    m = fids["fid dense-s0"].data.metrics  # the second stage's own variance loss, and the
+    # authors' rule for renormalising (delta_var / mse > 0.25)
+    assert m["second_stage/authors_renormalise"] == float(
+        m["second_stage/delta_var"] > 0.25 * m["second_stage/mse"])
     relocated = {r.info.run_name for r in kids if r.data.tags["latentatlas.kind"] == "relocate"}
     assert {"relocate dense-s0->dcgan", "relocate dcgan->dense-s0"} <= relocated
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]

@@ -209,3 +209,22 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
         capsys.readouterr().err
     with pytest.raises(UserError, match="takes \\(1, 28, 28\\) images"):
         quality.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))
+
+
+def test_second_stage_variance_loss_closed_form():
+    """A second stage that halves every code: mse = mean(mu^2) / 4 and the variance loss is
+    3/4 of the codes' variance; the authors renormalise when it exceeds mse / 4."""
+    from analysis.studies.sample_quality import second_stage_variance_loss
+
+    class Halves(torch.nn.Module):
+        def encode(self, z):
+            return z, torch.zeros_like(z)
+
+        def decode(self, z):
+            return 0.5 * z
+
+    mu = np.random.default_rng(0).normal(1.0, 2.0, size=(1000, 3))
+    got = second_stage_variance_loss(Halves(), mu)
+    assert got["second_stage/mse"] == pytest.approx((mu**2).mean() / 4, rel=1e-5)
+    assert got["second_stage/delta_var"] == pytest.approx(0.75 * mu.var(0).mean(), rel=1e-5)
+    assert got["second_stage/authors_renormalise"] == 1.0  # 0.75 * 4 > 0.25 * 1.25

@@ -82,6 +82,25 @@ def check_second_stage(model, address: str, stage2, spec: dict, stage2_address: 
                         f"not of {address}")
 
 
+# The authors renormalise second-stage samples only when the second stage shows "an evident
+# variance loss" on the first stage's codes: delta_var / mse above this (BalancingVAE code).
+AUTHORS_RENORM_RATIO = 0.25
+
+
+@torch.no_grad()
+def second_stage_variance_loss(stage2, mu: np.ndarray) -> dict[str, float]:
+    """The variance loss of a second stage on the first stage's codes `mu` (reconstructed
+    through its posterior means): `second_stage/mse`, `second_stage/delta_var` (mean variance
+    of mu minus that of the reconstructions), and whether the authors would renormalise."""
+    z = torch.as_tensor(mu, dtype=torch.float32)
+    z_hat = stage2.decode(stage2.encode(z)[0]).numpy().astype(np.float64)
+    mu = np.asarray(mu, np.float64)
+    mse = float(((mu - z_hat) ** 2).mean())
+    delta = float(mu.var(axis=0).mean() - z_hat.var(axis=0).mean())
+    return {"second_stage/mse": mse, "second_stage/delta_var": delta,
+            "second_stage/authors_renormalise": float(delta > AUTHORS_RENORM_RATIO * mse)}
+
+
 def measure_quality(model, spec: dict, address: str, real: Split, extractors: list[Extractor],
                     *, second_stage=None, gmm_components: int = 100, samples: int = 10000,
                     seed: int = 0, **where) -> SampleQuality:
@@ -100,6 +119,9 @@ def measure_quality(model, spec: dict, address: str, real: Split, extractors: li
         scores[extractor.name] = quality.score_samplers(extractor, images, model, spec, codes,
                                                         seed, **where)
         metrics.update(quality.quality_metrics(extractor.name, scores[extractor.name]))
+    if second_stage is not None:
+        metrics.update(second_stage_variance_loss(second_stage[0],
+                                                  quality.posterior_means(model, images)))
     with torch.no_grad():
         grids = {name: image_grid(model.decode(torch.as_tensor(c[:GRID])).numpy(), ncols=8)
                  for name, c in codes.items()}
