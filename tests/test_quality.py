@@ -228,3 +228,29 @@ def test_second_stage_variance_loss_closed_form():
     assert got["second_stage/mse"] == pytest.approx((mu**2).mean() / 4, rel=1e-5)
     assert got["second_stage/delta_var"] == pytest.approx(0.75 * mu.var(0).mean(), rel=1e-5)
     assert got["second_stage/authors_renormalise"] == 1.0  # 0.75 * 4 > 0.25 * 1.25
+
+
+def test_second_stage_on_posterior_samples_draws_afresh_every_epoch():
+    """`second_stage.codes: sample`: each epoch trains on z = mu + sigma * eps drawn anew,
+    the same draws for the same (seed, epoch) (so a resumed run sees them again)."""
+    from latentatlas.train.loop import OBJECTIVES
+    from latentatlas.train.vae import posterior_draw
+
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(1000, 3)).astype(np.float32)
+    logvar = np.log(np.full((1000, 3), 0.25, np.float32))
+    cfg = validate({"seed": 4, "model": {"name": "second_stage", "width": 8, "latent_dim": 3},
+                    "second_stage": {"encoding": "unused", "codes": "sample"},
+                    "train": {"epochs": 2, "batch_size": 100}}, "test")
+    objective = OBJECTIVES[cfg.family](cfg, {"train": mu, "train_logvar": logvar,
+                                             "val": mu[:100]}, "cpu", 0, 1)
+    objective.prepare(None, 0, wrap=lambda module: module)
+    drawn = []
+    for epoch in range(2):
+        objective.train_epoch(epoch)
+        drawn.append(objective.train_x.copy())
+        np.testing.assert_array_equal(drawn[-1], posterior_draw(mu, logvar, 4, epoch))
+    assert not np.allclose(drawn[0], drawn[1])
+    for z in drawn:  # (z - mu) / sigma is standard normal
+        eps = (z - mu) / 0.5
+        assert abs(eps.mean()) < 0.1 and eps.std() == pytest.approx(1.0, abs=0.05)

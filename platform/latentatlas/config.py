@@ -159,7 +159,8 @@ class StageDataConfig(Strict):
     encode` of its training split)."""
 
     encoding: str | None = None  # the encoding's directory
-    codes: Literal["mu", "sample"] = "mu"  # posterior means, or one posterior draw per item
+    # posterior means, or posterior draws (one per item, afresh every epoch)
+    codes: Literal["mu", "sample"] = "mu"
     val_fraction: float = Field(default=0.1, gt=0, lt=1)  # rows held out for val/*
 
 

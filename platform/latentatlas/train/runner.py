@@ -142,12 +142,10 @@ def stage_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
                         "codes; a second stage learns a VAE's codes")
     arrays = enc.arrays(["mu", "logvar"])
     mu, logvar = arrays["mu"].astype(np.float64), arrays["logvar"].astype(np.float64)
-    rng = np.random.default_rng(cfg.seed)
-    codes = mu if s.codes == "mu" else mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)
-    order = rng.permutation(len(codes))
-    held = max(1, int(len(codes) * s.val_fraction))
-    if len(codes) - held < 2:
-        raise UserError(f"second_stage.encoding: {s.encoding} holds {len(codes)} rows; too "
+    order = np.random.default_rng(cfg.seed).permutation(len(mu))
+    held = max(1, int(len(mu) * s.val_fraction))
+    if len(mu) - held < 2:
+        raise UserError(f"second_stage.encoding: {s.encoding} holds {len(mu)} rows; too "
                         "few to train on")
     d = mu.shape[1]
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
@@ -155,9 +153,11 @@ def stage_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
     extra = {"first_stage": enc.meta.model_uri, "encoding": str(enc.path),
              "dataset": enc.meta.dataset, "seed": cfg.seed, "codes": s.codes,
              "var_mu": mu.var(axis=0).tolist(), "mean_sigma2": np.exp(logvar).mean(0).tolist()}
-    codes = codes.astype(np.float32)
-    return cfg, Inputs({"train": codes[np.sort(order[held:])], "val": codes[np.sort(order[:held])]},
-                       (d,), extra)
+    train_rows, val_rows = np.sort(order[held:]), np.sort(order[:held])
+    data = {"train": mu[train_rows].astype(np.float32), "val": mu[val_rows].astype(np.float32)}
+    if s.codes == "sample":  # drawn afresh every epoch by the objective; val/* on the means
+        data["train_logvar"] = logvar[train_rows].astype(np.float32)
+    return cfg, Inputs(data, (d,), extra)
 
 
 def training_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:

@@ -107,12 +107,22 @@ def split_pictures(model, images: np.ndarray) -> np.ndarray:
     return stacked_rows([t.cpu().numpy() for t in (x, gray, x1, x2, m * x1 + (1 - m) * x2)])
 
 
+def posterior_draw(mu: np.ndarray, logvar: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """One draw z = mu + exp(logvar / 2) * eps per row, the same on every rank for a
+    (seed, epoch)."""
+    eps = np.random.default_rng([seed, epoch, 2]).standard_normal(mu.shape)
+    return (mu + np.exp(0.5 * logvar) * eps).astype(np.float32)
+
+
 class VAEObjective:
     """dense_vae, conv_vae: one Adam over the whole model, the KL policy's loss."""
 
     def __init__(self, cfg, data: dict, device, rank: int, world: int):
         self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
         self.train_x, self.val_x = data["train"], data["val"]
+        # A second stage on posterior samples: `train` holds the means, and every epoch
+        # draws z = mu + sigma * eps afresh (as the authors do), fixed by (seed, epoch).
+        self.train_mu, self.train_logvar = self.train_x, data.get("train_logvar")
         self.model = build_model(cfg.model, self.train_x.shape[1:])
         self.policy = make_policy(cfg.kl.policy, cfg.kl.beta)
         self.val_shard = self.val_x[rank::world][: len(self.val_x) // world or None]
@@ -140,6 +150,8 @@ class VAEObjective:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg
+        if self.train_logvar is not None:
+            self.train_x = posterior_draw(self.train_mu, self.train_logvar, cfg.seed, epoch)
         batches = epoch_batches(len(self.train_x), epoch, cfg.seed, self.rank, self.world,
                                 cfg.train.batch_size)
         tracer = (self.trace.recorder(len(batches))
