@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ["SeedFigure", "SEED", "POLICY_NAMES", "HOLDS", "FAILS", "NOT_COMPARABLE", "RULES",
            "setting", "verdict", "row", "not_measured", "stats_claims", "density_claim",
            "relocation_claim", "support_claims", "sampling_claim", "range_claim",
-           "second_stage_claims"]
+           "second_stage_claims", "translator_claims"]
 
 @dataclass(frozen=True)
 class SeedFigure:
@@ -42,6 +42,10 @@ SEED: dict[str, SeedFigure] = {
     "support_suffices": SeedFigure(
         "a support set suffices to fit the map", "(no figure)", "CelebA",
         "RESEARCH.md, claims table"),
+    "support_beats_random": SeedFigure(
+        "a support set is a better fit set than random rows",
+        "implied (maps are fitted on support sets); no comparison reported", "CelebA",
+        "RESEARCH.md, claims table (support set); measured by the translator study"),
     "support_far_apart": SeedFigure(
         "support-set images are far apart", "pairwise MSE 0.183 vs 0.116 (random pairs)",
         "CelebA 64x64", "RESEARCH.md, claims table"),
@@ -83,6 +87,8 @@ RULES: dict[str, str] = {
     "zero_out": "zeroing the inactive changes under 10% of what zeroing as many active does",
     "relocation": "M at most 2x the target's own error",
     "support_suffices": "support-set M at most 1.5x the M of a fit on all rows",
+    "support_beats_random": "support-set anchors give the lower M in more than half of the "
+                            "(pair, map family, budget) comparisons with as many random rows",
     "support_far_apart": "support pairs farther apart than random pairs",
     "density_uneven": "KL to Gaussian codes above its sampling-noise p99",
     "sampling_regular": "aggregate KL lower with sampling than without",
@@ -215,3 +221,26 @@ def second_stage_claims(label: str, measured_setting: str, extractor: str,
                 f"{where}: prior {prior:.2f}, two-stage {raw:.2f}", raw < prior),
             row("renormalisation", label, measured_setting,
                 f"{where}: two-stage {raw:.2f}, renormalised {renorm:.2f}", renorm < raw)]
+
+
+def translator_claims(label: str, measured_setting: str, metrics: dict, family: str,
+                      budget: str) -> list[dict]:
+    """The translator study's two answers over every ordered pair: does a support set of
+    `budget` rows fit `family` as well as every fit row does (the seed's rule), and does it
+    beat random rows of the same size (all families and budgets)."""
+    ratio = lambda anchor, b: metrics.get(f"translate/ratio/{family}/{anchor}/{b}",  # noqa: E731
+                                          float("nan"))
+    support, every, random = ratio("support", budget), ratio("all", "all"), ratio("random", budget)
+    wins = metrics.get("translate/support_beats_random", float("nan"))
+    if np.isnan(support) or np.isnan(wins):
+        why = "no source space had an active variable, so no support set"
+        return [not_measured(key, label, measured_setting, why)
+                for key in ("support_suffices", "support_beats_random")]
+    return [
+        row("support_suffices", label, measured_setting,
+            f"{family} M / M_target_own on {budget} support rows {support:.2f} vs {every:.2f} on "
+            "all fit rows (mean over pairs)", support <= 1.5 * every),
+        row("support_beats_random", label, measured_setting,
+            f"support lower in {wins:.0%} of comparisons; {family} at {budget}: support "
+            f"{support:.2f} vs random {random:.2f} (M / M_target_own)", wins > 0.5),
+    ]

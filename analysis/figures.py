@@ -5,10 +5,13 @@ from __future__ import annotations
 import matplotlib
 
 __all__ = ["latent_bars", "sorted_bars", "variance_vs_mse", "heatmap", "support_sweep", "scatter3d",
-           "error_ecdfs", "sector_shares_bars", "sample_grids"]
+           "error_ecdfs", "sector_shares_bars", "sample_grids",
+           "translator_grid", "budget_curves"]
 
 matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -136,5 +139,68 @@ def sample_grids(grids: dict[str, np.ndarray]):
         ax.imshow(grid)
         ax.set_title(name, fontsize=10)
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def translator_grid(family: str, labels: list[str], panels: dict, every_row: np.ndarray | None):
+    """One map family: M / M_target_own for every ordered pair (rows: source), a block per
+    (anchor choice, budget) and one for the fit on every row, on one log colour scale. One
+    axes holds every block (a grid of axes costs seconds to lay out)."""
+    anchors = list(dict.fromkeys(a for a, _ in panels))
+    budgets = list(dict.fromkeys(b for _, b in panels))
+    place = {(a, b): (r, c) for r, a in enumerate(anchors) for c, b in enumerate(budgets)}
+    if every_row is not None:
+        place[("all", "all")] = (len(anchors), 0)
+        panels = {**panels, ("all", "all"): every_row}
+    n, step = len(labels), len(labels) + 1
+    rows, cols = len(anchors) + (every_row is not None), max(len(budgets), 1)
+    mosaic = np.full((rows * step - 1, cols * step - 1), np.nan)
+    for key, m in panels.items():
+        r, c = place[key]
+        mosaic[r * step:r * step + n, c * step:c * step + n] = m
+    finite = mosaic[np.isfinite(mosaic)]
+    norm = matplotlib.colors.LogNorm(max(finite.min(), 1e-3) if len(finite) else 1e-3,
+                                     max(finite.max(), 1.01) if len(finite) else 10)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.42 * mosaic.shape[1], 1.2 + 0.42 * mosaic.shape[0]))
+    im = ax.imshow(mosaic, cmap="viridis_r", norm=norm)
+    for (i, j), v in np.ndenumerate(mosaic):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", color="w", fontsize=6)
+    for (anchor, budget), (r, c) in place.items():
+        ax.text(c * step + (n - 1) / 2, r * step - 0.7, f"{anchor}, {budget}", ha="center",
+                va="bottom", fontsize=7)
+    ax.set_yticks([r * step + i for r in range(rows) for i in range(n)], labels * rows,
+                  fontsize=6)
+    ax.set_xticks([c * step + j for c in range(cols) for j in range(n)], labels * cols,
+                  fontsize=6, rotation=90)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(f"{family}: M / M_target_own (rows: source, columns: target)", fontsize=9,
+                 pad=22)
+    fig.colorbar(im, ax=ax, shrink=0.6)
+    return fig
+
+
+def budget_curves(multiples: list[float], curves: dict[str, dict[str, list[float]]],
+                  every_row: dict[str, float]):
+    """Mean M / M_target_own over the pairs against the anchor budget, one panel per map
+    family, one line per anchor choice; dashed: the fit on every row."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, (family, lines) in zip(axes[0], curves.items(), strict=True):
+        for anchor, values in lines.items():
+            ax.plot(multiples, values, "o-", ms=3, label=anchor)
+        if family in every_row:
+            ax.axhline(every_row[family], color="k", ls="--", lw=0.8, label="all fit rows")
+        ax.axhline(1.0, color="grey", ls=":", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(title=family, xlabel="anchors / source dimension")
+    axes[0, 0].set_ylabel("M / M_target_own (mean over pairs)")
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig

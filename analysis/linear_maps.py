@@ -15,8 +15,9 @@ import scipy.linalg
 
 __all__ = ["STATS_CHUNK", "SufficientStats", "LinearMap", "RTOL", "solve_psd", "ols", "ols_nobias",
            "ridge", "ridge_authors", "standardised", "nearest_orthogonal", "orthogonal_map",
-           "procrustes", "lstsq_ortho", "Estimator", "ESTIMATORS", "fit_from_stats",
-           "fit_linear_map"]
+           "procrustes", "lstsq_ortho", "ADAM_STEPS", "ADAM_LR", "adam_authors",
+           "sgd_authors", "Estimator", "ESTIMATORS", "fit_from_stats",
+           "fit_linear_map", "fit_families"]
 
 STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
 
@@ -192,6 +193,39 @@ def lstsq_ortho(s: SufficientStats) -> LinearMap:
     return orthogonal_map("lstsq_ortho", s, r, sdx, sdy, rank)
 
 
+# The authors' optimiser (We_love_latent_space `comparison.py`): Adam at 5e-4 for 2000
+# full-batch steps from Keras' Glorot-uniform initialisation.
+ADAM_STEPS, ADAM_LR = 2000, 5e-4
+
+
+def adam_authors(stats: list[SufficientStats], l2: float = 1e-4, steps: int = ADAM_STEPS,
+                 lr: float = ADAM_LR, seed: int = 0) -> list[LinearMap]:
+    """The authors' fit itself, as a check of its closed form `ridge_authors`: Keras' Adam
+    (beta 0.9 / 0.999, eps 1e-7) on their objective |Y - XW|^2 / (n dy) + l2 |W|^2 +
+    l2 |XW|^2 / n over the full batch. Its gradient is a function of the sufficient
+    statistics, (2 / (n dy) + 2 l2 / n) Sxx W - 2 / (n dy) Sxy + 2 l2 W, so fits of the same
+    shape run together, stacked, in O(d^2) memory each."""
+    dx, dy = len(stats[0].sx), len(stats[0].sy)
+    sxx = np.stack([s.sxx for s in stats])
+    n = np.array([s.n for s in stats], dtype=np.float64)[:, None, None]
+    pull = 2 / (n * dy) * np.stack([s.sxy for s in stats])
+    grow = 2 / (n * dy) + 2 * l2 / n
+    limit = np.sqrt(6 / (dx + dy))
+    w = np.random.default_rng(seed).uniform(-limit, limit, (1, dx, dy)).repeat(len(stats), 0)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    for t in range(1, steps + 1):
+        g = grow * (sxx @ w) - pull + 2 * l2 * w
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        w -= lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+    return [LinearMap("sgd_authors", wi, np.zeros(dy)) for wi in w]
+
+
+def sgd_authors(s: SufficientStats, l2: float = 1e-4) -> LinearMap:
+    return adam_authors([s], l2)[0]
+
+
 @dataclass(frozen=True)
 class Estimator:
     """A map family by its registry name, with the parameters it takes (and their defaults)."""
@@ -211,6 +245,8 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
     Estimator("procrustes", procrustes, about="orthogonal, after standardisation"),
     Estimator("lstsq_ortho", lstsq_ortho,
               about="least squares projected to the nearest orthogonal map"),
+    Estimator("sgd_authors", sgd_authors, ("l2",),
+              "the authors' own fit: Adam 5e-4, 2000 full-batch steps (checks ridge_authors)"),
 )}
 
 
@@ -226,3 +262,18 @@ def fit_from_stats(s: SufficientStats, estimator: str = "ols", **params) -> Line
 def fit_linear_map(x: np.ndarray, y: np.ndarray, estimator: str = "ols", **params) -> LinearMap:
     """Fit on explicit rows (a support set, any index list): the seed's setting."""
     return fit_from_stats(SufficientStats.of(x, y), estimator, **params)
+
+
+def fit_families(stats: dict[str, SufficientStats], families, seed: int = 0,
+                 **params) -> dict[str, LinearMap]:
+    """Every estimator in `families` on every named set of statistics, keyed
+    `<estimator>|<name>`; the authors' optimiser runs on all the sets at once. Light
+    imports: what a Ray task of the translator study runs."""
+    maps = {}
+    for family in families:
+        if family == "sgd_authors":
+            fitted = adam_authors(list(stats.values()), params.get("l2", 1e-4), seed=seed)
+        else:
+            fitted = [fit_from_stats(s, family, **params) for s in stats.values()]
+        maps.update({f"{family}|{key}": m for key, m in zip(stats, fitted, strict=True)})
+    return maps

@@ -61,14 +61,15 @@ class RelocationPartial(SplitModel):
 def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
                       source_model, target_model, part: str = "eval",
                       every: int = HOLDOUT_EVERY, actors: int = 1, use_gpu: bool = False,
-                      labels: int = 10, per_task: int = 4096,
+                      labels: int = 10, per_task: int = 4096, stop: int | None = None,
                       here: bool | None = None) -> dict[str, np.ndarray]:
-    """Mean errors per label (index 0..labels-1) and overall (index labels); the models are
-    `share_model` values."""
+    """Mean errors per label (index 0..labels-1) and overall (index labels), over the rows
+    with index below `stop` (default: all); the models are `share_model` values."""
     check_joinable(src, tgt)
-    here = runs_here(src.meta.rows, use_gpu) if here is None else here
+    rows = src.meta.rows if stop is None else min(stop, src.meta.rows)
+    here = runs_here(rows, use_gpu) if here is None else here
     parts = map_with_actors(
-        range_batches(src.meta.rows, per_task, here=here), RelocationPartial, batch_size=1,
+        range_batches(rows, per_task, here=here), RelocationPartial, batch_size=1,
         actors=actors, use_gpu=use_gpu,
         shared={"model": source_model, "target": target_model, "split": split},
         maps={k: (m.A, m.b) for k, m in maps.items()}, src=src.row_groups(),

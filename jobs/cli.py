@@ -17,6 +17,8 @@ VERBS = {
     "sectors": "codes per sector of the k most informative variables of an ENCODING",
     "support-set": "one member per sector: the support set of an ENCODING",
     "relocate": "linear maps between latent spaces: --source ENC --target ENC, or --all",
+    "translate-study": "every map family x anchor choice x budget for every ordered pair of "
+                       "ENC ...: L, M, M / own, CKA, SVCCA",
     "range": "where a generator cannot reach: regeneration errors, missed sectors, P/R/D/C",
     "fid": "FID / KID / variance loss of a model's samples: prior, GMM, second stage",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",

@@ -26,6 +26,9 @@ RANGE_SAMPLES = 2000  # the generators' own samples in the generative range
 CLASSIFIER_EPOCHS = 2
 STAGE2_WIDTH, STAGE2_EPOCHS = 256, 5
 FID_SAMPLES, GMM_COMPONENTS = 10000, 100
+# The translator study over the job's four encodings at a reduced grid (the verb's default:
+# budgets 0.25d-4d x 3 repeats, every held-out row).
+TRANSLATE_BUDGETS, TRANSLATE_REPEATS, TRANSLATE_EVAL_ROWS = (0.25, 1.0, 4.0), 2, 250
 
 
 @dataclass
@@ -420,7 +423,38 @@ def sampling_pictures(job: MainJob) -> None:
         job.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl, without_kl))
 
 
-STEPS = [pipeline, generator_and_type3, generative_ranges, sample_quality, sampling_pictures]
+def translators(job: MainJob) -> None:
+    """Every map family on every anchor choice for the 12 ordered pairs of the job's four
+    encodings (two dense VAEs, the conv VAE, the DCGAN), reduced to fit the job."""
+    from analysis.claims import translator_claims
+    from jobs import steps
+
+    labels = ["dense-s0", "dense-s1", "conv-s0", "dcgan"]
+    job.step(f"translator study over {', '.join(labels)}: budgets "
+             f"{', '.join(f'{b:g}d' for b in TRANSLATE_BUDGETS)} x {TRANSLATE_REPEATS} repeats, "
+             f"{TRANSLATE_EVAL_ROWS} held-out rows per pair (reduced; `latentatlas "
+             "translate-study` runs the full grid)")
+    run_id, out = steps.translate_study(
+        job.recorder, [str(job.encodings[label].path) for label in labels], labels=labels,
+        budgets=TRANSLATE_BUDGETS, repeats=TRANSLATE_REPEATS, eval_rows=TRANSLATE_EVAL_ROWS,
+        parent_run_id=job.parent_run_id)
+    m = out.metrics
+    support = m.get("translate/ratio/ridge_authors/support/1d", float("nan"))
+    job.step(f"translators: ridge_authors M/M_own {m['translate/ratio/ridge_authors/all/all']:.2f}"
+             f" (all rows), {support:.2f} (support, d); support beats random in "
+             f"{m.get('translate/support_beats_random', float('nan')):.0%} of comparisons; "
+             f"CKA {m['translate/cka_mean']:.2f}, SVCCA {m['translate/svcca_mean']:.2f} (mean)")
+    for note in out.notes:
+        job.step(f"note: {note}")
+    job.summary.append({"step": "translator study", "run_id": run_id,
+                        **{k.removeprefix("translate/"): v for k, v in m.items()
+                           if "/ratio/" not in k}})
+    job.claims += translator_claims("12 ordered pairs (translator study)", "; ".join(
+        dict.fromkeys(job.settings[label] for label in labels)), m, "ridge_authors", "1d")
+
+
+STEPS = [pipeline, generator_and_type3, generative_ranges, translators, sample_quality,
+         sampling_pictures]
 
 
 def print_claims(claims: list[dict]) -> None:

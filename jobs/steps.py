@@ -238,3 +238,28 @@ def sample_quality(recorder: Recorder, model_uri: str, data: tuple[str, str], *,
                              actors=actors, use_gpu=use_gpu)
     owner = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
     return recorder.record(result.record(name), parent_run_id or owner), result
+
+
+def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[str] | None = None,
+                    families=None, anchors=None, budgets=None, repeats: int = 3,
+                    eval_rows: int | None = None, seed: int = 0,
+                    parent_run_id: str | None = None, name: str = "translate study",
+                    progress: Callable[[str], None] = quiet):
+    """Every map family on every anchor choice and budget, for every ordered pair of
+    `encodings` (their models decode), in one run; sectors ordered by each encoding's
+    information gain when a `stats` run has it."""
+    from analysis.studies import translators as t
+
+    encs = [open_encoding(path) for path in encodings]
+    labels = labels or [enc.path.name for enc in encs]
+    if len(set(labels)) != len(labels):  # folder names repeat: number them instead
+        labels = [f"{i}:{label}" for i, label in enumerate(labels)]
+    progress(f"loading {len(encs)} models")
+    models = [load_model(enc.meta.model_uri) for enc in encs]
+    result = t.translate_study(
+        encs, models, labels, families=families or t.FAMILIES, anchors=anchors or t.ANCHOR_CHOICES,
+        budgets=budgets or t.BUDGETS, repeats=repeats, eval_rows=eval_rows,
+        scores=[information_gain_of(recorder, enc) for enc in encs], seed=seed,
+        progress=progress)
+    progress("recording the run")
+    return recorder.record(result.record(name), parent_run_id), result

@@ -335,3 +335,69 @@ def test_small_inputs_run_here_with_the_results_of_the_ray_data_path(crafted, en
                                 per_task=64, here=h) for h in (False, True)]
     for key in errors[0]:
         np.testing.assert_allclose(errors[0][key], errors[1][key], rtol=1e-6, atol=1e-12)
+
+
+def test_translate_study_finds_planted_linear_relations(crafted, encodings, capsys):
+    """Four encodings whose spaces are exact linear images of one another: the crafted model
+    twice, the same model with its latent space rotated (decoder un-rotating it) and
+    stretched per variable. OLS on every fit row then moves codes exactly (L ~ 0, M =
+    M_target_own), CKA is 1 across the rotation and below 1 across the stretch, SVCCA is 1
+    for every pair; the verb writes one run with the table and the figures."""
+    import copy
+
+    from analysis.studies.translators import FAMILIES
+    from jobs import translate_study as verb
+
+    model = crafted["model"]
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
+    paths = [str(e.path) for e in encodings]
+    for name, m in (("rotated", q), ("stretched", np.diag([3.0, 0.5, 1.0, 2.0]))):
+        planted = copy.deepcopy(model)
+        t = torch.tensor(m, dtype=torch.float32)
+        with torch.no_grad():  # codes m @ mu; the decoder's first layer undoes m
+            planted.mu.weight.copy_(t @ model.mu.weight)
+            planted.mu.bias.copy_(t @ model.mu.bias)
+            planted.decoder[0].weight.copy_(model.decoder[0].weight @ torch.linalg.inv(t))
+        with mlflow.start_run(run_name=name) as run:
+            tracking.log_model(planted, DenseVAEConfig(hidden=[16], latent_dim=4).model_dump(),
+                               (1, 28, 28))
+        paths.append(str(encode(f"runs:/{run.info.run_id}/model", "mnist", "test",
+                                crafted["root"] / name, data_path=str(crafted["data"]),
+                                actors=1).path))
+    labels = ["one", "same", "rotated", "stretched"]
+    run_id, out = steps.translate_study(crafted["recorder"], paths, labels=labels, repeats=2)
+    assert len(out.pairs) == 12 and out.eval_rows == 60
+    sets_per_source = 3 * 5 * 2 + 1  # support/random/fps x 5 budgets x 2 repeats, all rows
+    assert len(out.rows) == 12 * sets_per_source * len(FAMILIES)
+    for r in out.rows:
+        if (r["family"], r["anchor"]) == ("ols", "all"):
+            assert r["anchor_rows"] == 240
+            assert r["L"] < 1e-8 * 900  # codes spread ~30
+            assert r["M"] == pytest.approx(r["M_target_own"], rel=1e-4)
+    pair = {(p["source"], p["target"]): p for p in out.pairs}
+    assert pair[("one", "same")]["cka"] == pytest.approx(1, abs=1e-9)
+    assert pair[("one", "rotated")]["cka"] == pytest.approx(1, abs=1e-6)
+    assert pair[("one", "stretched")]["cka"] < 0.95
+    assert all(p["svcca"] == pytest.approx(1, abs=1e-5) for p in out.pairs)
+    m = out.metrics
+    assert m["translate/ratio/ols/all/all"] == pytest.approx(1, rel=1e-4)
+    few = [r["L"] for r in out.rows if (r["family"], r["anchor"], r["budget"])
+           == ("ols", "random", "0.25d")]
+    assert np.mean(few) > 1.0  # 2 rows cannot fix a map of the 3 active variables
+    client = mlflow.MlflowClient()
+    files = {f.path for f in client.list_artifacts(run_id)}
+    assert {"translations.json", "pairs.json", "summary.json", "budget_curves.png",
+            "similarity_cka.png", "heatmaps_sgd_authors.png"} <= files
+    assert client.get_run(run_id).data.tags["latentatlas.kind"] == "translate-study"
+
+    common = ["--tracking-uri", crafted["uri"], "--experiment", "encode-test"]
+    assert verb.main([*paths[:3], *common, "--family", "procrustes", "--anchor", "fps",
+                      "--budget", "1", "--repeats", "1", "--eval-rows", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "translate/ratio" not in printed and "translate/cka_mean" in printed
+    assert verb.main([*paths[:2], *common, "--family", "cubic"]) == 2
+    assert capsys.readouterr().err.splitlines()[0].startswith("error: --family: unknown cubic")
+    small = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "small100",
+                   limit=100, data_path=str(crafted["data"]), actors=1)
+    assert verb.main([paths[0], str(small.path), *common]) == 2
+    assert "encode different data: rows is 300 vs 100" in capsys.readouterr().err

@@ -28,7 +28,8 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == ["fid"] * 2 + ["regularisation"] + ["relocate"] * 4 + ["train"] * 7
+    assert kinds == (["fid"] * 2 + ["regularisation"] + ["relocate"] * 4 + ["train"] * 7
+                     + ["translate-study"])
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
     assert sorted(trained) == ["main-classifier", "main-conv-s0", "main-dcgan", "main-dense-s0",
                                "main-dense-s1", "main-recoder", "main-second-stage"]
@@ -55,6 +56,8 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     assert {"relocate dense-s0->dcgan", "relocate dcgan->dense-s0"} <= relocated
     relocations = [r for r in kids if r.data.tags["latentatlas.kind"] == "relocate"]
     assert all("relocation/M" in r.data.metrics for r in relocations)
+    (translators,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "translate-study"]
+    check_translators(translators)
     (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
     check_regularisation_pictures(regularity, children(regularity.info.run_id), workdir)
     for heading in ("== main job ==", "the seed's claims beside what was measured",
@@ -83,6 +86,22 @@ def test_main_job_runs_every_step_under_one_parent(ray_session, workdir, capsys)
     assert set(table) > {"val mse(z~q)", "inactive", "M", "aggregate_kl_sampling"}
 
 
+def check_translators(run):
+    """Twelve ordered pairs of the job's four encodings, the GAN's pairs with the authors'
+    GAN regulariser; dense codes of 1-epoch digits have no active variable, so no support
+    set there (said in the run), while the DCGAN's codes have sectors."""
+    pairs = main_job_table(run.info.run_id, "pairs.json")
+    assert len(pairs["source"]) == 12 and set(pairs["source"]) == {
+        "dense-s0", "dense-s1", "conv-s0", "dcgan"}
+    for src, tgt, l2 in zip(pairs["source"], pairs["target"], pairs["l2"], strict=True):
+        assert l2 == (0.0015 if "dcgan" in (src, tgt) else 1e-4)
+    assert "no support-set anchors from" in run.data.tags["latentatlas.notes"]
+    rows = main_job_table(run.info.run_id, "translations.json")
+    sources = {s for s, a in zip(rows["source"], rows["anchor"], strict=True) if a == "support"}
+    assert "dcgan" in sources and "dense-s0" not in sources
+    assert set(rows["budget"]) == {"0.25d", "1d", "4d", "all"}
+
+
 def check_second_stage(stage2, first):
     """The second stage learned dense-s0's training codes; its spec carries their moments
     (what renormalisation scales to) and names its first stage."""
@@ -97,10 +116,10 @@ def check_second_stage(stage2, first):
     np.testing.assert_allclose(spec["mean_sigma2"], np.exp(rows["logvar"]).mean(0), rtol=1e-4)
 
 
-def main_job_table(run_id: str) -> dict:
+def main_job_table(run_id: str, name: str = "summary.json") -> dict:
     from latentatlas.tracking import Recorder
 
-    return Recorder(mlflow.get_tracking_uri(), "main").table(run_id, "summary.json")
+    return Recorder(mlflow.get_tracking_uri(), "main").table(run_id, name)
 
 
 def check_regularisation_pictures(parent, trained, workdir):

@@ -1,0 +1,354 @@
+"""The translator study: for every ordered pair of encodings, every map family fitted on
+every anchor choice at every anchor budget, scored on held-out rows by the target's
+decoder: L = MSE(enc2 x, A enc1 x), M = MSE(x, dec2(A enc1 x)) and M / M_target_own, beside
+the similarity of the raw spaces on the same rows (linear CKA, SVCCA).
+
+Anchors are chosen in the source space only (the support set of its sectors, random rows,
+farthest-point sampling, or every fit row) at budgets that are multiples of the source's
+latent dimension, `repeats` times with different seeds. Fits are Ray tasks over the pairs'
+sufficient statistics (O(d^2) each); the scoring decodes the held-out rows."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis import figures
+from analysis.anchors import farthest_point_rows, random_rows
+from analysis.linear_maps import ESTIMATORS, SufficientStats, fit_families
+from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, split_mask, streaming_stats
+from analysis.relocation import relocation_errors
+from analysis.similarity import linear_cka, svcca
+from analysis.studies.sectors import SectorCounts, count_sectors, support_rows
+from latentatlas.batches import runs_here
+from latentatlas.encode import Encoding
+from latentatlas.errors import UserError
+from latentatlas.models import share_model
+from latentatlas.record import Record
+from latentatlas.report import quiet
+
+__all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS", "VAE_L2", "GAN_L2",
+           "budget_label", "AnchorSet", "SourceRows", "choose_anchors",
+           "TranslatorStudy", "translate_study"]
+
+# The default families (any of analysis.linear_maps.ESTIMATORS may be asked for); the
+# authors' map first.
+FAMILIES = ("ridge_authors", "ols", "procrustes", "lstsq_ortho", "sgd_authors")
+BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # anchor rows, in multiples of the source's dimension
+# The authors' L2 (We_love_latent_space): 1e-4 between VAEs, 0.0015 when one side is a GAN.
+VAE_L2, GAN_L2 = 1e-4, 0.0015
+
+
+def budget_label(multiple: float) -> str:
+    return f"{multiple:g}d"
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """What an anchor choice sees of a source encoding: its fit rows' indices and codes, and
+    its sectors (None when it has no active variable)."""
+
+    index: np.ndarray
+    mu: np.ndarray
+    sectors: SectorCounts | None
+
+
+def fit_rows_only(index: np.ndarray) -> np.ndarray:
+    return split_mask(index, "fit")
+
+
+# Anchor choices by name: (source rows, size, seed) -> row indices. "all" (every fit row,
+# one budget) is the fourth choice, fitted from streamed statistics.
+ANCHORS: dict[str, Callable[[SourceRows, int, int], np.ndarray]] = {
+    "support": lambda s, k, seed: support_rows(s.sectors, k, seed=seed,
+                                               eligible_index=fit_rows_only)[0],
+    "random": lambda s, k, seed: s.index[random_rows(len(s.index), k, seed)],
+    "fps": lambda s, k, seed: s.index[farthest_point_rows(s.mu, k, seed)],
+}
+ANCHOR_CHOICES = (*ANCHORS, "all")
+
+
+@dataclass(frozen=True)
+class AnchorSet:
+    anchor: str
+    budget: str  # "0.25d" ... "4d", or "all"
+    repeat: int
+    index: np.ndarray | None  # the anchor rows; None: every fit row
+
+    @property
+    def key(self) -> str:
+        return f"{self.anchor}|{self.budget}|{self.repeat}"
+
+
+def choose_anchors(enc: Encoding, score: np.ndarray | None, anchors, budgets, repeats: int,
+                   seed: int) -> tuple[list[AnchorSet], list[str]]:
+    """The anchor sets of one source encoding, and notes on choices it cannot make."""
+    codes = enc.arrays(["index", "mu"])
+    keep = fit_rows_only(codes["index"])
+    notes, sectors = [], None
+    if "support" in anchors:
+        try:
+            sectors = count_sectors(enc, score)
+        except UserError as e:
+            notes.append(f"no support-set anchors from {enc.path}: {e}")
+    source = SourceRows(codes["index"][keep], codes["mu"][keep], sectors)
+    sets = []
+    for anchor in anchors:
+        if anchor == "all":
+            sets.append(AnchorSet("all", "all", 0, None))
+        elif anchor != "support" or sectors is not None:
+            for multiple, r in itertools.product(budgets, range(repeats)):
+                size = max(2, round(multiple * enc.latent_dim))
+                rows = ANCHORS[anchor](source, size, seed + r)
+                sets.append(AnchorSet(anchor, budget_label(multiple), r, np.sort(rows)))
+    return sets, notes
+
+
+def anchor_statistics(src: Encoding, tgt: Encoding,
+                      sets: list[AnchorSet]) -> dict[str, SufficientStats]:
+    """Sufficient statistics of each anchor set (the rows read once, their union)."""
+    chosen = [s for s in sets if s.index is not None]
+    out = {}
+    if chosen:
+        union = np.unique(np.concatenate([s.index for s in chosen]))
+        a, b = aligned(src.row_groups(), tgt.row_groups(), 0, src.meta.rows, ["mu"], ["mu"],
+                       union)
+        for s in chosen:
+            pos = np.searchsorted(a["index"], s.index)
+            out[s.key] = SufficientStats.of(a["mu"][pos], b["mu"][pos])
+    for s in sets:
+        if s.index is None:
+            out[s.key] = streaming_stats(src, tgt, "fit")
+    return out
+
+
+def fit_all(work: dict, families, seed: int) -> dict:
+    """Pair -> maps: one Ray task per pair when Ray is up, else here."""
+    import ray
+
+    if not ray.is_initialized():
+        return {pair: fit_families(stats, families, seed, l2=l2)
+                for pair, (stats, l2) in work.items()}
+    task = ray.remote(num_cpus=1)(fit_families)
+    refs = {pair: task.remote(stats, families, seed, l2=l2)
+            for pair, (stats, l2) in work.items()}
+    return {pair: ray.get(ref) for pair, ref in refs.items()}
+
+
+@dataclass
+class TranslatorStudy:
+    labels: list[str]  # the encodings' short names, in the order given
+    paths: list[str]
+    families: list[str]
+    anchors: list[str]
+    budgets: list[str]
+    repeats: int
+    eval_rows: int  # held-out rows scored per pair
+    rows: list[dict]  # one per (pair, family, anchor set)
+    pairs: list[dict]  # one per ordered pair: CKA, SVCCA, R, M_target_own, l2
+    notes: list[str]
+
+    def ratios(self, family: str, anchor: str, budget: str) -> np.ndarray:
+        """(n, n) M / M_target_own, mean over repeats (rows: source; NaN: not fitted)."""
+        n = len(self.labels)
+        total, count = np.zeros((n, n)), np.zeros((n, n))
+        where = {label: i for i, label in enumerate(self.labels)}
+        for r in self.rows:
+            if (r["family"], r["anchor"], r["budget"]) == (family, anchor, budget):
+                i, j = where[r["source"]], where[r["target"]]
+                total[i, j] += r["ratio"]
+                count[i, j] += 1
+        with np.errstate(invalid="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def mean_ratio(self, family: str, anchor: str, budget: str) -> float:
+        m = self.ratios(family, anchor, budget)
+        return float(np.nanmean(m)) if np.isfinite(m).any() else float("nan")
+
+    def wins(self, first: str, second: str) -> float:
+        """Share of (pair, family, budget) where anchor choice `first` gives a lower mean M
+        than `second` (NaN when they never meet)."""
+        won, met = 0, 0
+        for family, budget in itertools.product(self.families, self.budgets):
+            a, b = self.ratios(family, first, budget), self.ratios(family, second, budget)
+            both = np.isfinite(a) & np.isfinite(b)
+            won += int((a[both] < b[both]).sum())
+            met += int(both.sum())
+        return won / met if met else float("nan")
+
+    def similarity(self, key: str) -> np.ndarray:
+        n = len(self.labels)
+        m = np.eye(n)
+        for p in self.pairs:
+            m[self.labels.index(p["source"]), self.labels.index(p["target"])] = p[key]
+        return m
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        out = {"translate/encodings": len(self.labels), "translate/pairs": len(self.pairs),
+               "translate/eval_rows": self.eval_rows,
+               "translate/cka_mean": float(np.mean([p["cka"] for p in self.pairs])),
+               "translate/svcca_mean": float(np.mean([p["svcca"] for p in self.pairs]))}
+        for family, anchor, budget in self.cells:
+            out[f"translate/ratio/{family}/{anchor}/{budget}"] = self.mean_ratio(
+                family, anchor, budget)
+        for first, second in (("support", "random"), ("support", "fps"), ("fps", "random")):
+            if {first, second} <= set(self.anchors):
+                out[f"translate/{first}_beats_{second}"] = self.wins(first, second)
+        excess = self.sgd_excess_l
+        if excess is not None:
+            out["translate/sgd_excess_L"] = excess
+        return out
+
+    @property
+    def cells(self) -> list[tuple[str, str, str]]:
+        """(family, anchor, budget) of every fit the study made."""
+        return list(dict.fromkeys((r["family"], r["anchor"], r["budget"]) for r in self.rows))
+
+    @property
+    def sgd_excess_l(self) -> float | None:
+        """Median of L(authors' optimiser) / L(its closed form) - 1 over every pair and anchor
+        set: how far 2000 Adam steps stop from the minimum they approach."""
+        if not {"sgd_authors", "ridge_authors"} <= set(self.families):
+            return None
+        closed = {(r["source"], r["target"], r["anchor"], r["budget"], r["repeat"]): r["L"]
+                  for r in self.rows if r["family"] == "ridge_authors"}
+        gaps = [r["L"] / closed[(r["source"], r["target"], r["anchor"], r["budget"],
+                                 r["repeat"])] - 1
+                for r in self.rows if r["family"] == "sgd_authors"]
+        return float(np.median(gaps))
+
+    def summary(self) -> dict[str, list]:
+        """Mean and spread of M / M_target_own per (family, anchor, budget) over pairs and
+        repeats."""
+        cols = {"family": [], "anchor": [], "budget": [], "mean_ratio": [], "sd_ratio": [],
+                "min_ratio": [], "max_ratio": [], "fits": []}
+        for family, anchor, budget in self.cells:
+            v = np.array([r["ratio"] for r in self.rows
+                          if (r["family"], r["anchor"], r["budget"]) == (family, anchor, budget)])
+            for k, x in zip(cols, (family, anchor, budget, v.mean(), v.std(), v.min(), v.max(),
+                                   len(v)), strict=True):
+                cols[k].append(x if isinstance(x, str) else float(x))
+        return cols
+
+    def record(self, name: str = "translate study") -> Record:
+        grid = [a for a in self.anchors if a != "all"]
+        figs = {
+            f"heatmaps_{family}.png": (lambda family=family: figures.translator_grid(
+                family, self.labels, {(a, b): self.ratios(family, a, b)
+                                      for a, b in itertools.product(grid, self.budgets)},
+                self.ratios(family, "all", "all") if "all" in self.anchors else None))
+            for family in self.families}
+        figs["budget_curves.png"] = lambda: figures.budget_curves(
+            [float(b.removesuffix("d")) for b in self.budgets],
+            {family: {a: [self.mean_ratio(family, a, b) for b in self.budgets] for a in grid}
+             for family in self.families},
+            {family: self.mean_ratio(family, "all", "all") for family in self.families}
+            if "all" in self.anchors else {})
+        for key in ("cka", "svcca"):
+            figs[f"similarity_{key}.png"] = (lambda key=key: figures.heatmap(
+                self.similarity(key), self.labels, f"{key.upper()} of the raw spaces "
+                "(held-out rows)"))
+        columns = lambda rows: {c: [r[c] for r in rows] for c in rows[0]}  # noqa: E731
+        return Record(
+            "translate-study", name,
+            params={"families": ",".join(self.families), "anchors": ",".join(self.anchors),
+                    "budgets": ",".join(self.budgets), "repeats": self.repeats,
+                    "eval_rows": self.eval_rows, "vae_l2": VAE_L2, "gan_l2": GAN_L2},
+            metrics=self.metrics,
+            tags={"encodings": ",".join(self.paths), "labels": ",".join(self.labels),
+                  "latentatlas.notes": " | ".join(self.notes) or "none"},
+            tables={"translations.json": columns(self.rows), "pairs.json": columns(self.pairs),
+                    "summary.json": self.summary()},
+            figures=figs)
+
+
+def check_choices(families, anchors, budgets, repeats: int) -> None:
+    for what, given, known in (("--family", families, list(ESTIMATORS)),
+                               ("--anchor", anchors, ANCHOR_CHOICES)):
+        unknown = [x for x in given if x not in known]
+        if unknown or not given:
+            raise UserError(f"{what}: {'unknown ' + ', '.join(unknown) if unknown else 'none'}"
+                            f"; known: {', '.join(known)}")
+    if not budgets or min(budgets) <= 0:
+        raise UserError(f"--budget: anchor budgets must be positive multiples of the "
+                        f"source's dimension, got {list(budgets)}")
+    if repeats < 1:
+        raise UserError(f"--repeats {repeats}: at least 1")
+
+
+def translate_study(encodings: list[Encoding], models: list[tuple], labels: list[str], *,
+                    families=FAMILIES, anchors=ANCHOR_CHOICES, budgets=BUDGETS,
+                    repeats: int = 3, eval_rows: int | None = None,
+                    scores: list[np.ndarray | None] | None = None, seed: int = 0,
+                    progress: Callable[[str], None] = quiet) -> TranslatorStudy:
+    """`models[i]` is the (model, spec) that decodes `encodings[i]`; `scores[i]` orders its
+    variables for the sectors (information gain; default var(mu)); `eval_rows` held-out rows
+    are scored per pair (default: all of them)."""
+    check_choices(families, anchors, budgets, repeats)
+    if len(encodings) < 2:
+        raise UserError("translate-study needs at least two encodings")
+    for enc in encodings[1:]:
+        check_joinable(encodings[0], enc)
+    n, rows_total = len(encodings), encodings[0].meta.rows
+    held_out = len(range(0, rows_total, HOLDOUT_EVERY))
+    eval_rows = held_out if eval_rows is None else min(eval_rows, held_out)
+    stop = eval_rows * HOLDOUT_EVERY  # the first eval_rows held-out rows
+    eval_index = np.arange(0, stop, HOLDOUT_EVERY)
+    scores = scores or [None] * n
+    progress(f"anchors in each of {n} source spaces: {', '.join(anchors)} at "
+             f"{', '.join(map(budget_label, budgets))} x {repeats}")
+    chosen, notes = {}, []
+    for i, enc in enumerate(encodings):
+        chosen[i], why = choose_anchors(enc, scores[i], anchors, budgets, repeats, seed)
+        notes += why
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    gan = [enc.meta.family == "gan" for enc in encodings]
+    work, similarity = {}, {}
+    for i, j in pairs:
+        src, tgt = encodings[i], encodings[j]
+        work[(i, j)] = (anchor_statistics(src, tgt, chosen[i]),
+                        GAN_L2 if gan[i] or gan[j] else VAE_L2)
+        held = streaming_stats(src, tgt, "eval", indices=eval_index)
+        similarity[(i, j)] = {"cka": linear_cka(held), "svcca": svcca(held)}
+    fits = sum(len(chosen[i]) for i, _ in pairs) * len(families)
+    progress(f"fitting {fits} maps ({len(families)} families) over {len(pairs)} ordered "
+             f"pairs' sufficient statistics (a Ray task per pair)")
+    maps = fit_all(work, families, seed)
+    shared = [share_model(*m) for m in models]
+    split = encodings[0].meta.load_split()
+    here = runs_here(stop)
+
+    def score(pair):
+        i, j = pair
+        return pair, relocation_errors(encodings[i], encodings[j], maps[pair], split,
+                                       shared[i], shared[j], labels=0, stop=stop, here=here)
+
+    progress(f"scoring every map on {eval_rows} held-out rows through the target's decoder")
+    # Pairs in threads on the in-process path (torch releases the GIL); Ray Data pools one
+    # at a time (concurrent pools can starve each other's read tasks of CPUs).
+    with ThreadPoolExecutor(2 if here else 1) as pool:
+        errors = dict(pool.map(score, pairs))
+    rows, pair_rows = [], []
+    for (i, j), err in errors.items():
+        own = float(err["M_target_own"][-1])
+        pair_rows.append({"source": labels[i], "target": labels[j], **similarity[(i, j)],
+                          "R": float(err["R"][-1]), "M_target_own": own,
+                          "l2": work[(i, j)][1], "eval_rows": int(err["count"][-1])})
+        sizes = {s.key: (s.index.size if s.index is not None else work[(i, j)][0][s.key].n)
+                 for s in chosen[i]}
+        for key in maps[(i, j)]:
+            family, anchor, budget, repeat = key.split("|")
+            m = float(err[f"M_{key}"][-1])
+            rows.append({"source": labels[i], "target": labels[j], "family": family,
+                         "anchor": anchor, "budget": budget, "repeat": int(repeat),
+                         "anchor_rows": int(sizes[key.partition("|")[2]]),
+                         "L": float(err[f"L_{key}"][-1]), "M": m, "M_target_own": own,
+                         "ratio": m / own})
+    return TranslatorStudy(list(labels), [str(e.path) for e in encodings], list(families),
+                           list(anchors), [budget_label(b) for b in budgets], repeats,
+                           eval_rows, rows, pair_rows, notes)
