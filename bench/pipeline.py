@@ -304,8 +304,13 @@ def fixed_costs() -> dict:
             TorchTrainer(lambda config: None, scaling_config=ScalingConfig(num_workers=1),
                          run_config=RunConfig(storage_path=storage)).fit()
 
+    def loop_import():
+        import latentatlas.train.loop  # noqa: F401  (torch, ray.train, the objectives)
+
+    single = ray.remote(num_cpus=1)(loop_import)
     return {
         "ray train: a no-op fit (1 worker)": timed(noop_fit),
+        "single-worker path: a task importing the loop": timed(lambda: ray.get(single.remote())),
         "ray data: trivial pipeline": timed(
             lambda: ray.data.range(1000).map_batches(lambda b: b).take_all()),
         "ray data: actor pool (torch)": timed(

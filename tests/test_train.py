@@ -69,6 +69,36 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
         client.get_metric_history(out.run_id, "val/mse")[-1].value)
 
 
+def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
+        ray_session, mlflow_store, idx_folder):
+    """One worker, no restarts: the loop runs as one Ray task, without Ray Train's controller
+    or worker group. Same loop and seeds, so the same losses and weights as through Ray
+    Train (max_failures 1 keeps that path); checkpoints named and kept as Ray Train's."""
+    from pathlib import Path
+
+    from latentatlas.train.runner import single_worker, with_worker_cpus
+
+    alone_cfg = tiny(idx_folder, train__epochs=3)
+    through_cfg = tiny(idx_folder, train__epochs=3, train__max_failures=1)
+    assert single_worker(alone_cfg) and not single_worker(through_cfg)
+    assert with_worker_cpus(alone_cfg).train.cpus_per_worker == 2  # the whole machine
+    workers = len(train_workers("ALIVE")) + len(train_workers("DEAD"))
+    alone = train(alone_cfg)
+    assert len(train_workers("ALIVE")) + len(train_workers("DEAD")) == workers
+    through = train(through_cfg)
+    assert len(train_workers("ALIVE")) + len(train_workers("DEAD")) > workers
+    assert alone.metrics.keys() == through.metrics.keys()
+    for key, value in alone.metrics.items():
+        assert value == pytest.approx(through.metrics[key], rel=1e-6), key
+    mine, theirs = (load_checkpoint(out.checkpoint_path) for out in (alone, through))
+    assert mine["epoch"] == theirs["epoch"] == 2
+    for key, value in mine["model"].items():
+        torch.testing.assert_close(value, theirs["model"][key])
+    kept = sorted(Path(alone.checkpoint_path).parent.glob("checkpoint_*"))
+    assert len(kept) == 2 and kept[-1] == Path(alone.checkpoint_path)  # checkpoints_to_keep
+    assert load_checkpoint(kept[0])["epoch"] == 1
+
+
 def two_workers(data, name: str, epochs: int = 4):
     """Two workers, max_failures 2, epochs of ~0.5 s: long enough to kill a worker mid-run."""
     return validate({"name": name, "seed": 5,

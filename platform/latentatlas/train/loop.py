@@ -1,11 +1,15 @@
 """`train_loop_per_worker`: the spine every objective shares (seeding, exact resume,
-checkpoints, the NaN guard, per-epoch reports and MLflow records) around plain PyTorch."""
+checkpoints, the NaN guard, per-epoch reports and MLflow records) around plain PyTorch. It
+runs in a Ray Train worker group, or as the one worker of a training in a plain Ray task
+(`run_single_worker`): the two sessions below are what differs."""
 
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import ray
@@ -28,25 +32,87 @@ def load_checkpoint(directory: Path) -> dict:
     return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
-def train_loop_per_worker(config: dict) -> dict:
+class RayTrainSession:
+    """A worker of a Ray Train worker group: rank, device, DDP and checkpoints are Train's."""
+
+    def __init__(self):
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.wrap = ray.train.torch.prepare_model
+
+    def restore(self) -> dict | None:
+        checkpoint = ray.train.get_checkpoint()
+        if not checkpoint:
+            return None
+        with checkpoint.as_directory() as d:
+            return load_checkpoint(Path(d))
+
+    def report(self, metrics: dict, directory: Path | None = None) -> None:
+        ray.train.report(metrics, checkpoint=directory and ray.train.Checkpoint.from_directory(
+            str(directory)))
+
+
+class SingleWorkerSession:
+    """The only worker of a training, in a plain Ray task: Ray Train's controller and worker
+    group cost ~10 s before a loop starts (bench/RESULTS.md), most of a small training.
+    Checkpoints land in the run folder as Ray Train names them (checkpoint_<time>, written
+    under a temporary name and renamed); a restarted or resumed run continues from the
+    latest; the `keep` newest are kept."""
+
+    rank, world = 0, 1
+
+    def __init__(self, folder: Path, keep: int, use_gpu: bool):
+        self.folder, self.keep, self.metrics = folder, keep, {}
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("checkpoint_*") if (p / CHECKPOINT_FILE).exists())
+
+    def restore(self) -> dict | None:
+        latest = self.checkpoints()[-1:]
+        return load_checkpoint(latest[0]) if latest else None
+
+    def report(self, metrics: dict, directory: Path | None = None) -> None:
+        self.metrics = metrics
+        if directory is None:
+            return
+        name = f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
+        partial = self.folder / f".partial-{name}"
+        shutil.copytree(directory, partial)
+        partial.rename(self.folder / name)
+        for old in self.checkpoints()[:-self.keep]:
+            shutil.rmtree(old)
+
+
+def run_single_worker(config: dict, folder: str, keep: int, use_gpu: bool) -> dict:
+    """A training's one worker as a Ray task: the loop's return value, its last metrics and
+    the latest checkpoint's folder."""
+    session = SingleWorkerSession(Path(folder), keep, use_gpu)
+    out = train_loop_per_worker(config, session)
+    latest = session.checkpoints()[-1:]
+    return {"return_value": out, "metrics": session.metrics,
+            "checkpoint": str(latest[0]) if latest else None}
+
+
+def train_loop_per_worker(config: dict, session=None) -> dict:
+    session = session or RayTrainSession()
     cfg = ExperimentConfig.model_validate(config["experiment"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world, session.device
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker or 1)))
     data = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v
             for k, v in config["data"].items()}
 
     torch.manual_seed(cfg.seed)
     objective = OBJECTIVES[cfg.family](cfg, data, device, rank, world)
-    state, start_epoch = None, 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = load_checkpoint(Path(d))
+    state, start_epoch = session.restore(), 0
+    if state:
         objective.load_state_dict(state)
         start_epoch = state["epoch"] + 1
-    objective.prepare(state, start_epoch)
+    objective.prepare(state, start_epoch, wrap=session.wrap)
 
     logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
     history = []  # this process's epochs, returned to the driver by rank 0
@@ -63,7 +129,7 @@ def train_loop_per_worker(config: dict) -> dict:
         if not all(math.isfinite(v) for v in metrics.values()):
             # Every rank sees the same reduced sums, so all stop here together; the last
             # good checkpoint is the previous epoch's.
-            ray.train.report(metrics)
+            session.report(metrics)
             first = next(k for k, v in metrics.items() if not math.isfinite(v))
             return {"history": history, "stopped": f"non-finite loss in epoch {epoch + 1} "
                                f"({first}={metrics[first]})"}
@@ -72,7 +138,7 @@ def train_loop_per_worker(config: dict) -> dict:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({**objective.state_dict(), "epoch": epoch},
                            Path(tmp) / CHECKPOINT_FILE)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                session.report(metrics, Path(tmp))
             if logger:
                 logger.log(metrics, epoch + 1)
                 for name, image in objective.pictures(epoch).items():
@@ -80,7 +146,7 @@ def train_loop_per_worker(config: dict) -> dict:
             print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} {objective.line(metrics)} "
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
         else:
-            ray.train.report(metrics)
+            session.report(metrics)
     return {"history": history, "stopped": None, **objective.result()}
 
 

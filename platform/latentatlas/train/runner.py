@@ -11,6 +11,7 @@ import numpy as np
 import ray
 import torch
 from ray.train import (
+    Checkpoint,
     CheckpointConfig,
     FailureConfig,
     LoggingConfig,
@@ -27,7 +28,7 @@ from latentatlas.images import mean_pairwise_mse
 from latentatlas.models import build_model, share_model
 from latentatlas.runtime import check_resources, init_ray
 from latentatlas.train.gan import GRID, collapse_note, gan_pictures, recoder_pictures
-from latentatlas.train.loop import load_checkpoint, train_loop_per_worker
+from latentatlas.train.loop import load_checkpoint, run_single_worker, train_loop_per_worker
 from latentatlas.train.vae import vae_pictures
 
 TAG_TRAIN_NAME = "latentatlas.ray_train_name"
@@ -86,15 +87,52 @@ def load_data(cfg: ExperimentConfig):
     return train, val
 
 
+@dataclass
+class SingleWorkerResult:
+    """What `train` reads of a Ray Train Result, from a single-worker training."""
+
+    return_value: dict
+    metrics: dict
+    checkpoint: Checkpoint | None
+
+
+def single_worker(cfg: ExperimentConfig, callbacks=()) -> bool:
+    """Whether a training runs as one plain Ray task instead of a Ray Train run: one worker,
+    no restarts to manage (max_failures 0), no Tune callbacks, a local run folder. Same
+    loop, seeds, checkpoints and records; ~10 s less start-up (bench/RESULTS.md)."""
+    t = cfg.train
+    return (t.num_workers == 1 and t.max_failures == 0 and not callbacks
+            and "://" not in storage_path(cfg))
+
+
+def run_single(cfg: ExperimentConfig, config: dict, name: str) -> SingleWorkerResult:
+    t = cfg.train
+    folder = Path(storage_path(cfg)) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    task = ray.remote(run_single_worker).options(
+        num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0, max_retries=0,
+        name=f"train {name}")
+    try:
+        out = ray.get(task.remote(config, str(folder), t.checkpoints_to_keep, t.use_gpu))
+    except ray.exceptions.RayError as e:
+        raise RuntimeError(f"training run {name!r} failed: {e}") from e
+    checkpoint = out["checkpoint"] and Checkpoint.from_directory(out["checkpoint"])
+    return SingleWorkerResult(out["return_value"], out["metrics"], checkpoint)
+
+
 def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dict | None,
                 callbacks=()):
-    """Fit a TorchTrainer; the same call serves `train` runs and Tune trial drivers. `data`
-    is what the objective reads (`train`/`val` images, a recoder's `generator`): arrays go
-    through the object store once."""
+    """Fit a TorchTrainer, or run the loop as one Ray task (`single_worker`); the same call
+    serves `train` runs and Tune trial drivers. `data` is what the objective reads
+    (`train`/`val` images, a recoder's `generator`): arrays go through the object store
+    once."""
+    config = {"experiment": cfg.model_dump(), "mlflow": mlflow_target,
+              "data": {k: v if v is None else ray.put(v) for k, v in data.items()}}
+    if single_worker(cfg, callbacks):
+        return run_single(cfg, config, name)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"experiment": cfg.model_dump(), "mlflow": mlflow_target,
-                           "data": {k: v if v is None else ray.put(v) for k, v in data.items()}},
+        train_loop_config=config,
         scaling_config=scaling(cfg),
         run_config=RunConfig(
             name=name, storage_path=storage_path(cfg),
