@@ -51,10 +51,11 @@ def plain(epochs: int) -> dict:
 
     from analysis.information import ablation_errors, information_gain
     from analysis.latent import latent_stats, summary
-    from analysis.linear_maps import ESTIMATORS, fit_linear_map
+    from analysis.linear_maps import fit_linear_map
     from analysis.moments import Moments
     from analysis.pairs import split_mask
     from analysis.sectors import sector_ids, sector_variables, select_support
+    from analysis.studies.maps import DEFAULT_ESTIMATORS as ESTIMATORS  # what `relocate` fits
     from analysis.studies.sectors import DEFAULT_K, DEFAULT_THRESHOLD
     from analysis.variance import variance_loss
     from latentatlas.config import load_config
@@ -310,7 +311,8 @@ def fixed_costs() -> dict:
     single = ray.remote(num_cpus=1)(loop_import)
     return {
         "ray train: a no-op fit (1 worker)": timed(noop_fit),
-        "single-worker path: a task importing the loop": timed(lambda: ray.get(single.remote())),
+        "single-worker path: a task importing the loop (warm worker)": timed(
+            lambda: ray.get(single.remote())),
         "ray data: trivial pipeline": timed(
             lambda: ray.data.range(1000).map_batches(lambda b: b).take_all()),
         "ray data: actor pool (torch)": timed(

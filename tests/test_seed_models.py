@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.encode.pipeline import encode
 from latentatlas.losses import gaussian_kl, make_policy
 from latentatlas.models import ResNetVAE, SplitVAE
 from latentatlas.models.resnet import Pad, padded_side
-from latentatlas.train.loop import OBJECTIVES
-from latentatlas.train.runner import load_data
 
 
 @pytest.mark.parametrize("shape, scales", [((1, 28, 28), 3), ((3, 32, 32), 3),
@@ -67,27 +64,28 @@ def test_split_policy_by_hand():
     assert restored.gamma == policy.gamma
 
 
-def test_split_vae_objective_trains_pictures_its_parts_and_encodes(mlflow_store, workdir,
-                                                                     idx_folder):
-    """The spine's VAE objective, run here as the Ray Train worker runs it (one rank; the
-    Ray Train loop around it is the same for every VAE, tested in test_train)."""
+def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
+        ray_session, mlflow_store, workdir, idx_folder):
+    """Two Ray Train workers (DDP over the ResNet encoder/decoder with BatchNorm), the spine's
+    records and the split pictures per epoch; the logged model encodes like any VAE."""
+    from latentatlas.train.runner import single_worker, train
+
     cfg = validate({"name": "split", "data": {"name": "mnist", "path": str(idx_folder)},
                     "model": {"name": "split_vae", "base": 4, "scales": 2, "fc": 16,
                               "latent_dim": 4},
                     "kl": {"policy": "split", "beta": 8},
-                    "train": {"epochs": 1, "batch_size": 16}}, "test")
-    train_split, val_split = load_data(cfg)
-    objective = OBJECTIVES[cfg.family](cfg, {"train": train_split.images,
-                                             "val": val_split.images}, "cpu", 0, 1)
-    objective.prepare(None, 0, wrap=lambda module: module)
-    metrics = {**objective.train_epoch(0), **objective.evaluate()}
-    assert math.isfinite(metrics["val/mse"]) and metrics["train/gamma"] < 1
-    (name, picture), = objective.pictures(0).items()
-    assert name == "split/epoch_001"
-    assert picture.shape == (5 * 29 + 1, 8 * 29 + 1, 3)  # originals, m, x1, x2, the mix
-    with mlflow.start_run():
-        logged = tracking.log_model(objective.model, cfg.model.model_dump(), train_split.shape)
-    enc = encode(logged.model_uri, "mnist", "test", workdir / "split.enc",
+                    "train": {"epochs": 2, "batch_size": 16, "num_workers": 2,
+                              "cpus_per_worker": 0.5}}, "test")
+    assert not single_worker(cfg)
+    out = train(cfg)
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(out.run_id, "val/mse")] == [1, 2]
+    assert math.isfinite(out.metrics["val/mse"]) and out.metrics["train/gamma"] < 1
+    files = {f.path for f in client.list_artifacts(out.run_id, "split")}
+    assert files == {"split/epoch_001.png", "split/epoch_002.png"}
+    picture = mlflow.artifacts.load_image(f"runs:/{out.run_id}/split/epoch_002.png")
+    assert picture.size == (8 * 29 + 1, 5 * 29 + 1)  # originals, m, x1, x2, the mix
+    enc = encode(out.model_uri, "mnist", "test", workdir / "split.enc",
                  data_path=str(idx_folder))
     rows = enc.arrays(["mu", "logvar"])
     assert enc.meta.family == "vae" and rows["mu"].shape == (32, 4)
