@@ -97,6 +97,11 @@ def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
     kept = sorted(Path(alone.checkpoint_path).parent.glob("checkpoint_*"))
     assert len(kept) == 2 and kept[-1] == Path(alone.checkpoint_path)  # checkpoints_to_keep
     assert load_checkpoint(kept[0])["epoch"] == 1
+    # Ray Train restores only from its own snapshot: continuing this run there would
+    # silently start again, so it is refused.
+    with pytest.raises(UserError, match="written by a one-worker training without restarts"):
+        train(tiny(idx_folder, train__epochs=4, train__max_failures=1),
+              resume_run_id=alone.run_id)
 
 
 def two_workers(data, name: str, epochs: int = 4):

@@ -65,6 +65,8 @@ class SingleWorkerSession:
     def __init__(self, folder: Path, keep: int, use_gpu: bool):
         self.folder, self.keep, self.metrics = folder, keep, {}
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        for partial in folder.glob(".partial-checkpoint_*"):  # a killed run's half copy
+            shutil.rmtree(partial)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model.to(self.device)

@@ -130,6 +130,13 @@ def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dic
               "data": {k: v if v is None else ray.put(v) for k, v in data.items()}}
     if single_worker(cfg, callbacks):
         return run_single(cfg, config, name)
+    folder = Path(storage_path(cfg)) / name
+    if "://" not in str(folder) and any(folder.glob("checkpoint_*")) and not (
+            folder / "checkpoint_manager_snapshot.json").exists():
+        # Ray Train restores from its own snapshot: without it, it would start again.
+        raise UserError(f"{folder}: this run's checkpoints were written by a one-worker "
+                        "training without restarts; continue it with train.num_workers=1 "
+                        "and train.max_failures=0")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
