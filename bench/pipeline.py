@@ -308,10 +308,12 @@ def fixed_costs() -> dict:
     def loop_import():
         import latentatlas.train.loop  # noqa: F401  (torch, ray.train, the objectives)
 
-    single = ray.remote(num_cpus=1)(loop_import)
+    # max_calls=1: a new worker process per call, so each pays what a training's task pays
+    # on a cold worker (process start, the loop's imports); Ray reuses warm ones otherwise.
+    single = ray.remote(num_cpus=1, max_calls=1)(loop_import)
     return {
         "ray train: a no-op fit (1 worker)": timed(noop_fit),
-        "single-worker path: a task importing the loop (warm worker)": timed(
+        "single-worker path: a task importing the loop (fresh worker)": timed(
             lambda: ray.get(single.remote())),
         "ray data: trivial pipeline": timed(
             lambda: ray.data.range(1000).map_batches(lambda b: b).take_all()),
