@@ -4,12 +4,15 @@ statistics over them. Free of torch: the Ray tasks that run it start without imp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.linear_maps import SufficientStats
 from latentatlas.batches import map_concat, range_batches, runs_here
+from latentatlas.encode.manifest import non_finite_problem
 from latentatlas.encode.store import Encoding, RowGroup, column_to_numpy
 from latentatlas.errors import UserError
 
@@ -40,6 +43,8 @@ def read_rows(groups: list[RowGroup], columns: list[str], start: int, stop: int,
     table = (pa.concat_tables(tables) if tables else
              pq.ParquetFile(groups[0].path).schema_arrow.empty_table().select(names))
     arrays = {name: column_to_numpy(table.column(name)) for name in table.column_names}
+    if problem := non_finite_problem(str(Path(groups[0].path).parent), arrays):
+        raise UserError(f"{problem}; encode it again from a model whose codes are finite")
     index = arrays["index"]
     keep = (index >= start) & (index < stop)
     if indices is not None:

@@ -23,6 +23,8 @@ VERBS = {
     "fid": "FID / KID / variance loss of a model's samples: prior, GMM, second stage",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
     "runs": "a table of MLflow runs and their headline metrics",
+    "verify": "check ENC ... against their manifests (sizes, rows, checksums, finite codes); "
+              "--write-manifest adds one",
     "up": "start a local Ray that the commands in this folder share (until `down`)",
     "down": "stop this folder's Ray started by `up`",
 }

@@ -161,12 +161,24 @@ def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str |
                                               for v in state.values()):
         raise UserError(f"{role} {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
                         "dict of tensors)")
+    if bad := non_finite_tensor(state):
+        raise UserError(f"{role} {uri}: {STATE_DICT} holds non-finite weights ({bad}): the "
+                        "training diverged or the file was damaged; train it again")
     try:
         return rebuild_model(spec, state, device), spec
     except (KeyError, ValueError, RuntimeError) as e:  # spec or weights do not fit the model
         # torch lists the missing / unexpected keys on the lines after the first
         raise UserError(f"{role} {uri}: the weights do not fit the model its spec describes "
                         f"({' '.join(str(e).split())[:300]})") from None
+
+
+def non_finite_tensor(state: dict) -> str | None:
+    """The name of the first floating-point tensor of a state dict holding NaN or inf."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
+                not bool(torch.isfinite(value).all()):
+            return name
+    return None
 
 
 def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):
@@ -179,6 +191,21 @@ def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | N
         raise UserError(f"--model {uri}: a {spec['model']['name']} has no encoder; give a VAE, "
                         "or a generator with --recoder")
     return model, spec
+
+
+def refuse_non_finite_metrics(record: Record) -> None:
+    """A NaN or infinite metric is a broken result, not a number to log: one error line
+    naming the metric and the record (no run, no partial run)."""
+    for key, value in record.metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{record.name or record.kind}: metric {key} is {value!r}, not a "
+                            "number; nothing was logged") from None
+        if not np.isfinite(number):
+            raise UserError(f"{record.name or record.kind}: metric {key} is {number} (a "
+                            "non-finite result: its inputs hold NaN or inf, or a division by "
+                            "zero); nothing was logged")
 
 
 class Interrupted(Exception):
@@ -259,10 +286,12 @@ class Recorder:
             self.client.set_terminated(run_id, status)
 
     def write(self, run_id: str, record: Record) -> None:
-        """Everything a Record holds, into an open run."""
+        """Everything a Record holds, into an open run; a non-finite metric is refused
+        before anything is written."""
         import matplotlib.pyplot as plt
         from mlflow.entities import Metric, Param, RunTag
 
+        refuse_non_finite_metrics(record)
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
@@ -289,7 +318,9 @@ class Recorder:
                                          if Path(name).parent != Path(".") else None)
 
     def record(self, record: Record, parent_run_id: str | None = None) -> str:
-        """A run holding `record`, ended FINISHED (or FAILED / KILLED if writing failed)."""
+        """A run holding `record`, ended FINISHED (or FAILED / KILLED if writing failed);
+        a record with a non-finite metric creates no run at all."""
+        refuse_non_finite_metrics(record)
         with self.run(record.name, record.kind, parent_run_id, record.tags) as run_id:
             self.write(run_id, record)
         return run_id

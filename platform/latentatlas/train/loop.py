@@ -28,8 +28,25 @@ OBJECTIVES = {"vae": VAEObjective, "gan": GANObjective, "recoder": RecoderObject
               "classifier": ClassifierObjective, "second_stage": VAEObjective}
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint that cannot be what a resume continues from (one line: which, why)."""
+
+
 def load_checkpoint(directory: Path) -> dict:
-    return torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    """A checkpoint's state: tensors and plain containers only (weights_only), with its
+    epoch and a model state dict; anything else is a DamagedCheckpoint naming the file."""
+    path = Path(directory) / CHECKPOINT_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # EOFError, RuntimeError, pickle.UnpicklingError, OSError, ...
+        text = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DamagedCheckpoint(f"{path}: not a readable checkpoint (truncated or damaged: "
+                                f"{text})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or \
+            not isinstance(state.get("epoch"), int):
+        raise DamagedCheckpoint(f"{path}: not a LatentAtlas checkpoint (a dict with 'model' "
+                                "and 'epoch')")
+    return state
 
 
 class RayTrainSession:

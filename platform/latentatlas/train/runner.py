@@ -28,7 +28,13 @@ from latentatlas.images import mean_pairwise_mse
 from latentatlas.models import build_model, share_model
 from latentatlas.runtime import check_resources, init_ray
 from latentatlas.train.gan import GRID, collapse_note, gan_pictures, recoder_pictures
-from latentatlas.train.loop import load_checkpoint, run_single_worker, train_loop_per_worker
+from latentatlas.train.loop import (
+    CHECKPOINT_FILE,
+    DamagedCheckpoint,
+    load_checkpoint,
+    run_single_worker,
+    train_loop_per_worker,
+)
 from latentatlas.train.vae import vae_pictures
 
 TAG_TRAIN_NAME = "latentatlas.ray_train_name"
@@ -156,10 +162,43 @@ def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dic
 
 def model_from_checkpoint(cfg: ExperimentConfig, checkpoint, input_shape):
     with checkpoint.as_directory() as d:
-        state = load_checkpoint(Path(d))
+        try:
+            state = load_checkpoint(Path(d))
+        except DamagedCheckpoint as e:
+            raise UserError(str(e)) from None
+    return model_from_state(cfg, state, input_shape, Path(d) / CHECKPOINT_FILE)
+
+
+def model_from_state(cfg: ExperimentConfig, state: dict, input_shape, where: Path):
+    """The model of a checkpoint's state; one line when it is not this config's model or
+    holds non-finite weights."""
     model = build_model(cfg.model, input_shape)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise UserError(f"{where}: the checkpoint is not of this config's model "
+                        f"({cfg.model.name}): {' '.join(str(e).split())[:250]}") from None
+    if bad := tracking.non_finite_tensor(state["model"]):
+        raise UserError(f"{where}: the checkpoint holds non-finite weights ({bad}); remove "
+                        "it to continue from the one before")
     return model.eval()
+
+
+def check_resume_checkpoint(cfg: ExperimentConfig, name: str, input_shape) -> None:
+    """Before a training continues from its latest checkpoint (a resume, a rerun of the same
+    run name), the driver reads that checkpoint: a truncated file, another model's state or
+    non-finite weights are one line naming the file, not a traceback from a worker."""
+    folder = Path(storage_path(cfg)) / name
+    if "://" in str(folder) or not folder.is_dir():
+        return
+    latest = sorted(p for p in folder.glob("checkpoint_*") if (p / CHECKPOINT_FILE).exists())
+    if not latest:
+        return
+    try:
+        state = load_checkpoint(latest[-1])
+    except DamagedCheckpoint as e:
+        raise UserError(f"{e}; remove {latest[-1]} to continue from the one before") from None
+    model_from_state(cfg, state, input_shape, latest[-1] / CHECKPOINT_FILE)
 
 
 @dataclass
@@ -326,6 +365,7 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     mlflow.set_tag(tracking.OWNER_TAG, tracking.owner())  # a killed driver's run is ended later
     mlflow.log_dict(cfg.model_dump(), "config.yaml")
     try:
+        check_resume_checkpoint(cfg, name, inputs.input_shape)
         result = run_trainer(cfg, inputs.data, name, {"tracking_uri": uri, "run_id": run_id},
                              callbacks)
         stopped = (result.return_value or {}).get("stopped")

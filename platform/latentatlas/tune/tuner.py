@@ -136,10 +136,21 @@ def read_state(experiment_path: str) -> dict:
     fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
     try:
         with fs.open_input_stream(f"{root}/{SWEEP_STATE}") as f:
-            return json.loads(f.read())
+            raw = f.read()
     except (FileNotFoundError, OSError):
         raise UserError(f"--resume {experiment_path}: no sweep there ({SWEEP_STATE} missing); "
                         f"give the sweep directory or its name") from None
+    try:
+        state = json.loads(raw)
+    except ValueError as e:
+        raise UserError(f"--resume {experiment_path}: {SWEEP_STATE} is damaged (not valid "
+                        f"JSON: {e})") from None
+    missing = [k for k in ("sweep", "parent_run_id", "tracking_uri", "experiment")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"--resume {experiment_path}: {SWEEP_STATE} is damaged (lacks "
+                        f"{', '.join(missing)})")
+    return state
 
 
 def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None = None,
