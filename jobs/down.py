@@ -21,7 +21,7 @@ def main(argv=None) -> int:
               "runs in this folder")
         return 0
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

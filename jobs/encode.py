@@ -38,13 +38,11 @@ def run(args) -> int:
     from latentatlas.encode.pipeline import encode
     from latentatlas.inversion import Refinement
     from latentatlas.record import Record
-    from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
     refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
     progress = Progress("encode")
     recorder = Recorder(args.tracking_uri, args.experiment)
-    ray_on_demand(args.ray_address)
     dataset, split = parse_data_address(args.data)
     progress(f"{dataset}:{split} through {args.model} (Ray Data; the directory appears "
              "when complete)")
@@ -72,7 +70,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

@@ -45,14 +45,12 @@ def run(args) -> int:
     from latentatlas.data import parse_data_address
     from latentatlas.errors import UserError
     from latentatlas.report import Progress
-    from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
     if args.samples < 2 or args.gmm < 0:
         raise UserError(f"--samples {args.samples} / --gmm {args.gmm}: FID needs at least 2 "
                         "samples, and a GMM 0 (none) or more components")
     recorder = Recorder(args.tracking_uri, args.experiment)
-    ray_on_demand(args.ray_address)
     if not args.inception_weights and "inception" not in (args.extractor or []):
         print("note: no --inception-weights: FID in the classifier's features only (Inception "
               "FID needs its weights file; nothing is downloaded)")
@@ -74,7 +72,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import add_overrides, common_parser, guarded
 from latentatlas.config import apply_overrides, read_yaml, validate
 from latentatlas.report import print_trained
 
@@ -19,6 +19,7 @@ def parse(argv):
     p.add_argument("config", nargs="?", help="a recoder YAML (model.name: recoder)")
     p.add_argument("--generator", required=True, metavar="URI",
                    help="the dcgan / style_gan model to invert, e.g. runs:/<id>/model")
+    add_overrides(p)
     return p.parse_args(argv)
 
 
@@ -38,7 +39,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

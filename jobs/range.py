@@ -50,12 +50,10 @@ def run(args) -> int:
     from latentatlas.data import parse_data_address
     from latentatlas.inversion import Refinement
     from latentatlas.report import Progress
-    from latentatlas.runtime import ray_on_demand
     from latentatlas.tracking import Recorder
 
     refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
     recorder = Recorder(args.tracking_uri, args.experiment)
-    ray_on_demand(args.ray_address)
     progress = Progress("range")
     progress(f"inverting {args.samples} own samples and {args.data} with {args.generator}")
     run_id, r = steps.generative_range(
@@ -78,7 +76,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

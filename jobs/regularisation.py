@@ -38,7 +38,7 @@ def main(argv=None) -> int:
                     title="regularisation")
         print(f"MLflow run id: {run_id}")
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,6 @@ def main(argv=None) -> int:
     def run():
         from jobs import steps
         from latentatlas.errors import UserError
-        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, lam=args.lam, l2=args.l2,
@@ -90,7 +89,6 @@ def main(argv=None) -> int:
             if len(args.all) < 2:
                 raise UserError("--all needs at least two encodings")
             recorder = Recorder(args.tracking_uri, args.experiment)
-            ray_on_demand(args.ray_address)
             pid, _, rows = relocate_all(recorder, args.all, Progress("relocate"), **common)
             print_table(rows, title="relocation, every ordered pair")
             print(f"MLflow run id: {pid}")
@@ -103,7 +101,6 @@ def main(argv=None) -> int:
                 raise UserError("--fit indices needs --indices FILE")
             indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
         recorder = Recorder(args.tracking_uri, args.experiment)
-        ray_on_demand(args.ray_address)
         run_id, out = steps.relocate(recorder, args.source, args.target, fit=args.fit,
                                      indices=indices, progress=Progress("relocate"), **common)
         print_metrics(out.metrics, "relocation")
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
                   "directions; the others were left out (minimum-norm fit)")
         print(f"MLflow run id: {run_id}")
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

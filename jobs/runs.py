@@ -53,7 +53,7 @@ def main(argv=None) -> int:
                                 description=__doc__)
     p.add_argument("--limit", type=int, default=50, help="newest N runs")
     args = p.parse_args(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

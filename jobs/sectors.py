@@ -20,11 +20,9 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         recorder = Recorder(args.tracking_uri, args.experiment)
-        ray_on_demand(args.ray_address)
         run_id, s = steps.sectors(recorder, args.encoding, k=args.k, threshold=args.threshold)
         if s.k < s.k_requested:
             print(f"note: k reduced from {s.k_requested} to {s.k}, the active variables")
@@ -37,7 +35,7 @@ def main(argv=None) -> int:
         print_metrics(s.metrics, "sectors")
         print(f"MLflow run id: {run_id}")
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

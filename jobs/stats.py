@@ -34,16 +34,14 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         recorder = Recorder(args.tracking_uri, args.experiment)
-        ray_on_demand(args.ray_address)
         print_result(*steps.stats(recorder, args.encoding, actors=args.actors,
                                   use_gpu=args.use_gpu, seed=args.seed,
                                   gain_rows=args.gain_rows, progress=Progress("stats")))
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         recorder = Recorder(args.tracking_uri, args.experiment)
-        ray_on_demand(args.ray_address)
         run_id, s = steps.support_set(recorder, args.encoding, size=args.size,
                                       exclude=args.exclude, k=args.k,
                                       threshold=args.threshold, seed=args.seed)
@@ -36,7 +34,7 @@ def main(argv=None) -> int:
         print_metrics(s.metrics, "support set")
         print(f"MLflow run id: {run_id}")
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import add_overrides, common_parser, guarded
 from latentatlas.errors import UserError
 from latentatlas.report import print_table
 
@@ -26,6 +26,7 @@ def parse(argv):
                         "--storage-path")
     p.add_argument("--storage-path", default=None,
                    help="where sweeps live, for --resume NAME (default ./ray_results)")
+    add_overrides(p)
     return p.parse_args(argv)
 
 
@@ -87,7 +88,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import add_overrides, common_parser, guarded
 from latentatlas.config import apply_overrides, load_config, validate
 from latentatlas.errors import UserError
 from latentatlas.report import print_trained
@@ -18,6 +18,7 @@ def parse(argv):
     p.add_argument("--config", dest="config_flag", help="same as the positional CONFIG")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted train run from its last checkpoint")
+    add_overrides(p)
     return p.parse_args(argv)
 
 
@@ -52,7 +53,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ def main(argv=None) -> int:
     def run():
         from jobs import steps
         from latentatlas.errors import UserError
-        from latentatlas.runtime import ray_on_demand
         from latentatlas.tracking import Recorder
 
         if args.label and len(args.label) != len(args.encodings):
@@ -50,7 +49,6 @@ def main(argv=None) -> int:
         if args.eval_rows is not None and args.eval_rows < 1:
             raise UserError(f"--eval-rows {args.eval_rows}: at least 1")
         recorder = Recorder(args.tracking_uri, args.experiment)
-        ray_on_demand(args.ray_address)
         run_id, out = steps.translate_study(
             recorder, args.encodings, labels=args.label, families=args.family,
             anchors=args.anchor, budgets=args.budget, repeats=args.repeats,
@@ -66,7 +64,7 @@ def main(argv=None) -> int:
                       "translator study")
         print(f"MLflow run id: {run_id}")
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
               "`latentatlas down`")
         return 0
 
-    return guarded(run, args.debug)
+    return guarded(run, args)
 
 
 if __name__ == "__main__":

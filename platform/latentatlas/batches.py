@@ -110,7 +110,7 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
         runtime.check_resources({"GPU": 1}, "--use-gpu")
     resources = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": ACTOR_CPUS}
     restarts = {}
-    if runtime.LOCAL_INSTANCE:
+    if runtime.current().local:
         # Ray Data restarts dead actors by default, and Ray then logs an error line for
         # every pool ("constructor arguments in the object store and max_restarts > 0"). On
         # a one-machine instance an actor dies only of the machine's own trouble (the OOM

@@ -4,13 +4,13 @@ line and a non-zero exit. The dispatcher (`latentatlas <verb>`) is jobs/cli.py."
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 from latentatlas.errors import UserError
-from latentatlas.runtime import DEFAULT_WAIT_S, VERBOSE_ENV, WAIT_ENV, ray_log_note
+from latentatlas.runtime import DEFAULT_WAIT_S
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -21,47 +21,64 @@ def common_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: latentatlas)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--verbose", action=SetEnvironment, nargs=0, env=VERBOSE_ENV,
+    p.add_argument("--verbose", action="store_true",
                    help="show Ray's own log lines (by default they go to logs/ray-*.log)")
-    p.add_argument("--resource-timeout", action=SetEnvironment, env=WAIT_ENV, metavar="S",
+    p.add_argument("--resource-timeout", type=seconds, default=DEFAULT_WAIT_S, metavar="S",
                    help="on a cluster that may grow, how long a GPU request waits for a node "
                         f"(default {DEFAULT_WAIT_S:g} s)")
     return p
 
 
-class SetEnvironment(argparse.Action):
-    """An option read deep in the engine (runtime.init_ray, check_resources) travels there
-    through the environment instead of through every call in between."""
-
-    def __init__(self, *args, env: str, **kwargs):
-        self.env = env
-        super().__init__(*args, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if self.nargs == 0:
-            values = "1"
-        else:
-            try:
-                float(values)
-            except ValueError:
-                parser.error(f"{option_string}: expected a number of seconds, got {values!r}")
-        os.environ[self.env] = values
-        setattr(namespace, self.dest, values)
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """`--set`, for the verbs that read a config (train, sweep, invert-train, run)."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.epochs=3 (repeatable)")
 
 
-def guarded(fn: Callable[[], int | None], debug: bool = False) -> int:
-    """Run a verb: UserError -> one line on stderr and exit code 2; --debug shows tracebacks."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A command's common options, built once at its edge (`settings`) and passed down: the
+    one place they are read, instead of environment variables read deep in the engine."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    ray_address: str | None = None
+    debug: bool = False
+    verbose: bool = False
+    resource_timeout_s: float = DEFAULT_WAIT_S
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)
+                       if hasattr(args, f.name)},
+                    resource_timeout_s=getattr(args, "resource_timeout", DEFAULT_WAIT_S))
+
+
+def guarded(fn: Callable[[], int | None], args: argparse.Namespace) -> int:
+    """Run a verb: its settings configure the command's Ray runtime; UserError -> one line on
+    stderr and exit code 2; --debug shows tracebacks."""
+    from latentatlas import runtime
+
+    options = settings(args)
+    ray = runtime.configure(options.ray_address, options.verbose, options.resource_timeout_s)
     try:
         return fn() or 0
     except UserError as e:
-        if debug:
+        if options.debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
-        if note := ray_log_note():
+        if note := ray.log_note():
             print(note, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

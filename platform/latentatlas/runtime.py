@@ -12,81 +12,149 @@ from pathlib import Path
 
 import ray
 
-# The instance this process uses is this machine's alone, of fixed size: one it started, or
-# the folder's from `latentatlas up` (not a cluster an autoscaler may grow).
-LOCAL_INSTANCE = False
-VERBOSE_ENV = "LATENTATLAS_VERBOSE"  # set by --verbose: Ray's own lines reach the terminal
-WAIT_ENV = "LATENTATLAS_RESOURCE_TIMEOUT_S"  # set by --resource-timeout
 DEFAULT_WAIT_S = 600.0
-# Where Ray's own messages go unless --verbose: the workers' stderr, the raylet's and the
-# autoscaler's lines, and the driver's `ray` loggers. Named once per process.
-RAY_LOG = Path("logs") / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
-ADDRESS: str | None = None  # where need_ray() starts or joins Ray (set by ray_on_demand)
-_STARTING = threading.Lock()
+class Runtime:
+    """Ray as one command uses it, made once per command from its options (`configure`):
+    where to start or join Ray, whether the instance is this machine's own (one it started,
+    or the folder's from `latentatlas up`: of fixed size, unlike a cluster an autoscaler may
+    grow), how long a GPU request waits on a cluster, and where Ray's own lines go."""
+
+    def __init__(self, address: str | None = None, verbose: bool = False,
+                 resource_timeout_s: float = DEFAULT_WAIT_S):
+        self.address, self.verbose = address, verbose
+        self.resource_timeout_s = resource_timeout_s
+        self.local = False
+        # Ray's own messages unless verbose: the workers' stderr, the raylet's and the
+        # autoscaler's lines, the driver's `ray` loggers; absolute, wherever the command goes.
+        self.log_path = (Path("logs") / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-"
+                         f"{os.getpid()}.log").resolve()
+        self._starting = threading.Lock()  # steps of one command may run in threads
+
+    def need(self) -> None:
+        """Start or join Ray at the first step that needs it: a command whose inputs are
+        small enough to run in this process (latentatlas.batches) never pays for it."""
+        with self._starting:
+            self.start()
+
+    def start(self, address: str | None = None) -> None:
+        """Join `address` (else this runtime's, else RAY_ADDRESS, set by `ray job submit`),
+        else start a local instance. Reuses an instance already running in this process
+        (the test session's, a notebook's)."""
+        if ray.is_initialized():
+            # Ray started before us (a notebook's or a script's ray.init()): a head this
+            # process started is this machine's own instance; a joined cluster may grow.
+            self.local = self.local or started_in_this_process()
+            return
+        quiet_environment()
+        configure_data()
+        address = address or self.address or os.environ.get("RAY_ADDRESS")
+        # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
+        quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
+                     logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
+        session = None if address else folder_session()
+        self.local = not address or session is not None
+        if session:
+            use_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": session.token_path})
+            print(f"note: using this folder's Ray from `latentatlas up` ({session.gcs})",
+                  flush=True)
+            address = session.gcs
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            # "local" always starts a fresh instance: a stale /tmp/ray/ray_current_cluster
+            # left by a killed head must not be joined by accident. Node preemption is a
+            # cloud matter; its watcher only logs noise on one machine (Ray reads it from
+            # the environment of the processes it starts).
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+            use_local_token()
+            # The dashboard (loopback only) serves the State API that Ray Train's
+            # placement-group cleaner polls; without it stopped runs can leave their
+            # placement groups behind.
+            ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                     **quiet)
+        if not self.verbose:
+            divert_ray_lines(self.log_path)
+
+    def check_resources(self, needed: dict[str, float], what: str) -> None:
+        """Fail at once, naming what is missing and what the cluster has, when this machine's
+        instance (it never grows) lacks what a request needs. A joined cluster may grow: ask
+        its autoscaler for the resources, say that the request waits, and fail with one line
+        if they have not come after the resource timeout."""
+        from latentatlas.errors import UserError
+
+        missing = missing_resources(needed)
+        if not missing:
+            return
+        if self.local:
+            raise UserError(f"{what}: needs {describe(missing)} but this machine's Ray "
+                            f"instance has {describe(cluster_has())}; drop the GPU request or "
+                            "pass --ray-address of a cluster with GPUs")
+        from ray.autoscaler.sdk import request_resources
+
+        timeout = self.resource_timeout_s
+        print(f"note: {what} waits up to {timeout:g} s for {describe(missing)} (the cluster "
+              f"has {describe(cluster_has())} now; an autoscaler may add nodes)", flush=True)
+        request_resources(bundles=[dict(needed)])
+        deadline = time.monotonic() + timeout
+        while missing_resources(needed):
+            if time.monotonic() > deadline:
+                request_resources(bundles=[])  # withdraw the request
+                raise UserError(f"{what}: no {describe(missing)} arrived within {timeout:g} s "
+                                f"(the cluster has {describe(cluster_has())}); raise "
+                                "--resource-timeout or add such nodes")
+            time.sleep(min(2.0, timeout / 10))
+
+    def log_note(self) -> str | None:
+        """Where Ray's messages of this process went, when any did."""
+        return f"Ray's own messages: {self.log_path}" if self.log_path.exists() else None
 
 
-def ray_on_demand(address: str | None = None) -> None:
-    """Ray is started (or joined) at the first step that needs it: a command whose inputs
-    are small enough to run in this process (latentatlas.batches) never pays for it."""
-    global ADDRESS
-    ADDRESS = address
+_current = Runtime()
 
 
-def need_ray() -> None:
-    with _STARTING:  # steps of one command may run in threads
-        if not ray.is_initialized():
-            init_ray(ADDRESS)
+def current() -> Runtime:
+    """This command's runtime (a default one until the command configures it)."""
+    return _current
+
+
+def configure(address: str | None = None, verbose: bool = False,
+              resource_timeout_s: float = DEFAULT_WAIT_S) -> Runtime:
+    """The command's runtime, from its options; an instance already running in this process
+    is kept (the test session's, a notebook's)."""
+    global _current
+    before = _current
+    _current = Runtime(address, verbose, resource_timeout_s)
+    _current.local = before.local and ray.is_initialized()
+    _current.log_path = before.log_path  # one file per process: its handler is installed once
+    return _current
 
 
 def init_ray(address: str | None = None) -> None:
-    """Join `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local instance.
-
-    Reuses an instance already started in this process (the test session's)."""
-    if ray.is_initialized():
-        return
-    quiet_environment()
-    configure_data()
-    address = address or os.environ.get("RAY_ADDRESS")
-    # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
-                 logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
-    global LOCAL_INSTANCE
-    session = None if address else folder_session()
-    LOCAL_INSTANCE = not address or session is not None
-    if session:
-        use_auth({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": session.token_path})
-        print(f"note: using this folder's Ray from `latentatlas up` ({session.gcs})",
-              flush=True)
-        address = session.gcs
-    if address:
-        ray.init(address=address, **quiet)
-        divert_ray_lines()
-    else:
-        # "local" always starts a fresh instance: a stale /tmp/ray/ray_current_cluster left
-        # by a killed head must not be joined by accident.
-        # Node preemption is a cloud matter; its watcher only logs noise on one machine.
-        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        use_local_token()
-        # The dashboard (loopback only) serves the State API that Ray Train's placement-group
-        # cleaner polls; without it stopped runs can leave their placement groups behind.
-        ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1", **quiet)
-        divert_ray_lines()
+    current().start(address)
 
 
-def verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+def need_ray() -> None:
+    current().need()
 
 
-def ray_log() -> logging.Logger:
-    """The logger whose file (RAY_LOG, created on its first line) holds Ray's own messages."""
-    global RAY_LOG
+def check_resources(needed: dict[str, float], what: str) -> None:
+    current().check_resources(needed, what)
+
+
+def started_in_this_process() -> bool:
+    """Whether this process's ray.init() started the head it is connected to (private Ray
+    API: Ray is pinned in constraints.txt)."""
+    return bool(getattr(ray._private.worker._global_node, "head", False))
+
+
+def ray_log(path: Path) -> logging.Logger:
+    """The logger whose file (`path`, created on its first line) holds Ray's own messages."""
     log = logging.getLogger("latentatlas.ray")
     if not log.handlers:
-        RAY_LOG = RAY_LOG.resolve()  # where the command started, wherever it goes later
-        RAY_LOG.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(RAY_LOG, delay=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
@@ -94,17 +162,15 @@ def ray_log() -> logging.Logger:
     return log
 
 
-def divert_ray_lines() -> None:
+def divert_ray_lines(path: Path) -> None:
     """Ray's own lines look like failures to a user ("(raylet) WARNING: 8 PYTHON worker
     processes", warnings of its loggers) and are routine: unless --verbose they go to
-    RAY_LOG. What our workers print to stdout (epoch lines) still reaches the terminal;
+    `path`. What our workers print to stdout (epoch lines) still reaches the terminal;
     their stderr goes to the file (a failing task's error reaches the driver anyway)."""
-    if verbose():
-        return
     import ray._private.worker as ray_worker
     from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
-    log = ray_log()
+    log = ray_log(path)
 
     def route(batch: dict, ignore_prefix: bool = True) -> None:
         lines = batch.get("lines", [])
@@ -136,11 +202,6 @@ def divert_ray_lines() -> None:
             logger.addHandler(file_handler)
 
 
-def ray_log_note() -> str | None:
-    """Where Ray's messages of this process went, when any did."""
-    return f"Ray's own messages: {RAY_LOG}" if RAY_LOG.exists() else None
-
-
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -155,36 +216,6 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
-
-
-def check_resources(needed: dict[str, float], what: str) -> None:
-    """Fail at once, naming what is missing and what the cluster has, when this machine's
-    instance (it never grows) lacks what a request needs. A joined cluster may
-    grow: ask its autoscaler for the resources, say that the request waits, and fail with one
-    line if they have not come after --resource-timeout seconds."""
-    from latentatlas.errors import UserError
-
-    missing = missing_resources(needed)
-    if not missing:
-        return
-    if LOCAL_INSTANCE:
-        raise UserError(f"{what}: needs {describe(missing)} but this machine's Ray instance "
-                        f"has {describe(cluster_has())}; drop the GPU request or pass "
-                        "--ray-address of a cluster with GPUs")
-    from ray.autoscaler.sdk import request_resources
-
-    timeout = float(os.environ.get(WAIT_ENV) or DEFAULT_WAIT_S)
-    print(f"note: {what} waits up to {timeout:g} s for {describe(missing)} (the cluster has "
-          f"{describe(cluster_has())} now; an autoscaler may add nodes)", flush=True)
-    request_resources(bundles=[dict(needed)])
-    deadline = time.monotonic() + timeout
-    while missing_resources(needed):
-        if time.monotonic() > deadline:
-            request_resources(bundles=[])  # withdraw the request
-            raise UserError(f"{what}: no {describe(missing)} arrived within {timeout:g} s "
-                            f"(the cluster has {describe(cluster_has())}); raise "
-                            "--resource-timeout or add such nodes")
-        time.sleep(min(2.0, timeout / 10))
 
 
 def missing_resources(needed: dict[str, float]) -> dict[str, float]:

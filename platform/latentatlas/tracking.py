@@ -258,8 +258,8 @@ class Recorder:
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
         tags = {"latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
-        if ray.is_initialized() and not runtime.verbose():
-            tags[RAY_LOG_TAG] = str(runtime.RAY_LOG.resolve())
+        if ray.is_initialized() and not runtime.current().verbose:
+            tags[RAY_LOG_TAG] = str(runtime.current().log_path)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name,
