@@ -22,7 +22,23 @@ from latentatlas.models import build_model
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("crafted")
-    os.chdir(root)
+    # The working directory, MLflow's globals and the variables tracking.setup sets are
+    # restored for the modules that run after this one.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        yield from crafted_model(root)
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def crafted_model(root):
     uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "encode-test")
     data = make_idx_dataset(root / "idx", n_train=40, n_test=300)
     cfg = DenseVAEConfig(hidden=[16], latent_dim=4)

@@ -89,3 +89,92 @@ def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
                  data_path=str(idx_folder))
     rows = enc.arrays(["mu", "logvar"])
     assert enc.meta.family == "vae" and rows["mu"].shape == (32, 4)
+
+
+def test_a_ddp_step_of_split_vae_equals_one_process_on_both_shards(ray_session, tmp_path,
+                                                                  idx_folder):
+    """One optimiser step of the VAE objective on two Ray Train workers (DDP, gloo) leaves
+    both workers with the same parameters and the same running-MSE gamma, and they are the
+    parameters one process reaches by stepping once on the loss averaged over the two shards
+    (each shard's forward in its own BatchNorm batch and with its rank's noise, as DDP does:
+    BatchNorm here is per worker, not synchronised)."""
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from latentatlas.data import load_split
+    from latentatlas.train.common import epoch_batches
+    from latentatlas.train.vae import VAEObjective, vae_terms
+
+    cfg = validate({"name": "split-ddp", "seed": 3,
+                    "data": {"name": "mnist", "path": str(idx_folder)},
+                    "model": {"name": "split_vae", "base": 4, "scales": 2, "fc": 16,
+                              "latent_dim": 4},
+                    "kl": {"policy": "split", "beta": 8},
+                    "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}, "test")
+    images = load_split("mnist", "train", str(idx_folder), limit=32).images
+    val = load_split("mnist", "test", str(idx_folder), limit=8).images
+    out = tmp_path / "ranks"
+    out.mkdir()
+
+    def one_step(config):  # defined here so Ray pickles it by value
+        import ray.train
+        import ray.train.torch
+
+        from latentatlas.config import ExperimentConfig
+        from latentatlas.train.common import unwrap
+        from latentatlas.train.vae import VAEObjective
+
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        exp = ExperimentConfig.model_validate(config["experiment"])
+        torch.manual_seed(exp.seed)  # as the spine seeds model initialisation
+        objective = VAEObjective(exp, {"train": config["train"], "val": config["val"]},
+                                 torch.device("cpu"), rank, world)
+        objective.prepare(None, 0, wrap=ray.train.torch.prepare_model)
+        torch.manual_seed(exp.seed * 1_000_003 + rank)  # the spine's noise seed, epoch 0
+        objective.train_epoch(0)
+        torch.save({"params": dict(unwrap(objective.model).named_parameters()),
+                    "gamma": objective.policy.gamma}, f"{config['out']}/rank{rank}.pt")
+
+    TorchTrainer(one_step, train_loop_config={
+        "experiment": cfg.model_dump(), "train": images, "val": val, "out": str(out)},
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+    ).fit()
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(len(epoch_batches(32, 0, cfg.seed, r, 2, 16)) == 1 for r in (0, 1))  # 1 step
+
+    torch.manual_seed(cfg.seed)
+    reference = VAEObjective(cfg, {"train": images, "val": val}, torch.device("cpu"), 0, 1)
+    reference.prepare(None, 0, wrap=lambda m: m)
+    model = reference.model
+    start = {k: p.detach().clone() for k, p in model.named_parameters()}
+    model.train()
+    losses, mses = [], []
+    for r in (0, 1):
+        torch.manual_seed(cfg.seed * 1_000_003 + r)
+        (idx,) = epoch_batches(32, 0, cfg.seed, r, 2, 16)
+        x = torch.from_numpy(images[np.sort(idx)]).float() / 255
+        loss, mse, _ = vae_terms(model, x, reference.policy)
+        losses.append(loss)
+        mses.append(mse.item())
+    reference.optimizer.zero_grad()
+    (sum(losses) / 2).backward()  # DDP averages the two workers' gradients
+    reference.optimizer.step()
+    reference.policy.observe(sum(mses) / 2)
+
+    # Adam's first step moves a coordinate by lr * g / (|g| + eps), eps = 1e-8: by lr * sign(g)
+    # to within lr * 1e-4 wherever |g| > 1e-4, whatever the last bits of g; where g is ~0
+    # (a conv bias before BatchNorm has a zero gradient up to rounding) only |step| <= lr
+    # holds, on any path.
+    lr, compared = cfg.train.lr, 0
+    for key, p in model.named_parameters():
+        a, b = ranks[0]["params"][key], ranks[1]["params"][key]
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # DDP: the same update on each
+        clear = p.grad.abs() > 1e-4
+        torch.testing.assert_close(a[clear], p.detach()[clear], rtol=0, atol=1e-3 * lr,
+                                   msg=key)
+        assert (a - start[key]).abs().max() <= lr * (1 + 1e-3), key
+        compared += int(clear.sum())
+    assert compared > 0.5 * sum(p.numel() for p in model.parameters())
+    assert ranks[0]["gamma"] == ranks[1]["gamma"] == pytest.approx(reference.policy.gamma,
+                                                                  rel=1e-6)
