@@ -79,17 +79,18 @@ def first_line(e: Exception) -> str:
 
 def describe_field(field: pa.Field) -> str:
     """A column's type as a reader would say it: Ray's tensor columns by their shape."""
-    meta = field.metadata or {}
-    ext = meta.get(b"ARROW:extension:metadata")
-    if ext:
+    shape = getattr(field.type, "shape", None)  # Ray's tensor type, when registered
+    ext = (field.metadata or {}).get(b"ARROW:extension:metadata")
+    if shape is None and ext:  # unregistered: its shape is in the field's metadata
         try:
-            shape = json.loads(ext).get("shape")
-            return f"codes of width {shape[0]}" if shape and len(shape) == 1 else \
-                f"tensors of shape {tuple(shape)}"
-        except (ValueError, AttributeError, TypeError):
-            pass
-    type_ = getattr(field.type, "shape", None)
-    return f"codes of width {type_[0]}" if type_ else str(field.type)
+            raw = json.loads(ext)
+            shape = raw.get("shape") if isinstance(raw, dict) else raw
+        except ValueError:
+            shape = None
+    if isinstance(shape, list | tuple) and shape:
+        return f"codes of width {shape[0]}" if len(shape) == 1 else \
+            f"tensors of shape {tuple(shape)}"
+    return str(field.type)
 
 
 def schema_problem(name: str, schema: pa.Schema, expected: pa.Schema) -> str | None:
@@ -244,21 +245,52 @@ class Content:
     non_finite: tuple[int, str, float] | None = None
 
 
+def flat_values(column) -> tuple[np.ndarray, np.ndarray]:
+    """A column of (tensor) rows as (every value, the row each value belongs to), read from
+    its Arrow storage: no need for Ray's extension type (verify starts without Ray)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    if pa.types.is_fixed_size_list(array.type):
+        values = array.flatten().to_numpy(zero_copy_only=False)
+        return values, np.arange(len(values)) // array.type.list_size
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        offsets = array.offsets.to_numpy()
+        values = array.flatten().to_numpy(zero_copy_only=False)
+        rows = np.repeat(np.arange(len(array)), np.diff(offsets))
+        return values, rows
+    values = array.to_numpy(zero_copy_only=False)
+    return values, np.arange(len(values))
+
+
+def first_non_finite_arrow(table: pa.Table) -> tuple[int, str, float] | None:
+    """`first_non_finite` on an Arrow table of `index` and code columns."""
+    index = table.column("index").to_numpy() if "index" in table.column_names else None
+    for column in CODE_COLUMNS:
+        if column not in table.column_names:
+            continue
+        values, rows = flat_values(table.column(column))
+        if not np.issubdtype(values.dtype, np.floating):
+            continue
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            items = index[rows[bad]] if index is not None else rows[bad]
+            first = int(np.argmin(items))
+            return int(items[first]), column, float(values[bad[first]])
+    return None
+
+
 def content_problems(shard: Path) -> Content:
     """Reading every row group of a shard: the first non-finite code, and its index column
     (for the checks across shards)."""
-    import ray.data  # noqa: F401  (registers Ray's tensor extension type with pyarrow)
-
-    from latentatlas.encode.store import column_to_numpy
-
     indices, bad = [], None
     try:
         file = pq.ParquetFile(shard)
         names = [c for c in ("index", *CODE_COLUMNS) if c in file.schema_arrow.names]
         for g in range(file.metadata.num_row_groups):
             table = file.read_row_group(g, columns=names)
-            arrays = {n: column_to_numpy(table.column(n)) for n in table.column_names}
-            found = first_non_finite(arrays)
+            arrays = {"index": table.column("index").to_numpy()} if "index" in names else {}
+            found = first_non_finite_arrow(table)
             if found and (bad is None or found[0] < bad[0]):
                 bad = found
             if "index" in arrays:
