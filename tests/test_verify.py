@@ -421,3 +421,17 @@ def test_schema_tables_from_pyarrow_round_trip_the_tensor_width():
 
     field = pa.table({"mu": ArrowTensorArray.from_numpy(np.zeros((2, 5), np.float32))}).schema[0]
     assert describe_field(field) == "codes of width 5"
+
+
+def test_a_damaged_table_of_an_earlier_run_is_one_line(store):
+    """What a study reads back from an earlier run (the information gain of a `stats` run)."""
+    recorder = tracking.Recorder(store["uri"], EXPERIMENT)
+    with recorder.run("table", "test-table") as run_id:
+        recorder.client.log_text(run_id, '{"columns": ["variable"], "data": [[0], [1', "t.json")
+        recorder.client.log_dict(run_id, {"columns": ["variable", "gain"], "data": [[0]]},
+                                 "short.json")
+    with pytest.raises(UserError, match=rf"run {run_id}: its table t.json is damaged"):
+        recorder.table(run_id, "t.json")
+    with pytest.raises(UserError, match=rf"run {run_id}: its table short.json is damaged"):
+        recorder.table(run_id, "short.json")
+    assert recorder.table(run_id, "missing.json") is None

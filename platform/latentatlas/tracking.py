@@ -345,5 +345,10 @@ class Recorder:
                 local = self.client.download_artifacts(run_id, name, tmp)
             except Exception:  # MLflow raises several types for a missing artifact
                 return None
-            raw = json.loads(Path(local).read_text())
-        return {c: [row[i] for row in raw["data"]] for i, c in enumerate(raw["columns"])}
+            try:
+                raw = json.loads(Path(local).read_text())
+                return {c: [row[i] for row in raw["data"]] for i, c in enumerate(raw["columns"])}
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                raise UserError(f"run {run_id}: its table {name} is damaged ({type(e).__name__}: "
+                                f"{' '.join(str(e).split())[:200]}); rerun the step that "
+                                "logged it") from None
