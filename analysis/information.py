@@ -15,13 +15,15 @@ Decoder = Callable[[torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def ablation_errors(decode: Decoder, z: torch.Tensor, x: torch.Tensor) -> np.ndarray:
     """Summed per-item pixel MSE over the batch: entry 0 with all variables, entry i+1
-    with z_i set to 0. Sums (not means) so batches add up exactly."""
-    errors = [per_item_mse(decode(z), x).sum()]
+    with z_i set to 0. Sums (not means) so batches add up exactly; summed in float64, so
+    the order in which rows arrive (Ray Data bundles blocks as they come) moves the sums by
+    float64 rounding only, far below the gains' scale."""
+    errors = [per_item_mse(decode(z), x).double().sum()]
     for i in range(z.shape[1]):
         zi = z.clone()
         zi[:, i] = 0
-        errors.append(per_item_mse(decode(zi), x).sum())
-    return torch.stack(errors).double().cpu().numpy()
+        errors.append(per_item_mse(decode(zi), x).double().sum())
+    return torch.stack(errors).cpu().numpy()
 
 
 def per_item_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
