@@ -34,12 +34,21 @@ def test_each_image_is_inverted_as_if_alone():
     x = gan.decode(gan.sample_codes(6, torch.Generator().manual_seed(1)))
     start = starting_codes(gan, 6, "cpu")
     torch.testing.assert_close(start, gan.generator.w_avg.expand(6, -1))
-    together, err = invert_by_gradient(gan.decode, x, start, 30)
-    apart = [invert_by_gradient(gan.decode, x[i:i + 2], start[i:i + 2], 30)
-             for i in (0, 2, 4)]
-    torch.testing.assert_close(together, torch.cat([a[0] for a in apart]), rtol=1e-4,
-                               atol=1e-5)
-    torch.testing.assert_close(err, torch.cat([a[1] for a in apart]), rtol=1e-3, atol=1e-7)
+    # Same batch shape, same position, another companion image: the same kernels run on
+    # the same numbers for image 0, so its code and error are bitwise the same.
+    a = invert_by_gradient(gan.decode, x[[0, 1]], start[:2], 30)
+    b = invert_by_gradient(gan.decode, x[[0, 3]], start[:2], 30)
+    assert torch.equal(a[0][0], b[0][0]) and torch.equal(a[1][0], b[1][0])
+    assert not torch.equal(a[0][1], b[0][1])  # the companions did move differently
+    # Other batch shapes pick other kernels (float noise Adam amplifies): what the descents
+    # share is each image's error, within 10% of what its 30 steps gained.
+    _, before = invert_by_gradient(gan.decode, x, start, 0)
+    _, err = invert_by_gradient(gan.decode, x, start, 30)
+    apart_err = torch.cat([invert_by_gradient(gan.decode, x[i:i + 2], start[i:i + 2], 30)[1]
+                           for i in (0, 2, 4)])
+    gained = before - apart_err
+    assert (gained > 0).all()
+    assert ((err - apart_err).abs() <= 0.1 * gained).all(), (err, apart_err, before)
 
 
 def test_refinement_settings_are_checked():
