@@ -159,7 +159,8 @@ def test_support_rule_on_both_sides_of_one_and_a_half_full_fits(ratio, verdict):
 
 
 def test_the_seed_table_agrees_with_itself():
-    """The range figure's ratio is the quotient of its two errors."""
+    """A data check of the seed table (no code runs): the range figure's ratio, as written
+    in SEED, is the quotient of the two errors written beside it."""
     import re
 
     own, support, ratio = map(float, re.findall(r"[\d.]+(?=\D|$)", SEED[

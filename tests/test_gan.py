@@ -86,10 +86,15 @@ def test_generators_shapes_codes_truncation_and_the_tracked_mean():
     torch.testing.assert_close(g.truncate(w, 0.0), g.w_avg.expand(4, 6))
     torch.testing.assert_close(g.truncate(w, 1.0), w)
     torch.testing.assert_close(g.truncate(w, 0.5), (w + g.w_avg) / 2)
+    # Training forwards track the mean of w: three on the same batch, whose mean code is m,
+    # shrink w_avg's distance to m by beta each, so it is m + beta^3 (before - m).
     before, z = g.w_avg.clone(), torch.randn(8, 5)
-    g.train()(z)  # training forward: w_avg moves by (1 - beta) towards the batch mean
-    torch.testing.assert_close(g.w_avg, before + (1 - g.w_avg_beta) * (
-        g.codes(z).mean(0) - before))
+    m = g.codes(z).mean(0)
+    for _ in range(3):
+        g.train()(z)
+    beta = 0.995  # the default
+    torch.testing.assert_close(g.w_avg, m + beta ** 3 * (before - m))
+    assert (g.w_avg - before).abs().max() > 100 * 1e-5  # it did move, beyond the tolerance
     with pytest.raises(ValueError, match="not divisible"):
         build_model(model_cfg(name="dcgan", channels=[8, 8, 8]), (1, 28, 28))
 
