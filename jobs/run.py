@@ -1,70 +1,54 @@
-"""`latentatlas run`: the main job. On the embedded default (local Ray, sqlite MLflow,
-Fashion-MNIST) it trains the models and runs every analysis the platform has, then prints
-what it measured beside the seed's claims."""
+"""`latentatlas run`: the main job, declared in jobs/configs/main.yaml. On the embedded
+default (local Ray, sqlite MLflow, Fashion-MNIST) it trains the models and runs every
+analysis the platform has, then prints what it measured beside the seed's claims.
+`--resume RUN_ID` with `--only STEP` or `--from STEP` reruns part of it against that run's
+earlier outputs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import threading
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from latentatlas.command import common_parser, guarded
+from pydantic import Field
+
+from jobs.graph import (
+    JobSpec,
+    StepSpec,
+    load_job,
+    rerun,
+    run_graph,
+    settings,
+    upstream,
+    with_overrides,
+    with_settings,
+)
+from latentatlas.command import add_overrides, common_parser, guarded
+from latentatlas.config import Strict, validate
 from latentatlas.report import Progress, print_steps
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-GAIN_ROWS = 2000  # information gain over the first 2000 test items keeps the job short
-# The DCGAN and its recoder at a size that fits the job's 10 minutes on 2 cores (measured:
-# bench/RESULTS.md); the job says it is reduced.
-GAN_IMAGES, GAN_EPOCHS = 20000, 2
-RECODER_EPOCHS, RECODER_STEPS = 2, 150
-REFINE_STEPS = 10
-RANGE_SAMPLES = 2000  # the generators' own samples in the generative range
-# FID / KID: the classifier extractor, a second stage of dense-s0 at a reduced width (the
-# authors use 2048-4096; jobs/configs/fmnist_second_stage.yaml has 1024), the GMM sampler.
-CLASSIFIER_EPOCHS = 2
-STAGE2_WIDTH, STAGE2_EPOCHS = 256, 5
-FID_SAMPLES, GMM_COMPONENTS = 10000, 100
-# The translator study over the job's four encodings at a reduced grid (the verb's default:
-# budgets 0.25d-4d x 3 repeats, every held-out row).
-TRANSLATE_BUDGETS, TRANSLATE_REPEATS, TRANSLATE_EVAL_ROWS = (0.25, 1.0, 4.0), 2, 250
+MAIN = CONFIGS / "main.yaml"
+STEPS_FILE = "steps.json"  # the parent run's outputs of every step: what --resume reads
 
 
 @dataclass
-class MainJob:
-    """What the steps share: the parent MLflow run, trained models, and the report."""
+class Context:
+    """What every step reads: the job's options, its parent run, its progress lines."""
 
     args: argparse.Namespace
     dataset: str
     recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
-    step: Progress = field(default_factory=lambda: Progress("main"))
-    models: dict[str, object] = field(default_factory=dict)  # label -> TrainOutcome
-    encodings: dict[str, object] = field(default_factory=dict)  # label -> Encoding
-    settings: dict[str, str] = field(default_factory=dict)  # label -> how it was trained
-    stats: dict[str, object] = field(default_factory=dict)  # label -> LatentSpaceStats
-    summary: list[dict] = field(default_factory=list)
-    claims: list[dict] = field(default_factory=list)
-    # Ray Data pipelines run one at a time: on a small cluster, concurrent actor pools can
-    # hold every CPU while each waits for a CPU for its read/write tasks.
-    data_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def train(self, cfg):
-        """A training in a child run of the job's parent run."""
-        from latentatlas.train.runner import train
-
-        return train(cfg, tracking_uri=self.args.tracking_uri, experiment=self.args.experiment,
-                     parent_run_id=self.parent_run_id)
+    say: Progress = field(default_factory=lambda: Progress("main"))
 
     @property
     def encoding_root(self) -> Path:
         return Path("encodings") / f"main-{self.parent_run_id[:8]}"
-
-
-def pair_setting(job: MainJob, a: str, b: str) -> str:
-    first, second = job.settings[a], job.settings[b]
-    return first if first == second else f"{first} -> {second}"
 
 
 def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
@@ -82,380 +66,497 @@ def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
         return "digits"
 
 
-def training_plan(job: MainJob) -> list[tuple[str, str, list[str]]]:
-    """(label, config file, overrides): two trainings of the seed's dense VAE in the seed's
-    own setting (BCE + KL, as the Keras VAE of the posts, 10 epochs) and a conv VAE with
-    KL balancing."""
-    a = job.args
-    # Half a CPU each: the three trainings run at once on two cores, hiding start-up.
-    common = [f"data.name={job.dataset}", "train.cpus_per_worker=0.5"]
-    if a.data_path:
-        common.append(f"data.path={a.data_path}")
-    if a.limit:
-        common.append(f"data.limit={a.limit}")
-    dense_epochs = a.epochs or 10
-    conv_epochs = a.epochs or 2
-    dense = [*common, "kl.policy=elbo", f"train.epochs={dense_epochs}"]
-    return [
-        ("dense-s0", "fmnist_dense.yaml", [*dense, "seed=0", "name=main-dense-s0"]),
-        ("dense-s1", "fmnist_dense.yaml", [*dense, "seed=1", "name=main-dense-s1"]),
-        ("conv-s0", "fmnist_conv.yaml", [*common, "seed=0", f"train.epochs={conv_epochs}",
-                                         "model.channels=[16, 32, 64]", "model.hidden=128",
-                                         "name=main-conv-s0"]),
-    ]
+def where(name: str) -> str:
+    return f"{MAIN.name}: steps.{name}"
 
 
-def train_and_measure(job: MainJob, label: str, config: str, overrides: list[str]):
-    """One model's pipeline: train, encode the test split, measure the latent space."""
+def pair_setting(a: dict, b: dict) -> str:
+    return a["setting"] if a["setting"] == b["setting"] else f"{a['setting']} -> {b['setting']}"
+
+
+def plain(value):
+    """JSON-able: numpy numbers and arrays as Python numbers and lists."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ---- trainings ---------------------------------------------------------------------------
+
+def train_raw(name: str, step: StepSpec) -> dict:
+    from latentatlas.config import read_yaml
+
+    if not step.config:
+        raise_user(f"{where(name)}: a train step needs config (a YAML file of jobs/configs)")
+    return settings(step, read_yaml(CONFIGS / step.config))
+
+
+def job_options(job: JobSpec, args, dataset: str) -> JobSpec:
+    """The job's own options as keys of its steps (before `--set`, which wins): every
+    training that reads images reads the job's dataset (a step's own data.limit stays when
+    lower), --epochs sets every training's epochs and the regularisation's."""
+    from latentatlas.config import FAMILIES, model_tag
+
+    extra: dict[str, dict] = {}
+    for name, step in job.steps.items():
+        keys = extra.setdefault(name, {})
+        if step.kind == "regularisation" and args.epochs:
+            keys["epochs"] = args.epochs
+        if step.kind != "train":
+            continue
+        raw = train_raw(name, step)
+        if FAMILIES.get(model_tag(raw.get("model", {}))) in ("vae", "gan", "classifier"):
+            keys["data.name"] = dataset
+            if args.data_path:
+                keys["data.path"] = args.data_path
+            if args.limit:
+                own = (raw.get("data") or {}).get("limit")
+                keys["data.limit"] = min(args.limit, own or args.limit)
+        if args.epochs:
+            keys["train.epochs"] = args.epochs
+    return with_settings(job, extra)
+
+
+def training_config(name: str, step: StepSpec, inputs: dict):
+    """The step's experiment config: its file, its `set` keys, and its inputs' addresses at
+    the keys they name (e.g. invert.generator)."""
+    from latentatlas.config import set_path
+
+    raw = train_raw(name, step)
+    for key, out in inputs.items():
+        raw = set_path(raw, key.split("."), out["address"])
+    return validate(raw, where(name))
+
+
+def raise_user(message: str):
+    from latentatlas.errors import UserError
+
+    raise UserError(message)
+
+
+def train_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     from analysis.claims import setting
-    from jobs import steps
-    from latentatlas.config import load_config
+    from latentatlas.train.runner import train
+
+    cfg = training_config(name, step, inputs)
+    reduced = f" ({step.reduced})" if step.reduced else ""
+    epochs = cfg.train.epochs
+    family = cfg.family
+    if family == "vae":
+        ctx.say(f"training {name}: {cfg.model.name}, latent {cfg.model.latent_dim}, "
+                f"{cfg.kl.policy}, {epochs} epochs{reduced}")
+    elif family == "classifier":
+        ctx.say(f"training the FID classifier: {epochs} epochs{reduced}")
+    elif family == "gan":
+        ctx.say(f"training {name}: noise {cfg.model.latent_dim}, {epochs} epochs on "
+                f"{cfg.data.limit or 'all'} training images{reduced}")
+    elif family == "recoder":
+        ctx.say(f"training its recoder: {epochs} x {cfg.invert.steps_per_epoch} steps of "
+                f"{cfg.train.batch_size} generated pairs{reduced}")
+    else:
+        (codes,) = inputs.values()
+        ctx.say(f"training a second stage on {codes['label']}'s {codes['rows']} training "
+                f"codes: width {cfg.model.width}, {epochs} epochs{reduced}")
+    out = train(cfg, tracking_uri=ctx.args.tracking_uri, experiment=ctx.args.experiment,
+                parent_run_id=ctx.parent_run_id)
+    m = out.metrics
+    row: dict = {"step": f"train {name}", "run_id": out.run_id}
+    if family == "vae":
+        ctx.say(f"trained {name}: val/mse={m['val/mse']:.4f} run {out.run_id}")
+        row |= {"val mse(z~q)": m.get("val/mse"), "val/kl": m.get("val/kl")}
+        trained_as = setting(ctx.dataset, cfg.model.name, cfg.kl.policy, epochs)
+    elif family == "classifier":
+        ctx.say(f"trained classifier: val accuracy {m['val/accuracy']:.4f}, "
+                f"registered {out.registered}")
+        row |= {"val_accuracy": m["val/accuracy"], "registered": out.registered}
+        trained_as = None
+    elif family == "gan":
+        ctx.say(f"trained {name}: D(real)={m['gan/d_real']:.3f} D(fake)={m['gan/d_fake']:.3f} "
+                f"run {out.run_id}")
+        row |= {k.split("/")[1]: v for k, v in m.items() if k.startswith("gan/")}
+        trained_as = setting(ctx.dataset, cfg.model.name, "non-saturating GAN loss", epochs)
+    elif family == "recoder":
+        ctx.say(f"trained recoder: held-out latent mse {m['inversion/latent_mse']:.4f}, "
+                f"regeneration mse {m['inversion/pixel_mse']:.4f} (generated images)")
+        row |= {k.split("/")[1]: v for k, v in m.items() if k.startswith("inversion/")}
+        trained_as = None
+    else:
+        ctx.say(f"trained second stage: val latent mse {m['val/mse']:.4f}, "
+                f"val/kl {m['val/kl']:.3f}")
+        row = {"step": "train second stage", "run_id": out.run_id,
+               "val mse(z~q)": m["val/mse"], "val/kl": m["val/kl"]}
+        trained_as = None
+    for note in out.notes:
+        ctx.say(f"warning: {note}")
+    return {"label": name, "address": out.model_uri, "run_id": out.run_id, "metrics": m,
+            "registered": out.registered, "family": family, "model_name": cfg.model.name,
+            "setting": trained_as, "summary": [row], "claims": []}
+
+
+def train_cpus(name: str, step: StepSpec) -> float:
+    """What a training asks of the cluster: CPUs per worker x workers (unset: a whole node
+    for a lone CPU training)."""
+    from latentatlas.train.runner import worker_cpus
+
+    placeholders = {key: {"address": f"<output of {up}>"} for key, up in step.inputs.items()}
+    cfg = training_config(name, step, placeholders)
+    return worker_cpus(cfg.train) * cfg.train.num_workers
+
+
+# ---- analyses ----------------------------------------------------------------------------
+
+class EncodeOptions(Strict):
+    split: str = "test"
+    actors: int | None = Field(default=None, gt=0)
+    refine_steps: int = Field(default=0, ge=0)  # gradient steps after a generator's recoder
+
+
+class StatsOptions(Strict):
+    gain_rows: int | None = Field(default=None, gt=0)
+    actors: int | None = Field(default=None, gt=0)
+
+
+class SectorOptions(Strict):
+    k: int | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class RelocateOptions(Strict):
+    relocation: str | None = None  # the seed's type, said in the report ("type 1")
+    fit: Literal["all", "support"] = "all"
+    estimators: list[str] | None = None
+    headline: str = "ridge_authors"  # the estimator of a support fit's claims
+
+
+class RangeOptions(Strict):
+    refine_steps: int = Field(default=10, ge=0)
+    samples: int = Field(default=2000, gt=1)
+
+
+class TranslateOptions(Strict):
+    budgets: list[float] | None = None
+    repeats: int = Field(default=3, gt=0)
+    eval_rows: int | None = Field(default=None, gt=0)
+    family: str = "ridge_authors"  # the claims' map family and budget
+    budget: str = "1d"
+
+
+class FidOptions(Strict):
+    samples: int = Field(default=10000, gt=1)
+    gmm_components: int = Field(default=100, gt=0)
+
+
+class RegularisationOptions(Strict):
+    epochs: int = Field(default=3, gt=0)
+
+
+OPTIONS = {"encode": EncodeOptions, "stats": StatsOptions, "sectors": SectorOptions,
+           "support-set": SectorOptions, "relocate": RelocateOptions, "range": RangeOptions,
+           "translate-study": TranslateOptions, "fid": FidOptions,
+           "regularisation": RegularisationOptions}
+# role -> required; the roles each kind reads
+INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": True},
+          "sectors": {"encoding": True, "stats": True},
+          "support-set": {"encoding": True, "sectors": True},
+          "relocate": {"source": True, "target": True, "support": False},
+          "range": {"generator": True, "recoder": False, "vae": True, "reference": True,
+                    "stats": True},
+          "translate-study": {"encodings": True},
+          "fid": {"model": True, "classifier": True, "second_stage": False},
+          "regularisation": {}}
+
+
+def options(name: str, step: StepSpec):
+    if step.config:
+        raise_user(f"{where(name)}.config: a {step.kind} step takes its keys in `set`")
+    return validate(settings(step), where(name), OPTIONS[step.kind])
+
+
+def check_inputs(name: str, step: StepSpec) -> None:
+    if step.kind == "train":
+        return
+    roles = INPUTS[step.kind]
+    for role in step.inputs:
+        if role not in roles:
+            raise_user(f"{where(name)}.inputs.{role}: a {step.kind} step reads "
+                       f"{', '.join(roles) or 'no inputs'}")
+    for role, required in roles.items():
+        if required and role not in step.inputs:
+            raise_user(f"{where(name)}.inputs: a {step.kind} step needs {role}")
+
+
+def encode_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     from latentatlas.encode.pipeline import encode
+    from latentatlas.inversion import NO_REFINEMENT, Refinement
 
-    a = job.args
-    cfg = load_config(CONFIGS / config, overrides)
-    job.step(f"training {label}: {cfg.model.name}, latent {cfg.model.latent_dim}, "
-             f"{cfg.kl.policy}, {cfg.train.epochs} epochs")
-    model = job.train(cfg)
-    job.step(f"trained {label}: val/mse={model.metrics['val/mse']:.4f} run {model.run_id}")
-    with job.data_lock:
-        enc = encode(model.model_uri, job.dataset, "test", job.encoding_root / label,
-                     limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
-                     actors=1)
-        stats_run, measured = steps.stats(job.recorder, str(enc.path), actors=1,
-                                          gain_rows=GAIN_ROWS)
-    m = measured.metrics
-    job.step(f"stats {label}: {m['latent/inactive']} of {enc.latent_dim} inactive, "
-             f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
-             f"mse(z=mu) {m['variance_loss/mse_recon']:.4f}")
-    return label, setting(job.dataset, cfg.model.name, cfg.kl.policy, cfg.train.epochs), \
-        model, enc, stats_run, measured
-
-
-def record_model(job: MainJob, label, trained_as, model, enc, stats_run, measured) -> None:
-    from analysis.claims import stats_claims
-
-    job.models[label], job.encodings[label] = model, enc
-    job.settings[label], job.stats[label] = trained_as, measured
-    # val/mse decodes sampled codes; stats' mse_recon decodes the posterior mean.
-    job.summary.append({"step": f"train {label}", "run_id": model.run_id,
-                        "val mse(z~q)": model.metrics.get("val/mse"),
-                        "val/kl": model.metrics.get("val/kl")})
-    m = measured.metrics
-    job.summary.append({"step": f"stats {label}", "run_id": stats_run,
-                        **{k.split("/")[1]: v for k, v in m.items()}})
-    job.claims += stats_claims(label, trained_as, m, enc.latent_dim,
-                               measured.stats["stationary"], conv="conv" in label)
-
-
-def pipeline(job: MainJob) -> None:
-    """All models train at once; each is encoded and measured as it finishes, and the
-    analyses that need only the dense models run while the conv VAE still trains."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    plan = training_plan(job)
-    with ThreadPoolExecutor(len(plan) + 1) as pool:
-        futures = {p[0]: pool.submit(train_and_measure, job, *p) for p in plan}
-        classifier = pool.submit(train_classifier, job)
-        for label in ("dense-s0", "dense-s1"):
-            record_model(job, *futures[label].result())
-        with job.data_lock:
-            relocation(job, "type 1", "dense-s0", "dense-s1")
-            support_sets(job)
-        record_model(job, *futures["conv-s0"].result())
-        job.models["classifier"] = out = classifier.result()
-        job.summary.append({"step": "train classifier", "run_id": out.run_id,
-                            "val_accuracy": out.metrics["val/accuracy"],
-                            "registered": out.registered})
-    relocation(job, "type 2", "dense-s0", "conv-s0")
-
-
-def train_classifier(job: MainJob):
-    """The feature network of the job's FIDs (`classifier-<dataset>`), trained beside the
-    VAEs; each job registers a new version and pins it."""
-    from latentatlas.config import load_config
-
-    a = job.args
-    cfg = load_config(CONFIGS / "fmnist_classifier.yaml", [
-        f"data.name={job.dataset}", "train.cpus_per_worker=0.5", "name=main-classifier",
-        f"train.epochs={a.epochs or CLASSIFIER_EPOCHS}",
-        *([f"data.path={a.data_path}"] if a.data_path else []),
-        *([f"data.limit={a.limit}"] if a.limit else [])])
-    job.step(f"training the FID classifier: {cfg.train.epochs} epochs (reduced; full: "
-             "jobs/configs/fmnist_classifier.yaml)")
-    out = job.train(cfg)
-    job.step(f"trained classifier: val accuracy {out.metrics['val/accuracy']:.4f}, "
-             f"registered {out.registered}")
+    o, a = options(name, step), ctx.args
+    model, recoder = inputs["model"], inputs.get("recoder")
+    folder = model["label"] if o.split == "test" else f"{model['label']}-{o.split}"
+    refine = Refinement(o.refine_steps) if o.refine_steps else NO_REFINEMENT
+    enc = encode(model["address"], ctx.dataset, o.split, ctx.encoding_root / folder,
+                 limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
+                 actors=o.actors, recoder_uri=recoder and recoder["address"], refine=refine)
+    out = {"label": model["label"], "address": str(enc.path), "setting": model["setting"],
+           "model_name": model["model_name"], "rows": enc.meta.rows,
+           "latent_dim": enc.latent_dim, "summary": [], "claims": []}
+    if recoder:
+        real = float(enc.arrays(["inversion_mse"])["inversion_mse"].mean())
+        own = recoder["metrics"]["inversion/pixel_mse"]
+        ctx.say(f"inverted the {o.split} split: regeneration mse {real:.4f} (recoder + "
+                f"{o.refine_steps} gradient steps) vs {own:.4f} on its own samples (recoder "
+                "alone)")
+        out["summary"] = [{"step": f"invert {o.split} split", "run_id": model["run_id"],
+                           "refine_steps": o.refine_steps, "real_pixel_mse": real}]
     return out
 
 
-def relocation(job: MainJob, kind: str, a: str, b: str) -> None:
-    """A relocation of the seed's type 1 (two trainings) or type 2 (two VAEs)."""
-    from analysis.claims import relocation_claim
+def stats_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.claims import stats_claims
     from jobs import steps
 
-    run_id, out = steps.relocate(job.recorder, str(job.encodings[a].path),
-                                 str(job.encodings[b].path), name=f"relocate {a}->{b}",
-                                 parent_run_id=job.parent_run_id)
-    m = out.metrics
-    job.step(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
-             f"M_target_own={m['relocation/M_target_own']:.4f}")
-    job.summary.append({"step": f"relocate {a}->{b}", "run_id": run_id,
-                        **{k.split("/")[1]: m[k] for k in (
-                            "relocation/R", "relocation/L", "relocation/M",
-                            "relocation/M_target_own")}})
-    job.claims.append(relocation_claim(f"{a}->{b} ({kind})", pair_setting(job, a, b), m))
+    o, enc = options(name, step), inputs["encoding"]
+    run_id, measured = steps.stats(ctx.recorder, enc["address"], actors=o.actors,
+                                   gain_rows=o.gain_rows)
+    m, label = measured.metrics, enc["label"]
+    ctx.say(f"stats {label}: {m['latent/inactive']} of {enc['latent_dim']} inactive, "
+            f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
+            f"mse(z=mu) {m['variance_loss/mse_recon']:.4f}")
+    stationary = measured.stats["stationary"]
+    return {"run_id": run_id, "metrics": m, "label": label,
+            "inactive_all": bool(measured.stats["inactive"].all()),
+            "summary": [{"step": f"stats {label}", "run_id": run_id,
+                         **{k.split("/")[1]: v for k, v in m.items()}}],
+            "claims": stats_claims(label, enc["setting"], m, enc["latent_dim"], stationary,
+                                   conv=enc["model_name"] != "dense_vae")}
 
 
-def support_sets(job: MainJob) -> None:
-    """Sectors and the support set of dense-s0, and type-1 maps fitted on a support set."""
-    from analysis.claims import density_claim, not_measured, support_claims
+def sector_kwargs(o: SectorOptions) -> dict:
+    return {k: v for k, v in (("k", o.k), ("threshold", o.threshold)) if v is not None}
+
+
+def sectors_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.claims import density_claim, not_measured
     from jobs import steps
 
-    source = str(job.encodings["dense-s0"].path)
-    trained_as = job.settings["dense-s0"]
-    if job.stats["dense-s0"].stats["inactive"].all():  # e.g. a 1-epoch smoke run
-        job.step("note: no variable of dense-s0 is active: no sectors, support set or "
-                 "support-set fit")
-        job.claims.append(not_measured("density_uneven", "dense-s0", trained_as,
-                                       "no active variable, so no sectors"))
-        return
-    run_id, s = steps.sectors(job.recorder, source, parent_run_id=job.parent_run_id)
+    o, enc = options(name, step), inputs["encoding"]
+    label = enc["label"]
+    if inputs["stats"]["inactive_all"]:  # e.g. a 1-epoch smoke run
+        ctx.say(f"note: no variable of {label} is active: no sectors, support set or "
+                "support-set fit")
+        return {"skipped": "no active variable", "summary": [], "claims": [
+            not_measured("density_uneven", label, enc["setting"],
+                         "no active variable, so no sectors")]}
+    run_id, s = steps.sectors(ctx.recorder, enc["address"], parent_run_id=ctx.parent_run_id,
+                              **sector_kwargs(o))
     m = s.metrics
-    job.step(f"sectors dense-s0: k={s.k} ({s.ordering}), {m['sectors/nonempty']} of "
-             f"{2 ** s.k} non-empty")
-    job.summary.append({"step": "sectors dense-s0", "run_id": run_id,
-                        **{k.split("/")[1]: v for k, v in m.items()}})
+    ctx.say(f"sectors {label}: k={s.k} ({s.ordering}), {m['sectors/nonempty']} of "
+            f"{2 ** s.k} non-empty")
     if s.note:
-        job.step(f"warning: {s.note}")
-    job.claims.append(density_claim("dense-s0", trained_as, s.counts, s.density))
-    run_id, chosen = steps.support_set(job.recorder, source, parent_run_id=job.parent_run_id)
-    job.summary.append({"step": "support set dense-s0", "run_id": run_id,
-                        **{k.split("/")[1]: v for k, v in chosen.metrics.items()}})
-    # The authors' map first (its size sweep is the headline curve), then plain OLS, whose
-    # fits on few rows are rank-deficient (their ranks are logged), and the isometries.
-    run_id, out = steps.relocate(
-        job.recorder, source, str(job.encodings["dense-s1"].path), fit="support",
-        estimators=["ridge_authors", "ols", "procrustes", "lstsq_ortho"],
-        name="relocate support dense-s0->dense-s1", parent_run_id=job.parent_run_id)
-    m = out.metrics
-    own = m["relocation/M_target_own"]
-    job.step(f"support-set relocation: M={m['relocation/M']:.4f} (support) vs "
-             f"{m['relocation/M_ridge_authors_full']:.4f} (all rows), own {own:.4f}")
-    if out.rank_deficient:
-        job.step(f"note: rank-deficient support fits (rank logged): "
-                 f"{', '.join(out.rank_deficient)}")
-    job.summary.append({"step": "relocate support dense-s0->dense-s1", "run_id": run_id,
-                        "M": m["relocation/M"], "M_full": m["relocation/M_ridge_authors_full"],
-                        "M_ols": m["relocation/M_ols"], "M_target_own": own})
-    job.claims += support_claims("dense-s0->dense-s1", pair_setting(job, "dense-s0", "dense-s1"),
-                                 chosen.metrics, m, "ridge_authors")
+        ctx.say(f"warning: {s.note}")
+    return {"run_id": run_id, "metrics": m,
+            "summary": [{"step": f"sectors {label}", "run_id": run_id,
+                         **{k.split("/")[1]: v for k, v in m.items()}}],
+            "claims": [density_claim(label, enc["setting"], s.counts, s.density)]}
 
 
-def generator_and_type3(job: MainJob) -> None:
-    """The seed's type 3: a DCGAN and its recoder, trained at a reduced size (the job's time
-    budget; the full size is jobs/configs/fmnist_dcgan.yaml); the test split inverted
-    (recoder + gradient steps); dense-s0 relocated onto the DCGAN's codes and back."""
-    from analysis.claims import setting
-    from latentatlas.config import load_config
-    from latentatlas.encode.pipeline import encode
-    from latentatlas.inversion import Refinement
+def support_set_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from jobs import steps
 
-    a = job.args
-    data = [f"data.name={job.dataset}", f"data.limit={min(a.limit or GAN_IMAGES, GAN_IMAGES)}",
-            *([f"data.path={a.data_path}"] if a.data_path else [])]
-    epochs = a.epochs or GAN_EPOCHS
-    cfg = load_config(CONFIGS / "fmnist_dcgan.yaml",
-                      [*data, f"train.epochs={epochs}", "name=main-dcgan"])
-    job.step(f"training dcgan: noise {cfg.model.latent_dim}, {cfg.train.epochs} epochs on "
-             f"{cfg.data.limit} training images (reduced to fit the job; full size: "
-             "jobs/configs/fmnist_dcgan.yaml)")
-    gan = job.train(cfg)
-    g = gan.metrics
-    job.step(f"trained dcgan: D(real)={g['gan/d_real']:.3f} D(fake)={g['gan/d_fake']:.3f} "
-             f"run {gan.run_id}")
-    for note in gan.notes:
-        job.step(f"warning: {note}")
-    rec_cfg = load_config(CONFIGS / "fmnist_recoder.yaml", [
-        f"invert.generator={gan.model_uri}", f"train.epochs={a.epochs or RECODER_EPOCHS}",
-        f"invert.steps_per_epoch={RECODER_STEPS}", "name=main-recoder"])
-    job.step(f"training its recoder: {rec_cfg.train.epochs} x {RECODER_STEPS} steps of "
-             f"{rec_cfg.train.batch_size} generated pairs")
-    recoder = job.train(rec_cfg)
-    r = recoder.metrics
-    job.step(f"trained recoder: held-out latent mse {r['inversion/latent_mse']:.4f}, "
-             f"regeneration mse {r['inversion/pixel_mse']:.4f} (generated images)")
-    with job.data_lock:
-        enc = encode(gan.model_uri, job.dataset, "test", job.encoding_root / "dcgan",
-                     limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
-                     recoder_uri=recoder.model_uri, refine=Refinement(REFINE_STEPS))
-    real = float(enc.arrays(["inversion_mse"])["inversion_mse"].mean())
-    job.step(f"inverted the test split: regeneration mse {real:.4f} (recoder + "
-             f"{REFINE_STEPS} gradient steps) vs {r['inversion/pixel_mse']:.4f} on its own "
-             "samples (recoder alone)")
-    job.models["dcgan"], job.models["recoder"], job.encodings["dcgan"] = gan, recoder, enc
-    job.settings["dcgan"] = setting(job.dataset, "dcgan", "non-saturating GAN loss", epochs)
-    job.summary += [
-        {"step": "train dcgan", "run_id": gan.run_id,
-         **{k.split("/")[1]: v for k, v in g.items() if k.startswith("gan/")}},
-        {"step": "train recoder", "run_id": recoder.run_id,
-         **{k.split("/")[1]: v for k, v in r.items() if k.startswith("inversion/")}},
-        {"step": "invert test split", "run_id": gan.run_id, "refine_steps": REFINE_STEPS,
-         "real_pixel_mse": real}]
-    relocation(job, "type 3", "dense-s0", "dcgan")
-    relocation(job, "type 3", "dcgan", "dense-s0")
+    o, enc = options(name, step), inputs["encoding"]
+    if inputs["sectors"].get("skipped"):
+        return {"skipped": inputs["sectors"]["skipped"], "summary": [], "claims": []}
+    run_id, chosen = steps.support_set(ctx.recorder, enc["address"],
+                                       parent_run_id=ctx.parent_run_id, **sector_kwargs(o))
+    return {"run_id": run_id, "metrics": chosen.metrics,
+            "summary": [{"step": f"support set {enc['label']}", "run_id": run_id,
+                         **{k.split("/")[1]: v for k, v in chosen.metrics.items()}}],
+            "claims": []}
 
 
-def generative_ranges(job: MainJob) -> None:
-    """The generative range of the DCGAN (recoder + gradient steps) and of dense-s0 (its own
-    encoder) side by side, both in dense-s0's latent space: the seed's claim is that GANs
-    avoid rare regions."""
+def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.claims import relocation_claim, support_claims
+    from jobs import steps
+
+    o = options(name, step)
+    src, tgt, support = inputs["source"], inputs["target"], inputs.get("support")
+    a, b = src["label"], tgt["label"]
+    extra = {"estimators": o.estimators} if o.estimators else {}
+    if o.fit == "support":
+        if support is None:
+            raise_user(f"{where(name)}.inputs: fit support needs a support input (a "
+                       "support-set step)")
+        if support.get("skipped"):
+            return {"skipped": support["skipped"], "summary": [], "claims": []}
+        run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"],
+                                     fit="support", name=f"relocate support {a}->{b}",
+                                     parent_run_id=ctx.parent_run_id, **extra)
+        m = out.metrics
+        own, full = m["relocation/M_target_own"], m[f"relocation/M_{o.headline}_full"]
+        ctx.say(f"support-set relocation: M={m['relocation/M']:.4f} (support) vs "
+                f"{full:.4f} (all rows), own {own:.4f}")
+        if out.rank_deficient:
+            ctx.say(f"note: rank-deficient support fits (rank logged): "
+                    f"{', '.join(out.rank_deficient)}")
+        row = {"step": f"relocate support {a}->{b}", "run_id": run_id,
+               "M": m["relocation/M"], "M_full": full, "M_ols": m.get("relocation/M_ols"),
+               "M_target_own": own}
+        claims = support_claims(f"{a}->{b}", pair_setting(src, tgt), support["metrics"], m,
+                                o.headline)
+    else:
+        run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"],
+                                     name=f"relocate {a}->{b}", parent_run_id=ctx.parent_run_id,
+                                     **extra)
+        m = out.metrics
+        kind = o.relocation or "relocation"
+        ctx.say(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
+                f"M_target_own={m['relocation/M_target_own']:.4f}")
+        row = {"step": f"relocate {a}->{b}", "run_id": run_id,
+               **{k.split("/")[1]: m[k] for k in ("relocation/R", "relocation/L",
+                                                  "relocation/M", "relocation/M_target_own")}}
+        label = f"{a}->{b} ({o.relocation})" if o.relocation else f"{a}->{b}"
+        claims = [relocation_claim(label, pair_setting(src, tgt), m)]
+    return {"run_id": run_id, "metrics": m, "summary": [row], "claims": claims}
+
+
+def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     from analysis.claims import not_measured, range_claim
     from jobs import steps
     from latentatlas.inversion import Refinement
 
-    a = job.args
-    if job.stats["dense-s0"].stats["inactive"].all():
-        job.step("note: no variable of dense-s0 is active: no sectors, so no generative range")
-        job.claims.append(not_measured("generative_range", "dcgan", job.settings["dcgan"],
-                                       "no active variable in the reference space"))
-        return
-    reference = str(job.encodings["dense-s0"].path)
-    measured = {}
-    for label, model, recoder in (("dcgan", job.models["dcgan"], job.models["recoder"]),
-                                  ("dense-s0", job.models["dense-s0"], None)):
-        with job.data_lock:
-            run_id, r = steps.generative_range(
-                job.recorder, model.model_uri, (job.dataset, "test"), reference,
-                recoder=recoder and recoder.model_uri,
-                refine=Refinement(REFINE_STEPS) if recoder else None, data_path=a.data_path,
-                limit=a.limit, samples=RANGE_SAMPLES, parent_run_id=job.parent_run_id,
-                name=f"range {label}")
+    o, a = options(name, step), ctx.args
+    gan, vae, reference = inputs["generator"], inputs["vae"], inputs["reference"]
+    if inputs["stats"]["inactive_all"]:
+        ctx.say(f"note: no variable of {reference['label']} is active: no sectors, so no "
+                "generative range")
+        return {"skipped": "no active variable", "summary": [], "claims": [
+            not_measured("generative_range", gan["label"], gan["setting"],
+                         "no active variable in the reference space")]}
+    recoder = inputs.get("recoder")
+    measured, rows = {}, []
+    for model, inverter in ((gan, recoder), (vae, None)):
+        label = model["label"]
+        run_id, r = steps.generative_range(
+            ctx.recorder, model["address"], (ctx.dataset, "test"), reference["address"],
+            recoder=inverter and inverter["address"],
+            refine=Refinement(o.refine_steps) if inverter else None, data_path=a.data_path,
+            limit=a.limit, samples=o.samples, parent_run_id=ctx.parent_run_id,
+            name=f"range {label}")
         m = r.metrics
-        job.step(f"range {label}: regeneration mse {m['range/mse_generated']:.4f} own samples, "
-                 f"{m['range/mse_real']:.4f} real, {m['range/mse_support']:.4f} support set; "
-                 f"{m['range/coverage']:.0%} of real images reached, "
-                 f"{int(m['range/missed_sectors'])} sectors missed")
-        job.summary.append({"step": f"range {label}", "run_id": run_id,
-                            **{k.split("/")[1]: v for k, v in m.items()}})
+        ctx.say(f"range {label}: regeneration mse {m['range/mse_generated']:.4f} own samples, "
+                f"{m['range/mse_real']:.4f} real, {m['range/mse_support']:.4f} support set; "
+                f"{m['range/coverage']:.0%} of real images reached, "
+                f"{int(m['range/missed_sectors'])} sectors missed")
+        rows.append({"step": f"range {label}", "run_id": run_id,
+                     **{k.split("/")[1]: v for k, v in m.items()}})
         measured[label] = m
-    job.claims.append(range_claim("dcgan vs dense-s0 (in dense-s0's space)",
-                                  pair_setting(job, "dcgan", "dense-s0"), measured["dcgan"],
-                                  measured["dense-s0"]))
+    claim = range_claim(f"{gan['label']} vs {vae['label']} (in {reference['label']}'s space)",
+                        pair_setting(gan, vae), measured[gan["label"]], measured[vae["label"]])
+    return {"metrics": measured, "summary": rows, "claims": [claim]}
 
 
-def second_stage(job: MainJob):
-    """Dai & Wipf's second stage on dense-s0's codes of the training split."""
-    from latentatlas.config import load_config
-    from latentatlas.encode.pipeline import encode
-
-    a = job.args
-    with job.data_lock:
-        codes = encode(job.models["dense-s0"].model_uri, job.dataset, "train",
-                       job.encoding_root / "dense-s0-train", limit=a.limit,
-                       data_path=a.data_path, tracking_uri=a.tracking_uri)
-    cfg = load_config(CONFIGS / "fmnist_second_stage.yaml", [
-        f"second_stage.encoding={codes.path}", f"model.width={STAGE2_WIDTH}",
-        f"train.epochs={a.epochs or STAGE2_EPOCHS}", "name=main-second-stage"])
-    job.step(f"training a second stage on dense-s0's {codes.meta.rows} training codes: width "
-             f"{STAGE2_WIDTH}, {cfg.train.epochs} epochs (reduced; the authors: 2048-4096)")
-    out = job.train(cfg)
-    job.step(f"trained second stage: val latent mse {out.metrics['val/mse']:.4f}, "
-             f"val/kl {out.metrics['val/kl']:.3f}")
-    job.summary.append({"step": "train second stage", "run_id": out.run_id,
-                        "val mse(z~q)": out.metrics["val/mse"], "val/kl": out.metrics["val/kl"]})
-    return out
-
-
-def sample_quality(job: MainJob) -> None:
-    """FID / KID / variance loss of the dense VAEs' samples in the job's classifier features:
-    prior and GMM sampling for both, and dense-s0's second stage with and without
-    renormalisation."""
-    from analysis.claims import second_stage_claims
-    from jobs import steps
-
-    a = job.args
-    stage2 = second_stage(job)
-    name, _, version = job.models["classifier"].registered.removeprefix("models:/").partition("/")
-    extractor = f"{name}:{version}"  # pinned: the version this job trained
-    for label, stage in (("dense-s0", stage2.model_uri), ("dense-s1", None)):
-        with job.data_lock:
-            run_id, q = steps.sample_quality(
-                job.recorder, job.models[label].model_uri, (job.dataset, "test"),
-                extractors=[extractor], second_stage=stage, gmm_components=GMM_COMPONENTS,
-                samples=FID_SAMPLES, data_path=a.data_path, limit=a.limit,
-                parent_run_id=job.parent_run_id, name=f"fid {label}")
-        (key, scores), = q.scores.items()
-        fids = {s: v["fid"] for s, v in scores.items()}
-        job.step(f"FID {label} ({key}, {q.samples} samples): "
-                 + ", ".join(f"{s} {v:.2f}" for s, v in fids.items()))
-        job.summary.append({"step": f"fid {label}", "run_id": run_id,
-                            **{f"fid_{s}": v for s, v in fids.items()},
-                            "delta_var_gen": scores["prior"]["delta_var_gen"]})
-        if stage:
-            m = q.metrics
-            job.step(f"second stage on dense-s0's test codes: delta_var "
-                     f"{m['second_stage/delta_var']:.4f} vs mse {m['second_stage/mse']:.4f} (the "
-                     "authors renormalise only above 0.25 x mse: "
-                     f"{'yes' if m['second_stage/authors_renormalise'] else 'no'})")
-            job.claims += second_stage_claims(label, job.settings[label], key, fids)
-
-
-def sampling_pictures(job: MainJob) -> None:
-    """The seed's pictures of how posterior sampling shapes a latent space (3-D VAEs with
-    and without sampling, a 2-D VAE traced through its first epoch)."""
-    from analysis.claims import sampling_claim, setting
-    from jobs import steps
-
-    a = job.args
-    job.step("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
-    epochs = a.epochs or 3
-    run_id, m, _ = steps.regularisation(job.recorder, job.dataset, data_path=a.data_path,
-                                        limit=a.limit, epochs=epochs,
-                                        parent_run_id=job.parent_run_id)
-    with_kl, without_kl = (m["regularity/aggregate_kl_sampling"],
-                           m["regularity/aggregate_kl_no_sampling"])
-    job.step(f"regularisation: aggregate KL from N(0, I) {with_kl:.3f} with sampling, "
-             f"{without_kl:.3f} without")
-    job.summary.append({"step": "regularisation", "run_id": run_id,
-                        **{k.split("/")[1]: v for k, v in m.items()}})
-    job.claims.append(sampling_claim("dense 3-D", setting(
-        job.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl, without_kl))
-
-
-def translators(job: MainJob) -> None:
-    """Every map family on every anchor choice for the 12 ordered pairs of the job's four
-    encodings (two dense VAEs, the conv VAE, the DCGAN), reduced to fit the job."""
+def translate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     from analysis.claims import translator_claims
     from jobs import steps
 
-    labels = ["dense-s0", "dense-s1", "conv-s0", "dcgan"]
-    job.step(f"translator study over {', '.join(labels)}: budgets "
-             f"{', '.join(f'{b:g}d' for b in TRANSLATE_BUDGETS)} x {TRANSLATE_REPEATS} repeats, "
-             f"{TRANSLATE_EVAL_ROWS} held-out rows per pair (reduced; `latentatlas "
-             "translate-study` runs the full grid)")
+    o, encs = options(name, step), inputs["encodings"]
+    labels = [e["label"] for e in encs]
+    budgets = ", ".join(f"{b:g}d" for b in o.budgets) if o.budgets else "the verb's"
+    rows = f"{o.eval_rows} held-out rows" if o.eval_rows else "every held-out row"
+    reduced = f" ({step.reduced})" if step.reduced else ""
+    ctx.say(f"translator study over {', '.join(labels)}: budgets {budgets} x {o.repeats} "
+            f"repeats, {rows} per pair{reduced}")
     run_id, out = steps.translate_study(
-        job.recorder, [str(job.encodings[label].path) for label in labels], labels=labels,
-        budgets=TRANSLATE_BUDGETS, repeats=TRANSLATE_REPEATS, eval_rows=TRANSLATE_EVAL_ROWS,
-        parent_run_id=job.parent_run_id)
+        ctx.recorder, [e["address"] for e in encs], labels=labels, budgets=o.budgets,
+        repeats=o.repeats, eval_rows=o.eval_rows, parent_run_id=ctx.parent_run_id)
     m = out.metrics
-    support = m.get("translate/ratio/ridge_authors/support/1d", float("nan"))
-    job.step(f"translators: ridge_authors M/M_own {m['translate/ratio/ridge_authors/all/all']:.2f}"
-             f" (all rows), {support:.2f} (support, d); support beats random in "
-             f"{m.get('translate/support_beats_random', float('nan')):.0%} of comparisons; "
-             f"CKA {m['translate/cka_mean']:.2f}, SVCCA {m['translate/svcca_mean']:.2f} (mean)")
+    support = m.get(f"translate/ratio/{o.family}/support/{o.budget}", float("nan"))
+    ctx.say(f"translators: {o.family} M/M_own {m[f'translate/ratio/{o.family}/all/all']:.2f}"
+            f" (all rows), {support:.2f} (support, {o.budget.removeprefix('1')}); support beats "
+            f"random in {m.get('translate/support_beats_random', float('nan')):.0%} of "
+            f"comparisons; CKA {m['translate/cka_mean']:.2f}, SVCCA "
+            f"{m['translate/svcca_mean']:.2f} (mean)")
     for note in out.notes:
-        job.step(f"note: {note}")
-    job.summary.append({"step": "translator study", "run_id": run_id,
-                        **{k.removeprefix("translate/"): v for k, v in m.items()
-                           if "/ratio/" not in k}})
-    job.claims += translator_claims("12 ordered pairs (translator study)", "; ".join(
-        dict.fromkeys(job.settings[label] for label in labels)), m, "ridge_authors", "1d")
+        ctx.say(f"note: {note}")
+    pairs = len(encs) * (len(encs) - 1)
+    claims = translator_claims(f"{pairs} ordered pairs (translator study)", "; ".join(
+        dict.fromkeys(e["setting"] for e in encs)), m, o.family, o.budget)
+    return {"run_id": run_id, "metrics": m, "claims": claims,
+            "summary": [{"step": "translator study", "run_id": run_id,
+                         **{k.removeprefix("translate/"): v for k, v in m.items()
+                            if "/ratio/" not in k}}]}
 
 
-STEPS = [pipeline, generator_and_type3, generative_ranges, translators, sample_quality,
-         sampling_pictures]
+def fid_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.claims import second_stage_claims
+    from jobs import steps
 
+    o, a = options(name, step), ctx.args
+    model, stage = inputs["model"], inputs.get("second_stage")
+    label = model["label"]
+    registered = inputs["classifier"]["registered"]
+    cname, _, version = registered.removeprefix("models:/").partition("/")
+    extractor = f"{cname}:{version}"  # pinned: the version this job trained
+    run_id, q = steps.sample_quality(
+        ctx.recorder, model["address"], (ctx.dataset, "test"), extractors=[extractor],
+        second_stage=stage and stage["address"], gmm_components=o.gmm_components,
+        samples=o.samples, data_path=a.data_path, limit=a.limit,
+        parent_run_id=ctx.parent_run_id, name=f"fid {label}")
+    (key, scores), = q.scores.items()
+    fids = {s: v["fid"] for s, v in scores.items()}
+    ctx.say(f"FID {label} ({key}, {q.samples} samples): "
+            + ", ".join(f"{s} {v:.2f}" for s, v in fids.items()))
+    claims = []
+    if stage:
+        m = q.metrics
+        ctx.say(f"second stage on {label}'s test codes: delta_var "
+                f"{m['second_stage/delta_var']:.4f} vs mse {m['second_stage/mse']:.4f} (the "
+                "authors renormalise only above 0.25 x mse: "
+                f"{'yes' if m['second_stage/authors_renormalise'] else 'no'})")
+        claims = second_stage_claims(label, model["setting"], key, fids)
+    return {"run_id": run_id, "metrics": q.metrics, "claims": claims,
+            "summary": [{"step": f"fid {label}", "run_id": run_id,
+                         **{f"fid_{s}": v for s, v in fids.items()},
+                         "delta_var_gen": scores["prior"]["delta_var_gen"]}]}
+
+
+def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.claims import sampling_claim, setting
+    from jobs import steps
+
+    o, a = options(name, step), ctx.args
+    epochs = o.epochs
+    ctx.say("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
+    run_id, m, _ = steps.regularisation(ctx.recorder, ctx.dataset, data_path=a.data_path,
+                                        limit=a.limit, epochs=epochs,
+                                        parent_run_id=ctx.parent_run_id)
+    with_kl, without_kl = (m["regularity/aggregate_kl_sampling"],
+                           m["regularity/aggregate_kl_no_sampling"])
+    ctx.say(f"regularisation: aggregate KL from N(0, I) {with_kl:.3f} with sampling, "
+            f"{without_kl:.3f} without")
+    return {"run_id": run_id, "metrics": m,
+            "summary": [{"step": "regularisation", "run_id": run_id,
+                         **{k.split("/")[1]: v for k, v in m.items()}}],
+            "claims": [sampling_claim("dense 3-D", setting(
+                ctx.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl,
+                without_kl)]}
+
+
+KIND_STEPS = {"train": train_step, "encode": encode_step, "stats": stats_step,
+              "sectors": sectors_step, "support-set": support_set_step,
+              "relocate": relocate_step, "range": range_step,
+              "translate-study": translate_step, "fid": fid_step,
+              "regularisation": regularisation_step}
+
+
+# ---- the job -----------------------------------------------------------------------------
 
 def print_claims(claims: list[dict]) -> None:
     """One short block per claim: prose in table cells made a 400-character-wide table."""
@@ -472,29 +573,95 @@ def print_claims(claims: list[dict]) -> None:
     print("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
 
 
+def print_graph(job: JobSpec) -> None:
+    """The steps in order: name, kind, config, inputs."""
+    for name, step in job.steps.items():
+        reads = f" <- {', '.join(upstream(step))}" if step.inputs else ""
+        config = f" {step.config}" if step.config else ""
+        print(f"{name:36} {step.kind}{config}{reads}")
+
+
+def check(job: JobSpec) -> dict[str, float]:
+    """Every step's config validated before anything starts; the CPUs each asks."""
+    cpus = {}
+    for name, step in job.steps.items():
+        check_inputs(name, step)
+        if step.kind == "train":
+            asked = train_cpus(name, step)
+        else:
+            options(name, step)
+            asked = 0.0  # the driver's side and Ray Data, serialised by `exclusive: [data]`
+        cpus[name] = asked if step.cpus is None else step.cpus
+    return cpus
+
+
+def parent_outputs(recorder, run_id: str) -> dict:
+    from latentatlas.errors import UserError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = recorder.client.download_artifacts(run_id, STEPS_FILE, tmp)
+        except Exception:  # MLflow raises several types for a missing run or artifact
+            raise UserError(f"--resume {run_id}: not a main-job run with {STEPS_FILE} in "
+                            f"{recorder.uri}") from None
+        return json.loads(Path(local).read_text())
+
+
 def run(args) -> int:
+    import ray
+
     from latentatlas import runtime
+    from latentatlas.errors import UserError
     from latentatlas.record import Record
     from latentatlas.tracking import Recorder
 
+    job = load_job(MAIN)
+    if args.steps:
+        print_graph(job)
+        return 0
+    if (args.only or args.start) and not args.resume:
+        raise UserError("--only/--from rerun part of a job: give --resume RUN_ID (the main run "
+                        "whose outputs the other steps keep)")
     recorder = Recorder(args.tracking_uri, args.experiment)
     runtime.init_ray(args.ray_address)
-    with recorder.run("main", "main") as parent_run_id:
-        job = MainJob(args, pick_dataset(args.dataset, args.data_path), recorder,
-                      parent_run_id)
-        job.step(f"dataset {job.dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
-        if not runtime.verbose():
-            job.step(f"Ray's own messages go to {runtime.RAY_LOG} (--verbose prints them)")
-        for step in STEPS:
-            step(job)
+    dataset = pick_dataset(args.dataset, args.data_path)
+    job = with_overrides(job_options(job, args, dataset), args.overrides, MAIN.name)
+    cpus = check(job)
+    kept = parent_outputs(recorder, args.resume) if args.resume else {}
+    todo = rerun(job, args.only, args.start, set(kept)) if args.resume else list(job.steps)
+    kept = {n: o for n, o in kept.items() if n in job.steps and n not in todo}
+    tags = {"latentatlas.resumed_from": args.resume} if args.resume else {}
+    with recorder.run("main", "main", tags=tags) as parent_run_id:
+        ctx = Context(args, dataset, recorder, parent_run_id)
+        ctx.say(f"dataset {dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
+        if not runtime.current().verbose:
+            ctx.say(f"Ray's own messages go to {runtime.current().log_path} "
+                    "(--verbose prints them)")
+        if args.resume:
+            ctx.say(f"resuming {args.resume}: rerunning {', '.join(todo) or 'nothing'}; "
+                    f"{len(kept)} steps keep its outputs")
+        outputs = dict(kept)
+
+        def run_step(name: str, inputs: dict) -> dict:
+            step = job.steps[name]
+            return plain(KIND_STEPS[step.kind](ctx, name, step, inputs))
+
+        def finished(name: str, output: dict) -> None:  # each step's output, as it ends
+            outputs[name] = output
+            recorder.write(parent_run_id, Record("main", "main", dicts={STEPS_FILE: outputs}))
+
+        recorder.write(parent_run_id, Record("main", "main", dicts={STEPS_FILE: outputs}))
+        run_graph(job, todo, kept, run_step, cpus.__getitem__,
+                  ray.cluster_resources().get("CPU", 1.0), finished)
+        summary = [row for name in job.steps for row in outputs[name]["summary"]]
+        claims = [c for name in job.steps for c in outputs[name]["claims"]]
         # The terminal gets one block per step; the run keeps every number in one table.
         recorder.write(parent_run_id, Record("main", "main", tables={
-            "summary.json": {c: [row.get(c) for row in job.summary]
-                             for c in dict.fromkeys(k for row in job.summary for k in row)}}))
-    print_steps(job.summary, title="main job")
-    print_claims(job.claims)
-    minutes = job.step.seconds / 60
-    print(f"\nMLflow run id: {job.parent_run_id}  ({minutes:.1f} min)")
+            "summary.json": {c: [row.get(c) for row in summary]
+                             for c in dict.fromkeys(k for row in summary for k in row)}}))
+    print_steps(summary, title="main job")
+    print_claims(claims)
+    print(f"\nMLflow run id: {parent_run_id}  ({ctx.say.seconds / 60:.1f} min)")
     if recorder.uri.startswith("sqlite:"):
         print(f"browse: mlflow ui --backend-store-uri {recorder.uri}")
     return 0
@@ -502,7 +669,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="latentatlas run", parents=[common_parser()],
-                                description=__doc__)
+                                description=__doc__,
+                                epilog="--set STEP.key=value overrides a step's config in "
+                                       "jobs/configs/main.yaml, e.g. --set dense-s0.train.epochs=2")
     p.add_argument("--dataset", default=None,
                    help="dataset name (default: fashion-mnist, else digits)")
     p.add_argument("--data-path", default=None,
@@ -510,8 +679,18 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None,
                    help="use the first N images of each split (smoke runs)")
     p.add_argument("--epochs", type=int, default=None, help="epochs for every training")
+    add_overrides(p)
+    p.add_argument("--steps", action="store_true",
+                   help="list the steps of jobs/configs/main.yaml (name, kind, inputs) and exit")
+    p.add_argument("--resume", metavar="RUN_ID", default=None,
+                   help="a main run whose step outputs this run keeps; alone: rerun the steps "
+                        "it has no output of (a failed run)")
+    p.add_argument("--only", metavar="STEP", action="append", default=[],
+                   help="with --resume: rerun only this step (repeatable)")
+    p.add_argument("--from", dest="start", metavar="STEP", default=None,
+                   help="with --resume: rerun this step and every step after it that reads it")
     args = p.parse_args(argv)
-    return guarded(lambda: run(args), args.debug)
+    return guarded(lambda: run(args), args)
 
 
 if __name__ == "__main__":

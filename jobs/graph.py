@@ -1,0 +1,162 @@
+"""A job declared as a graph of steps (jobs/configs/main.yaml): the spec, its overrides,
+which steps a rerun repeats, and the runner that starts every step whose inputs are done,
+as many at once as the cluster's CPUs allow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from latentatlas.config import Strict, parse_override, read_yaml, set_path, validate
+from latentatlas.errors import UserError
+
+KINDS = ("train", "encode", "stats", "sectors", "support-set", "relocate", "range",
+         "translate-study", "fid", "regularisation")
+
+
+class StepSpec(Strict):
+    kind: Literal[KINDS]  # type: ignore[valid-type]
+    config: str | None = None  # a YAML file of the configs folder (train steps)
+    set: dict[str, Any] = {}  # dotted keys of the step's config -> values
+    inputs: dict[str, str | list[str]] = {}  # role -> earlier step(s)
+    exclusive: list[Literal["data"]] = []  # held alone while the step runs
+    cpus: float | None = Field(default=None, ge=0)  # unset: what the step's config asks
+    reduced: str | None = None  # said when the step starts
+
+
+class JobSpec(Strict):
+    steps: dict[str, StepSpec]
+
+    @model_validator(mode="after")
+    def inputs_are_earlier_steps(self):
+        seen: list[str] = []
+        for name, step in self.steps.items():
+            for role, names in step.inputs.items():
+                for upstream in [names] if isinstance(names, str) else names:
+                    if upstream not in seen:
+                        what = "is a later step" if upstream in self.steps else "is no step"
+                        raise ValueError(f"steps.{name}.inputs.{role}: {upstream!r} {what}; "
+                                         "a step's inputs are earlier steps")
+            seen.append(name)
+        return self
+
+
+def upstream(step: StepSpec) -> list[str]:
+    return [n for names in step.inputs.values() for n in ([names] if isinstance(names, str)
+                                                           else names)]
+
+
+def load_job(path: str | Path) -> JobSpec:
+    return validate(read_yaml(path), str(path), JobSpec)
+
+
+def with_settings(job: JobSpec, extra: dict[str, dict[str, Any]]) -> JobSpec:
+    """The job with `extra[step]` keys added to (or replacing) those steps' `set`."""
+    return job.model_copy(update={"steps": {
+        name: step.model_copy(update={"set": {**step.set, **extra.get(name, {})}})
+        for name, step in job.steps.items()}})
+
+
+def with_overrides(job: JobSpec, overrides: list[str], source: str) -> JobSpec:
+    """`--set STEP.key=value` items added to that step's `set`."""
+    import difflib
+
+    extra: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        keys, value = parse_override(item)
+        if len(keys) < 2 or keys[0] not in job.steps:
+            close = difflib.get_close_matches(keys[0], list(job.steps), n=1)
+            hint = f"did you mean {close[0]}?" if close else "`latentatlas run --steps` lists them"
+            raise UserError(f"--set {item}: expected STEP.key=value with STEP a step of {source} "
+                            f"(e.g. --set dense-s0.train.epochs=2); {hint}")
+        extra.setdefault(keys[0], {})[".".join(keys[1:])] = value
+    return with_settings(job, extra)
+
+
+def settings(step: StepSpec, base: dict | None = None) -> dict:
+    """A step's config as a nested mapping: its file (or `base`), then its `set` keys."""
+    raw = dict(base or {})
+    for key, value in step.set.items():
+        raw = set_path(raw, key.split("."), value)
+    return raw
+
+
+def rerun(job: JobSpec, only: list[str], start: str | None, done: set[str]) -> list[str]:
+    """The steps a run repeats: `only` exactly; `start` and every step downstream of it;
+    neither: those without an output in `done` (the parent run's)."""
+    names = list(job.steps)
+    for name in [*only, *([start] if start else [])]:
+        if name not in job.steps:
+            raise UserError(f"--only/--from {name}: no such step (steps: {', '.join(names)})")
+    if only:
+        chosen = set(only)
+    elif start:
+        chosen = {start}
+        for name in names:  # inputs are earlier steps: one pass in order closes the set
+            if chosen & set(upstream(job.steps[name])):
+                chosen.add(name)
+    else:
+        chosen = {n for n in names if n not in done}
+    for name in chosen:
+        missing = [u for u in upstream(job.steps[name]) if u not in chosen and u not in done]
+        if missing:
+            raise UserError(f"step {name}: its input(s) {', '.join(missing)} have no output in "
+                            "the resumed run; rerun them too (--from)")
+    return [n for n in names if n in chosen]
+
+
+def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
+              run_step: Callable[[str, dict[str, Any]], Any], cpus: Callable[[str], float],
+              total_cpus: float, finished: Callable[[str, Any], None] = lambda n, o: None,
+              ) -> dict[str, Any]:
+    """Run the steps `todo` (in the spec's order) given the `outputs` of the others: a step
+    starts when its inputs are done, its exclusive resources are free and its CPUs fit
+    beside the running steps' (a step asking more than the cluster has runs alone); Ray
+    places the work. `run_step(name, inputs)` returns the step's output, `finished(name,
+    output)` is called in this thread as each ends. The first failure stops new starts; it
+    is raised once the running steps end."""
+    outputs = dict(outputs)
+    waiting = list(todo)
+    running: dict[Future, tuple[str, float]] = {}  # -> (step, its CPUs)
+    held: set[str] = set()
+    used = 0.0
+    error: BaseException | None = None
+    with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="step") as pool:
+        while waiting or running:
+            if error is None:
+                for name in list(waiting):
+                    step = job.steps[name]
+                    if any(u not in outputs for u in upstream(step)):
+                        continue
+                    need = min(cpus(name), total_cpus)
+                    if held & set(step.exclusive) or (running and used + need > total_cpus
+                                                      + 1e-9):
+                        continue
+                    inputs = {role: outputs[n] if isinstance(n, str) else [outputs[m] for m in n]
+                              for role, n in step.inputs.items()}
+                    used += need
+                    held |= set(step.exclusive)
+                    waiting.remove(name)
+                    running[pool.submit(run_step, name, inputs)] = (name, need)
+            if not running:
+                if error is None and waiting:
+                    raise UserError(f"steps {', '.join(waiting)} cannot start (their inputs "
+                                    "never finished)")
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name, need = running.pop(future)
+                used -= need
+                held -= set(job.steps[name].exclusive)
+                if future.exception() is not None:
+                    error = error or future.exception()
+                    continue
+                outputs[name] = future.result()
+                finished(name, outputs[name])
+    if error is not None:
+        raise error
+    return outputs
