@@ -264,29 +264,41 @@ def test_support_set_fit_beside_full_fit_and_size_sweep(crafted, encodings):
 
 
 def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, encodings):
-    """The main job's step 4 on encodings whose active variables are known (the main-job
-    test's digits leave none): sectors against Gaussian codes, the support set, the
-    support-set fits with their ranks, and the claims rows they produce."""
+    """The main job's sector steps (sectors, support-set and the support-set fit of
+    jobs/configs/main.yaml) on encodings whose active variables are known: sectors against
+    Gaussian codes, the support set, the support-set fits with their ranks, and the claims
+    rows they produce."""
     import argparse
 
-    from jobs.run import MainJob, support_sets
+    from jobs import run as main_job
 
     parent = mlflow.MlflowClient().create_run(
         mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")
-    job = MainJob(argparse.Namespace(), "mnist", crafted["recorder"], parent.info.run_id)
+    ctx = main_job.Context(argparse.Namespace(), "mnist", crafted["recorder"],
+                           parent.info.run_id)
+    spec = main_job.load_job(main_job.MAIN).steps
     trained_as = "mnist, dense_vae, BCE + KL, 10 epochs"
-    for label, enc in zip(("dense-s0", "dense-s1"), encodings, strict=True):
-        job.encodings[label], job.settings[label] = enc, trained_as
-    _, job.stats["dense-s0"] = steps.stats(crafted["recorder"], str(encodings[0].path),
-                                           actors=1)
-    support_sets(job)
-    claims = {c["claim"]: c for c in job.claims}
+    enc = {label: {"label": label, "address": str(e.path), "setting": trained_as,
+                   "model_name": "dense_vae"}
+           for label, e in zip(("dense-s0", "dense-s1"), encodings, strict=True)}
+    _, measured = steps.stats(crafted["recorder"], str(encodings[0].path), actors=1)
+    stats = {"inactive_all": bool(measured.stats["inactive"].all())}
+    outs = []
+    for name, inputs in (
+            ("sectors-dense-s0", {"encoding": enc["dense-s0"], "stats": stats}),
+            ("support-set-dense-s0", {"encoding": enc["dense-s0"], "sectors": None}),
+            ("relocate-support-dense-s0-dense-s1", {"source": enc["dense-s0"],
+                                                    "target": enc["dense-s1"], "support": None})):
+        inputs = {k: outs[-1] if v is None else v for k, v in inputs.items()}
+        step = spec[name]
+        outs.append(main_job.KIND_STEPS[step.kind](ctx, name, step, inputs))
+    claims = {c["claim"]: c for out in outs for c in out["claims"]}
     density = claims["latent density is uneven"]
     assert density["setting"] == trained_as and "from noise alone (p99)" in density["measured"]
     assert "pairwise MSE" in claims["support-set images are far apart"]["measured"]
     fit = claims["a support set suffices to fit the map"]["measured"]
     assert fit.startswith("ridge_authors M") and "on 4 support rows" in fit
-    done = [s["step"] for s in job.summary]
+    done = [s["step"] for out in outs for s in out["summary"]]
     assert done == ["sectors dense-s0", "support set dense-s0",
                      "relocate support dense-s0->dense-s1"]
     (relocated,) = mlflow.search_runs(
