@@ -32,8 +32,9 @@ from latentatlas.data import load_split  # noqa: E402
 from latentatlas.encode.pipeline import InvertBatch, encode  # noqa: E402
 from latentatlas.inversion import Refinement  # noqa: E402
 from latentatlas.models import build_model, share_model  # noqa: E402
-from latentatlas.train.loop import OBJECTIVES  # noqa: E402
-from latentatlas.train.runner import load_data, run_trainer  # noqa: E402
+from latentatlas.train.families import FAMILIES  # noqa: E402
+from latentatlas.train.family import load_data  # noqa: E402
+from latentatlas.train.runner import run_trainer  # noqa: E402
 
 DCGAN = {"name": "dcgan", "latent_dim": 64, "channels": [128, 64]}
 
@@ -42,7 +43,7 @@ def plain_epochs(cfg, data: dict, epochs: int) -> list[float]:
     """The objective's epochs in this process, no Ray: images/s per epoch."""
     torch.set_num_threads(int(cfg.train.cpus_per_worker))
     torch.manual_seed(cfg.seed)
-    objective = OBJECTIVES[cfg.family](cfg, data, torch.device("cpu"), 0, 1)
+    objective = FAMILIES[cfg.family].objective(cfg, data, torch.device("cpu"), 0, 1)
     objective.prepare(None, 0, wrap=lambda module: module)
     rates = []
     for epoch in range(epochs):

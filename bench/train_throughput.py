@@ -21,7 +21,8 @@ from latentatlas.config import validate  # noqa: E402
 from latentatlas.losses import make_policy  # noqa: E402
 from latentatlas.models import build_model  # noqa: E402
 from latentatlas.train.common import epoch_batches  # noqa: E402
-from latentatlas.train.runner import load_data, run_trainer  # noqa: E402
+from latentatlas.train.family import load_data  # noqa: E402
+from latentatlas.train.runner import run_trainer  # noqa: E402
 from latentatlas.train.vae import train_epoch  # noqa: E402
 
 MODELS = {

@@ -38,7 +38,7 @@ def test_an_unreadable_celeba_image_is_one_line_naming_it(tmp_path, content):
 
 
 def test_splits_of_different_image_shapes_are_refused_before_training(tmp_path):
-    from latentatlas.train.runner import load_data
+    from latentatlas.train.family import load_data
 
     data = make_idx_dataset(tmp_path / "idx", n_train=16, n_test=8, size=28)
     make_idx_dataset(tmp_path / "other", n_train=16, n_test=8, size=32)

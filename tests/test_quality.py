@@ -236,7 +236,7 @@ def test_second_stage_variance_loss_closed_form():
 def test_second_stage_on_posterior_samples_draws_afresh_every_epoch():
     """`second_stage.codes: sample`: each epoch trains on z = mu + sigma * eps drawn anew,
     the same draws for the same (seed, epoch) (so a resumed run sees them again)."""
-    from latentatlas.train.loop import OBJECTIVES
+    from latentatlas.train.families import FAMILIES
     from latentatlas.train.vae import posterior_draw
 
     rng = np.random.default_rng(0)
@@ -245,7 +245,7 @@ def test_second_stage_on_posterior_samples_draws_afresh_every_epoch():
     cfg = validate({"seed": 4, "model": {"name": "second_stage", "width": 8, "latent_dim": 3},
                     "second_stage": {"encoding": "unused", "codes": "sample"},
                     "train": {"epochs": 2, "batch_size": 100}}, "test")
-    objective = OBJECTIVES[cfg.family](cfg, {"train": mu, "train_logvar": logvar,
+    objective = FAMILIES[cfg.family].objective(cfg, {"train": mu, "train_logvar": logvar,
                                              "val": mu[:100]}, "cpu", 0, 1)
     objective.prepare(None, 0, wrap=lambda module: module)
     drawn = []

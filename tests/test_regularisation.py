@@ -11,8 +11,7 @@ from latentatlas.images import to_unit_float
 from latentatlas.losses import make_policy
 from latentatlas.models import build_model
 from latentatlas.train.common import epoch_batches
-from latentatlas.train.runner import trace_indices
-from latentatlas.train.vae import Trace, train_epoch
+from latentatlas.train.vae import Trace, trace_indices, train_epoch
 
 
 def test_aggregate_kl_matches_the_gaussian_closed_form():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -33,6 +33,7 @@ class DataConfig(Strict):
 
 class DenseVAEConfig(Strict):
     name: Literal["dense_vae"] = "dense_vae"
+    family: ClassVar[str] = "vae"
     hidden: list[Annotated[int, Field(gt=0)]] = [256, 64, 32]
     latent_dim: int = Field(default=16, gt=0)
     # False: z = mu and the KL term keeps only its quadratic penalty on mu (seed's ablation)
@@ -41,6 +42,7 @@ class DenseVAEConfig(Strict):
 
 class ConvVAEConfig(Strict):
     name: Literal["conv_vae"] = "conv_vae"
+    family: ClassVar[str] = "vae"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]
     hidden: int = Field(default=256, gt=0)
     latent_dim: int = Field(default=16, gt=0)
@@ -52,6 +54,7 @@ class ResNetVAEConfig(Strict):
     side that is not a power of two is padded to the next one (MNIST: 32)."""
 
     name: Literal["resnet_vae"] = "resnet_vae"
+    family: ClassVar[str] = "vae"
     base: int = Field(default=16, gt=0)  # channels at full resolution, doubled per scale
     scales: int = Field(default=3, ge=1)
     fc: int = Field(default=512, gt=0)
@@ -63,10 +66,12 @@ class SplitVAEConfig(ResNetVAEConfig):
     """Split-VAE: the ResNet VAE whose decoder emits a mask and two images (kl.policy split)."""
 
     name: Literal["split_vae"] = "split_vae"
+    family: ClassVar[str] = "vae"
 
 
 class DCGANConfig(Strict):
     name: Literal["dcgan"] = "dcgan"
+    family: ClassVar[str] = "gan"
     latent_dim: int = Field(default=64, gt=0)
     # generator widths from the smallest feature map up; one stride-2 step per entry, so
     # the image side must be divisible by 2^len (28: 7 -> 14 -> 28)
@@ -75,6 +80,7 @@ class DCGANConfig(Strict):
 
 class StyleGANConfig(Strict):
     name: Literal["style_gan"] = "style_gan"
+    family: ClassVar[str] = "gan"
     latent_dim: int = Field(default=64, gt=0)  # the size of w (the W space)
     noise_dim: int = Field(default=64, gt=0)  # the size of z
     mapping_layers: int = Field(default=4, ge=1)
@@ -85,6 +91,7 @@ class StyleGANConfig(Strict):
 
 class RecoderConfig(Strict):
     name: Literal["recoder"] = "recoder"
+    family: ClassVar[str] = "recoder"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]
     hidden: int = Field(default=256, gt=0)
     latent_dim: int | None = Field(default=None, gt=0)  # set from the generator's codes
@@ -94,6 +101,7 @@ class ClassifierConfig(Strict):
     """The feature network of `classifier-<dataset>` FID (its penultimate layer)."""
 
     name: Literal["classifier"] = "classifier"
+    family: ClassVar[str] = "classifier"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64]
     hidden: int = Field(default=128, gt=0)  # the feature size
     num_classes: int | None = Field(default=None, gt=1)  # set from the labels
@@ -103,6 +111,7 @@ class SecondStageConfig(Strict):
     """Dai & Wipf's second stage: a dense VAE on a first stage's codes."""
 
     name: Literal["second_stage"] = "second_stage"
+    family: ClassVar[str] = "second_stage"
     width: int = Field(default=1024, gt=0)  # the authors: 2048-4096
     depth: int = Field(default=3, ge=1)
     latent_dim: int | None = Field(default=None, gt=0)  # unset: the first stage's
@@ -112,10 +121,9 @@ MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig,
                  "resnet_vae": ResNetVAEConfig, "split_vae": SplitVAEConfig, "dcgan": DCGANConfig,
                  "style_gan": StyleGANConfig, "recoder": RecoderConfig,
                  "classifier": ClassifierConfig, "second_stage": SecondStageConfig}
-VAE_MODELS = ("dense_vae", "conv_vae", "resnet_vae", "split_vae")
-GAN_MODELS = ("dcgan", "style_gan")
-FAMILIES = {**dict.fromkeys(VAE_MODELS, "vae"), **dict.fromkeys(GAN_MODELS, "gan"),
-            "recoder": "recoder", "classifier": "classifier", "second_stage": "second_stage"}
+# Each model's schema declares its family (latentatlas.train.families: what a training of it
+# reads, runs and publishes).
+FAMILIES = {name: schema.family for name, schema in MODEL_CONFIGS.items()}
 
 
 def model_tag(value) -> str:

@@ -221,6 +221,25 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class RunStream:
+    """The Recorder's writer for one run it opened, where it cannot go: rank 0 of a training
+    streams per-epoch metrics and pictures from its worker while the driver waits. The URI
+    and the run id are all it carries."""
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        self.client, self.run_id = mlflow.MlflowClient(tracking_uri), run_id
+
+    def log(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
+
+    def log_image(self, image, name: str) -> None:
+        self.client.log_image(self.run_id, image, artifact_file=f"{name}.png")
+
+
 class Recorder:
     """The one writer of runs: a tracking store chosen once (`setup`), an MlflowClient, and
     the run lifecycle (FINISHED on success, KILLED on Ctrl-C, FAILED otherwise) in one place.
@@ -283,7 +302,26 @@ class Recorder:
             status = "KILLED"
             raise
         finally:
-            self.client.set_terminated(run_id, status)
+            if status != "FINISHED" and self.ended_meanwhile(run_id):
+                pass  # a sweep marked a trial it stopped KILLED: its word stands
+            else:
+                self.client.set_terminated(run_id, status)
+
+    def ended_meanwhile(self, run_id: str) -> bool:
+        """Whether someone else ended the run while it was open here (Tune stops a trial's
+        driver asynchronously, after the sweep marked the trial's run KILLED)."""
+        try:
+            return self.client.get_run(run_id).info.status != "RUNNING"
+        except Exception:  # the store itself may be what failed: keep the first error
+            return False
+
+    def log_model(self, run_id: str, model: torch.nn.Module, model_config: dict,
+                  input_shape, extra: dict | None = None):
+        """`log_model` into the open run `run_id`."""
+        # mlflow.pytorch.log_model takes no run id: it logs into the fluent active run, so
+        # the run is made active for this call alone (the one fluent run of the platform).
+        with mlflow.start_run(run_id=run_id):
+            return log_model(model, model_config, input_shape, extra)
 
     def write(self, run_id: str, record: Record) -> None:
         """Everything a Record holds, into an open run; a non-finite metric is refused
@@ -293,11 +331,13 @@ class Recorder:
 
         refuse_non_finite_metrics(record)
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in record.metrics.items()],
-            params=[Param(k, str(v)) for k, v in record.params.items()],
-            tags=[RunTag(k, str(v)) for k, v in record.tags.items()])
+        metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
+        params = [Param(k, str(v)) for k, v in record.params.items()]
+        tags = [RunTag(k, str(v)) for k, v in record.tags.items()]
+        while metrics or params or tags:  # MLflow's limits per batch: 1000, 100, 100
+            self.client.log_batch(run_id, metrics=metrics[:1000], params=params[:100],
+                                  tags=tags[:100])
+            metrics, params, tags = metrics[1000:], params[100:], tags[100:]
         for name, columns in record.tables.items():
             self.client.log_table(run_id, columns, name)
         for name, content in record.dicts.items():

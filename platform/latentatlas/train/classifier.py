@@ -8,9 +8,13 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
+from latentatlas.config import ExperimentConfig
+from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
 from latentatlas.models import build_model
+from latentatlas.record import Record
 from latentatlas.train.common import Sums, epoch_batches, restore_optimizer, unwrap
+from latentatlas.train.family import Family, Inputs, Published, Trained, dataset_inputs
 
 
 class ClassifierObjective:
@@ -75,3 +79,38 @@ class ClassifierObjective:
 
     def result(self) -> dict:
         return {}
+
+
+def classifier_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """A dataset's splits with their labels, and the class count from them."""
+    cfg, inputs = dataset_inputs(cfg)
+    labels = np.concatenate([inputs.train_labels, inputs.val_labels])
+    if (labels < 0).any():
+        raise UserError(f"data: {cfg.data.name!r} has no class labels; a classifier needs them")
+    classes = int(labels.max()) + 1
+    if cfg.model.num_classes is not None and cfg.model.num_classes < classes:
+        raise UserError(f"model.num_classes: {cfg.model.num_classes}, but {cfg.data.name!r} "
+                        f"has labels up to {classes - 1}")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"num_classes": cfg.model.num_classes or classes})})
+    inputs.data.update(train_labels=inputs.train_labels, val_labels=inputs.val_labels)
+    return cfg, inputs
+
+
+def register_classifier(trained: Trained) -> Published:
+    """A new version of `classifier-<dataset>` in the model registry: the FID extractor by
+    that name (latentatlas.quality) resolves to it."""
+    from latentatlas import tracking
+    from latentatlas.quality import classifier_name
+
+    cfg = trained.cfg
+    registered = tracking.register_model(
+        trained.model_uri, classifier_name(cfg.data.name),
+        {"val_accuracy": f"{trained.metrics['val/accuracy']:.4f}",
+         "val_split": cfg.data.val_split, "run_id": trained.run_id})
+    return Published(Record("train", "", tags={"latentatlas.registered": registered}),
+                     registered=registered)
+
+
+CLASSIFIER = Family("classifier", ClassifierObjective, classifier_inputs,
+                    after=register_classifier)

@@ -7,9 +7,21 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
+from latentatlas.config import ExperimentConfig
+from latentatlas.errors import UserError
 from latentatlas.images import image_grid, mean_pairwise_mse, stacked_rows, to_unit_float
-from latentatlas.models import build_model, rebuild_model
+from latentatlas.models import build_model, rebuild_model, share_model
+from latentatlas.record import Record
 from latentatlas.train.common import Sums, epoch_batches, restore_optimizer, unwrap
+from latentatlas.train.family import (
+    Family,
+    Inputs,
+    Published,
+    Trained,
+    dataset_inputs,
+    merged,
+    sample_scores,
+)
 
 GRID = 64  # fixed-noise samples per epoch picture
 # Samples less diverse than this fraction of real images (mean pairwise MSE) are "alike":
@@ -238,3 +250,38 @@ def collapse_note(samples_mse: float, real_mse: float) -> str | None:
 def gan_pictures(gan, seed: int, psi: float) -> dict[str, np.ndarray]:
     return {"samples": sample_grid(gan, gan.sample_noise(GRID, torch.Generator().manual_seed(
         seed)), psi)}
+
+
+def gan_after(trained: Trained) -> Published:
+    """FID when configured; the diversity of real images beside the samples', and a warning
+    when the generator looks collapsed."""
+    real = mean_pairwise_mse(trained.inputs.val_images[:GRID] / 255.0)
+    note = collapse_note(trained.metrics["gan/sample_pairwise_mse"], real)
+    flags = Record("train", "", metrics={"gan/real_pairwise_mse": real},
+                   tags={"latentatlas.collapsed": note} if note else {})
+    return Published(merged(sample_scores(trained), flags), [note] if note else [])
+
+
+GAN = Family("gan", GANObjective, dataset_inputs,
+             pictures=lambda t: gan_pictures(t.model, t.cfg.seed, t.cfg.gan.truncation_psi),
+             after=gan_after)
+
+
+def recoder_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """A recoder's generator (whose code size the recoder takes on): its data are the
+    generator's own samples, drawn afresh in every worker."""
+    from latentatlas import tracking
+
+    gan, spec = tracking.load_model(cfg.invert.generator, role="invert.generator")
+    if not hasattr(gan, "discriminator"):
+        raise UserError(f"invert.generator: {cfg.invert.generator} is a "
+                        f"{spec['model']['name']}, not a generator (dcgan, style_gan)")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"latent_dim": gan.latent_dim})})
+    return cfg, Inputs({"generator": share_model(gan, spec)}, gan.input_shape,
+                       {"generator": cfg.invert.generator, "dataset": spec.get("dataset"),
+                        "seed": cfg.seed}, generator=gan)
+
+
+RECODER = Family("recoder", RecoderObjective, recoder_inputs,
+                 pictures=lambda t: recoder_pictures(t.model, t.inputs.generator, t.cfg.seed))

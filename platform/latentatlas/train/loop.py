@@ -18,14 +18,10 @@ import ray.train.torch
 import torch
 
 from latentatlas.config import ExperimentConfig
-from latentatlas.train.classifier import ClassifierObjective
-from latentatlas.train.gan import GANObjective, RecoderObjective
-from latentatlas.train.vae import VAEObjective
+from latentatlas.tracking import RunStream
+from latentatlas.train.families import FAMILIES
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# A second stage is a VAE whose "images" are a first stage's codes.
-OBJECTIVES = {"vae": VAEObjective, "gan": GANObjective, "recoder": RecoderObjective,
-              "classifier": ClassifierObjective, "second_stage": VAEObjective}
 
 
 class DamagedCheckpoint(ValueError):
@@ -126,14 +122,14 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
             for k, v in config["data"].items()}
 
     torch.manual_seed(cfg.seed)
-    objective = OBJECTIVES[cfg.family](cfg, data, device, rank, world)
+    objective = FAMILIES[cfg.family].objective(cfg, data, device, rank, world)
     state, start_epoch = session.restore(), 0
     if state:
         objective.load_state_dict(state)
         start_epoch = state["epoch"] + 1
     objective.prepare(state, start_epoch, wrap=session.wrap)
 
-    logger = config.get("mlflow") and rank == 0 and MlflowEpochLogger(**config["mlflow"])
+    logger = config.get("mlflow") and rank == 0 and RunStream(**config["mlflow"])
     history = []  # this process's epochs, returned to the driver by rank 0
     for epoch in range(start_epoch, cfg.train.epochs):
         # Noise (posterior samples, GAN noise, generated pairs) depends only on
@@ -167,23 +163,3 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
         else:
             session.report(metrics)
     return {"history": history, "stopped": None, **objective.result()}
-
-
-class MlflowEpochLogger:
-    """Rank 0 streams per-epoch metrics and pictures into the driver's MLflow run while
-    training runs."""
-
-    def __init__(self, tracking_uri: str, run_id: str):
-        from mlflow import MlflowClient
-
-        self.client, self.run_id = MlflowClient(tracking_uri), run_id
-
-    def log(self, metrics: dict, step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[
-            Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
-
-    def log_image(self, image, name: str) -> None:
-        self.client.log_image(self.run_id, image, artifact_file=f"{name}.png")

@@ -6,10 +6,22 @@ import numpy as np
 import ray.train.torch
 import torch
 
+from latentatlas.config import ExperimentConfig
+from latentatlas.errors import UserError
 from latentatlas.images import image_grid, stacked_rows, to_unit_float
 from latentatlas.losses import gaussian_kl, make_policy, mu_penalty
 from latentatlas.models import build_model
+from latentatlas.record import Record
 from latentatlas.train.common import all_sum, epoch_batches, restore_optimizer, unwrap
+from latentatlas.train.family import (
+    Family,
+    Inputs,
+    Published,
+    Trained,
+    dataset_inputs,
+    merged,
+    sample_scores,
+)
 
 
 def vae_terms(model, x, policy):
@@ -187,3 +199,72 @@ class VAEObjective:
     def result(self) -> dict:
         return {"trace": self.trace.codes() if self.trace is not None and self.rank == 0
                 else None}
+
+
+def trace_indices(labels: np.ndarray, n: int = 10) -> np.ndarray:
+    """The first item of each class (in class order), or the first n items when unlabelled."""
+    classes = np.unique(labels[labels >= 0])
+    if len(classes) == 0:
+        return np.arange(min(n, len(labels)))
+    return np.array([np.flatnonzero(labels == c)[0] for c in classes[:n]])
+
+
+def vae_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """A dataset's splits, and the images whose codes the first epoch traces."""
+    cfg, inputs = dataset_inputs(cfg)
+    if cfg.train.trace_points:
+        inputs.data["trace_images"] = inputs.val_images[trace_indices(inputs.val_labels)]
+    return cfg, inputs
+
+
+def first_epoch_trace(trained: Trained) -> Record:
+    """The traced codes (an .npz) and their trajectories, when the loop traced them."""
+    trace = (trained.returned or {}).get("trace")
+    if trace is None:
+        return Record("train", "")
+    from latentatlas.plots import trajectories
+
+    labels = trained.inputs.val_labels[trace_indices(trained.inputs.val_labels)]
+    return Record("train", "", files={
+        "first_epoch_trace.npz": lambda path: np.savez(path, codes=trace, labels=labels)},
+        figures={"trajectories.png": lambda: trajectories(trace, labels)})
+
+
+VAE = Family("vae", VAEObjective, vae_inputs,
+             pictures=lambda t: vae_pictures(t.model, t.inputs.val_images, t.cfg.seed),
+             after=lambda t: Published(merged(first_epoch_trace(t), sample_scores(t))))
+
+
+def second_stage_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
+    """A second stage's data: a first stage's codes (posterior means, or one posterior draw
+    per item), a fixed share held out; the first stage's moments go into the spec (the
+    renormalisation of its samples needs them)."""
+    from latentatlas.encode import open_encoding
+
+    s = cfg.second_stage
+    enc = open_encoding(s.encoding)
+    if enc.meta.family != "vae":
+        raise UserError(f"second_stage.encoding: {s.encoding} holds a generator's inverted "
+                        "codes; a second stage learns a VAE's codes")
+    arrays = enc.arrays(["mu", "logvar"])
+    mu, logvar = arrays["mu"].astype(np.float64), arrays["logvar"].astype(np.float64)
+    order = np.random.default_rng(cfg.seed).permutation(len(mu))
+    held = max(1, int(len(mu) * s.val_fraction))
+    if len(mu) - held < 2:
+        raise UserError(f"second_stage.encoding: {s.encoding} holds {len(mu)} rows; too "
+                        "few to train on")
+    d = mu.shape[1]
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"latent_dim": cfg.model.latent_dim or d})})
+    extra = {"first_stage": enc.meta.model_uri, "encoding": str(enc.path),
+             "dataset": enc.meta.dataset, "seed": cfg.seed, "codes": s.codes,
+             "var_mu": mu.var(axis=0).tolist(), "mean_sigma2": np.exp(logvar).mean(0).tolist()}
+    train_rows, val_rows = np.sort(order[held:]), np.sort(order[:held])
+    data = {"train": mu[train_rows].astype(np.float32), "val": mu[val_rows].astype(np.float32)}
+    if s.codes == "sample":  # drawn afresh every epoch by the objective; val/* on the means
+        data["train_logvar"] = logvar[train_rows].astype(np.float32)
+    return cfg, Inputs(data, (d,), extra)
+
+
+# A second stage is a VAE whose "images" are a first stage's codes.
+SECOND_STAGE = Family("second_stage", VAEObjective, second_stage_inputs)
