@@ -42,7 +42,6 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
     # "Creating initial MLflow database tables..." on a new store: routine, not news
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(uri)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(uri)
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     if mlflow.get_experiment_by_name(name) is None:
@@ -56,6 +55,9 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
             if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
                 raise
     mlflow.set_experiment(name)
+    # Still the channel by which the chosen store reaches later calls that name none (library
+    # callers such as train(cfg), the studies' model loading) and the processes this one
+    # starts; it goes when every caller passes its Recorder or Settings (issue 26, part 3).
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["MLFLOW_EXPERIMENT_NAME"] = name
     return uri
