@@ -3,6 +3,7 @@
 draw the lower half of the image, so the sectors of those images must come out missed;
 and a VAE as generator, whose real-image error is its own reconstruction error."""
 
+import sys
 import textwrap
 
 import mlflow
@@ -77,10 +78,12 @@ HALF_BLOBS = '''
 
 
 def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_store, tmp_path,
-                                                         monkeypatch, capsys):
+                                                         monkeypatch, capsys, request):
     data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=400)
     (tmp_path / "half_blobs.py").write_text(textwrap.dedent(HALF_BLOBS))
     monkeypatch.syspath_prepend(str(tmp_path))
+    # encode imports the user's module here: not left in sys.modules for later tests
+    request.addfinalizer(lambda: sys.modules.pop("half_blobs", None))
     vae = train(validate({"name": "reference", "seed": 0,
                           "data": {"name": "mnist", "path": str(data)},
                           "model": {"name": "dense_vae", "hidden": [64], "latent_dim": 2},

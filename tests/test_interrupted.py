@@ -80,13 +80,29 @@ def test_what_a_killed_encode_was_writing_is_removed_and_never_visible(tmp_path)
 
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory, ray_session):
-    """A small dense VAE logged to a sqlite store, a dataset for it, and two encodings."""
+    """A small dense VAE logged to a sqlite store, a dataset for it, and two encodings.
+    MLflow's tracking URI and the variables tracking.setup sets are restored afterwards for
+    the modules that run after this one."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    try:
+        yield made_store(tmp_path_factory.mktemp("killed"))
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def made_store(root):
     from latentatlas import tracking
     from latentatlas.config import DenseVAEConfig
     from latentatlas.encode.pipeline import encode
     from latentatlas.models import build_model
 
-    root = tmp_path_factory.mktemp("killed")
     uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "killed")
     data = make_idx_dataset(root / "idx", n_train=40, n_test=1500)
     cfg = DenseVAEConfig(hidden=[16], latent_dim=4)

@@ -36,9 +36,13 @@ def test_stdlib_platform_inside_a_ray_task(ray_session, tmp_path):
         import os
         import platform
 
+        before = os.getcwd()  # a pooled worker runs later tasks: its cwd is put back
         os.chdir(root)
-        spec = importlib.machinery.PathFinder.find_spec("platform", ["", root, *sys.path])
-        return platform.system(), spec.origin
+        try:
+            spec = importlib.machinery.PathFinder.find_spec("platform", ["", root, *sys.path])
+            return platform.system(), spec.origin
+        finally:
+            os.chdir(before)
 
     system, origin = ray_session.get(resolve.remote(str(REPO)))
     assert system == "Linux" and Path(origin).resolve().parent == STDLIB

@@ -7,13 +7,22 @@ import sys
 import pytest
 from conftest import REPO
 
-sys.path.insert(0, str(REPO / "bench"))
-from tracking_load import run_load  # noqa: E402
-
 pytestmark = pytest.mark.cluster
 
 
-def test_concurrent_writers_through_one_mlflow_server_lose_nothing(tmp_path):
+@pytest.fixture
+def run_load(monkeypatch):
+    """bench/tracking_load.py's run_load, imported for this test only: sys.path and
+    sys.modules are as before once it ends."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    try:
+        from tracking_load import run_load
+        yield run_load
+    finally:
+        sys.modules.pop("tracking_load", None)
+
+
+def test_concurrent_writers_through_one_mlflow_server_lose_nothing(tmp_path, run_load):
     out = run_load(writers=4, metrics=60, work=tmp_path)
     assert out["attempted"] == 4 * (60 + 10 + 1)
     assert out["errors"] == 0, out["first_errors"]
