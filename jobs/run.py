@@ -590,7 +590,9 @@ def check(job: JobSpec) -> dict[str, float]:
             asked = train_cpus(name, step)
         else:
             options(name, step)
-            asked = 0.0  # the driver's side and Ray Data, serialised by `exclusive: [data]`
+            # A Ray Data pipeline (an actor and its read/write tasks) keeps about one CPU
+            # busy; other steps work in the driver's process.
+            asked = 1.0 if "data" in step.exclusive else 0.0
         cpus[name] = asked if step.cpus is None else step.cpus
     return cpus
 
