@@ -193,6 +193,10 @@ def resolve(cfg: ExperimentConfig, ray_address: str | None) -> tuple[
         check_resources({"GPU": cfg.train.num_workers}, "train.use_gpu")
     family = FAMILIES[cfg.family]
     cfg, inputs = family.inputs(cfg)
+    try:  # here, not in a worker: a model that cannot take these inputs is one clear line
+        build_model(cfg.model, inputs.input_shape)
+    except ValueError as e:
+        raise UserError(f"model: {e}") from None
     return cfg, family, inputs
 
 
