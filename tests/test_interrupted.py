@@ -155,8 +155,13 @@ RAY_NOISE = re.compile(r"\(raylet\)|core_worker\.cc|PYTHON worker processes|Trac
 
 def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     root, out = model_store["root"], model_store["root"] / "killed-enc"
+    # 20000 rows in batches of 16 through one actor: 1250 batches between the temporary
+    # folder's creation and the publishing rename, a window the 20 ms poll below cannot
+    # miss on any machine.
+    rows = 20000
+    data = make_idx_dataset(root / "idx-large", n_train=16, n_test=rows, seed=1)
     cmd = command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
-                  "--data-path", str(model_store["data"]), "--out", str(out),
+                  "--data-path", str(data), "--out", str(out),
                   "--batch-size", "16", "--actors", "1", store=model_store)  # Ray Data
     proc = start(cmd, model_store)
     deadline = time.monotonic() + 120
@@ -166,7 +171,7 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     sigkill(proc)
     assert not out.exists()  # never visible half-written
     output = rerun(cmd, model_store)
-    assert open_encoding(out).meta.rows == 1500
+    assert open_encoding(out).meta.rows == rows
     assert list(root.glob(".killed-enc.tmp-*")) == []  # the killed writer's folder is gone
     assert not RAY_NOISE.search(output), output
 

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -74,8 +75,6 @@ def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
     """One worker, no restarts: the loop runs as one Ray task, without Ray Train's controller
     or worker group. Same loop and seeds, so the same losses and weights as through Ray
     Train (max_failures 1 keeps that path); checkpoints named and kept as Ray Train's."""
-    from pathlib import Path
-
     from latentatlas.train.runner import single_worker, with_worker_cpus
 
     alone_cfg = tiny(idx_folder, train__epochs=3)
@@ -105,8 +104,9 @@ def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
               resume_run_id=alone.run_id)
 
 
-def two_workers(data, name: str, epochs: int = 4):
-    """Two workers, max_failures 2, epochs of ~0.5 s: long enough to kill a worker mid-run."""
+def two_workers(data, name: str, epochs: int = 8):
+    """Two workers, max_failures 2, eight epochs: a worker killed once the first checkpoint
+    is registered still has seven epochs to be restarted into, on any machine."""
     return validate({"name": name, "seed": 5,
                      "data": {"name": "mnist", "path": str(data), "limit": 2048},
                      "model": {"name": "dense_vae", "hidden": [64], "latent_dim": 4},
@@ -117,18 +117,21 @@ def two_workers(data, name: str, epochs: int = 4):
 
 
 def train_workers(state: str = "ALIVE") -> list:
+    import ray
     from ray.util.state import list_actors
 
-    return list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
+    # This process's Ray, by its address: other Ray instances on the machine are not ours.
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+                       filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
                        limit=1000)
 
 
 def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlflow_store,
                                                                 tmp_path):
-    """One straight run of 4 epochs, and two that are interrupted: one stopped after epoch 1
-    and continued with --resume, one whose worker is killed (SIGKILL) after epoch 2 and
-    restarted by Ray Train from its checkpoint (train.max_failures). Both end where the
-    straight run ends (resume is exact; the fault-tolerance bar is 1%)."""
+    """One straight run of 8 epochs, and two that are interrupted: one stopped after epoch 1
+    and continued with --resume, one whose worker is killed (SIGKILL) once Ray Train has
+    registered its first checkpoint, and restarted by Ray Train from it (train.max_failures).
+    Both end where the straight run ends (resume is exact; the fault-tolerance bar is 1%)."""
     from concurrent.futures import ThreadPoolExecutor
 
     data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=128)
@@ -140,8 +143,8 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     resumed = train(two_workers(data, "resumed"), resume_run_id=first.run_id)
     assert resumed.run_id == first.run_id
     steps = [m.step for m in client.get_metric_history(first.run_id, "val/mse")]
-    assert steps == [1, 2, 3, 4]
-    assert load_checkpoint(resumed.checkpoint_path)["epoch"] == 3
+    assert steps == list(range(1, 9))
+    assert load_checkpoint(resumed.checkpoint_path)["epoch"] == 7
     for key in ("train/loss", "val/mse", "train/gamma"):
         assert resumed.metrics[key] == pytest.approx(straight.metrics[key], rel=1e-6), key
 
@@ -158,11 +161,10 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     thread.start()
     deadline, victim = time.time() + 180, None
     while time.time() < deadline and thread.is_alive() and victim is None:
-        time.sleep(0.2)
-        runs = mlflow.search_runs(filter_string="attributes.run_name = 'killed'",
-                                  output_format="list")
-        # Two epochs reported: a checkpoint to come back to, and epochs left to run.
-        if runs and len(client.get_metric_history(runs[0].info.run_id, "val/loss")) >= 2:
+        time.sleep(0.05)
+        # Ray Train writes its snapshot when it registers a checkpoint: from then on there
+        # is a checkpoint to come back to, and seven epochs left to run.
+        if any(Path("ray_results").glob("killed-*/checkpoint_manager_snapshot.json")):
             workers = train_workers()
             if len(workers) == 2:
                 victim = workers[1]
@@ -172,7 +174,7 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     assert not errors, errors
     killed = outcome["out"]
     assert len(train_workers("DEAD")) >= dead_before + 2  # the worker group was replaced
-    assert max(m.step for m in client.get_metric_history(killed.run_id, "val/loss")) == 4
+    assert max(m.step for m in client.get_metric_history(killed.run_id, "val/loss")) == 8
     for key in ("train/loss", "val/loss", "val/mse"):
         assert killed.metrics[key] == pytest.approx(straight.metrics[key], rel=0.01), key
 
