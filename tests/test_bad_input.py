@@ -106,3 +106,31 @@ def test_gpus_a_local_instance_lacks_fail_at_once(ray_session, workdir, started_
     with pytest.raises(UserError, match=r"--use-gpu: needs 1 GPU"):
         actor_map(ray_session.data.range(4), EncodeBatch, batch_size=2, actors=1,
                   use_gpu=True)
+
+
+def test_a_user_error_inside_a_wrapper_is_still_one_line_and_other_errors_are_not(capsys):
+    """`guarded` finds a UserError behind a wrapper (a cause, or a Ray task's traceback
+    text, as Ray Data leaves it) and prints its one line; any other error propagates."""
+    import argparse
+
+    from latentatlas.command import guarded
+
+    args = argparse.Namespace(debug=False)
+
+    def wrapped():
+        try:
+            raise UserError("enc: item 3 has non-finite codes")
+        except UserError as e:
+            raise RuntimeError("training run 'x' failed") from e
+
+    def remote():  # how a Ray Data step's failure reads in the driver
+        raise RuntimeError("ray::MapBatches(f)\n  File \"store.py\", line 3\n"
+                           "latentatlas.errors.UserError: enc: a block: item 7 is nan\n\n"
+                           "UDF failed to process a data block.")
+
+    assert guarded(wrapped, args) == 2
+    assert capsys.readouterr().err.splitlines()[0] == "error: enc: item 3 has non-finite codes"
+    assert guarded(remote, args) == 2
+    assert capsys.readouterr().err.splitlines()[0] == "error: enc: a block: item 7 is nan"
+    with pytest.raises(ZeroDivisionError):
+        guarded(lambda: 1 / 0, args)

@@ -264,6 +264,19 @@ def test_codes_with_nan_are_one_line_for_stats_relocate_and_verify(store, capsys
     assert code == 2 and any("shard part-00000.parquet: its sha256 differs" in x for x in lines)
 
 
+def test_codes_with_nan_read_through_ray_data_are_one_line(store, capsys, ray_session,
+                                                            monkeypatch):
+    """At scale the passes read an encoding on Ray Data: a block holding NaN stops the
+    pipeline, and the UserError raised in the Ray task reaches the user as one line."""
+    from latentatlas import batches
+
+    monkeypatch.setattr(batches, "LOCAL_ROWS", 0)  # every pass on Ray Data
+    path = copy(store, "one", "nan-ray", manifest=False)
+    write_nan_codes(path, item=7)
+    line = refused(store, capsys, stats_verb, str(path))
+    assert "a block: item 7 has non-finite codes (mu holds nan)" in line
+
+
 def test_encode_refuses_non_finite_codes_naming_the_item_and_the_model(store):
     uri = log_vae(4, seed=2, overflow=True)
     out = store["root"] / "never"

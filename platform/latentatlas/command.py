@@ -4,6 +4,7 @@ line and a non-zero exit. The dispatcher (`latentatlas <verb>`) is jobs/cli.py."
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -74,13 +75,34 @@ def guarded(fn: Callable[[], int | None], args: argparse.Namespace) -> int:
     ray = runtime.configure(options.ray_address, options.verbose, options.resource_timeout_s)
     try:
         return fn() or 0
-    except UserError as e:
-        if options.debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        if note := ray.log_note():
-            print(note, file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        bad_input = user_error_in(e)
+        if bad_input is None:
+            raise
+        if options.debug:
+            traceback.print_exc()
+        print(f"error: {bad_input}", file=sys.stderr)
+        if note := ray.log_note():
+            print(note, file=sys.stderr)
+        return 2
+
+
+USER_ERROR_LINE = re.compile(r"^latentatlas\.errors\.UserError: (.+)$", re.MULTILINE)
+
+
+def user_error_in(error: BaseException) -> UserError | None:
+    """The UserError behind `error`: itself, its cause, or one raised in a Ray task. Ray
+    Data wraps a step's exception in UserCodeException and keeps the original only in the
+    remote traceback's text, whose last `UserError:` line is the message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        if found := USER_ERROR_LINE.findall(str(error)):
+            return UserError(found[-1])
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return None

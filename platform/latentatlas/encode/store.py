@@ -115,10 +115,13 @@ class Encoding:
         return groups
 
     def dataset(self, **read_args):
-        """A Ray Dataset over the shards (the path every analysis pipeline starts from)."""
+        """A Ray Dataset over the shards (the path every analysis pipeline starts from);
+        a batch whose codes hold NaN or inf stops the pipeline with one error line."""
         import ray.data
 
-        return ray.data.read_parquet(self.shards(), **read_args)
+        return ray.data.read_parquet(self.shards(), **read_args).map_batches(
+            refuse_non_finite_batch, batch_format="numpy", batch_size=None,
+            fn_kwargs={"where": str(self.path)})
 
     def arrays(self, columns: list[str] | None = None) -> dict[str, np.ndarray]:
         """All rows in memory, ordered by `index` (for small encodings and tests); codes
@@ -326,3 +329,11 @@ def remove_dead_temps(out: Path) -> list[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     return removed
+
+
+def refuse_non_finite_batch(batch: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """A Ray Data block of an encoding, passed on when its codes are finite."""
+    if problem := mf.non_finite_problem("a block", batch):
+        raise UserError(f"{where}: {problem}; encode it again from a model whose codes are "
+                        "finite")
+    return batch
