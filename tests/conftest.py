@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,26 @@ def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):
     path = os.pathsep.join([str(REPO), *([extra_path] if extra_path else [])])
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": path})
+
+
+@contextmanager
+def mlflow_state_restored():
+    """For module fixtures that set up a store: MLflow's tracking URI, its active runs and
+    the variables tracking.setup sets are as they were before, for the modules after."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    try:
+        yield
+    finally:
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

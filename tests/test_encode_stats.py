@@ -1,13 +1,12 @@
 """encode and stats through real Ray Data and a real sqlite MLflow, on a crafted model
 whose answers are known: variable 3 is dead in the encoder, the decoder ignores 1."""
 
-import os
 
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset
+from conftest import make_idx_dataset, mlflow_state_restored
 
 from jobs import steps
 from latentatlas import tracking
@@ -22,20 +21,10 @@ from latentatlas.models import build_model
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("crafted")
-    # The working directory, MLflow's globals and the variables tracking.setup sets are
-    # restored for the modules that run after this one.
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
-    with pytest.MonkeyPatch.context() as mp:
+    # The working directory and MLflow's state are restored for the modules after this one.
+    with mlflow_state_restored(), pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         yield from crafted_model(root)
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def crafted_model(root):

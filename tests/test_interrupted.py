@@ -12,7 +12,7 @@ import time
 import mlflow
 import pytest
 import torch
-from conftest import REPO, make_idx_dataset
+from conftest import REPO, make_idx_dataset, mlflow_state_restored
 
 from latentatlas.encode import open_encoding
 from latentatlas.encode.store import remove_dead_temps, temp_sibling
@@ -83,18 +83,8 @@ def model_store(tmp_path_factory, ray_session):
     """A small dense VAE logged to a sqlite store, a dataset for it, and two encodings.
     MLflow's tracking URI and the variables tracking.setup sets are restored afterwards for
     the modules that run after this one."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
-    try:
+    with mlflow_state_restored():
         yield made_store(tmp_path_factory.mktemp("killed"))
-    finally:
-        while mlflow.active_run():
-            mlflow.end_run()
-        mlflow.set_tracking_uri(None)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def made_store(root):
