@@ -73,6 +73,17 @@ def test_defaults_are_valid_and_the_shipped_configs_load():
     for path in (Path(__file__).parent.parent / "jobs" / "configs").glob("*.yaml"):
         if path.name.startswith("sweep"):
             continue
+        if path.name == "main.yaml":  # the main job's steps: every train step's config loads
+            from jobs.graph import load_job, settings
+
+            for name, step in load_job(path).steps.items():
+                if step.kind == "train":
+                    inputs = [f"{role}=runs:/0/model" for role in step.inputs]  # by the job
+                    raw = load_config(path.parent / step.config, inputs).model_dump()
+                    cfg = ExperimentConfig.model_validate(settings(step, raw))
+                    assert cfg.family in ("vae", "gan", "classifier", "recoder",
+                                          "second_stage"), name
+            continue
         if "recoder" in path.name:  # it names its generator on the command line
             with pytest.raises(UserError, match="a recoder needs invert.generator"):
                 load_config(path)
