@@ -116,9 +116,11 @@ def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
     """Run the steps `todo` (in the spec's order) given the `outputs` of the others: a step
     starts when its inputs are done, its exclusive resources are free and its CPUs fit
     beside the running steps' (a step asking more than the cluster has runs alone); Ray
-    places the work. `run_step(name, inputs)` returns the step's output, `finished(name,
-    output)` is called in this thread as each ends. The first failure stops new starts; it
-    is raised once the running steps end."""
+    places the work. The spec's order is the priority: a ready step waiting for CPUs keeps
+    every later step that asks CPUs from starting, so that small later steps cannot starve
+    it. `run_step(name, inputs)` returns the step's output, `finished(name, output)` is
+    called in this thread as each ends. The first failure stops new starts; it is raised
+    once the running steps end."""
     outputs = dict(outputs)
     waiting = list(todo)
     running: dict[Future, tuple[str, float]] = {}  # -> (step, its CPUs)
@@ -128,13 +130,16 @@ def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
     with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="step") as pool:
         while waiting or running:
             if error is None:
+                reserved = False  # an earlier ready step waits for CPUs
                 for name in list(waiting):
                     step = job.steps[name]
                     if any(u not in outputs for u in upstream(step)):
                         continue
                     need = min(cpus(name), total_cpus)
-                    if held & set(step.exclusive) or (running and used + need > total_cpus
-                                                      + 1e-9):
+                    if held & set(step.exclusive) or (reserved and need > 0):
+                        continue
+                    if running and used + need > total_cpus + 1e-9:
+                        reserved = True
                         continue
                     inputs = {role: outputs[n] if isinstance(n, str) else [outputs[m] for m in n]
                               for role, n in step.inputs.items()}

@@ -583,6 +583,8 @@ def print_graph(job: JobSpec) -> None:
 
 def check(job: JobSpec) -> dict[str, float]:
     """Every step's config validated before anything starts; the CPUs each asks."""
+    from latentatlas.batches import ACTOR_CPUS
+
     cpus = {}
     for name, step in job.steps.items():
         check_inputs(name, step)
@@ -590,9 +592,9 @@ def check(job: JobSpec) -> dict[str, float]:
             asked = train_cpus(name, step)
         else:
             options(name, step)
-            # A Ray Data pipeline (an actor and its read/write tasks) keeps about one CPU
-            # busy; other steps work in the driver's process.
-            asked = 1.0 if "data" in step.exclusive else 0.0
+            # A Ray Data pipeline reserves its actor's CPUs (its tasks take what is left);
+            # other steps work in the driver's process.
+            asked = ACTOR_CPUS if "data" in step.exclusive else 0.0
         cpus[name] = asked if step.cpus is None else step.cpus
     return cpus
 

@@ -158,6 +158,60 @@ def test_a_step_reading_a_later_step_is_refused(tmp_path):
         load_job(spec)
 
 
+
+def test_the_runner_keeps_the_specs_priority_and_the_cpus(tmp_path):
+    """Two 1-CPU trainings on 2 CPUs; a data step after each (half a CPU, one at a time); a
+    whole-node training and a small step behind it. The data steps start beside the
+    trainings, the small step waits for the big one although it would fit earlier, and the
+    CPUs in use never exceed the cluster's."""
+    import threading
+    import time
+
+    from jobs.graph import load_job, run_graph
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text("steps:\n  t1: {kind: train}\n  d1: {kind: encode, inputs: {model: t1}, "
+                    "exclusive: [data]}\n  t2: {kind: train}\n  d2: {kind: encode, inputs: "
+                    "{model: t2}, exclusive: [data]}\n  big: {kind: train}\n"
+                    "  small: {kind: train}\n")
+    job = load_job(spec)
+    cpus = {"t1": 1.0, "t2": 1.0, "d1": 0.5, "d2": 0.5, "big": 2.0, "small": 1.0}
+    release = {name: threading.Event() for name in cpus}
+    started, running, peak = [], set(), [0.0]
+
+    def run_step(name, inputs):
+        started.append(name)
+        running.add(name)
+        peak[0] = max(peak[0], sum(cpus[n] for n in running))
+        assert release[name].wait(30)
+        running.discard(name)
+        return name
+
+    outputs = {}
+    runner = threading.Thread(target=lambda: outputs.update(
+        run_graph(job, list(cpus), {}, run_step, cpus.__getitem__, 2.0)))
+    runner.start()
+
+    def then(name, *expected):
+        if name:
+            release[name].set()
+        deadline = time.monotonic() + 30
+        while len(started) < len(expected) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # a wrong runner starts more steps within microseconds
+        assert started == list(expected)
+
+    then(None, "t1", "t2")
+    then("t1", "t1", "t2", "d1")
+    then("t2", "t1", "t2", "d1")  # d2 waits for the data resource
+    then("d1", "t1", "t2", "d1", "d2")
+    then("d2", "t1", "t2", "d1", "d2", "big")  # small (1 CPU) would fit beside d2: it waits
+    then("big", "t1", "t2", "d1", "d2", "big", "small")
+    release["small"].set()
+    runner.join(30)
+    assert outputs == {name: name for name in cpus}
+    assert peak[0] <= 2.0
+
 def children(of: str) -> list:
     return mlflow.search_runs(experiment_names=["main"], output_format="list",
                               filter_string=f"tags.mlflow.parentRunId = '{of}'",
