@@ -43,8 +43,8 @@ def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):
 
 @contextmanager
 def mlflow_state_restored():
-    """For module fixtures that set up a store: MLflow's tracking URI, its active runs and
-    the variables tracking.setup sets are as they were before, for the modules after."""
+    """For module fixtures that choose a store (`use_store`): MLflow's tracking URI, its
+    active runs and the two variables are as they were before, for the modules after."""
     import mlflow
 
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
@@ -59,6 +59,15 @@ def mlflow_state_restored():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def use_store(uri: str, experiment: str, environ=os.environ) -> str:
+    """What a user does to make the library's calls without a store use one: export
+    MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME (the platform only reads them)."""
+    from latentatlas import tracking
+
+    environ["MLFLOW_TRACKING_URI"], environ["MLFLOW_EXPERIMENT_NAME"] = uri, experiment
+    return tracking.setup(uri, experiment)
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +92,12 @@ def workdir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def mlflow_store(workdir):
+def mlflow_store(workdir, monkeypatch):
     import mlflow
 
-    from latentatlas import tracking
-
-    uri = tracking.setup(f"sqlite:///{workdir}/mlflow.db", "test")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # restored (unset) after the test
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "")
+    uri = use_store(f"sqlite:///{workdir}/mlflow.db", "test")
     yield uri
     while mlflow.active_run():
         mlflow.end_run()

@@ -134,3 +134,20 @@ def test_a_user_error_inside_a_wrapper_is_still_one_line_and_other_errors_are_no
     assert capsys.readouterr().err.splitlines()[0] == "error: enc: a block: item 7 is nan"
     with pytest.raises(ZeroDivisionError):
         guarded(lambda: 1 / 0, args)
+
+
+def test_a_knob_that_is_not_a_whole_number_is_one_line_naming_it(monkeypatch):
+    from latentatlas import batches, environment
+
+    monkeypatch.setenv("LATENTATLAS_LOCAL_ROWS", "lots")
+    with pytest.raises(UserError, match=r"^LATENTATLAS_LOCAL_ROWS=lots: expected a whole "
+                                        r"number >= 0$"):
+        batches.runs_here(10)
+    monkeypatch.setenv("LATENTATLAS_SHARD_ROWS", "0")
+    with pytest.raises(UserError, match=r"^LATENTATLAS_SHARD_ROWS=0: expected a whole number "
+                                        r">= 1$"):
+        environment.shard_rows()
+    monkeypatch.setenv("LATENTATLAS_LOCAL_ROWS", "10")  # read when needed, not at import
+    assert batches.runs_here(10) and not batches.runs_here(11)
+    monkeypatch.delenv("LATENTATLAS_LOCAL_ROWS")
+    assert batches.runs_here(100_000) and not batches.runs_here(100_001)

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, mlflow_state_restored
+from conftest import make_idx_dataset, mlflow_state_restored, use_store
 
 from jobs import steps
 from latentatlas import tracking
@@ -28,7 +28,7 @@ def crafted(tmp_path_factory, ray_session):
 
 
 def crafted_model(root):
-    uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "encode-test")
+    uri = use_store(f"sqlite:///{root}/mlflow.db", "encode-test")
     data = make_idx_dataset(root / "idx", n_train=40, n_test=300)
     cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
     torch.manual_seed(0)

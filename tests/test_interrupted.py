@@ -12,7 +12,7 @@ import time
 import mlflow
 import pytest
 import torch
-from conftest import REPO, make_idx_dataset, mlflow_state_restored
+from conftest import REPO, make_idx_dataset, mlflow_state_restored, use_store
 
 from latentatlas.encode import open_encoding
 from latentatlas.encode.store import remove_dead_temps, temp_sibling
@@ -81,7 +81,7 @@ def test_what_a_killed_encode_was_writing_is_removed_and_never_visible(tmp_path)
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory, ray_session):
     """A small dense VAE logged to a sqlite store, a dataset for it, and two encodings.
-    MLflow's tracking URI and the variables tracking.setup sets are restored afterwards for
+    MLflow's tracking URI and the store's two variables are restored afterwards for
     the modules that run after this one."""
     with mlflow_state_restored():
         yield made_store(tmp_path_factory.mktemp("killed"))
@@ -93,7 +93,7 @@ def made_store(root):
     from latentatlas.encode.pipeline import encode
     from latentatlas.models import build_model
 
-    uri = tracking.setup(f"sqlite:///{root}/mlflow.db", "killed")
+    uri = use_store(f"sqlite:///{root}/mlflow.db", "killed")
     data = make_idx_dataset(root / "idx", n_train=40, n_test=1500)
     cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
     uris = []

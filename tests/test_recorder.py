@@ -50,3 +50,19 @@ def test_a_run_ends_failed_or_killed_when_its_block_raises(recorder, error, stat
         with recorder.run("doomed", "stats") as run_id:
             raise error()
     assert recorder.client.get_run(run_id).info.status == status
+
+
+def test_the_store_is_read_from_the_environment_never_written_to_it(workdir, monkeypatch):
+    """A Recorder given a store leaves MLFLOW_* alone; given none it takes the documented
+    variables; given neither, sqlite:///mlflow.db in the working directory."""
+    import os
+
+    named = Recorder(f"sqlite:///{workdir}/named.db", "named")
+    assert named.uri == f"sqlite:///{workdir}/named.db" and named.experiment == "named"
+    assert not {"MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"} & set(os.environ)
+    assert Recorder().uri == f"sqlite:///{workdir}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    chosen = Recorder()
+    assert (chosen.uri, chosen.experiment) == (f"sqlite:///{workdir}/from-env.db", "from-env")
+    assert chosen.client.get_experiment(chosen.experiment_id).name == "from-env"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import make_idx_dataset, run_cli_module
+from conftest import make_idx_dataset, mlflow_state_restored, run_cli_module, use_store
 
 from jobs import relocate as relocate_verb
 from jobs import stats as stats_verb
@@ -53,31 +52,26 @@ def log_vae(latent_dim: int, seed: int = 0, overflow: bool = False) -> str:
 def store(tmp_path_factory):
     """Encodings written in this process (no Ray: small splits take that path); "two" is
     written in shards of 150 rows, as a larger split would be."""
-    from latentatlas.encode import pipeline
-
     root = tmp_path_factory.mktemp("verify")
-    cwd = os.getcwd()
-    os.chdir(root)
-    uri = tracking.setup(f"sqlite:///{root}/mlflow.db", EXPERIMENT)
-    data = make_idx_dataset(root / "idx", n_train=40, n_test=300)
-    models = {"a": log_vae(4), "b": log_vae(4, seed=1), "narrow": log_vae(3)}
-    kw = dict(data_path=str(data), batch_size=64)
-    encs = {
-        "one": encode(models["a"], "mnist", "test", root / "one", **kw),  # in this process
-        "two": encode_in_shards(pipeline, models["a"], root / "two", **kw),
-        "b": encode(models["b"], "mnist", "test", root / "b", **kw),
-        "narrow": encode(models["narrow"], "mnist", "test", root / "narrow", **kw),
-    }
-    yield {"root": root, "uri": uri, "data": data, "models": models, "encs": encs}
-    os.chdir(cwd)
+    with mlflow_state_restored(), pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        uri = use_store(f"sqlite:///{root}/mlflow.db", EXPERIMENT)
+        data = make_idx_dataset(root / "idx", n_train=40, n_test=300)
+        models = {"a": log_vae(4), "b": log_vae(4, seed=1), "narrow": log_vae(3)}
+        kw = dict(data_path=str(data), batch_size=64)
+        encs = {
+            "one": encode(models["a"], "mnist", "test", root / "one", **kw),  # in this process
+            "two": encode_in_shards(models["a"], root / "two", **kw),
+            "b": encode(models["b"], "mnist", "test", root / "b", **kw),
+            "narrow": encode(models["narrow"], "mnist", "test", root / "narrow", **kw),
+        }
+        yield {"root": root, "uri": uri, "data": data, "models": models, "encs": encs}
 
 
-def encode_in_shards(pipeline, model_uri: str, out: Path, **kw):
-    rows, pipeline.SHARD_ROWS = pipeline.SHARD_ROWS, 150
-    try:
+def encode_in_shards(model_uri: str, out: Path, **kw):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATENTATLAS_SHARD_ROWS", "150")
         return encode(model_uri, "mnist", "test", out, **kw)
-    finally:
-        pipeline.SHARD_ROWS = rows
 
 
 def copy(store, name: str, to: str, manifest: bool = True) -> Path:
@@ -268,9 +262,8 @@ def test_codes_with_nan_read_through_ray_data_are_one_line(store, capsys, ray_se
                                                             monkeypatch):
     """At scale the passes read an encoding on Ray Data: a block holding NaN stops the
     pipeline, and the UserError raised in the Ray task reaches the user as one line."""
-    from latentatlas import batches
 
-    monkeypatch.setattr(batches, "LOCAL_ROWS", 0)  # every pass on Ray Data
+    monkeypatch.setenv("LATENTATLAS_LOCAL_ROWS", "0")  # every pass on Ray Data
     path = copy(store, "one", "nan-ray", manifest=False)
     write_nan_codes(path, item=7)
     line = refused(store, capsys, stats_verb, str(path))

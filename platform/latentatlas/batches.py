@@ -5,17 +5,12 @@ the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dat
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
-from latentatlas import runtime
+from latentatlas import environment, runtime
 
-# Up to this many rows a pass runs in this process (torch uses every core here too). Ray's
-# fixed cost is 5-15 s per command on a small machine (bench/RESULTS.md); the crossover
-# has not been measured yet: 100k is a guess. LATENTATLAS_LOCAL_ROWS=0: always Ray Data.
-LOCAL_ROWS = int(os.environ.get("LATENTATLAS_LOCAL_ROWS", 100_000))
 # Inference actors reserve half a CPU (they run one torch thread): a pool as large as the
 # cluster's CPU count must still leave room for the read and write tasks around it, or
 # the pipeline starves.
@@ -23,7 +18,10 @@ ACTOR_CPUS = 0.5
 
 
 def runs_here(rows: int, use_gpu: bool = False) -> bool:
-    return not use_gpu and rows <= LOCAL_ROWS
+    # Up to LATENTATLAS_LOCAL_ROWS rows a pass runs in this process (torch uses every core
+    # here too). Ray's fixed cost is 5-15 s per command on a small machine
+    # (bench/RESULTS.md); the crossover has not been measured yet: 100k is a guess.
+    return not use_gpu and rows <= environment.local_rows()
 
 
 def in_batches(arrays: dict[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import ray
 
+from latentatlas import environment
+
 DEFAULT_WAIT_S = 600.0
 
 
@@ -49,7 +51,7 @@ class Runtime:
             return
         quiet_environment()
         configure_data()
-        address = address or self.address or os.environ.get("RAY_ADDRESS")
+        address = address or self.address or environment.ray_address()
         # Worker processes log at WARNING too: Ray Train's per-checkpoint INFO lines are noise.
         quiet = dict(logging_level=logging.WARNING, log_to_driver=True,
                      logging_config=ray.LoggingConfig(encoding="TEXT", log_level="WARNING"))
@@ -294,7 +296,7 @@ def configure_data() -> None:
     # Ray 2.60's DataSourceV2 reader starts 32 short-lived actors to read Parquet footers on
     # every read_parquet: ~2 s per pipeline on a small node, for encodings of a few shards.
     context.use_datasource_v2 = False
-    interactive = sys.stderr.isatty() and not os.environ.get("CI")
+    interactive = environment.at_terminal(sys.stderr)
     context.enable_progress_bars = interactive
     if not interactive:  # per-operator INFO progress lines flood logs
         logging.getLogger("ray.data").setLevel(logging.WARNING)

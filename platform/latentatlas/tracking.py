@@ -17,7 +17,7 @@ import numpy as np
 import ray
 import torch
 
-from latentatlas import runtime
+from latentatlas import environment, runtime
 from latentatlas.errors import UserError
 from latentatlas.record import Record
 from latentatlas.runtime import process_alive
@@ -30,20 +30,27 @@ STATE_DICT = "state_dict.pt"
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """Absolute form of the tracking URI (Ray workers and Tune trials change directory)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    uri = uri or environment.tracking_uri() or DEFAULT_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     return uri
 
 
+def experiment_name(experiment: str | None = None) -> str:
+    """The experiment a command named, else $MLFLOW_EXPERIMENT_NAME, else the default."""
+    return experiment or environment.experiment() or DEFAULT_EXPERIMENT
+
+
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at the store and create the experiment once, in the driver, before any
-    parallel writer exists (SQLite locks otherwise). Returns the absolute URI."""
+    parallel writer exists (SQLite locks otherwise). Returns the absolute URI. MLflow's
+    process-wide URI and experiment are set for the library calls that take no store (model
+    loading by `runs:/` address); nothing else is told through the environment."""
     # "Creating initial MLflow database tables..." on a new store: routine, not news
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
-    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    name = experiment_name(experiment)
     if mlflow.get_experiment_by_name(name) is None:
         # Embedded default: artifacts beside the database in ./mlartifacts.
         location = None
@@ -55,17 +62,7 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
             if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
                 raise
     mlflow.set_experiment(name)
-    # Still the channel by which the chosen store reaches later calls that name none (library
-    # callers such as train(cfg), the studies' model loading) and the processes this one
-    # starts; it goes when every caller passes its Recorder or Settings (issue 26, part 3).
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = name
     return uri
-
-
-def current_experiment():
-    """The experiment `setup` selected."""
-    return mlflow.get_experiment_by_name(os.environ["MLFLOW_EXPERIMENT_NAME"])
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -251,8 +248,8 @@ class Recorder:
     def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
         self.uri = setup(tracking_uri, experiment)
         self.client = mlflow.MlflowClient(self.uri)
-        current = current_experiment()
-        self.experiment, self.experiment_id = current.name, current.experiment_id
+        self.experiment = experiment_name(experiment)
+        self.experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
         self.end_stale_runs()
 
     def owner_gone(self, run) -> bool:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 
+from latentatlas import environment
 from latentatlas.data.base import Split, register
 from latentatlas.errors import UserError
 
@@ -76,7 +76,7 @@ def load_idx_split(folder: Path, split: str, limit: int | None, dataset: str) ->
 @register("fashion-mnist", ("train", "test"),
           "Fashion-MNIST IDX files; default folder /usr/share/datasets/fashion-mnist")
 def fashion_mnist(path, split, limit):
-    folder = path or Path(os.environ.get("LATENTATLAS_FASHION_MNIST", FASHION_MNIST_DIR))
+    folder = path or environment.fashion_mnist_dir() or Path(FASHION_MNIST_DIR)
     if not folder.is_dir():
         raise UserError(f"{folder}: Fashion-MNIST not found; install Debian's "
                         "dataset-fashion-mnist or set data.path")

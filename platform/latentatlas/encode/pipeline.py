@@ -3,7 +3,6 @@ posterior, or a generator's codes recovered by a recoder and gradient inversion.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from latentatlas import __version__
+from latentatlas import __version__, environment
 from latentatlas.batches import (
     actor_map,
     concat,
@@ -113,20 +112,20 @@ class InvertBatch(EncodeBatch):
 
 
 ROW_GROUP = 8192  # rows per Parquet row group: readers of an index range skip the others
-# Rows per shard written in this process: a split up to LATENTATLAS_LOCAL_ROWS is one shard
-# by default; smaller shards give Ray Data readers more parallel files.
-SHARD_ROWS = int(os.environ.get("LATENTATLAS_SHARD_ROWS", 1 << 20))
 
 
 def write_here(tmp: Path, encode_batch, rows: int, batch_size: int) -> None:
-    """The codes of `rows` items encoded in this process, as shards of up to SHARD_ROWS rows
-    (index-ordered) with the columns and tensor types Ray Data writes."""
+    """The codes of `rows` items encoded in this process, as shards of up to
+    LATENTATLAS_SHARD_ROWS rows (index-ordered) with the columns and tensor types Ray Data
+    writes. By default a split up to LATENTATLAS_LOCAL_ROWS is one shard; smaller shards
+    give Ray Data readers more parallel files."""
     from ray.data.extensions import ArrowTensorArray
 
     codes = concat(encode_batch(batch) for batch in id_batches(rows, batch_size, here=True))
     tmp.mkdir()
-    for n, start in enumerate(range(0, rows, SHARD_ROWS)):
-        part = {k: v[start:start + SHARD_ROWS] for k, v in codes.items()}
+    shard = environment.shard_rows()
+    for n, start in enumerate(range(0, rows, shard)):
+        part = {k: v[start:start + shard] for k, v in codes.items()}
         table = pa.table({k: ArrowTensorArray.from_numpy(v) if v.ndim > 1 else v
                           for k, v in part.items()})
         pq.write_table(table, tmp / f"part-{n:05d}.parquet", row_group_size=ROW_GROUP)

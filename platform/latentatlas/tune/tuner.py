@@ -20,7 +20,7 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from latentatlas import tracking
+from latentatlas import environment, tracking
 from latentatlas.config import set_path, validate
 from latentatlas.errors import UserError
 from latentatlas.runtime import init_ray
@@ -67,8 +67,8 @@ def trial_driver(values: dict, *, context: dict) -> None:
     uri = tracking.setup(context["tracking_uri"], context["experiment"])
     cfg = trial_config(context["base"], {**values, "name": f"{context['sweep']}-{trial_id}"})
     client = mlflow.MlflowClient(uri)
-    previous = [r for r in child_runs(client, tracking.current_experiment().experiment_id,
-                                      context["parent_run_id"], "train")
+    experiment_id = client.get_experiment_by_name(context["experiment"]).experiment_id
+    previous = [r for r in child_runs(client, experiment_id, context["parent_run_id"], "train")
                 if r.data.tags.get(TAG_TRIAL) == trial_id]
     if previous and previous[0].info.status == "FINISHED":
         # Finished before the sweep was interrupted: hand Tune its result, train nothing.
@@ -235,7 +235,7 @@ def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> Sw
                     run_config=tune.RunConfig(
                         name=config.name, storage_path=storage,
                         callbacks=[TrialLines(config.metric)],
-                        verbose=1 if sys.stdout.isatty() and not os.environ.get("CI") else 0))
+                        verbose=1 if environment.at_terminal(sys.stdout) else 0))
             grid = tuner.fit()
             if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune saved it
                 raise tracking.Interrupted()

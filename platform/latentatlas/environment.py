@@ -1,0 +1,57 @@
+"""The environment variables LatentAtlas reads, read here alone, when they are needed (the
+README's "Environment variables"). Ray's own variables (RAY_AUTH_*, set by `ray start`) are
+Ray's business in runtime.py. The platform writes the environment only where a library can
+be told no other way; each such line says why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from latentatlas.errors import UserError
+
+
+def ray_address() -> str | None:
+    """The cluster to join (set by `ray start` / `ray job submit`); unset: a local instance."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def tracking_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def experiment() -> str | None:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
+
+
+def fashion_mnist_dir() -> Path | None:
+    value = os.environ.get("LATENTATLAS_FASHION_MNIST")
+    return Path(value) if value else None
+
+
+def local_rows(default: int = 100_000) -> int:
+    """Up to this many rows a pass runs in the command's own process (0: always Ray Data)."""
+    return whole_number("LATENTATLAS_LOCAL_ROWS", default, least=0)
+
+
+def shard_rows(default: int = 1 << 20) -> int:
+    """Rows per Parquet shard of an encoding written in the command's own process."""
+    return whole_number("LATENTATLAS_SHARD_ROWS", default, least=1)
+
+
+def at_terminal(stream) -> bool:
+    """Whether a person watches `stream` (progress bars): a TTY, and not under CI."""
+    return stream.isatty() and not os.environ.get("CI")
+
+
+def whole_number(name: str, default: int, least: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = least - 1
+    if number < least:
+        raise UserError(f"{name}={value}: expected a whole number >= {least}")
+    return number
