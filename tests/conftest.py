@@ -41,13 +41,17 @@ def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": path})
 
 
+STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+
+
 @contextmanager
 def mlflow_state_restored():
-    """For module fixtures that choose a store (`use_store`): MLflow's tracking URI, its
-    active runs and the two variables are as they were before, for the modules after."""
+    """For fixtures that choose a store (`use_store`): MLflow's tracking URI, its active
+    runs and the store's variables are as they were before, for the tests after (MLflow
+    exports the URI and experiment id it is told, for the processes it starts)."""
     import mlflow
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    saved = {k: os.environ.get(k) for k in STORE_VARIABLES}
     try:
         yield
     finally:
@@ -84,19 +88,19 @@ def ray_session():
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    """A clean working directory: mlflow.db, mlartifacts/ and ray_results/ land here."""
+    """A clean working directory: mlflow.db, mlartifacts/ and ray_results/ land here; no
+    store is chosen before the test, none is left chosen after it."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    return tmp_path
+    with mlflow_state_restored():
+        for key in STORE_VARIABLES:
+            os.environ.pop(key, None)
+        yield tmp_path
 
 
 @pytest.fixture
-def mlflow_store(workdir, monkeypatch):
+def mlflow_store(workdir):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # restored (unset) after the test
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "")
     uri = use_store(f"sqlite:///{workdir}/mlflow.db", "test")
     yield uri
     while mlflow.active_run():

@@ -59,8 +59,11 @@ def test_the_store_is_read_from_the_environment_never_written_to_it(workdir, mon
 
     named = Recorder(f"sqlite:///{workdir}/named.db", "named")
     assert named.uri == f"sqlite:///{workdir}/named.db" and named.experiment == "named"
-    assert not {"MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"} & set(os.environ)
-    assert Recorder().uri == f"sqlite:///{workdir}/mlflow.db"
+    # MLflow exports the URI it is told (for the processes it starts); LatentAtlas does not
+    assert "MLFLOW_EXPERIMENT_NAME" not in os.environ
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    default = Recorder()
+    assert (default.uri, default.experiment) == (f"sqlite:///{workdir}/mlflow.db", "latentatlas")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     chosen = Recorder()

@@ -44,8 +44,9 @@ def experiment_name(experiment: str | None = None) -> str:
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
     """Point MLflow at the store and create the experiment once, in the driver, before any
     parallel writer exists (SQLite locks otherwise). Returns the absolute URI. MLflow's
-    process-wide URI and experiment are set for the library calls that take no store (model
-    loading by `runs:/` address); nothing else is told through the environment."""
+    process-wide URI and experiment are set for the calls that take no store (model loading
+    by `runs:/` address, `mlflow.pytorch.log_model`); MLflow itself exports them to this
+    process's environment (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID) for its subprocesses."""
     # "Creating initial MLflow database tables..." on a new store: routine, not news
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(uri)
