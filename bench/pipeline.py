@@ -247,7 +247,7 @@ def warm(epochs: int, work: Path) -> dict:
     for seed in SEEDS:
         t0 = time.perf_counter()
         cfg = load_config(CONFIG, [o for o in overrides(seed, epochs) if o != "--set"])
-        runs[seed] = train(cfg, tracking_uri=recorder.uri).run_id
+        runs[seed] = train(cfg, tracking_uri=recorder.uri, experiment=recorder.experiment).run_id
         times[f"train s{seed}"] = time.perf_counter() - t0
     for seed in SEEDS:
         t0 = time.perf_counter()

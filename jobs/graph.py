@@ -109,18 +109,39 @@ def rerun(job: JobSpec, only: list[str], start: str | None, done: set[str]) -> l
     return [n for n in names if n in chosen]
 
 
+def to_start(job: JobSpec, waiting: list[str], done, cpus: Callable[[str], float],
+             total_cpus: float, used: float, held: set[str]) -> list[str]:
+    """The waiting steps to start now, in the spec's order (its priority): those whose
+    inputs are `done`, whose exclusive resources are not `held` and whose CPUs fit beside
+    the `used` ones (a step asking more than the cluster has runs alone). A ready step that
+    waits for CPUs holds back every later step that asks CPUs, so that small later steps
+    cannot starve it."""
+    chosen, reserved = [], False
+    held = set(held)
+    for name in waiting:
+        step = job.steps[name]
+        if any(u not in done for u in upstream(step)):
+            continue
+        need = min(cpus(name), total_cpus)
+        if used > 1e-9 and used + need > total_cpus + 1e-9:  # (float sums drift)
+            reserved = True
+            continue
+        if (reserved and need > 0) or held & set(step.exclusive):
+            continue
+        chosen.append(name)
+        used += need
+        held |= set(step.exclusive)
+    return chosen
+
+
 def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
               run_step: Callable[[str, dict[str, Any]], Any], cpus: Callable[[str], float],
               total_cpus: float, finished: Callable[[str, Any], None] = lambda n, o: None,
               ) -> dict[str, Any]:
-    """Run the steps `todo` (in the spec's order) given the `outputs` of the others: a step
-    starts when its inputs are done, its exclusive resources are free and its CPUs fit
-    beside the running steps' (a step asking more than the cluster has runs alone); Ray
-    places the work. The spec's order is the priority: a ready step waiting for CPUs keeps
-    every later step that asks CPUs from starting, so that small later steps cannot starve
-    it. `run_step(name, inputs)` returns the step's output, `finished(name, output)` is
-    called in this thread as each ends. The first failure stops new starts; it is raised
-    once the running steps end."""
+    """Run the steps `todo` given the `outputs` of the others, each as `to_start` allows;
+    Ray places the work. `run_step(name, inputs)` returns the step's output, `finished(name,
+    output)` is called in this thread as each ends. The first failure stops new starts; it
+    is raised once the running steps end."""
     outputs = dict(outputs)
     waiting = list(todo)
     running: dict[Future, tuple[str, float]] = {}  # -> (step, its CPUs)
@@ -129,24 +150,17 @@ def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
     error: BaseException | None = None
     with ThreadPoolExecutor(max(1, len(todo)), thread_name_prefix="step") as pool:
         while waiting or running:
-            if error is None:
-                reserved = False  # an earlier ready step waits for CPUs
-                for name in list(waiting):
-                    step = job.steps[name]
-                    if any(u not in outputs for u in upstream(step)):
-                        continue
-                    need = min(cpus(name), total_cpus)
-                    if held & set(step.exclusive) or (reserved and need > 0):
-                        continue
-                    if running and used + need > total_cpus + 1e-9:
-                        reserved = True
-                        continue
-                    inputs = {role: outputs[n] if isinstance(n, str) else [outputs[m] for m in n]
-                              for role, n in step.inputs.items()}
-                    used += need
-                    held |= set(step.exclusive)
-                    waiting.remove(name)
-                    running[pool.submit(run_step, name, inputs)] = (name, need)
+            starting = [] if error else to_start(job, waiting, outputs, cpus, total_cpus,
+                                                 used, held)
+            for name in starting:
+                step = job.steps[name]
+                inputs = {role: outputs[n] if isinstance(n, str) else [outputs[m] for m in n]
+                          for role, n in step.inputs.items()}
+                need = min(cpus(name), total_cpus)
+                used += need
+                held |= set(step.exclusive)
+                waiting.remove(name)
+                running[pool.submit(run_step, name, inputs)] = (name, need)
             if not running:
                 if error is None and waiting:
                     raise UserError(f"steps {', '.join(waiting)} cannot start (their inputs "

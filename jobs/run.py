@@ -592,8 +592,10 @@ def check(job: JobSpec) -> dict[str, float]:
             asked = train_cpus(name, step)
         else:
             options(name, step)
-            # A Ray Data pipeline reserves its actor's CPUs (its tasks take what is left);
-            # other steps work in the driver's process.
+            # An estimate for the runner: a Ray Data step of this job asks one actor, which
+            # reserves half a CPU (its read/write tasks take what is left); below
+            # LATENTATLAS_LOCAL_ROWS a pass runs in the driver on torch's threads, shared
+            # with the trainings beside it. Other steps work in the driver's process.
             asked = ACTOR_CPUS if "data" in step.exclusive else 0.0
         cpus[name] = asked if step.cpus is None else step.cpus
     return cpus

@@ -65,12 +65,12 @@ def mlflow_state_restored():
                 os.environ[key] = value
 
 
-def use_store(uri: str, experiment: str, environ=os.environ) -> str:
+def use_store(uri: str, experiment: str) -> str:
     """What a user does to make the library's calls without a store use one: export
     MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME (the platform only reads them)."""
     from latentatlas import tracking
 
-    environ["MLFLOW_TRACKING_URI"], environ["MLFLOW_EXPERIMENT_NAME"] = uri, experiment
+    os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_EXPERIMENT_NAME"] = uri, experiment
     return tracking.setup(uri, experiment)
 
 
@@ -91,20 +91,16 @@ def workdir(tmp_path, monkeypatch):
     """A clean working directory: mlflow.db, mlartifacts/ and ray_results/ land here; no
     store is chosen before the test, none is left chosen after it."""
     monkeypatch.chdir(tmp_path)
+    for key in STORE_VARIABLES:  # recorded as they were, however the test changes them
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     with mlflow_state_restored():
-        for key in STORE_VARIABLES:
-            os.environ.pop(key, None)
         yield tmp_path
 
 
 @pytest.fixture
 def mlflow_store(workdir):
-    import mlflow
-
-    uri = use_store(f"sqlite:///{workdir}/mlflow.db", "test")
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
+    return use_store(f"sqlite:///{workdir}/mlflow.db", "test")
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:

@@ -159,58 +159,92 @@ def test_a_step_reading_a_later_step_is_refused(tmp_path):
 
 
 
-def test_the_runner_keeps_the_specs_priority_and_the_cpus(tmp_path):
-    """Two 1-CPU trainings on 2 CPUs; a data step after each (half a CPU, one at a time); a
-    whole-node training and a small step behind it. The data steps start beside the
-    trainings, the small step waits for the big one although it would fit earlier, and the
-    CPUs in use never exceed the cluster's."""
+GRAPH = """steps:
+  t1: {kind: train}
+  d1: {kind: encode, inputs: {model: t1}, exclusive: [data]}
+  t2: {kind: train}
+  d2: {kind: encode, inputs: {model: t2}, exclusive: [data]}
+  big: {kind: train}
+  small: {kind: train}
+  driver: {kind: stats, inputs: {encoding: d2}}
+"""
+CPUS = {"t1": 1.0, "t2": 1.0, "d1": 0.5, "d2": 0.5, "big": 2.0, "small": 1.0, "driver": 0.0}
+
+
+def test_steps_start_in_the_specs_order_as_the_cpus_allow(tmp_path):
+    """Two 1-CPU trainings on 2 CPUs, a data step after each (half a CPU, one at a time), a
+    whole-node training and a small step behind it, a step of no CPU: each event of a run,
+    and what starts then."""
+    from jobs.graph import load_job, to_start
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text(GRAPH)
+    job = load_job(spec)
+    waiting, done, running = list(job.steps), set(), {}
+
+    def then(ended: str | None, *expected: str):
+        if ended:
+            done.add(ended)
+            del running[ended]
+        used = sum(CPUS[n] for n in running)
+        held = {"data"} & {r for n in running for r in job.steps[n].exclusive}
+        started = to_start(job, waiting, done, CPUS.__getitem__, 2.0, used, held)
+        assert started == list(expected)
+        for name in started:
+            waiting.remove(name)
+            running[name] = True
+
+    then(None, "t1", "t2")  # big waits for CPUs; small would not fit either
+    then("t1", "d1")  # beside t2; big still waits, and holds small back
+    then("t2")  # d2 waits for the data resource; small (1 CPU) would fit: big holds it back
+    then("d1", "d2")
+    then("d2", "big", "driver")  # no CPU asked: nothing holds it back
+    then("driver")
+    then("big", "small")
+    # A step short of CPUs holds later ones back even when it also waits for a resource.
+    assert to_start(job, ["d2", "small"], {"t2"}, {"d2": 1.5, "small": 0.5}.__getitem__,
+                    2.0, 1.0, {"data"}) == []
+    # A float sum of what ended is not "something running".
+    assert to_start(job, ["big"], set(), CPUS.__getitem__, 2.0, 0.1 + 0.2 - 0.3, set()) == \
+        ["big"]
+
+
+def test_the_runner_runs_every_step_and_raises_the_first_failure_after_the_running_end(
+        tmp_path):
     import threading
-    import time
 
     from jobs.graph import load_job, run_graph
 
     spec = tmp_path / "job.yaml"
-    spec.write_text("steps:\n  t1: {kind: train}\n  d1: {kind: encode, inputs: {model: t1}, "
-                    "exclusive: [data]}\n  t2: {kind: train}\n  d2: {kind: encode, inputs: "
-                    "{model: t2}, exclusive: [data]}\n  big: {kind: train}\n"
-                    "  small: {kind: train}\n")
+    spec.write_text(GRAPH)
     job = load_job(spec)
-    cpus = {"t1": 1.0, "t2": 1.0, "d1": 0.5, "d2": 0.5, "big": 2.0, "small": 1.0}
-    release = {name: threading.Event() for name in cpus}
-    started, running, peak = [], set(), [0.0]
+    ended = []
+    outputs = run_graph(job, list(job.steps), {}, lambda name, inputs: (name, inputs),
+                        CPUS.__getitem__, 2.0, lambda name, output: ended.append(name))
+    assert sorted(ended) == sorted(job.steps)
+    assert outputs["d2"] == ("d2", {"model": ("t2", {})})
+
+    # a fails while b runs beside it; c (the whole node) could start only once both ended,
+    # whichever the runner sees end first: it never starts, b's output is still kept.
+    spec.write_text("steps:\n  a: {kind: train}\n  b: {kind: train}\n  c: {kind: train}\n")
+    job = load_job(spec)
+    b_runs, a_fails, ran, ended = threading.Event(), threading.Event(), [], []
 
     def run_step(name, inputs):
-        started.append(name)
-        running.add(name)
-        peak[0] = max(peak[0], sum(cpus[n] for n in running))
-        assert release[name].wait(30)
-        running.discard(name)
+        ran.append(name)
+        if name == "a":
+            assert b_runs.wait(30)
+            a_fails.set()
+            raise RuntimeError("a failed")
+        b_runs.set()
+        assert a_fails.wait(30)
         return name
 
-    outputs = {}
-    runner = threading.Thread(target=lambda: outputs.update(
-        run_graph(job, list(cpus), {}, run_step, cpus.__getitem__, 2.0)))
-    runner.start()
+    with pytest.raises(RuntimeError, match="a failed"):
+        run_graph(job, ["a", "b", "c"], {}, run_step, {"a": 1, "b": 1, "c": 2}.__getitem__,
+                  2.0, lambda name, output: ended.append(name))
+    assert sorted(ran) == ["a", "b"] and ended == ["b"]
 
-    def then(name, *expected):
-        if name:
-            release[name].set()
-        deadline = time.monotonic() + 30
-        while len(started) < len(expected) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # a wrong runner starts more steps within microseconds
-        assert started == list(expected)
-
-    then(None, "t1", "t2")
-    then("t1", "t1", "t2", "d1")
-    then("t2", "t1", "t2", "d1")  # d2 waits for the data resource
-    then("d1", "t1", "t2", "d1", "d2")
-    then("d2", "t1", "t2", "d1", "d2", "big")  # small (1 CPU) would fit beside d2: it waits
-    then("big", "t1", "t2", "d1", "d2", "big", "small")
-    release["small"].set()
-    runner.join(30)
-    assert outputs == {name: name for name in cpus}
-    assert peak[0] <= 2.0
 
 def children(of: str) -> list:
     return mlflow.search_runs(experiment_names=["main"], output_format="list",

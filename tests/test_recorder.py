@@ -53,8 +53,9 @@ def test_a_run_ends_failed_or_killed_when_its_block_raises(recorder, error, stat
 
 
 def test_the_store_is_read_from_the_environment_never_written_to_it(workdir, monkeypatch):
-    """A Recorder given a store leaves MLFLOW_* alone; given none it takes the documented
-    variables; given neither, sqlite:///mlflow.db in the working directory."""
+    """A Recorder given a store writes no MLFLOW_* variable itself (MLflow exports the URI
+    and experiment id it is told); given none it takes the documented variables; given
+    neither, sqlite:///mlflow.db in the working directory and the experiment latentatlas."""
     import os
 
     named = Recorder(f"sqlite:///{workdir}/named.db", "named")

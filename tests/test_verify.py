@@ -262,7 +262,6 @@ def test_codes_with_nan_read_through_ray_data_are_one_line(store, capsys, ray_se
                                                             monkeypatch):
     """At scale the passes read an encoding on Ray Data: a block holding NaN stops the
     pipeline, and the UserError raised in the Ray task reaches the user as one line."""
-
     monkeypatch.setenv("LATENTATLAS_LOCAL_ROWS", "0")  # every pass on Ray Data
     path = copy(store, "one", "nan-ray", manifest=False)
     write_nan_codes(path, item=7)
