@@ -25,7 +25,7 @@ from common import append_section, median  # noqa: E402
 
 from analysis.linear_maps import SufficientStats, fit_from_stats  # noqa: E402
 from analysis.pairs import streaming_stats  # noqa: E402
-from latentatlas.encode.store import publish, temp_sibling  # noqa: E402
+from latentatlas.encode.store import EncodingMeta, publish, temp_sibling  # noqa: E402
 
 SHARD_ROWS = 100_000
 
@@ -41,9 +41,9 @@ def write_encoding(out: Path, codes: np.ndarray, name: str) -> None:
         table = pa.table({"index": np.arange(start, start + len(part)),
                           "mu": ArrowTensorArray.from_numpy(part)})
         pq.write_table(table, tmp / f"{start:09d}.parquet")
-    publish(tmp, out, {"model_uri": name, "model_run_id": None, "dataset": "synthetic",
-                       "split": "all", "data_path": None, "limit": None, "rows": len(codes),
-                       "latent_dim": codes.shape[1], "version": "bench"})
+    publish(tmp, out, EncodingMeta(model_uri=name, model_run_id=None, dataset="synthetic",
+                                   split="all", data_path=None, limit=None, rows=len(codes),
+                                   latent_dim=codes.shape[1], version="bench"))
 
 
 class RayMemory:
