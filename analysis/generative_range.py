@@ -3,14 +3,18 @@ images and a support set, and which sectors of a reference latent space it does 
 
 A generator "reaches" a real image when inverting and regenerating it costs no more than
 the `quantile` (default 95th percentile) of the same error on the generator's own samples:
-images it made are in its range by construction, so their errors set the bar."""
+images it made are in its range by construction, so their errors set the bar.
+
+The seed's point is that the support set lies outside the range more than ordinary real
+images do; `subset_test` sets the support set's mean error against the means of random
+real sets of the same size."""
 
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["MIN_SECTOR_IMAGES", "UNDER_FACTOR", "reach_threshold", "sector_shares",
-           "missed_sectors", "ecdf"]
+           "missed_sectors", "ecdf", "random_subset_means", "subset_test"]
 
 MIN_SECTOR_IMAGES = 5  # sectors with fewer real images are not judged
 UNDER_FACTOR = 10  # "missed": the generator's share below 1/10 of the data's share
@@ -56,3 +60,31 @@ def ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted values, share of values <= each)."""
     x = np.sort(np.asarray(values, np.float64))
     return x, np.arange(1, len(x) + 1) / len(x)
+
+
+def random_subset_means(errors: np.ndarray, size: int, draws: int, seed: int = 0) -> np.ndarray:
+    """The mean of `errors` over each of `draws` random subsets of `size` rows, rows distinct
+    within a subset (as a support set's are): the means that sets of that size, drawn with
+    no regard to the latent space, show. One `choice` per draw (a partial shuffle) takes
+    ~40 ms for 2000 draws of 10k rows at any size; exact vectorised samplers cost
+    O(draws * size^2) time (Floyd's) or O(draws * len(errors)) memory (random keys)."""
+    errors = np.asarray(errors, np.float64)
+    if not 1 <= size <= len(errors):
+        raise ValueError(f"subset size {size} outside 1..{len(errors)}")
+    rng = np.random.default_rng(seed)
+    return np.array([errors[rng.choice(len(errors), size, replace=False)].mean()
+                     for _ in range(draws)])
+
+
+def subset_test(support_errors: np.ndarray, real_errors: np.ndarray, draws: int = 2000,
+                seed: int = 0) -> dict[str, float]:
+    """Is the support set harder to regenerate than a random set of real images of its size?
+    `lo`, `hi`: the 2.5th and 97.5th percentiles of the random sets' mean errors (where 95%
+    of them fall); `p`: the share of random sets whose mean is >= the support set's (a tie
+    counts, so constant errors give p = 1, never a false "outside"); `mean`: of their means.
+    A support set above `hi` (p < 0.025) lies outside the range more than real images do."""
+    means = random_subset_means(real_errors, len(support_errors), draws, seed)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"lo": float(lo), "hi": float(hi),
+            "p": float((means >= np.mean(support_errors, dtype=np.float64)).mean()),
+            "mean": float(means.mean())}

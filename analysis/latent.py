@@ -32,7 +32,10 @@ def latent_stats(mu: Moments, sigma2_sum: np.ndarray) -> dict[str, np.ndarray]:
 def summary(stats: dict[str, np.ndarray]) -> dict[str, float]:
     return {"latent/active_units": int(stats["active"].sum()),
             "latent/inactive": int(stats["inactive"].sum()),
-            "latent/stationary_mean": float(stats["stationary"].mean())}
+            "latent/stationary_mean": float(stats["stationary"].mean()),
+            "latent/stationary_min": float(stats["stationary"].min()),
+            "latent/stationary_max": float(stats["stationary"].max()),
+            "latent/variables": len(stats["variable"])}
 
 
 def zero_variables(z: np.ndarray, which: np.ndarray) -> np.ndarray:

@@ -185,7 +185,7 @@ def cli(epochs: int, work: Path, session: bool = False) -> dict:
     for seed in SEEDS:
         verb(f"stats s{seed}", "stats", f"enc-s{seed}")
     a, b = "enc-s1", "enc-s2"
-    verb("relocate", "relocate", "--source", a, "--target", b)
+    verb("relocate", "relocate", "--source", a, "--target", b, "--fit", "all")
     verb("sectors", "sectors", a)
     verb("support-set", "support-set", a)
     verb("relocate --fit support", "relocate", "--source", a, "--target", b, "--fit",
@@ -259,7 +259,7 @@ def warm(epochs: int, work: Path) -> dict:
         steps.stats(recorder, f"enc-s{seed}")
         times[f"stats s{seed}"] = time.perf_counter() - t0
     for label, call in (
-            ("relocate", lambda: steps.relocate(recorder, "enc-s1", "enc-s2")),
+            ("relocate", lambda: steps.relocate(recorder, "enc-s1", "enc-s2", fit="all")),
             ("sectors", lambda: steps.sectors(recorder, "enc-s1")),
             ("support-set", lambda: steps.support_set(recorder, "enc-s1")),
             ("relocate --fit support",

@@ -3,7 +3,9 @@ against real images, in named feature spaces (`classifier-<dataset>`, trained by
 platform: `latentatlas train jobs/configs/fmnist_classifier.yaml`; `inception` from a local
 weights file), and the variance loss of the samples. Samplers: the prior; for a VAE a
 Gaussian mixture fitted to its codes of the real images (`--gmm K`); with `--second-stage
-URI` the second stage's samples, raw and renormalised."""
+URI` the second stage's samples: raw (`two_stage`), and renormalised to the first stage's
+spread by the authors' one scale (`two_stage_renorm_authors`) and by a scale per variable
+(`two_stage_renorm_variable`)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def parse(argv):
                    help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid) or the "
                         "torch-fidelity file; never downloaded")
     p.add_argument("--second-stage", default=None, metavar="URI",
-                   help="a second stage trained on the model's codes")
+                   help="a second stage trained on the model's codes (samplers two_stage, "
+                        "two_stage_renorm_authors, two_stage_renorm_variable)")
     p.add_argument("--gmm", type=int, default=100, metavar="K",
                    help="components of the GMM sampler (VAEs; 0: no GMM)")
     p.add_argument("--samples", type=int, default=10000,

@@ -45,6 +45,28 @@ def parse(argv):
     return p.parse_args(argv)
 
 
+def regeneration_lines(m: dict, first_guess: str, steps: int) -> list[str]:
+    """The first guess alone first (the seed's numbers are recoder-only regenerations), the
+    refined errors beside when there was refinement; each with the support set against
+    random real sets of its size."""
+    size, draws = int(m["range/support_size"]), int(m["range/random_draws"])
+    kinds = [(f"{first_guess} only", "guess_")]
+    if steps:
+        kinds.append((f"{first_guess} + {steps} gradient steps", ""))
+    lines = []
+    for label, kind in kinds:
+        mse = {k: m[f"range/{kind}mse_{k}"] for k in ("generated", "real", "support")}
+        lo, hi, p = (m[f"range/{kind}random_{k}"] for k in ("lo", "hi", "p"))
+        # no random set reached the support set's mean: p is below the test's resolution
+        shown_p = f"p<{1 / draws:.2g}" if p == 0 else f"p={p:.3f}"
+        lines += [f"{label}: regeneration MSE own samples {mse['generated']:.4f}, real "
+                  f"{mse['real']:.4f} (x{m[f'range/{kind}ratio_real']:.2f}), support set "
+                  f"{mse['support']:.4f} (x{m[f'range/{kind}ratio_support']:.2f})",
+                  f"  support set {mse['support']:.4f} vs random real sets of {size}: 95% of "
+                  f"their means in [{lo:.4f}, {hi:.4f}], {shown_p}"]
+    return lines
+
+
 def run(args) -> int:
     from jobs import steps
     from latentatlas.data import parse_data_address
@@ -63,9 +85,8 @@ def run(args) -> int:
         exclude=args.exclude, quantile=args.quantile, seed=args.seed, actors=args.actors,
         use_gpu=args.use_gpu)
     m = r.metrics
-    print(f"regeneration MSE: own samples {m['range/mse_generated']:.4f}, real "
-          f"{m['range/mse_real']:.4f} (x{m['range/ratio_real']:.2f}), support set "
-          f"{m['range/mse_support']:.4f} (x{m['range/ratio_support']:.2f})")
+    for line in regeneration_lines(m, r.first_guess, args.refine):
+        print(line)
     print(f"reached (error <= {r.threshold:.4g}, the {args.quantile:g} quantile on own "
           f"samples): {m['range/coverage']:.1%} of real images; missed sectors "
           f"{len(r.missed)} of {m['range/judged_sectors']} judged: {r.missed.tolist()[:20]}")

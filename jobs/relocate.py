@@ -1,7 +1,10 @@
 """`latentatlas relocate --source ENC1 --target ENC2`: fit linear maps from one latent space
 to another and measure what survives the move on held-out rows:
 R = MSE(x, dec1(enc1 x)), L = MSE(enc2 x, A enc1 x), M = MSE(x, dec2(A enc1 x)),
-M_target_own = MSE(x, dec2(enc2 x)). `--all ENC...` does every ordered pair."""
+M_target_own = MSE(x, dec2(enc2 x)). `--all ENC...` does every ordered pair. The headline
+(relocation/M, relocation/L) is the first estimator (default: the authors' ridge_authors) on
+the authors' fit (default: generated pairs when one side is a generator, else a support
+set); OLS with a bias on all fit rows (relocation/M_ols_full) is logged beside it."""
 
 from __future__ import annotations
 
@@ -11,9 +14,42 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.studies.maps import DEFAULT_ESTIMATORS, FITS
+from analysis.studies.maps import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
 from latentatlas.command import common_parser, guarded
+from latentatlas.errors import UserError
 from latentatlas.report import Progress, print_metrics, print_table, quiet
+
+
+def fit_option(tokens: list[str] | None) -> tuple[str | None, int]:
+    """`--fit MODE` or `--fit generated N` -> (mode, generated pairs); (None, default):
+    the pair's default fit."""
+    if not tokens:
+        return None, GENERATED_PAIRS
+    fit, *count = tokens
+    if fit not in FITS:
+        raise UserError(f"--fit {fit}: expected one of {', '.join(FITS)}")
+    if count and (fit != "generated" or len(count) > 1):
+        raise UserError(f"--fit {' '.join(tokens)}: only `--fit generated N` takes a "
+                        "number (the pairs to draw)")
+    if not count:
+        return fit, GENERATED_PAIRS
+    if not count[0].isdigit() or int(count[0]) < 1:
+        raise UserError(f"--fit generated {count[0]}: N, the number of generated pairs, "
+                        "must be a positive integer")
+    return fit, int(count[0])
+
+
+def headline(out) -> str:
+    """What relocation/M is and how it compares: the headline fit beside the target's own
+    error and OLS on all fit rows."""
+    m = out.metrics
+    rows = int(m["relocation/fit_rows"])
+    told = {"all": f"all {rows} fit rows", "support": f"a support set of {rows} rows",
+            "indices": f"{rows} rows of --indices", "generated": f"{rows} generated pairs"}
+    return (f"headline: {out.estimators[0]} on {told[out.fit]}\n"
+            f"M {m['relocation/M']:.4g} vs M_target_own {m['relocation/M_target_own']:.4g} "
+            f"(x{m['relocation/M'] / m['relocation/M_target_own']:.3g}); "
+            f"M_ols_full {m['relocation/M_ols_full']:.4g} (OLS with a bias, all fit rows)")
 
 
 def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = quiet,
@@ -42,10 +78,11 @@ def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = q
                 ratio[i, j] = m["relocation/M"] / m["relocation/M_target_own"]
                 progress(f"pair {done + 1}/{len(pairs)}: {i}->{j} M/M_target_own "
                          f"{ratio[i, j]:.3g}")
-                rows.append({"source": i, "target": j, "R": m["relocation/R"],
+                rows.append({"source": i, "target": j, "fit": out.fit, "R": m["relocation/R"],
                              "L": m["relocation/L"], "M": m["relocation/M"],
                              "M_target_own": m["relocation/M_target_own"],
-                             "M/M_target_own": ratio[i, j], "run_id": run_id})
+                             "M/M_target_own": ratio[i, j],
+                             "M_ols_full": m["relocation/M_ols_full"], "run_id": run_id})
         rows.sort(key=lambda r: (r["source"], r["target"]))
         labels = [str(i) for i in range(len(paths))]
         recorder.write(parent, Record("relocate-all", "relocate all pairs", figures={
@@ -61,29 +98,42 @@ def main(argv=None) -> int:
     p.add_argument("--source", help="source encoding directory")
     p.add_argument("--target", help="target encoding directory (same dataset and split)")
     p.add_argument("--all", nargs="+", metavar="ENC", help="every ordered pair of these")
-    p.add_argument("--fit", choices=FITS, default="all",
-                   help="all: every non-held-out row (streamed); support: a support set "
-                        "selected in the source space, beside full-data fits and a size "
-                        "sweep; indices: the rows of --indices")
+    p.add_argument("--fit", nargs="+", metavar=("MODE", "N"), default=None,
+                   help="MODE, or `generated N`. all: every non-held-out row (streamed); "
+                        "support: a support set "
+                        "selected in the source space, with a size sweep; indices: the rows "
+                        "of --indices; generated [N]: N pairs (default "
+                        f"{GENERATED_PAIRS}) drawn from the generator side, its codes z and "
+                        "the VAE's posterior means of G(z) (one side a generator, the other "
+                        "a VAE). Every fit is scored on the held-out rows beside the same "
+                        "estimators and OLS on all fit rows (<estimator>_full). Default: "
+                        "generated when one side is a generator, else support (the "
+                        "authors'); with --all, chosen per pair")
     p.add_argument("--indices", help="file of row indices (one per line) for --fit indices")
     p.add_argument("--estimator", action="append", default=None,
                    help=f"repeatable; the first is the headline (default: "
                         f"{', '.join(DEFAULT_ESTIMATORS)})")
     p.add_argument("--lam", type=float, default=1e-4,
                    help="ridge: penalty on the sum-of-squares scale, |Y - XA|^2 + lam |A|^2")
-    p.add_argument("--l2", type=float, default=1e-4,
-                   help="ridge_authors: the authors' Keras L2 on weights and outputs (1e-4; "
-                        "0.0015 when one side is a GAN)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="ridge_authors: the authors' Keras L2 on weights and outputs "
+                        "(default theirs: 0.0015 when one side is a generator, else 1e-4)")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--use-gpu", action="store_true")
     args = p.parse_args(argv)
 
     def run():
         from jobs import steps
-        from latentatlas.errors import UserError
         from latentatlas.tracking import Recorder
 
-        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, lam=args.lam, l2=args.l2,
+        fit, pairs = fit_option(args.fit)
+        indices = None
+        if fit == "indices":
+            if not args.indices:
+                raise UserError("--fit indices needs --indices FILE")
+            indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
+        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, fit=fit,
+                      indices=indices, pairs=pairs, lam=args.lam, l2=args.l2,
                       actors=args.actors, use_gpu=args.use_gpu)
         if args.all:
             if len(args.all) < 2:
@@ -95,15 +145,11 @@ def main(argv=None) -> int:
             return
         if not (args.source and args.target):
             raise UserError("relocate: give --source and --target, or --all ENC ENC ...")
-        indices = None
-        if args.fit == "indices":
-            if not args.indices:
-                raise UserError("--fit indices needs --indices FILE")
-            indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
         recorder = Recorder(args.tracking_uri, args.experiment)
-        run_id, out = steps.relocate(recorder, args.source, args.target, fit=args.fit,
-                                     indices=indices, progress=Progress("relocate"), **common)
+        run_id, out = steps.relocate(recorder, args.source, args.target,
+                                     progress=Progress("relocate"), **common)
         print_metrics(out.metrics, "relocation")
+        print(headline(out))
         for name in out.rank_deficient:
             m = out.maps[name]
             print(f"note: {name} was fitted on rows that determine {m.rank} of {m.dims} "

@@ -44,6 +44,7 @@ class Context:
     dataset: str
     recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
+    pixels: int  # values per image of the dataset (784 for 28x28 grayscale)
     say: Progress = field(default_factory=lambda: Progress("main"))
 
     @property
@@ -70,8 +71,19 @@ def where(name: str) -> str:
     return f"{MAIN.name}: steps.{name}"
 
 
-def pair_setting(a: dict, b: dict) -> str:
-    return a["setting"] if a["setting"] == b["setting"] else f"{a['setting']} -> {b['setting']}"
+def architecture(model, pixels: int) -> str:
+    """A model as the posts name it: "dense 784-256-64-32-16", "conv 16-32-64 latent 16"."""
+    if model.name == "dense_vae":
+        return "dense " + "-".join(map(str, [pixels, *model.hidden, model.latent_dim]))
+    widths = getattr(model, "channels", None)
+    shown = f" {'-'.join(map(str, widths))}" if widths else ""
+    return f"{model.name.removesuffix('_vae')}{shown} latent {model.latent_dim}"
+
+
+def val_mse_history(recorder, run_id: str) -> list[float]:
+    """The training's validation MSE after each epoch, as its run logged it."""
+    history = recorder.client.get_metric_history(run_id, "val/mse")
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 
 def plain(value):
@@ -143,7 +155,7 @@ def raise_user(message: str):
 
 
 def train_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import setting
+    from analysis.claims import training_setting
     from latentatlas.train.runner import train
 
     cfg = training_config(name, step, inputs)
@@ -172,7 +184,9 @@ def train_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     if family == "vae":
         ctx.say(f"trained {name}: val/mse={m['val/mse']:.4f} run {out.run_id}")
         row |= {"val mse(z~q)": m.get("val/mse"), "val/kl": m.get("val/kl")}
-        trained_as = setting(ctx.dataset, cfg.model.name, cfg.kl.policy, epochs)
+        trained_as = training_setting(ctx.dataset, architecture(cfg.model, ctx.pixels),
+                                      cfg.kl.policy, epochs,
+                                      val_mse_history(ctx.recorder, out.run_id), out.run_id)
     elif family == "classifier":
         ctx.say(f"trained classifier: val accuracy {m['val/accuracy']:.4f}, "
                 f"registered {out.registered}")
@@ -182,7 +196,8 @@ def train_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
         ctx.say(f"trained {name}: D(real)={m['gan/d_real']:.3f} D(fake)={m['gan/d_fake']:.3f} "
                 f"run {out.run_id}")
         row |= {k.split("/")[1]: v for k, v in m.items() if k.startswith("gan/")}
-        trained_as = setting(ctx.dataset, cfg.model.name, "non-saturating GAN loss", epochs)
+        trained_as = training_setting(ctx.dataset, architecture(cfg.model, ctx.pixels),
+                                      "non-saturating GAN loss", epochs, None, out.run_id)
     elif family == "recoder":
         ctx.say(f"trained recoder: held-out latent mse {m['inversion/latent_mse']:.4f}, "
                 f"regeneration mse {m['inversion/pixel_mse']:.4f} (generated images)")
@@ -231,9 +246,11 @@ class SectorOptions(Strict):
 
 class RelocateOptions(Strict):
     relocation: str | None = None  # the seed's type, said in the report ("type 1")
-    fit: Literal["all", "support"] = "all"
-    estimators: list[str] | None = None
-    headline: str = "ridge_authors"  # the estimator of a support fit's claims
+    # unset: the authors' fit (generated pairs with a generator side, else the support set)
+    fit: Literal["all", "support", "generated"] | None = None
+    pairs: int = Field(default=10000, gt=1)  # generated pairs
+    estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
+    claims: list[Literal["relocation", "support"]] = ["relocation"]
 
 
 class RangeOptions(Strict):
@@ -329,12 +346,11 @@ def stats_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     ctx.say(f"stats {label}: {m['latent/inactive']} of {enc['latent_dim']} inactive, "
             f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "
             f"mse(z=mu) {m['variance_loss/mse_recon']:.4f}")
-    stationary = measured.stats["stationary"]
     return {"run_id": run_id, "metrics": m, "label": label,
             "inactive_all": bool(measured.stats["inactive"].all()),
             "summary": [{"step": f"stats {label}", "run_id": run_id,
                          **{k.split("/")[1]: v for k, v in m.items()}}],
-            "claims": stats_claims(label, enc["setting"], m, enc["latent_dim"], stationary,
+            "claims": stats_claims(label, enc["setting"], m, run_id,
                                    conv=enc["model_name"] != "dense_vae")}
 
 
@@ -352,7 +368,7 @@ def sectors_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
         ctx.say(f"note: no variable of {label} is active: no sectors, support set or "
                 "support-set fit")
         return {"skipped": "no active variable", "summary": [], "claims": [
-            not_measured("density_uneven", label, enc["setting"],
+            not_measured("density_uneven", label, [enc["setting"]],
                          "no active variable, so no sectors")]}
     run_id, s = steps.sectors(ctx.recorder, enc["address"], parent_run_id=ctx.parent_run_id,
                               **sector_kwargs(o))
@@ -364,7 +380,7 @@ def sectors_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     return {"run_id": run_id, "metrics": m,
             "summary": [{"step": f"sectors {label}", "run_id": run_id,
                          **{k.split("/")[1]: v for k, v in m.items()}}],
-            "claims": [density_claim(label, enc["setting"], s.counts, s.density)]}
+            "claims": [density_claim(label, enc["setting"], m, run_id)]}
 
 
 def support_set_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
@@ -382,47 +398,44 @@ def support_set_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> d
 
 
 def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import relocation_claim, support_claims
+    from analysis.claims import not_measured, relocation_claim, support_claims
     from jobs import steps
 
     o = options(name, step)
     src, tgt, support = inputs["source"], inputs["target"], inputs.get("support")
     a, b = src["label"], tgt["label"]
+    on = [src["setting"], tgt["setting"]]
+    label = f"{a}->{b} ({o.relocation})" if o.relocation else f"{a}->{b}"
+    if support is not None and support.get("skipped"):
+        ctx.say(f"note: no support set of {a} ({support['skipped']}): no relocation {label}")
+        return {"skipped": support["skipped"], "summary": [], "claims": [
+            not_measured(key, label, on, f"no support set of {a}: {support['skipped']}")
+            for key in ("relocation", *(("support_suffices",) if "support" in o.claims
+                                         else ()))]}
     extra = {"estimators": o.estimators} if o.estimators else {}
-    if o.fit == "support":
-        if support is None:
-            raise_user(f"{where(name)}.inputs: fit support needs a support input (a "
-                       "support-set step)")
-        if support.get("skipped"):
-            return {"skipped": support["skipped"], "summary": [], "claims": []}
-        run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"],
-                                     fit="support", name=f"relocate support {a}->{b}",
-                                     parent_run_id=ctx.parent_run_id, **extra)
-        m = out.metrics
-        own, full = m["relocation/M_target_own"], m[f"relocation/M_{o.headline}_full"]
-        ctx.say(f"support-set relocation: M={m['relocation/M']:.4f} (support) vs "
-                f"{full:.4f} (all rows), own {own:.4f}")
-        if out.rank_deficient:
-            ctx.say(f"note: rank-deficient support fits (rank logged): "
-                    f"{', '.join(out.rank_deficient)}")
-        row = {"step": f"relocate support {a}->{b}", "run_id": run_id,
-               "M": m["relocation/M"], "M_full": full, "M_ols": m.get("relocation/M_ols"),
-               "M_target_own": own}
-        claims = support_claims(f"{a}->{b}", pair_setting(src, tgt), support["metrics"], m,
-                                o.headline)
-    else:
-        run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"],
-                                     name=f"relocate {a}->{b}", parent_run_id=ctx.parent_run_id,
-                                     **extra)
-        m = out.metrics
-        kind = o.relocation or "relocation"
-        ctx.say(f"relocation {kind} {a}->{b}: M={m['relocation/M']:.4f} "
-                f"M_target_own={m['relocation/M_target_own']:.4f}")
-        row = {"step": f"relocate {a}->{b}", "run_id": run_id,
-               **{k.split("/")[1]: m[k] for k in ("relocation/R", "relocation/L",
-                                                  "relocation/M", "relocation/M_target_own")}}
-        label = f"{a}->{b} ({o.relocation})" if o.relocation else f"{a}->{b}"
-        claims = [relocation_claim(label, pair_setting(src, tgt), m)]
+    run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"], fit=o.fit,
+                                 pairs=o.pairs, name=f"relocate {a}->{b}",
+                                 parent_run_id=ctx.parent_run_id, **extra)
+    m, estimator = out.metrics, out.estimators[0]
+    rows = int(m["relocation/fit_rows"])
+    headline = (f"{estimator} on {rows} generated pairs" if out.fit == "generated"
+                else f"{estimator} on {rows} {out.fit} rows")
+    ctx.say(f"relocation {o.relocation or ''} {a}->{b}: {headline}: M={m['relocation/M']:.4f}, "
+            f"own {m['relocation/M_target_own']:.4f}; OLS on all fit rows "
+            f"M={m['relocation/M_ols_full']:.4f}")
+    if out.rank_deficient:
+        ctx.say(f"note: rank-deficient fits (rank logged): {', '.join(out.rank_deficient)}")
+    claims = [relocation_claim(label, on, m, run_id, headline)]
+    if "support" in o.claims:
+        if out.fit != "support" or support is None:
+            raise_user(f"{where(name)}.claims: support claims need fit support and a support "
+                       "input")
+        claims += support_claims(f"{a}->{b}", on, support["metrics"], support["run_id"], m,
+                                 run_id, estimator)
+    row = {"step": f"relocate {a}->{b}", "run_id": run_id, "headline": headline,
+           **{k.split("/")[1]: m[k] for k in ("relocation/R", "relocation/L", "relocation/M",
+                                              "relocation/M_target_own",
+                                              "relocation/M_ols_full")}}
     return {"run_id": run_id, "metrics": m, "summary": [row], "claims": claims}
 
 
@@ -437,10 +450,13 @@ def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
         ctx.say(f"note: no variable of {reference['label']} is active: no sectors, so no "
                 "generative range")
         return {"skipped": "no active variable", "summary": [], "claims": [
-            not_measured("generative_range", gan["label"], gan["setting"],
+            not_measured("generative_range", gan["label"], [gan["setting"], vae["setting"]],
                          "no active variable in the reference space")]}
     recoder = inputs.get("recoder")
-    measured, rows = {}, []
+    if reference["label"] == vae["label"]:  # its own samples land near N(0, I) there
+        ctx.say(f"note: {vae['label']} is measured in its own latent space: its sectors are "
+                "missed by construction no more than N(0, I) misses them")
+    measured, runs, rows = {}, {}, []
     for model, inverter in ((gan, recoder), (vae, None)):
         label = model["label"]
         run_id, r = steps.generative_range(
@@ -450,15 +466,20 @@ def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
             limit=a.limit, samples=o.samples, parent_run_id=ctx.parent_run_id,
             name=f"range {label}")
         m = r.metrics
-        ctx.say(f"range {label}: regeneration mse {m['range/mse_generated']:.4f} own samples, "
-                f"{m['range/mse_real']:.4f} real, {m['range/mse_support']:.4f} support set; "
-                f"{m['range/coverage']:.0%} of real images reached, "
-                f"{int(m['range/missed_sectors'])} sectors missed")
+        ctx.say(f"range {label}: regeneration mse, recoder only (first guess): own samples "
+                f"{m['range/guess_mse_generated']:.4f}, real {m['range/guess_mse_real']:.4f}, "
+                f"support {m['range/guess_mse_support']:.4f} (random real sets of its size: "
+                f"[{m['range/guess_random_lo']:.4f}, {m['range/guess_random_hi']:.4f}]); "
+                f"refined: own {m['range/mse_generated']:.4f}, support "
+                f"{m['range/mse_support']:.4f}; {m['range/coverage']:.0%} of real images "
+                "reached")
         rows.append({"step": f"range {label}", "run_id": run_id,
                      **{k.split("/")[1]: v for k, v in m.items()}})
-        measured[label] = m
-    claim = range_claim(f"{gan['label']} vs {vae['label']} (in {reference['label']}'s space)",
-                        pair_setting(gan, vae), measured[gan["label"]], measured[vae["label"]])
+        measured[label], runs[label] = m, run_id
+    g, v = gan["label"], vae["label"]
+    claim = range_claim(f"{g} vs {v} (in {reference['label']}'s space)",
+                        [gan["setting"], vae["setting"]], measured[g], runs[g], measured[v],
+                        runs[v])
     return {"metrics": measured, "summary": rows, "claims": [claim]}
 
 
@@ -486,8 +507,8 @@ def translate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dic
     for note in out.notes:
         ctx.say(f"note: {note}")
     pairs = len(encs) * (len(encs) - 1)
-    claims = translator_claims(f"{pairs} ordered pairs (translator study)", "; ".join(
-        dict.fromkeys(e["setting"] for e in encs)), m, o.family, o.budget)
+    claims = translator_claims(f"{pairs} ordered pairs (translator study)",
+                               [e["setting"] for e in encs], m, run_id, o.family, o.budget)
     return {"run_id": run_id, "metrics": m, "claims": claims,
             "summary": [{"step": "translator study", "run_id": run_id,
                          **{k.removeprefix("translate/"): v for k, v in m.items()
@@ -520,7 +541,7 @@ def fid_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
                 f"{m['second_stage/delta_var']:.4f} vs mse {m['second_stage/mse']:.4f} (the "
                 "authors renormalise only above 0.25 x mse: "
                 f"{'yes' if m['second_stage/authors_renormalise'] else 'no'})")
-        claims = second_stage_claims(label, model["setting"], key, fids)
+        claims = second_stage_claims(label, model["setting"], key, m, run_id)
     return {"run_id": run_id, "metrics": q.metrics, "claims": claims,
             "summary": [{"step": f"fid {label}", "run_id": run_id,
                          **{f"fid_{s}": v for s, v in fids.items()},
@@ -528,15 +549,23 @@ def fid_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
 
 
 def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import sampling_claim, setting
+    from analysis.claims import sampling_claim, training_setting
     from jobs import steps
 
     o, a = options(name, step), ctx.args
     epochs = o.epochs
     ctx.say("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
-    run_id, m, _ = steps.regularisation(ctx.recorder, ctx.dataset, data_path=a.data_path,
-                                        limit=a.limit, epochs=epochs,
-                                        parent_run_id=ctx.parent_run_id)
+    run_id, m, trained = steps.regularisation(ctx.recorder, ctx.dataset, data_path=a.data_path,
+                                              limit=a.limit, epochs=epochs,
+                                              parent_run_id=ctx.parent_run_id)
+    plans = steps.regularisation_plans(ctx.dataset, a.data_path, a.limit, epochs)
+    on = []
+    for label in ("3d-sampling", "3d-no-sampling"):
+        model = validate(plans[label], f"regularisation {label}").model
+        on.append(training_setting(ctx.dataset, architecture(model, ctx.pixels),
+                                   plans[label]["kl"]["policy"], epochs,
+                                   val_mse_history(ctx.recorder, trained[label]),
+                                   trained[label]))
     with_kl, without_kl = (m["regularity/aggregate_kl_sampling"],
                            m["regularity/aggregate_kl_no_sampling"])
     ctx.say(f"regularisation: aggregate KL from N(0, I) {with_kl:.3f} with sampling, "
@@ -544,9 +573,7 @@ def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -
     return {"run_id": run_id, "metrics": m,
             "summary": [{"step": "regularisation", "run_id": run_id,
                          **{k.split("/")[1]: v for k, v in m.items()}}],
-            "claims": [sampling_claim("dense 3-D", setting(
-                ctx.dataset, "dense 784-256-64-16-3", "balanced", epochs), with_kl,
-                without_kl)]}
+            "claims": [sampling_claim("dense 3-D, with vs without sampling", on, m, run_id)]}
 
 
 KIND_STEPS = {"train": train_step, "encode": encode_step, "stats": stats_step,
@@ -557,21 +584,6 @@ KIND_STEPS = {"train": train_step, "encode": encode_step, "stats": stats_step,
 
 
 # ---- the job -----------------------------------------------------------------------------
-
-def print_claims(claims: list[dict]) -> None:
-    """One short block per claim: prose in table cells made a 400-character-wide table."""
-    from analysis.claims import FAILS, HOLDS, NOT_COMPARABLE
-
-    print("\n== the seed's claims beside what was measured ==")
-    for c in claims:
-        print(f"- {c['claim']} [{c['model']}]: {c['verdict'].upper()}\n"
-              f"    measured: {c['measured']}\n"
-              f"              ({c['setting']})\n"
-              f"    seed:     {c['seed']} ({c['seed setting']})\n"
-              f"    rule:     {c['rule']}")
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in (HOLDS, FAILS, NOT_COMPARABLE)}
-    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
-
 
 def print_graph(job: JobSpec) -> None:
     """The steps in order: name, kind, config, inputs."""
@@ -614,9 +626,12 @@ def parent_outputs(recorder, run_id: str) -> dict:
 
 
 def run(args) -> int:
+    import numpy as np
     import ray
 
+    from jobs.claims import CLAIMS_FILE, claims_file, print_claims
     from latentatlas import runtime
+    from latentatlas.data import load_split
     from latentatlas.errors import UserError
     from latentatlas.record import Record
     from latentatlas.tracking import Recorder
@@ -631,6 +646,7 @@ def run(args) -> int:
     recorder = Recorder(args.tracking_uri, args.experiment)
     runtime.init_ray(args.ray_address)
     dataset = pick_dataset(args.dataset, args.data_path)
+    pixels = int(np.prod(load_split(dataset, "test", args.data_path, limit=1).shape))
     job = with_overrides(job_options(job, args, dataset), args.overrides, MAIN.name)
     cpus = check(job)
     kept = parent_outputs(recorder, args.resume) if args.resume else {}
@@ -638,7 +654,7 @@ def run(args) -> int:
     kept = {n: o for n, o in kept.items() if n in job.steps and n not in todo}
     tags = {"latentatlas.resumed_from": args.resume} if args.resume else {}
     with recorder.run("main", "main", tags=tags) as parent_run_id:
-        ctx = Context(args, dataset, recorder, parent_run_id)
+        ctx = Context(args, dataset, recorder, parent_run_id, pixels)
         ctx.say(f"dataset {dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
         if not runtime.current().verbose:
             ctx.say(f"Ray's own messages go to {runtime.current().log_path} "
@@ -661,10 +677,12 @@ def run(args) -> int:
                   ray.cluster_resources().get("CPU", 1.0), finished)
         summary = [row for name in job.steps for row in outputs[name]["summary"]]
         claims = [c for name in job.steps for c in outputs[name]["claims"]]
-        # The terminal gets one block per step; the run keeps every number in one table.
+        # The terminal gets one block per step; the run keeps every number in one table,
+        # and the claims as judged (`latentatlas claims RUN_ID` judges them again).
         recorder.write(parent_run_id, Record("main", "main", tables={
             "summary.json": {c: [row.get(c) for row in summary]
-                             for c in dict.fromkeys(k for row in summary for k in row)}}))
+                             for c in dict.fromkeys(k for row in summary for k in row)}},
+            files={CLAIMS_FILE: claims_file(claims)}))
     print_steps(summary, title="main job")
     print_claims(claims)
     print(f"\nMLflow run id: {parent_run_id}  ({ctx.say.seconds / 60:.1f} min)")

@@ -10,7 +10,13 @@ from collections.abc import Callable
 import numpy as np
 
 from analysis.studies.latent_space import LatentSpaceStats, measure_latent_space
-from analysis.studies.maps import DEFAULT_ESTIMATORS, Relocation, relocate_codes
+from analysis.studies.maps import (
+    DEFAULT_ESTIMATORS,
+    GENERATED_PAIRS,
+    Relocation,
+    relocate_codes,
+    resolve_fit,
+)
 from analysis.studies.sectors import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,
@@ -84,16 +90,22 @@ def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
 
 
 def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT_ESTIMATORS,
-             fit: str = "all", indices=None, lam: float = 1e-4, l2: float = 1e-4,
-             actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
-             name: str = "relocate", parent_run_id: str | None = None,
+             fit: str | None = None, indices=None, pairs: int = GENERATED_PAIRS,
+             lam: float = 1e-4, l2: float | None = None, actors: int = 1,
+             use_gpu: bool = False, extra_maps: dict | None = None, name: str = "relocate",
+             parent_run_id: str | None = None,
              progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
+    """`relocate_codes` between two encodings and their models (both decode; a generated
+    fit also samples the generator and encodes with the VAE); fit and l2 None: the pair's
+    defaults (the authors')."""
     src, tgt = open_encoding(source), open_encoding(target)
+    fit = resolve_fit(src, tgt, fit)  # before loading models: a fit that cannot work is refused
     score = information_gain_of(recorder, src) if fit == "support" else None
     result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
                             load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
-                            indices=indices, lam=lam, l2=l2, score=score, actors=actors,
-                            use_gpu=use_gpu, extra_maps=extra_maps, progress=progress)
+                            indices=indices, pairs=pairs, lam=lam, l2=l2, score=score,
+                            actors=actors, use_gpu=use_gpu, extra_maps=extra_maps,
+                            progress=progress)
     progress("recording the run")
     return recorder.record(result.record(name), parent_run_id), result
 
@@ -223,7 +235,8 @@ def sample_quality(recorder: Recorder, model_uri: str, data: tuple[str, str], *,
                    limit: int | None = None, seed: int = 0, actors: int | None = None,
                    use_gpu: bool = False, parent_run_id: str | None = None, name: str = "fid"):
     """FID / KID / variance loss of `model_uri`'s samples from each sampler (prior, GMM, a
-    second stage with and without renormalisation) against a dataset split."""
+    second stage raw and renormalised: the authors' one scale, a scale per variable) against
+    a dataset split."""
     from analysis.studies.sample_quality import measure_quality
     from latentatlas.data import load_split
 

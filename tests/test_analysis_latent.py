@@ -34,7 +34,12 @@ def test_active_and_inactive_counts_on_codes_with_known_variances():
     assert stats["inactive"].tolist() == [False, False, True, True, True, True]
     assert summary(stats) == {"latent/active_units": 4, "latent/inactive": 4,
                               "latent/stationary_mean": pytest.approx(
-                                  float(np.mean(std**2 + sigma2)), rel=0.01)}
+                                  float(np.mean(std**2 + sigma2)), rel=0.01),
+                              "latent/stationary_min": pytest.approx(
+                                  float(np.min(std**2 + sigma2)), rel=0.01),
+                              "latent/stationary_max": pytest.approx(
+                                  float(np.max(std**2 + sigma2)), rel=0.01),
+                              "latent/variables": 6}
 
 
 def test_zero_variables_leaves_the_input_alone():

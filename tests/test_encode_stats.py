@@ -156,10 +156,10 @@ def test_stats_finds_the_dead_and_the_ignored_variable(crafted, encodings):
 
 
 def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted, encodings):
-    """Source == target model: every estimator must find the identity map (up to the
-    dead variable), L = 0 and M = R = M_target_own."""
+    """Source == target model: every estimator fitted on all fit rows must find the
+    identity map (up to the dead variable), L = 0 and M = R = M_target_own."""
     a, b = encodings
-    run_id, out = steps.relocate(crafted["recorder"], str(a.path), str(b.path),
+    run_id, out = steps.relocate(crafted["recorder"], str(a.path), str(b.path), fit="all",
                                  estimators=["ols", "ridge", "ols_nobias"])
     m = out.metrics
     assert m["relocation/fit_rows"] == 240 and m["relocation/eval_rows"] == 60
@@ -177,7 +177,10 @@ def test_relocation_between_two_encodings_of_one_model_is_the_identity(crafted, 
     per_class = out.errors
     assert per_class["count"][-1] == 60 and per_class["count"][:-1].sum() == 60
     names = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "maps")}
-    assert names == {"maps/map_ols.npz", "maps/map_ridge.npz", "maps/map_ols_nobias.npz"}
+    # on fit all, the fits on all rows are the maps: one name each, `<estimator>_full`
+    assert names == {"maps/map_ols_full.npz", "maps/map_ridge_full.npz",
+                     "maps/map_ols_nobias_full.npz"}
+    assert m["relocation/M"] == m["relocation/M_ols_full"] and "relocation/M_ols" not in m
 
 
 def test_relocation_refuses_encodings_of_different_data(crafted, encodings):
@@ -263,10 +266,13 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
 
     parent = mlflow.MlflowClient().create_run(
         mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")
+    from analysis.claims import training_setting
+
     ctx = main_job.Context(argparse.Namespace(), "mnist", crafted["recorder"],
-                           parent.info.run_id)
+                           parent.info.run_id, 784)
     spec = main_job.load_job(main_job.MAIN).steps
-    trained_as = "mnist, dense_vae, BCE + KL, 10 epochs"
+    trained_as = training_setting("mnist", "dense 784-256-64-32-16", "elbo", 10, [1.0, 0.999],
+                                  "run")
     enc = {label: {"label": label, "address": str(e.path), "setting": trained_as,
                    "model_name": "dense_vae"}
            for label, e in zip(("dense-s0", "dense-s1"), encodings, strict=True)}
@@ -276,20 +282,21 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
     for name, inputs in (
             ("sectors-dense-s0", {"encoding": enc["dense-s0"], "stats": stats}),
             ("support-set-dense-s0", {"encoding": enc["dense-s0"], "sectors": None}),
-            ("relocate-support-dense-s0-dense-s1", {"source": enc["dense-s0"],
-                                                    "target": enc["dense-s1"], "support": None})):
+            ("relocate-dense-s0-dense-s1", {"source": enc["dense-s0"],
+                                            "target": enc["dense-s1"], "support": None})):
         inputs = {k: outs[-1] if v is None else v for k, v in inputs.items()}
         step = spec[name]
         outs.append(main_job.KIND_STEPS[step.kind](ctx, name, step, inputs))
-    claims = {c["claim"]: c for out in outs for c in out["claims"]}
-    density = claims["latent density is uneven"]
-    assert density["setting"] == trained_as and "from noise alone (p99)" in density["measured"]
-    assert "pairwise MSE" in claims["support-set images are far apart"]["measured"]
-    fit = claims["a support set suffices to fit the map"]["measured"]
+    claims = {c["key"]: c for out in outs for c in out["claims"]}
+    density = claims["density_uneven"]
+    assert density["setting"]["measured"] == [trained_as]
+    assert "from noise alone (p99)" in density["summary"]
+    assert "pairwise MSE" in claims["support_far_apart"]["summary"]
+    fit = claims["support_suffices"]["summary"]
     assert fit.startswith("ridge_authors M") and "on 4 support rows" in fit
+    assert claims["relocation"]["summary"].startswith("ridge_authors on 4 support rows: M ")
     done = [s["step"] for out in outs for s in out["summary"]]
-    assert done == ["sectors dense-s0", "support set dense-s0",
-                     "relocate support dense-s0->dense-s1"]
+    assert done == ["sectors dense-s0", "support set dense-s0", "relocate dense-s0->dense-s1"]
     (relocated,) = mlflow.search_runs(
         experiment_names=["encode-test"], output_format="list",
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and "

@@ -237,7 +237,8 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
     held = split_mask(rows["index"], "eval")
     client = mlflow.MlflowClient()
     for source, target in ((vae_enc, gan_enc), (gan_enc, vae_enc)):
-        run_id, _ = steps.relocate(recorder, str(source), str(target))
+        run_id, _ = steps.relocate(recorder, str(source), str(target), fit="all",
+                                   estimators=["ols"])
         run = client.get_run(run_id)
         metrics = run.data.metrics
         assert all(math.isfinite(metrics[f"relocation/{k}"]) for k in "RLM")
@@ -247,7 +248,7 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
         # M by hand: the fitted map (its artifact) applied to the held-out source codes,
         # decoded by the target's decoder (the generator for VAE -> GAN).
         fitted = np.load(mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="maps/map_ols.npz"))
+            run_id=run.info.run_id, artifact_path="maps/map_ols_full.npz"))
         source_rows, target_rows = (open_encoding(source).arrays(),
                                     open_encoding(target).arrays())
         decoder = gan if target == gan_enc else tracking.load_model(

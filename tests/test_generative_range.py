@@ -1,7 +1,9 @@
-"""The generative range: the pure pieces against hand-made cases, then `range` end to end
-(real Ray, real MLflow) with a generator written by the test that by construction cannot
-draw the lower half of the image, so the sectors of those images must come out missed;
-and a VAE as generator, whose real-image error is its own reconstruction error."""
+"""The generative range: the pure pieces against hand-made cases (the support set against
+random real sets: invariants of the subset means, planted support sets either side), then
+`range` end to end (real Ray, real MLflow) with a generator written by the test that by
+construction cannot draw the lower half of the image, so the sectors of those images must
+come out missed; and a VAE as generator, whose real-image error is its own reconstruction
+error."""
 
 import sys
 import textwrap
@@ -12,7 +14,13 @@ import pytest
 import torch
 from conftest import make_idx_dataset, run_cli_module
 
-from analysis.generative_range import missed_sectors, reach_threshold, sector_shares
+from analysis.generative_range import (
+    missed_sectors,
+    random_subset_means,
+    reach_threshold,
+    sector_shares,
+    subset_test,
+)
 from analysis.pairs import split_mask
 from analysis.sectors import sector_ids
 from jobs import encode as encode_verb
@@ -36,6 +44,72 @@ def test_sector_shares_and_missed_sectors_by_hand():
     # sector 1 has 5 real images and no sample; sector 2 too few images to judge
     assert missed_sectors(shares).tolist() == [1]
     assert reach_threshold(np.arange(101.0), 0.95) == pytest.approx(95.0)
+
+
+def test_random_subset_means_invariants():
+    errors = np.random.default_rng(1).exponential(size=10_000)
+    means = random_subset_means(errors, 16, 2000, seed=3)
+    assert means.shape == (2000,)
+    assert errors.min() <= means.min() and means.max() <= errors.max()
+    # unbiased: the mean of 2000 means of 16 rows within 5 of its standard errors (at most
+    # std / sqrt(16 * 2000): drawing without replacement only narrows it)
+    assert abs(means.mean() - errors.mean()) < 5 * errors.std() / np.sqrt(16 * 2000)
+    np.testing.assert_array_equal(means, random_subset_means(errors, 16, 2000, seed=3))
+    assert not np.array_equal(means, random_subset_means(errors, 16, 2000, seed=4))
+    np.testing.assert_allclose(random_subset_means(np.full(50, 0.3), 7, 100), 0.3, rtol=1e-12)
+    # all rows: the population mean exactly (up to summation order) only if none repeats
+    rows = np.arange(40.0)
+    np.testing.assert_allclose(random_subset_means(rows, 40, 200), rows.mean(), rtol=1e-12)
+    with pytest.raises(ValueError, match="outside 1..40"):
+        random_subset_means(rows, 41, 1)
+
+
+def test_random_subsets_are_distinct_rows_each_equally_likely():
+    # powers of two: a subset's sum names its rows, and 3 distinct rows set exactly 3 bits
+    n, size, draws = 10, 3, 4000
+    sums = np.rint(random_subset_means(2.0 ** np.arange(n), size, draws, seed=5) * size)
+    bits = (sums.astype(np.int64)[:, None] >> np.arange(n)) & 1
+    assert (bits.sum(axis=1) == size).all()
+    share = size / n  # each row's chance to be in a subset
+    np.testing.assert_array_less(np.abs(bits.mean(axis=0) - share),
+                                 5 * np.sqrt(share * (1 - share) / draws))
+
+
+def test_subset_test_planted_support_sets_either_side():
+    population = np.random.default_rng(0).normal(size=10_000)
+    ordered = np.sort(population)
+    top = ordered[-16:]  # the 16 hardest rows: far outside what random sets of 16 reach
+    high = subset_test(top, population)
+    assert high["p"] < 0.025 and top.mean() > high["hi"]
+    # the 16 rows around the median: their mean ~ the population's, a typical set's
+    middle = ordered[len(ordered) // 2 - 8:len(ordered) // 2 + 8]
+    typical = subset_test(middle, population)
+    assert 0.2 < typical["p"] < 0.8
+    assert typical["lo"] < middle.mean() < typical["hi"]
+    assert typical["lo"] < typical["mean"] < typical["hi"]
+    # the interval is that of means of 16 unit-variance rows: +-1.96 / 4 around 0
+    assert typical["hi"] - typical["lo"] == pytest.approx(2 * 1.96 / 4, rel=0.1)
+    # a tie counts as >=: constant errors are never "outside"
+    assert subset_test(np.full(4, 0.5), np.full(100, 0.5), draws=50) == {
+        "lo": 0.5, "hi": 0.5, "p": 1.0, "mean": 0.5}
+
+
+def test_regeneration_lines_headline_the_first_guess():
+    m = {"range/support_size": 16, "range/random_draws": 2000}
+    for kind, (own, real, support, p) in {"guess_": (0.026, 0.1, 0.251, 0.0),
+                                          "": (0.01, 0.02, 0.0406, 0.31)}.items():
+        m.update({f"range/{kind}mse_generated": own, f"range/{kind}mse_real": real,
+                  f"range/{kind}mse_support": support, f"range/{kind}ratio_real": real / own,
+                  f"range/{kind}ratio_support": support / own, f"range/{kind}random_lo": 0.035,
+                  f"range/{kind}random_hi": 0.045, f"range/{kind}random_p": p})
+    first, first_test, refined, refined_test = range_verb.regeneration_lines(m, "recoder", 20)
+    assert first.startswith("recoder only: ") and "support set 0.2510 (x9.65)" in first
+    assert first_test.endswith("p<0.0005")
+    assert refined.startswith("recoder + 20 gradient steps: ")
+    assert refined_test.strip() == ("support set 0.0406 vs random real sets of 16: 95% of "
+                                    "their means in [0.0350, 0.0450], p=0.310")
+    # without refinement the errors are the first guess's: one block
+    assert len(range_verb.regeneration_lines(m, "its own encoder", 0)) == 2
 
 
 HALF_BLOBS = '''
@@ -97,11 +171,25 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     common = ["--data", "mnist:test", "--data-path", str(data), "--support-from", str(enc),
               "--k", "2", "--threshold", "0.3", "--samples", "500", "--tracking-uri", uri,
               "--experiment", "test"]
-    done = run_cli_module(["jobs.range", "--generator", "half_blobs:make", "--refine", "20",
-                           *common], tmp_path, extra_path=str(tmp_path))
+    done = run_cli_module(["jobs.range", "--generator", "half_blobs:make", "--recoder",
+                           "half_blobs:make_recoder", "--refine", "20", *common], tmp_path,
+                          extra_path=str(tmp_path))
     assert done.returncode == 0, done.stderr
     run = mlflow.get_run(done.stdout.split("MLflow run id: ")[1].split()[0])
     m = run.data.metrics
+    # the headline is the recoder alone, printed first; refined beside; each with the
+    # support set against random real sets of its size
+    assert run.data.params["headline"] == "recoder only (first guess)"
+    assert 0 <= done.stdout.index("recoder only: ") < done.stdout.index(
+        "recoder + 20 gradient steps: ")
+    assert done.stdout.count(" vs random real sets of ") == 2
+    assert m["range/random_draws"] == 2000
+    for kind in ("guess_", ""):
+        for name in ("real", "support"):
+            assert m[f"range/{kind}ratio_{name}"] == (m[f"range/{kind}mse_{name}"]
+                                                     / m[f"range/{kind}mse_generated"])
+        assert m[f"range/{kind}random_lo"] <= m[f"range/{kind}random_hi"]
+        assert 0 <= m[f"range/{kind}random_p"] <= 1
     table = tracking.Recorder(uri, "test").table(run.info.run_id, "range_sectors.json")
     labels = load_split("mnist", "test", str(data)).labels
     rows = open_encoding(enc).arrays(["index", "mu"])
@@ -147,9 +235,17 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     # reconstruction error of the posterior means, computed here by hand.
     capsys.readouterr()
     assert range_verb.main(["--generator", vae.model_uri, *common]) == 0
-    m = mlflow.get_run(capsys.readouterr().out.split("MLflow run id: ")[1].split()[0]).data.metrics
+    out = capsys.readouterr().out
+    vae_run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
+    m = vae_run.data.metrics
     model, _ = tracking.load_vae(vae.model_uri)
     x = torch.from_numpy(load_split("mnist", "test", str(data)).images / 255.0).float()
     with torch.no_grad():
         by_hand = (model.decode(model.encode(x)[0]) - x).pow(2).mean().item()
     assert m["range/mse_real"] == pytest.approx(by_hand, rel=1e-4)
+    # no recoder, no refinement: the first guess is the encoder's, and is all there is
+    assert vae_run.data.params["headline"] == "its own encoder only (first guess)"
+    assert "its own encoder only: " in out and "gradient steps" not in out
+    assert m["range/guess_ratio_support"] == m["range/ratio_support"]
+    assert (m["range/guess_random_lo"], m["range/guess_random_hi"], m["range/guess_random_p"]) \
+        == (m["range/random_lo"], m["range/random_hi"], m["range/random_p"])

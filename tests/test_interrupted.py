@@ -167,7 +167,8 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
 
 
 def test_a_killed_relocate_all_ends_failed_and_its_rerun_finishes(model_store):
-    cmd = command("relocate", "--all", *model_store["encodings"], store=model_store)
+    cmd = command("relocate", "--all", *model_store["encodings"], "--fit", "all",
+                  store=model_store)
     proc = start(cmd, model_store)
     for line in proc.stdout:  # the parent run exists once the pairs are announced
         if "ordered pairs" in line:

@@ -1,8 +1,11 @@
 """Linear maps against planted truths, numpy's lstsq and scipy's orthogonal_procrustes."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 
 from analysis.linear_maps import (
     ESTIMATORS,
@@ -143,8 +146,6 @@ def test_a_rank_deficient_support_fit_leaves_out_what_the_rows_do_not_determine(
 def test_the_authors_ridge_equals_a_full_batch_optimisation_of_their_keras_objective():
     """mse loss + L2(l2) on the kernel + L2(l2) on the outputs divided by the batch size (how
     Keras applies an activity regularizer), minimised by L-BFGS in float64."""
-    import torch
-
     rng = np.random.default_rng(7)
     x = rng.normal(size=(16, 6)) * rng.uniform(0.2, 2, 6)
     y = x @ rng.normal(size=(6, 5)) + 0.3 * rng.normal(size=(16, 5))
@@ -196,9 +197,12 @@ def test_estimators_take_the_parameters_they_declare():
     assert np.array_equal(fit_linear_map(x, y, "ols", **both).A, fit_linear_map(x, y, "ols").A)
 
 
-def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
+def write_shards(out, codes, cuts, row_group_size, shuffle_seed, columns=None, **meta):
     """An encoding whose shards hold the index ranges between `cuts`, rows shuffled within
-    each shard, several row groups per shard."""
+    each shard, several row groups per shard; `columns` (name -> per-row array) beside
+    `mu`, `meta` (EncodingMeta fields) over a synthetic dataset's."""
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.parquet as pq
     from ray.data.extensions import ArrowTensorArray
@@ -208,12 +212,16 @@ def write_shards(out, codes, cuts, row_group_size, shuffle_seed):
     tmp = temp_sibling(out)
     tmp.mkdir()
     rng = np.random.default_rng(shuffle_seed)
+    every = {"mu": codes, **(columns or {})}
     for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         index = rng.permutation(np.arange(a, b))
-        table = pa.table({"index": index, "mu": ArrowTensorArray.from_numpy(codes[index])})
+        table = pa.table({"index": index, **{
+            k: ArrowTensorArray.from_numpy(v[index]) if v.ndim > 1 else v[index]
+            for k, v in every.items()}})
         pq.write_table(table, tmp / f"{i:03d}.parquet", row_group_size=row_group_size)
-    publish(tmp, out, EncodingMeta("m", None, "synthetic", "all", None, None, len(codes),
-                                   codes.shape[1], "test"))
+    publish(tmp, out, dataclasses.replace(
+        EncodingMeta("m", None, "synthetic", "all", None, None, len(codes), codes.shape[1],
+                     "test"), **meta))
     return open_encoding(out)
 
 
@@ -237,3 +245,211 @@ def test_streaming_fit_over_parquet_equals_the_in_memory_fit(ray_session, tmp_pa
     rows = read_rows(src.row_groups(), ["mu"], 290, 660, np.array([5, 299, 300, 301, 659, 660]))
     assert rows["index"].tolist() == [299, 300, 301, 659]
     np.testing.assert_array_equal(rows["mu"], x.astype(np.float32)[[299, 300, 301, 659]])
+
+
+class LinearImages(torch.nn.Module):
+    """A toy generator: z ~ N(0, I) (3-d) drawn from the seeded stream, G(z) = 0.5 + 0.02 z W
+    as 1x4x4 images (inside [0, 1] for any z it draws, so clamping changes nothing)."""
+
+    latent_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 16))).float()
+
+    def sample_codes(self, n, generator=None):
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def decode(self, z):
+        return (0.5 + 0.02 * z @ self.w).reshape(-1, 1, 4, 4)
+
+
+class LinearEncoder(torch.nn.Module):
+    """A toy VAE's encoder, exactly linear in the pixels: mu = (x - 0.5) P (5-d)."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.from_numpy(np.random.default_rng(1).normal(size=(16, 5))).float()
+
+    def encode(self, x):
+        mu = (x.flatten(1) - 0.5) @ self.p
+        return mu, torch.zeros_like(mu)
+
+
+def toy_encoding(family: str, path: str = "enc"):
+    from pathlib import Path
+
+    from latentatlas.encode.store import Encoding, EncodingMeta
+
+    return Encoding(Path(path), EncodingMeta("m", None, "synthetic", "all", None, None, 10, 3,
+                                             "test", family=family))
+
+
+def test_generated_pairs_are_the_generators_codes_and_the_vaes_means_of_their_images():
+    """2500 pairs in batches of 1000 (the last one short): z from the seeded prior, mu(G(z))
+    row for row; the relation is linear (mu = 0.02 z W P), and the fits recover it."""
+    from analysis.studies.maps import fit_on_pairs, generated_fit_pairs, generated_pairs
+
+    generator, vae = LinearImages(), LinearEncoder()
+    z, mu = generated_pairs(generator, vae, 2500, seed=3, batch=1000)
+    assert z.shape == (2500, 3) and mu.shape == (2500, 5)
+    assert z.dtype == mu.dtype == np.float32
+    with torch.no_grad():
+        by_row = vae.encode(generator.decode(torch.from_numpy(z)))[0].numpy()
+    np.testing.assert_allclose(mu, by_row, atol=1e-6)
+    again, _ = generated_pairs(generator, vae, 2500, seed=3, batch=1000)
+    assert np.array_equal(again, z)  # seeded
+    assert not np.array_equal(generated_pairs(generator, vae, 2500, seed=4)[0], z)
+    planted_map = 0.02 * generator.w.numpy().astype(np.float64) @ vae.p.numpy()
+    np.testing.assert_allclose(fit_linear_map(z, mu, "ols_nobias").A, planted_map, atol=1e-5)
+    fitted = fit_on_pairs(z, mu, ["ridge_authors", "ols"], {"lam": 1e-4, "l2": 0.0015})
+    np.testing.assert_array_equal(fitted["ridge_authors"].A,
+                                  fit_linear_map(z, mu, "ridge_authors", l2=0.0015).A)
+    np.testing.assert_allclose(fitted["ols"].A, planted_map, atol=1e-5)
+    # The map's direction: z -> mu from a generator source, mu -> z onto a generator target.
+    z, mu = generated_pairs(generator, vae, 50, seed=3)
+    for got, want in ((generated_fit_pairs(toy_encoding("gan"), generator, vae, 50, 3), (z, mu)),
+                      (generated_fit_pairs(toy_encoding("vae"), vae, generator, 50, 3), (mu, z))):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_the_default_fit_and_l2_are_the_authors_for_the_pairs_families():
+    from analysis.studies.maps import default_fit, default_l2, resolve_fit
+    from latentatlas.errors import UserError
+
+    assert default_fit("vae", "vae") == default_fit("gan", "gan") == "support"
+    assert default_fit("gan", "vae") == default_fit("vae", "gan") == "generated"
+    assert default_l2("vae", "vae") == 1e-4
+    assert default_l2("gan", "vae") == default_l2("vae", "gan") == default_l2("gan", "gan") \
+        == 0.0015
+    vae, gan = toy_encoding("vae", "a.enc"), toy_encoding("gan", "b.enc")
+    assert resolve_fit(vae, gan, None) == "generated" and resolve_fit(vae, vae, None) == "support"
+    assert resolve_fit(gan, vae, "all") == "all"
+    with pytest.raises(UserError) as refused:
+        resolve_fit(vae, toy_encoding("vae", "c.enc"), "generated")
+    assert str(refused.value) == ("--fit generated: needs one generator side and one VAE "
+                                  "side; a.enc is a VAE's encoding, c.enc is a VAE's encoding")
+    with pytest.raises(UserError, match="b.enc is a generator's encoding, b.enc is a "
+                                        "generator's encoding"):
+        resolve_fit(gan, gan, "generated")
+    with pytest.raises(UserError, match="--fit some: expected one of all, support, indices, "
+                                        "generated"):
+        resolve_fit(vae, gan, "some")
+
+
+def test_the_verbs_fit_option_takes_the_number_of_generated_pairs():
+    from jobs.relocate import fit_option
+    from latentatlas.errors import UserError
+
+    assert fit_option(None) == (None, 10000)
+    assert fit_option(["support"]) == ("support", 10000)
+    assert fit_option(["generated"]) == ("generated", 10000)
+    assert fit_option(["generated", "500"]) == ("generated", 500)
+    for bad, says in ((["generated", "5k"], "--fit generated 5k: N, the number of generated "
+                                            "pairs, must be a positive integer"),
+                      (["generated", "0"], "must be a positive integer"),
+                      (["generated", "-3"], "must be a positive integer"),
+                      (["support", "5"], "only `--fit generated N` takes a number"),
+                      (["generated", "5", "6"], "only `--fit generated N` takes a number"),
+                      (["everything"], "--fit everything: expected one of")):
+        with pytest.raises(UserError, match=re.escape(says)):
+            fit_option(bad)
+
+
+def test_the_verb_refuses_a_generated_fit_between_two_vaes_in_one_line(workdir, capsys):
+    from jobs import relocate as relocate_verb
+
+    codes = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    paths = [str(write_shards(workdir / name, codes, [0, 20], 10, 0).path)
+             for name in ("a.enc", "b.enc")]
+    code = relocate_verb.main(["--source", paths[0], "--target", paths[1], "--fit",
+                               "generated", "--tracking-uri",
+                               f"sqlite:///{workdir}/mlflow.db"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[0] == (f"error: --fit generated: needs one generator side and one VAE side; "
+                      f"{paths[0]} is a VAE's encoding, {paths[1]} is a VAE's encoding")
+    # where a Ray of this process has written its own messages, the one line points there
+    assert all(line.startswith("Ray's own messages: ") for line in err[1:]), err
+
+
+@pytest.fixture(scope="module")
+def vae_and_gan(tmp_path_factory):
+    """A dense VAE (4-d) and a DCGAN (3-d), untrained, on a 100-image MNIST-format test
+    split, with encodings of it: the VAE's codes Gaussian (variables active, sd 1), the
+    GAN's a planted linear function of them plus noise."""
+    from conftest import make_idx_dataset
+
+    from latentatlas.config import DCGANConfig, DenseVAEConfig
+    from latentatlas.data import load_split
+    from latentatlas.models import build_model
+
+    root = tmp_path_factory.mktemp("vae-gan")
+    data = str(make_idx_dataset(root / "idx", n_train=4, n_test=100))
+    split = load_split("mnist", "test", data)
+    models = {}
+    for family, cfg in (("vae", DenseVAEConfig(hidden=[8], latent_dim=4)),
+                        ("gan", DCGANConfig(latent_dim=3, channels=[8, 4]))):
+        torch.manual_seed(0)
+        models[family] = (build_model(cfg, (1, 28, 28)).eval(),
+                          {"model": cfg.model_dump(), "input_shape": [1, 28, 28]})
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(100, 4)).astype(np.float32)
+    gan_codes = (mu @ rng.normal(size=(4, 3)) + 0.1 * rng.normal(size=(100, 3))).astype(
+        np.float32)
+    meta = dict(dataset="mnist", split="test", data_path=data, input_shape=(1, 28, 28))
+    vae_enc = write_shards(root / "vae.enc", mu, [0, 37, 100], 16, 0,
+                           {"label": split.labels, "logvar": np.full_like(mu, -2.0)},
+                           family="vae", **meta)
+    gan_enc = write_shards(root / "gan.enc", gan_codes, [0, 100], 16, 1,
+                           {"label": split.labels}, family="gan", latent_dim=3, **meta)
+    return vae_enc, gan_enc, models
+
+
+def test_ols_on_all_fit_rows_is_logged_beside_every_fit(vae_and_gan):
+    """Every fit mode logs OLS with a bias on all 80 fit rows (`ols_full`, not among the
+    estimators here), the same number whatever the headline fit; relocation/M is the first
+    estimator on the fit's rows, named once; the authors' l2 for a GAN side is 0.0015."""
+    from analysis.studies.maps import FITS, generated_pairs, relocate_codes
+    from jobs.relocate import headline
+
+    vae_enc, gan_enc, models = vae_and_gan
+    estimators = ["ridge_authors", "ols_nobias"]
+    out = {fit: relocate_codes(vae_enc, gan_enc, models["vae"], models["gan"],
+                               estimators=estimators, fit=fit, pairs=300,
+                               indices=np.arange(1, 60, 3))
+           for fit in FITS}
+    full = out["all"].metrics["relocation/M_ols_full"]
+    for fit, moved in out.items():
+        m = moved.metrics
+        assert m["relocation/M_ols_full"] == pytest.approx(full, rel=1e-9), fit
+        assert "relocation/L_ols_full" in m and "relocation/M_ols" not in m
+        assert moved.params["l2"] == 0.0015
+        first = "ridge_authors_full" if fit == "all" else "ridge_authors"
+        assert m["relocation/M"] == m[f"relocation/M_{first}"]
+        assert m["relocation/L"] == m[f"relocation/L_{first}"]
+        for e in estimators:
+            assert f"relocation/M_{e}_full" in m
+        record = moved.record()
+        assert record.params["headline_estimator"] == "ridge_authors"
+        assert record.params["headline_fit"] == fit
+        assert record.params["ridge_authors_l2"] == 0.0015
+        assert ("generated_pairs" in record.params) == (fit == "generated")
+        if fit != "all":
+            table = record.tables[f"{fit}_vs_full.json"]
+            assert table[f"M_{fit}"][0] == m["relocation/M"]
+            assert table["M_full"][0] == m["relocation/M_ridge_authors_full"]
+    assert set(out["all"].maps) == {"ridge_authors_full", "ols_nobias_full", "ols_full"}
+    assert out["all"].metrics["relocation/fit_rows"] == 80
+    assert out["indices"].metrics["relocation/fit_rows"] == 20
+    assert out["support"].metrics["relocation/fit_rows"] == 4
+    assert out["generated"].metrics["relocation/fit_rows"] == 300
+    assert out["generated"].record().params["generated_pairs"] == 300
+    said = headline(out["generated"]).splitlines()  # what the verb prints
+    assert said[0] == "headline: ridge_authors on 300 generated pairs"
+    assert said[1].startswith("M ") and f"M_ols_full {full:.4g}" in said[1]
+    # the generated fit maps the VAE's means of G(z) onto z: the pairs it drew (seed 0)
+    z, mu = generated_pairs(models["gan"][0], models["vae"][0], 300)
+    np.testing.assert_allclose(out["generated"].maps["ols_nobias"].A,
+                               fit_linear_map(mu, z, "ols_nobias").A, atol=1e-8)

@@ -1,8 +1,9 @@
 """FID / KID through torchmetrics against independent numpy/scipy computations; FID's response
-to noise and blur in a trained classifier's features; the samplers (GMM, renormalisation);
-the Inception network from a weights file the test writes; FID scored after training and
-by `latentatlas fid`. (The classifier and the second stage trained by Ray Train, and the
-two-stage samplers, run in the main job's test.)"""
+to noise and blur in a trained classifier's features; the samplers (GMM, the authors' and
+the per-variable renormalisations, their names and metric keys); the Inception network
+from a weights file the test writes; FID scored after training and by `latentatlas fid`.
+(The classifier and the second stage trained by Ray Train, and the two-stage samplers of
+a trained second stage, run in the main job's test.)"""
 
 import mlflow
 import numpy as np
@@ -93,17 +94,109 @@ def test_fid_grows_with_noise_and_blur_in_classifier_features(ray_session):
     assert all(np.diff(blurred) > 0), blurred
 
 
-def test_renormalise_matches_the_variance_law():
+def correlated_codes(n: int = 5000) -> np.ndarray:
+    """Codes with unequal spreads and correlations between variables."""
     rng = np.random.default_rng(0)
-    z = rng.normal(size=(5000, 3)) * [0.5, 1.0, 0.2]
+    return rng.normal(size=(n, 3)) @ np.array([[0.5, 0.2, 0.0], [0.0, 1.0, 0.1],
+                                                [0.0, 0.0, 0.2]])
+
+
+def test_renormalise_authors_is_one_scale_to_the_variance_law():
+    z = correlated_codes()
     var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
-    out = quality.renormalise(z, var_mu, mean_sigma2)
-    target = np.sqrt(np.mean(var_mu + mean_sigma2))  # sigma^2, not sigma
-    assert out.std(axis=0).mean() == pytest.approx(target, rel=1e-5)
-    # One scale for every variable (not a per-variable standardisation): the spreads keep
-    # the proportions 0.5 : 1.0 : 0.2 they were drawn with.
-    spread = out.std(axis=0)
-    np.testing.assert_allclose(spread / spread[1], [0.5, 1.0, 0.2], rtol=0.05)
+    out = quality.renormalise_authors(z, var_mu, mean_sigma2)
+    adjust = np.sqrt(np.mean(var_mu + mean_sigma2))  # sigma^2, not sigma
+    assert out.std(axis=0).mean() == pytest.approx(adjust, rel=1e-5)
+    # one scalar for every variable and row (not a per-variable standardisation)
+    ratio = out / z
+    np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-6)
+
+
+def test_renormalise_per_variable_meets_each_variables_variance_law():
+    z = correlated_codes()
+    var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
+    out = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
+    np.testing.assert_allclose(out.std(axis=0), np.sqrt(var_mu + mean_sigma2), rtol=1e-5)
+    np.testing.assert_allclose(np.corrcoef(out, rowvar=False), np.corrcoef(z, rowvar=False),
+                               atol=1e-6)
+
+
+def test_per_variable_renormalisation_leaves_active_variables_the_authors_inflate():
+    """12 of 16 variables inactive: the first stage's draws of them are noise of variance ~1
+    (mean sigma^2 ~ 1), which the second stage collapses to a tiny spread; the 4 active ones
+    come out of it with their first-stage spread. The authors' one scale, sized by all 16,
+    inflates the active 4 by adjust / mean(std); a scale per variable leaves them alone."""
+    rng = np.random.default_rng(0)
+    active_std = np.array([1.5, 1.2, 0.9, 0.7])
+    z = rng.normal(size=(20000, 16)) * np.concatenate([active_std, np.full(12, 0.02)])
+    sampled_std = z.std(axis=0)
+    mean_sigma2 = np.concatenate([np.full(4, 0.01), rng.uniform(0.95, 1.0, 12)])
+    var_mu = np.concatenate([sampled_std[:4] ** 2 - 0.01, rng.uniform(0.0, 0.01, 12)])
+
+    per_variable = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
+    np.testing.assert_allclose(per_variable[:, :4], z[:, :4], rtol=1e-5)
+    np.testing.assert_allclose(per_variable[:, 4:].std(axis=0),
+                               np.sqrt(var_mu[4:] + mean_sigma2[4:]), rtol=1e-5)
+
+    authors = quality.renormalise_authors(z, var_mu, mean_sigma2)
+    by_hand = np.sqrt(sum(var_mu[j] + mean_sigma2[j] for j in range(16)) / 16) / (
+        sum(z[:, j].std() for j in range(16)) / 16)
+    np.testing.assert_allclose(authors[:, :4] / z[:, :4], by_hand, rtol=1e-5)
+    assert by_hand > 2  # the active variables' spread more than doubled
+
+
+def test_renormalisations_leave_constant_variables_as_they_are():
+    """A variable the samples hold constant has no spread a scale can set (its float std may
+    be a rounding residue): it is left as it is, the others scaled as usual."""
+    z = correlated_codes()
+    z[:, 1] = 0.3
+    var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
+    with np.errstate(all="raise"):
+        out = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
+        constant = quality.renormalise_authors(np.full((10, 3), 0.3), var_mu, mean_sigma2)
+    np.testing.assert_allclose(out[:, 1], 0.3, rtol=1e-7)
+    np.testing.assert_allclose(out[:, [0, 2]].std(axis=0),
+                               np.sqrt(var_mu + mean_sigma2)[[0, 2]], rtol=1e-5)
+    np.testing.assert_allclose(constant, 0.3, rtol=1e-7)
+
+
+def test_sampler_codes_and_metric_keys_name_both_renormalisations():
+    from analysis.studies.sample_quality import sampler_codes
+    from latentatlas.config import SAMPLERS
+
+    class Prior:
+        def sample_codes(self, n, generator):
+            return torch.randn(n, 2, generator=generator)
+
+    class Doubles:
+        latent_dim = 2
+
+        def decode(self, u):
+            return 2 * u
+
+    spec = {"var_mu": [1.0, 0.0], "mean_sigma2": [0.0, 4.0]}
+    codes = sampler_codes(Prior(), np.zeros((500, 1, 2, 2), np.uint8), 0,
+                          second_stage=(Doubles(), spec))
+    assert list(codes) == ["prior", "two_stage", "two_stage_renorm_authors",
+                           "two_stage_renorm_variable"]
+    assert set(codes) <= set(SAMPLERS)
+    np.testing.assert_allclose(codes["two_stage_renorm_variable"].std(axis=0), [1.0, 2.0],
+                               rtol=1e-5)
+    scores = {s: {"fid": 1.0, "kid_mean": 0.0, "kid_std": 0.0, "delta_var_gen": 0.0}
+              for s in codes}
+    keys = set(quality.quality_metrics("clf-v1", scores))
+    assert {"fid/clf-v1/two_stage_renorm_authors", "kid/clf-v1/two_stage_renorm_variable",
+            "variance_loss/delta_var_gen/two_stage_renorm_variable"} <= keys
+    assert not any(k.endswith("/two_stage_renorm") for k in keys)
+
+
+def test_second_stage_learns_posterior_draws_unless_told_and_old_sampler_names_are_named():
+    stage = {"model": {"name": "second_stage"}, "second_stage": {"encoding": "enc"}}
+    assert validate(stage, "test").second_stage.codes == "sample"
+    with pytest.raises(UserError, match="fid.samplers: two_stage_renorm is now "
+                                        "two_stage_renorm_authors .* or "
+                                        "two_stage_renorm_variable"):
+        validate({"fid": {"samplers": ["prior", "two_stage_renorm"]}}, "test")
 
 
 def test_mixture_fit_and_sampling_recover_a_known_mixture():

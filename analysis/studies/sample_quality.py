@@ -1,8 +1,9 @@
 """How good a generator's samples are, and what the seed's remedies do to them: FID, KID and
 the variance loss of samples drawn from the prior, from a Gaussian mixture fitted to the
-model's codes of real images (Split-VAE's sampler), and through a second-stage VAE with
-and without renormalisation (Dai & Wipf; Asperti's variance-loss paper), all on the same
-first stage, in one or more named feature spaces."""
+model's codes of real images (Split-VAE's sampler), and through a second-stage VAE (Dai &
+Wipf), raw and renormalised: by the authors' one scale (Asperti's variance-loss paper) and
+by a scale per variable, all on the same first stage, in one or more named feature
+spaces."""
 
 from __future__ import annotations
 
@@ -55,17 +56,20 @@ class SampleQuality:
 def sampler_codes(model, images: np.ndarray, seed: int, *, gmm_components: int = 0,
                   second_stage=None) -> dict[str, np.ndarray]:
     """As many codes per sampler as `images`: `prior` always; `gmm` for a VAE when
-    components are given (fitted to its codes of `images`); `two_stage` and
-    `two_stage_renorm` with a second stage (its model and logged spec)."""
+    components are given (fitted to its codes of `images`); with a second stage (its model
+    and logged spec) `two_stage`, and the same codes renormalised to the first stage's
+    spread, `two_stage_renorm_authors` (one scale) and `two_stage_renorm_variable`."""
     samples = len(images)
     codes = {"prior": quality.prior_codes(model, samples, seed)}
     if isinstance(model, VAE) and gmm_components:
         codes["gmm"] = quality.gmm_codes(model, images, gmm_components, samples, seed)
     if second_stage is not None:
         stage2, spec = second_stage
-        codes["two_stage"] = quality.second_stage_codes(stage2, samples, seed)
-        codes["two_stage_renorm"] = quality.renormalise(codes["two_stage"], spec["var_mu"],
-                                                        spec["mean_sigma2"])
+        raw = quality.second_stage_codes(stage2, samples, seed)
+        moments = spec["var_mu"], spec["mean_sigma2"]
+        codes.update(two_stage=raw,
+                     two_stage_renorm_authors=quality.renormalise_authors(raw, *moments),
+                     two_stage_renorm_variable=quality.renormalise_per_variable(raw, *moments))
     return codes
 
 

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -167,12 +168,14 @@ class StageDataConfig(Strict):
     encode` of its training split)."""
 
     encoding: str | None = None  # the encoding's directory
-    # posterior means, or posterior draws (one per item, afresh every epoch)
-    codes: Literal["mu", "sample"] = "mu"
+    # posterior draws z ~ q(z|x) (one per item, afresh every epoch: the authors' way, and
+    # the spread the renormalisations aim at), or the posterior means
+    codes: Literal["mu", "sample"] = "sample"
     val_fraction: float = Field(default=0.1, gt=0, lt=1)  # rows held out for val/*
 
 
-SAMPLERS = ("prior", "gmm", "two_stage", "two_stage_renorm")
+# What `latentatlas fid` scores; the two-stage ones need a second stage (--second-stage).
+SAMPLERS = ("prior", "gmm", "two_stage", "two_stage_renorm_authors", "two_stage_renorm_variable")
 
 
 class FIDConfig(Strict):
@@ -184,6 +187,16 @@ class FIDConfig(Strict):
     samples: int = Field(default=10000, gt=1)  # generated images, and real test images
     samplers: list[Literal["prior", "gmm"]] = ["prior"]
     gmm_components: int = Field(default=100, gt=0)
+
+    @field_validator("samplers", mode="before")
+    @classmethod
+    def no_renamed_sampler(cls, value):
+        if isinstance(value, list) and "two_stage_renorm" in value:
+            raise ValueError("two_stage_renorm is now two_stage_renorm_authors (the authors' "
+                             "one scale for every variable) or two_stage_renorm_variable (a "
+                             "scale per variable); both are scored by `latentatlas fid "
+                             "--second-stage URI`, training scores prior and gmm")
+        return value
 
 
 class KLConfig(Strict):

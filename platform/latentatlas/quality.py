@@ -1,8 +1,9 @@
 """Sample quality: FID and KID (torchmetrics) between real images and a generator's samples in
 a named feature space, and the variance loss of the samples. Samplers turn a model into
 codes: its prior, a Gaussian mixture fitted to its codes of real images, or a second stage
-VAE (optionally renormalised). The features are computed by the map-over-batches machinery
-(`latentatlas.batches`): in this process for small sets, on a Ray Data actor pool at scale."""
+VAE (raw, or renormalised by the authors' one scale or by one scale per variable). The
+features are computed by the map-over-batches machinery (`latentatlas.batches`): in this
+process for small sets, on a Ray Data actor pool at scale."""
 
 from __future__ import annotations
 
@@ -75,12 +76,44 @@ def gmm_codes(model, images: np.ndarray, components: int, n: int, seed: int) -> 
     return mixture_codes(fit, n, seed)
 
 
-def renormalise(codes: np.ndarray, var_mu: np.ndarray, mean_sigma2: np.ndarray) -> np.ndarray:
-    """Asperti's renormalisation of second-stage samples: scale them so that their mean
-    per-variable standard deviation is the first stage's expected one,
-    sqrt(mean(var(mu) + mean(sigma^2))) (the variance law, with sigma^2)."""
-    adjust = np.sqrt(np.mean(np.asarray(var_mu) + np.asarray(mean_sigma2)))
-    return (codes * (adjust / codes.std(axis=0).mean())).astype(np.float32)
+# Renormalising second-stage samples. The first stage's codes z ~ q(z|x) have, per variable j,
+# variance var(mu_j) + mean(sigma_j^2) (the variance law, with sigma^2); a second stage's
+# samples lose some of it (its own variance loss), and a rescaling about 0 gives it back.
+# A variable the samples hold constant has no spread a scale can set: it is left as it is
+# (dividing by its std, 0 or a rounding residue, would send it off to huge values).
+
+def sample_spread(codes: np.ndarray) -> np.ndarray:
+    """Per variable, the standard deviation of `codes` (n, d), float64; exactly 0 where every
+    row holds the same value."""
+    codes = np.asarray(codes, np.float64)
+    return np.where(codes.max(axis=0) == codes.min(axis=0), 0.0, codes.std(axis=0))
+
+
+def code_variance(var_mu, mean_sigma2) -> np.ndarray:
+    """Per variable, the variance of the first stage's posterior draws: var(mu) + mean(sigma^2)."""
+    return np.asarray(var_mu, np.float64) + np.asarray(mean_sigma2, np.float64)
+
+
+def renormalise_authors(codes: np.ndarray, var_mu, mean_sigma2) -> np.ndarray:
+    """Asperti's renormalisation (the variance-loss paper, the authors' BalancingVAE code):
+    ONE scale for every variable, making the mean per-variable std of the samples
+    adjust = sqrt(mean(var(mu) + mean(sigma^2))). The scale is sized by all variables: where
+    the second stage collapses the inactive variables' noise (it cannot reproduce it), the
+    active ones are inflated to make up for them. Codes all constant are left as they are."""
+    adjust = np.sqrt(code_variance(var_mu, mean_sigma2).mean())
+    mean_std = sample_spread(codes).mean()
+    return (codes * (adjust / mean_std if mean_std > 0 else 1.0)).astype(np.float32)
+
+
+def renormalise_per_variable(codes: np.ndarray, var_mu, mean_sigma2) -> np.ndarray:
+    """Each variable j scaled to its own first-stage spread sqrt(var(mu_j) + mean(sigma_j^2)):
+    a collapsed inactive variable gets its noise back without inflating the active ones,
+    and the correlations between variables are kept. A variable the samples hold constant is
+    left as it is."""
+    std = sample_spread(codes)
+    target = np.sqrt(code_variance(var_mu, mean_sigma2))
+    scale = np.divide(target, std, out=np.ones_like(std), where=std > 0)
+    return (codes * scale).astype(np.float32)
 
 
 def second_stage_codes(stage2, n: int, seed: int) -> np.ndarray:

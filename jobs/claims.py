@@ -1,0 +1,169 @@
+"""`latentatlas claims RUN_ID`: the claims a main run logged (its claims.json), judged again
+under the current rules of analysis/claims.py from the metrics their runs hold, without
+training; a child run of the main run keeps the new judgement. `--rules` prints the rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from latentatlas.command import common_parser, guarded
+
+CLAIMS_FILE = "claims.json"
+FIELDS = ("claim", "key", "subject", "measured", "summary", "setting", "rule", "verdict",
+          "sources")
+
+
+def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
+    """One short block per claim (prose in table cells made a 400-character-wide table);
+    with `before`, a verdict that changed says what it was."""
+    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
+
+    print("\n== the seed's claims beside what was measured ==")
+    for i, c in enumerate(claims):
+        was = ""
+        if before is not None and before[i]["verdict"] != c["verdict"]:
+            was = f" (was: {before[i]['verdict']})"
+        on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
+        print(f"- {c['claim']} [{c['subject']}]: {c['verdict'].upper()}{was}\n"
+              f"    measured: {c['summary']}\n"
+              f"              ({on})\n"
+              f"    seed:     {c['seed']} ({c['setting']['seed']})\n"
+              f"    rule:     {c['rule']}")
+        if c["verdict"] == NOT_COMPARABLE:
+            print(f"    not comparable: {'; '.join(c['differences'])} (the rule gives: "
+                  f"{c['rule_outcome']})")
+    print("verdicts: " + counts(claims))
+
+
+def where_judged(c) -> list[str]:
+    """What a setting must match for claim `c` to get a verdict."""
+    from analysis.claims import SETTLED_CHANGE
+
+    return [n for n in (
+        f"dataset family {c.family}" if c.family else "",
+        f"model `{c.model}`" if c.model else "", f"loss {c.loss}" if c.loss else "",
+        f"VAE trainings settled (last epoch moved val/mse < {SETTLED_CHANGE:.0%})"
+        if c.needs_settled else "") if n]
+
+
+def rules_table() -> str:
+    """The rules as the README's markdown table (a test keeps the two equal)."""
+    from analysis.claims import CLAIMS
+
+    rows = ["| claim | rule | why | judged where | the seed |", "| --- | --- | --- | --- | --- |"]
+    for c in CLAIMS.values():
+        changed = f" Changed {c.changed}." if c.changed else ""
+        rows.append(f"| `{c.key}`: {c.claim} | {c.rule}.{changed} | {c.reason} | "
+                    f"{'; '.join(where_judged(c))} | {c.figure} ({c.seed_setting}) |")
+    return "\n".join(rows)
+
+
+def print_rules(markdown: bool = False) -> None:
+    from analysis.claims import CLAIMS
+
+    if markdown:
+        print(rules_table())
+        return
+    for c in CLAIMS.values():
+        print(f"{c.key}: {c.claim}\n  rule:   {c.rule}\n  why:    {c.reason}\n"
+              f"  seed:   {c.figure} ({c.seed_setting}; {c.source})\n"
+              f"  judged where: {', '.join(where_judged(c)) or 'any setting'}"
+              + (f"\n  changed: {c.changed}" if c.changed else ""))
+
+
+def read_claims(recorder, run_id: str) -> list[dict]:
+    """A main run's claims.json, checked: a list of claims with every field."""
+    from analysis.claims import CLAIMS
+    from latentatlas.errors import UserError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = recorder.client.download_artifacts(run_id, CLAIMS_FILE, tmp)
+        except Exception:  # MLflow raises several types for a missing run or artifact
+            raise UserError(f"claims {run_id}: no {CLAIMS_FILE} in that run of {recorder.uri} "
+                            "(a main-job run logs one)") from None
+        try:
+            claims = json.loads(Path(local).read_text())
+        except ValueError as e:
+            raise UserError(f"claims {run_id}: {CLAIMS_FILE} is not JSON ({e})") from None
+    if not isinstance(claims, list):
+        raise UserError(f"claims {run_id}: {CLAIMS_FILE} holds a {type(claims).__name__}, "
+                        "not a list of claims")
+    for i, c in enumerate(claims):
+        missing = [f for f in FIELDS if not isinstance(c, dict) or f not in c]
+        if missing:
+            raise UserError(f"claims {run_id}: {CLAIMS_FILE}[{i}] lacks {', '.join(missing)}")
+        if c["key"] not in CLAIMS:
+            raise UserError(f"claims {run_id}: {CLAIMS_FILE}[{i}]: unknown claim {c['key']!r}")
+    return claims
+
+
+def numbers_from_runs(recorder, claim: dict, cache: dict) -> dict:
+    """The numbers a claim was judged on, read again from the runs that logged them."""
+    from latentatlas.errors import UserError
+
+    numbers = {}
+    for name, (run_id, metric) in claim["sources"].items():
+        if run_id not in cache:
+            try:
+                cache[run_id] = recorder.client.get_run(run_id).data.metrics
+            except Exception:  # MLflow raises several types for a missing run
+                raise UserError(f"claim {claim['key']}: its run {run_id} is not in "
+                                f"{recorder.uri}") from None
+        value = cache[run_id].get(metric)
+        if value is None or not math.isfinite(value):
+            raise UserError(f"claim {claim['key']}: run {run_id} has no finite {metric}")
+        numbers[name] = value
+    return numbers
+
+
+def rejudge_run(recorder, run_id: str) -> tuple[list[dict], list[dict]]:
+    """(stored, judged again): the claims of a main run under the current rules."""
+    from analysis.claims import rejudge
+
+    stored, cache = read_claims(recorder, run_id), {}
+    return stored, [rejudge(c, numbers_from_runs(recorder, c, cache)) for c in stored]
+
+
+def claims_file(claims: list[dict]):
+    """A Record file writer of claims.json: the list itself."""
+    return lambda path: Path(path).write_text(json.dumps(claims, indent=1))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="latentatlas claims", parents=[common_parser()],
+                                description=__doc__)
+    p.add_argument("run_id", nargs="?", help="a main-job run (its MLflow run id)")
+    p.add_argument("--rules", action="store_true",
+                   help="print every claim's rule, reason and where it is judged, and exit")
+    p.add_argument("--markdown", action="store_true", help="with --rules: as a markdown table")
+    args = p.parse_args(argv)
+
+    def run():
+        from latentatlas.errors import UserError
+        from latentatlas.record import Record
+        from latentatlas.tracking import Recorder
+
+        if args.rules:
+            print_rules(args.markdown)
+            return
+        if not args.run_id:
+            raise UserError("claims: give RUN_ID (a main-job run), or --rules")
+        recorder = Recorder(args.tracking_uri, args.experiment)
+        stored, judged = rejudge_run(recorder, args.run_id)
+        print_claims(judged, before=stored)
+        child = recorder.record(Record("claims", "claims (judged again)",
+                                       tags={"latentatlas.judged_run": args.run_id},
+                                       files={CLAIMS_FILE: claims_file(judged)}), args.run_id)
+        print(f"\nMLflow run id: {child} (the claims of {args.run_id}, judged again)")
+
+    return guarded(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
