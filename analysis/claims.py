@@ -28,7 +28,7 @@ NOT_COMPARABLE, NOT_MEASURED = "not comparable", "not measured"
 # Fashion-MNIST share format (28x28 grayscale, 60k/10k, 10 classes), and Dai & Wipf report
 # them side by side with the same networks; the others are their own family.
 FAMILIES = {"mnist": "MNIST-like", "fashion-mnist": "MNIST-like", "celeba": "CelebA",
-            "celeba64": "CelebA", "cifar10": "CIFAR-10", "digits": "8x8 digits"}
+            "cifar10": "CIFAR-10", "digits": "8x8 digits"}
 
 POLICY_NAMES = {"elbo": "BCE + KL", "beta": "BCE + beta KL", "balanced": "KL balancing",
                 "split": "Split-VAE loss"}
@@ -52,12 +52,16 @@ def training_setting(dataset: str, architecture: str, loss: str, epochs: int,
         change = abs(val_mse[-2] - val_mse[-1]) / val_mse[-2]
     return {"dataset": dataset, "family": dataset_family(dataset), "model": architecture,
             "loss": POLICY_NAMES.get(loss, loss), "epochs": epochs, "val_mse_change": change,
-            "run_id": run_id}
+            "has_val_mse": val_mse is not None, "run_id": run_id}
 
 
 def settled(s: dict) -> bool | None:
+    """Whether a training has settled: None for a model without a validation MSE; False
+    when one epoch (or none) gives no change to judge by."""
+    if not s.get("has_val_mse"):
+        return None
     change = s.get("val_mse_change")
-    return None if change is None else change < SETTLED_CHANGE
+    return change is not None and change < SETTLED_CHANGE
 
 
 def describe_setting(s: dict) -> str:
@@ -120,7 +124,7 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "at least an eighth of the variables inactive",
           "the seed finds 3 of 16 (19%), 'less evident but still present'; an eighth (2 of "
           "16) keeps about half the seed's amount, as the dense rule does",
-          lambda n: by(n["inactive"] >= n["latent_dim"] / 8), model=r"conv .*",
+          lambda n: by(n["inactive"] >= n["latent_dim"] / 8), model=r"conv .* latent 16",
           changed="2026-12-02 (issue #27), after measurements: was 'at least one variable "
                   "inactive'", **MNIST_VAE),
     Claim("stationary", "var(mu) + mean(sigma^2) ~ 1", "~1 for active and inactive variables",
@@ -144,7 +148,9 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "generator side) has M at most 2x the target's own error",
           "the seed shows relocated reconstructions next to the target's own; twice its error "
           "is still a reconstruction of the same image",
-          lambda n: by(n["M"] <= 2 * n["own"]), family="CelebA"),
+          lambda n: by(n["M"] <= 2 * n["own"]), family="CelebA",
+          changed="2026-12-02 (issue #27): M is now the authors' map fitted as they fit it "
+                  "(was OLS with a bias on all fit rows); the threshold is unchanged"),
     Claim("support_suffices", "a support set suffices to fit the map", "(no figure)",
           "CelebA", "RESEARCH.md, claims table",
           "support-set M at most 1.5x the M of the same estimator fitted on all rows",
@@ -215,31 +221,37 @@ def differences(claim: Claim, settings: list[dict]) -> list[str]:
     """What keeps measured settings from comparing with the seed's: one phrase each."""
     out = []
     for s in settings:
-        if claim.family and s["family"] != claim.family:
-            out.append(f"{s['dataset']} ({s['family']}), the seed's {claim.family}")
+        family = dataset_family(s["dataset"])
+        if claim.family and family != claim.family:
+            out.append(f"{s['dataset']} ({family}), the seed's {claim.family}")
         if claim.model and not re.fullmatch(claim.model, s["model"]):
             out.append(f"{s['model']}, the seed's {claim.seed_setting.split(', ')[1]}")
         if claim.loss and s["loss"] != claim.loss:
             out.append(f"{s['model']} trained with {s['loss']}, the seed's {claim.loss}")
         if claim.needs_settled and settled(s) is False:
-            out.append(f"{s['model']} not settled after {s['epochs']} epochs (its last moved "
-                       f"val/mse {s['val_mse_change']:.1%}, settled below {SETTLED_CHANGE:.0%})")
+            change = s.get("val_mse_change")
+            out.append(f"{s['model']} not settled after {s['epochs']} epochs (" + (
+                f"its last moved val/mse {change:.1%}" if change is not None
+                else "one epoch gives no change to judge by") +
+                f", settled below {SETTLED_CHANGE:.0%})")
     return list(dict.fromkeys(out))
 
 
 def judge(key: str, subject: str, settings: list[dict], numbers: dict, summary: str,
-          sources: dict[str, list] | None = None) -> dict:
+          sources: dict[str, list] | None = None, method: list[str] | None = None) -> dict:
     """One judged claim. `numbers`: the named values the rule reads; `sources`: where each
     came from ([run id, metric]), so the claim can be judged again from its runs;
-    `settings`: the trainings measured (training_setting); `summary`: the numbers in words."""
+    `settings`: the trainings measured (training_setting); `summary`: the numbers in words;
+    `method`: where the measurement was not made the seed's way (each keeps the verdict
+    back, as a setting that differs does)."""
     claim = CLAIMS[key]
     outcome = claim.judge(numbers)
-    why = differences(claim, settings)
+    why = [*(method or []), *differences(claim, settings)]
     return {"claim": claim.claim, "key": key, "subject": subject, "measured": numbers,
             "summary": summary, "seed": claim.figure,
             "setting": {"measured": settings, "seed": claim.seed_setting},
-            "comparable": not why, "differences": why, "rule": claim.rule,
-            "rule_changed": claim.changed, "rule_outcome": outcome,
+            "method": method or [], "comparable": not why, "differences": why,
+            "rule": claim.rule, "rule_changed": claim.changed, "rule_outcome": outcome,
             "verdict": outcome if not why else NOT_COMPARABLE, "sources": sources or {},
             "runs": sorted({r for r, _ in (sources or {}).values()})}
 
@@ -260,9 +272,13 @@ def rejudge(stored: dict, numbers: dict | None = None) -> dict:
     if stored["verdict"] == NOT_MEASURED:
         return not_measured(stored["key"], stored["subject"], stored["setting"]["measured"],
                             stored["summary"].removeprefix("not measured: "))
-    return judge(stored["key"], stored["subject"], stored["setting"]["measured"],
-                 numbers if numbers is not None else stored["measured"], stored["summary"],
-                 stored["sources"])
+    summary = stored["summary"]
+    if numbers is None or numbers == stored["measured"]:
+        numbers = stored["measured"]
+    else:  # the words were of other numbers: say the ones judged now
+        summary = "read again: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
+    return judge(stored["key"], stored["subject"], stored["setting"]["measured"], numbers,
+                 summary, stored["sources"], stored.get("method"))
 
 
 def counts(claims: list[dict]) -> str:
@@ -321,6 +337,11 @@ def stats_claims(subject: str, setting: dict, metrics: dict, run_id: str,
     if not inactive:
         rows.append(not_measured("zero_out", subject, on, "no inactive variable to zero"))
         return rows
+    if inactive > m["latent/variables"] - inactive:  # the baseline zeroes as many active
+        rows.append(not_measured("zero_out", subject, on, f"{inactive} inactive but only "
+                                 f"{m['latent/variables'] - inactive:.0f} active: no baseline "
+                                 "of as many active variables"))
+        return rows
     n, s = from_run(run_id, m, {"zeroed_mse": "latent/zero_out_mse",
                                 "baseline_mse": "latent/zero_out_baseline_mse"})
     rows.append(judge("zero_out", subject, on, n,
@@ -342,15 +363,16 @@ def density_claim(subject: str, setting: dict, metrics: dict, run_id: str) -> di
 
 
 def relocation_claim(subject: str, settings: list[dict], metrics: dict, run_id: str,
-                     headline: str) -> dict:
-    """The authors' map (`headline`: its estimator and fit, e.g. 'ridge_authors on 16
-    support rows') against the target's own error, OLS on all rows beside."""
+                     headline: str, authors_way: list[str] | None = None) -> dict:
+    """The headline map (`headline`: its estimator and fit, e.g. 'ridge_authors on 16
+    support rows') against the target's own error, OLS on all rows beside; `authors_way`:
+    how the headline differs from the authors' fit (keeps the verdict back)."""
     n, s = from_run(run_id, metrics, {"M": "relocation/M", "own": "relocation/M_target_own",
                                       "M_ols_full": "relocation/M_ols_full"})
     return judge("relocation", subject, settings, n,
                  f"{headline}: M {n['M']:.4f} vs own {n['own']:.4f} (x{n['M'] / n['own']:.2f})"
                  f"; OLS on all fit rows: M {n['M_ols_full']:.4f} "
-                 f"(x{n['M_ols_full'] / n['own']:.2f})", s)
+                 f"(x{n['M_ols_full'] / n['own']:.2f})", s, authors_way)
 
 
 def support_claims(subject: str, settings: list[dict], support: dict, support_run: str,
@@ -413,7 +435,7 @@ def range_claim(subject: str, settings: list[dict], gan: dict, gan_run: str, vae
                  f"size [{n['random_lo']:.4f}, {n['random_hi']:.4f}] (95%; p={n['p_random']:.3f})"
                  f", own samples {n['own']:.4f} (x{n['support'] / n['own']:.1f}); refined: "
                  f"support {gan['range/mse_support']:.4f}, own {gan['range/mse_generated']:.4f}"
-                 f"; {gan['range/coverage']:.0%} of real images reached; VAE as generator: "
+                 f", {gan['range/coverage']:.0%} of real images reached; VAE as generator: "
                  f"support {n['vae_support']:.4f} vs own {n['vae_own']:.4f} "
                  f"(p={n['vae_p_random']:.3f})", s)
 
@@ -439,11 +461,11 @@ def second_stage_claims(subject: str, setting: dict, extractor: str, metrics: di
         "kid_variable": key("kid", "two_stage_renorm_variable")})
     dv = lambda sampler: metrics[f"variance_loss/delta_var_gen/{sampler}"]  # noqa: E731
     second = judge("renormalisation", subject, [setting], n,
-                   f"{where}, FID / KID x1e3 / delta_var_gen: two-stage {n['fid_raw']:.2f} / "
-                   f"{1e3 * n['kid_raw']:.2f} / {dv('two_stage'):.4f}; the authors' scalar "
-                   f"{n['fid_renorm']:.2f} / {1e3 * n['kid_renorm']:.2f} / "
+                   f"{where}, FID / KID / delta_var_gen: two-stage {n['fid_raw']:.2f} / "
+                   f"{n['kid_raw']:.2f} / {dv('two_stage'):.4f}; the authors' scalar "
+                   f"{n['fid_renorm']:.2f} / {n['kid_renorm']:.2f} / "
                    f"{dv('two_stage_renorm_authors'):.4f}; per variable {n['fid_variable']:.2f}"
-                   f" / {1e3 * n['kid_variable']:.2f} / {dv('two_stage_renorm_variable'):.4f}",
+                   f" / {n['kid_variable']:.2f} / {dv('two_stage_renorm_variable'):.4f}",
                    s)
     return [first, second]
 

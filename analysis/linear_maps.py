@@ -13,13 +13,21 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-__all__ = ["STATS_CHUNK", "SufficientStats", "LinearMap", "RTOL", "solve_psd", "ols", "ols_nobias",
+__all__ = ["STATS_CHUNK", "AUTHORS_L2", "AUTHORS_L2_GAN", "authors_l2",
+           "SufficientStats", "LinearMap", "RTOL", "solve_psd", "ols", "ols_nobias",
            "ridge", "ridge_authors", "standardised", "nearest_orthogonal", "orthogonal_map",
            "procrustes", "lstsq_ortho", "ADAM_STEPS", "ADAM_LR", "adam_authors",
            "sgd_authors", "Estimator", "ESTIMATORS", "fit_from_stats",
            "fit_linear_map", "fit_families"]
 
 STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
+# The L2 of the authors' Keras map (comparison.py), larger when one side is a GAN.
+AUTHORS_L2, AUTHORS_L2_GAN = 1e-4, 0.0015
+
+
+def authors_l2(src_family: str, tgt_family: str) -> float:
+    """The authors' regulariser for a pair of latent spaces ("vae" / "gan" encodings)."""
+    return AUTHORS_L2_GAN if "gan" in (src_family, tgt_family) else AUTHORS_L2
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def read_claims(recorder, run_id: str) -> list[dict]:
             local = recorder.client.download_artifacts(run_id, CLAIMS_FILE, tmp)
         except Exception:  # MLflow raises several types for a missing run or artifact
             raise UserError(f"claims {run_id}: no {CLAIMS_FILE} in that run of {recorder.uri} "
-                            "(a main-job run logs one)") from None
+                            "(main-job runs log one since 2026-12-02)") from None
         try:
             claims = json.loads(Path(local).read_text())
         except ValueError as e:

@@ -410,8 +410,8 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
         ctx.say(f"note: no support set of {a} ({support['skipped']}): no relocation {label}")
         return {"skipped": support["skipped"], "summary": [], "claims": [
             not_measured(key, label, on, f"no support set of {a}: {support['skipped']}")
-            for key in ("relocation", *(("support_suffices",) if "support" in o.claims
-                                         else ()))]}
+            for key in ("relocation", *(("support_far_apart", "support_suffices")
+                                         if "support" in o.claims else ()))]}
     extra = {"estimators": o.estimators} if o.estimators else {}
     run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"], fit=o.fit,
                                  pairs=o.pairs, name=f"relocate {a}->{b}",
@@ -425,7 +425,7 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
             f"M={m['relocation/M_ols_full']:.4f}")
     if out.rank_deficient:
         ctx.say(f"note: rank-deficient fits (rank logged): {', '.join(out.rank_deficient)}")
-    claims = [relocation_claim(label, on, m, run_id, headline)]
+    claims = [relocation_claim(label, on, m, run_id, headline, authors_way(out))]
     if "support" in o.claims:
         if out.fit != "support" or support is None:
             raise_user(f"{where(name)}.claims: support claims need fit support and a support "
@@ -439,6 +439,21 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
     return {"run_id": run_id, "metrics": m, "summary": [row], "claims": claims}
 
 
+def authors_way(out) -> list[str]:
+    """How a relocation's headline differs from the authors' fit (their estimator, their fit
+    for the pair's kinds, their regulariser): each keeps the relocation verdict back."""
+    from analysis.linear_maps import authors_l2
+    from analysis.studies.maps import default_fit
+
+    kinds = out.source.meta.family, out.target.meta.family
+    estimator, fit, l2 = out.estimators[0], default_fit(*kinds), authors_l2(*kinds)
+    return [text for wrong, text in (
+        (estimator != "ridge_authors", f"headline {estimator}, not the authors' ridge_authors"),
+        (out.fit != fit, f"fitted on {out.fit} rows, the authors' fit here: {fit}"),
+        (estimator == "ridge_authors" and out.params.get("l2") != l2,
+         f"L2 {out.params.get('l2')}, the authors' {l2}")) if wrong]
+
+
 def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
     from analysis.claims import not_measured, range_claim
     from jobs import steps
@@ -450,7 +465,8 @@ def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
         ctx.say(f"note: no variable of {reference['label']} is active: no sectors, so no "
                 "generative range")
         return {"skipped": "no active variable", "summary": [], "claims": [
-            not_measured("generative_range", gan["label"], [gan["setting"], vae["setting"]],
+            not_measured("generative_range", gan["label"], [gan["setting"],
+                                                            reference["setting"]],
                          "no active variable in the reference space")]}
     recoder = inputs.get("recoder")
     if reference["label"] == vae["label"]:  # its own samples land near N(0, I) there
@@ -478,8 +494,8 @@ def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
         measured[label], runs[label] = m, run_id
     g, v = gan["label"], vae["label"]
     claim = range_claim(f"{g} vs {v} (in {reference['label']}'s space)",
-                        [gan["setting"], vae["setting"]], measured[g], runs[g], measured[v],
-                        runs[v])
+                        [gan["setting"], reference["setting"]], measured[g], runs[g],
+                        measured[v], runs[v])
     return {"metrics": measured, "summary": rows, "claims": [claim]}
 
 
@@ -622,7 +638,13 @@ def parent_outputs(recorder, run_id: str) -> dict:
         except Exception:  # MLflow raises several types for a missing run or artifact
             raise UserError(f"--resume {run_id}: not a main-job run with {STEPS_FILE} in "
                             f"{recorder.uri}") from None
-        return json.loads(Path(local).read_text())
+        outputs = json.loads(Path(local).read_text())
+    # Claims in today's shape (analysis.claims.judge): a run of an earlier version cannot
+    # be mixed with this one's.
+    if any("key" not in c for out in outputs.values() for c in out.get("claims", [])):
+        raise UserError(f"--resume {run_id}: its {STEPS_FILE} predates the claims table of "
+                        "2026-12-02 (issue #27); run the job afresh")
+    return outputs
 
 
 def run(args) -> int:

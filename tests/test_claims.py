@@ -87,7 +87,10 @@ def test_every_rule_has_a_reason_a_seed_figure_and_a_source():
         assert len(c.reason) > 20 and "RESEARCH.md" in c.source, key
     # the rules changed after a measurement say so
     assert {k for k, c in CLAIMS.items() if c.changed} == {
-        "sparsity_dense", "sparsity_conv", "generative_range", "renormalisation"}
+        "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation"}
+    # every rule is tested on both sides of its threshold (here or in its own test below)
+    assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range"} == set(
+        CLAIMS)
 
 
 def test_the_range_figure_agrees_with_itself():
@@ -107,6 +110,11 @@ def test_a_training_has_settled_when_its_last_epoch_moved_val_mse_under_one_perc
                              "r")
     assert C.settled(gan) is None and C.differences(CLAIMS["relocation"], [gan]) == [
         "mnist (MNIST-like), the seed's CelebA"]
+    # one epoch gives no change to judge by: not known to have settled, so no verdict
+    once = C.training_setting("mnist", "dense 784-256-64-32-16", "elbo", 1, [0.05], "r")
+    assert C.settled(once) is False and C.differences(CLAIMS["variance_loss"], [once]) == [
+        "dense 784-256-64-32-16 not settled after 1 epochs (one epoch gives no change to "
+        "judge by, settled below 1%)"]
 
 
 def test_verdicts_only_where_the_settings_compare():
@@ -152,18 +160,37 @@ def test_a_claim_names_its_numbers_and_the_runs_they_came_from():
                                    "seed": CLAIMS["sparsity_dense"].seed_setting}
     none = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 0}, "s")
     assert none[-1]["key"] == "zero_out" and none[-1]["verdict"] == NOT_MEASURED
+    # 12 inactive of 16: no baseline of 12 active variables to compare the zeroing with
+    most = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 12}, "s")[-1]
+    assert most["verdict"] == NOT_MEASURED and "only 4 active" in most["summary"]
+    half = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 8}, "s")[-1]
+    assert half["key"] == "zero_out" and half["verdict"] == HOLDS
 
 
 def test_judging_again_applies_the_current_rule(monkeypatch):
     (row,) = [r for r in C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 3}, "s")
               if r["key"] == "sparsity_dense"]
     assert row["verdict"] == FAILS  # 3 of 16 is under a quarter
-    assert C.rejudge(row)["verdict"] == FAILS
-    assert C.rejudge(row, {**row["measured"], "inactive": 4})["verdict"] == HOLDS
+    assert C.rejudge(row)["verdict"] == FAILS and C.rejudge(row)["summary"] == row["summary"]
+    again = C.rejudge(row, {**row["measured"], "inactive": 4})
+    assert again["verdict"] == HOLDS  # and the words say the numbers judged now
+    assert again["summary"] == "read again: inactive 4, latent_dim 16, active_units 8"
     looser = CLAIMS["sparsity_dense"].__class__(**{
         **CLAIMS["sparsity_dense"].__dict__, "judge": lambda n: C.by(n["inactive"] >= 1)})
     monkeypatch.setitem(CLAIMS, "sparsity_dense", looser)
     assert C.rejudge(row)["verdict"] == HOLDS
+
+
+def test_a_headline_not_fitted_the_authors_way_keeps_the_relocation_verdict_back():
+    celeba = {**DENSE, "dataset": "celeba", "model": "resnet latent 64"}
+    fit = {"relocation/M": 0.01, "relocation/M_target_own": 0.01, "relocation/M_ols_full": 0.01}
+    authors = C.relocation_claim("a->b", [celeba, celeba], fit, "r", "ridge_authors on 64 "
+                                 "support rows")
+    assert authors["comparable"] and authors["verdict"] == HOLDS
+    ols = C.relocation_claim("a->b", [celeba, celeba], fit, "r", "ols on 8000 all rows",
+                             ["headline ols, not the authors' ridge_authors"])
+    assert ols["verdict"] == NOT_COMPARABLE and ols["rule_outcome"] == HOLDS
+    assert C.rejudge(ols)["differences"] == ["headline ols, not the authors' ridge_authors"]
 
 
 def test_the_count_line_names_what_the_rules_give_where_settings_differ():
@@ -245,3 +272,20 @@ def test_the_readme_holds_the_rules_table_as_the_code_has_it():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert rules_table() in readme
+
+
+def test_resuming_a_main_run_of_the_old_claims_shape_is_refused_in_one_line(workdir):
+    from jobs import run as main_job
+    from latentatlas.errors import UserError
+    from latentatlas.tracking import Recorder
+
+    recorder = Recorder(f"sqlite:///{workdir}/mlflow.db", "claims")
+    run_id = recorder.client.create_run(recorder.experiment_id).info.run_id
+    old = {"stats-dense-s0": {"summary": [], "claims": [{"claim": "c", "model": "dense-s0",
+                                                          "verdict": "holds"}]}}
+    recorder.client.log_dict(run_id, old, main_job.STEPS_FILE)
+    with pytest.raises(UserError, match=r"predates the claims table .* run the job afresh"):
+        main_job.parent_outputs(recorder, run_id)
+    new = {"stats-dense-s0": {"summary": [], "claims": C.stats_claims("d", DENSE, STATS, "s")}}
+    recorder.client.log_dict(run_id, new, main_job.STEPS_FILE)
+    assert main_job.parent_outputs(recorder, run_id) == json.loads(json.dumps(new))

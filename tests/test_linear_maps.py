@@ -315,13 +315,14 @@ def test_generated_pairs_are_the_generators_codes_and_the_vaes_means_of_their_im
 
 
 def test_the_default_fit_and_l2_are_the_authors_for_the_pairs_families():
-    from analysis.studies.maps import default_fit, default_l2, resolve_fit
+    from analysis.linear_maps import authors_l2
+    from analysis.studies.maps import default_fit, resolve_fit
     from latentatlas.errors import UserError
 
     assert default_fit("vae", "vae") == default_fit("gan", "gan") == "support"
     assert default_fit("gan", "vae") == default_fit("vae", "gan") == "generated"
-    assert default_l2("vae", "vae") == 1e-4
-    assert default_l2("gan", "vae") == default_l2("vae", "gan") == default_l2("gan", "gan") \
+    assert authors_l2("vae", "vae") == 1e-4
+    assert authors_l2("gan", "vae") == authors_l2("vae", "gan") == authors_l2("gan", "gan") \
         == 0.0015
     vae, gan = toy_encoding("vae", "a.enc"), toy_encoding("gan", "b.enc")
     assert resolve_fit(vae, gan, None) == "generated" and resolve_fit(vae, vae, None) == "support"

@@ -69,9 +69,9 @@ def check_job(out, uri, workdir, common, capsys):
     steps = {name: steps[name] for name in main_job.load_job(main_job.MAIN).steps}  # in order
     claims = {name: out_["claims"] for name, out_ in steps.items()}
     every = [c for cs in claims.values() for c in cs]
-    # measured everywhere but the zero-out of a model with no inactive variable
-    assert {(c["key"], c["summary"]) for c in every if c["verdict"] == "not measured"} <= {
-        ("zero_out", "not measured: no inactive variable to zero")}, every
+    # measured everywhere but the zero-out of a model with no inactive variable, or with
+    # fewer active than inactive ones (conv-s0 after one epoch: none active)
+    assert {c["key"] for c in every if c["verdict"] == "not measured"} <= {"zero_out"}, every
     for c in (c for c in every if c["verdict"] != "not measured"):  # only where comparable
         assert c["verdict"] == (c["rule_outcome"] if c["comparable"] else "not comparable"), c
         assert c["comparable"] == (not c["differences"]) and c["runs"], c

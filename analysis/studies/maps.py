@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from analysis import figures
-from analysis.linear_maps import ESTIMATORS, LinearMap, fit_from_stats, fit_linear_map
+from analysis.linear_maps import (
+    ESTIMATORS,
+    LinearMap,
+    authors_l2,
+    fit_from_stats,
+    fit_linear_map,
+)
 from analysis.pairs import aligned, check_joinable, read_rows, split_mask, streaming_stats
 from analysis.relocation import relocation_errors
 from analysis.studies.sectors import count_sectors, support_rows
@@ -26,7 +32,7 @@ from latentatlas.record import Record
 from latentatlas.report import quiet
 
 __all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "default_fit",
-           "default_l2", "generated_pairs", "headline_map", "relocate_codes", "resolve_fit",
+           "generated_pairs", "headline_map", "relocate_codes", "resolve_fit",
            "support_sizes"]
 
 # The authors' map first: it is the headline (relocation/M, relocation/L). Then the other
@@ -36,8 +42,6 @@ DEFAULT_ESTIMATORS = ["ridge_authors",
 FITS = ("all", "support", "indices", "generated")
 GENERATED_PAIRS = 10000  # the authors fit a GAN's side on fresh samples, not on real rows
 GENERATED_BATCH = 1000  # images generated and encoded at a time
-# The authors' L2 of their Keras map (comparison.py), larger when one side is a GAN.
-AUTHORS_L2, AUTHORS_L2_GAN = 1e-4, 0.0015
 KINDS = {"vae": "a VAE's encoding", "gan": "a generator's encoding"}
 
 
@@ -49,10 +53,6 @@ def default_fit(src_family: str, tgt_family: str) -> str:
     """The authors' fit: on generated pairs when one side is a generator (and the other a
     VAE, whose encoder places the samples), else on a support set."""
     return "generated" if one_generator_one_vae(src_family, tgt_family) else "support"
-
-
-def default_l2(src_family: str, tgt_family: str) -> float:
-    return AUTHORS_L2_GAN if "gan" in (src_family, tgt_family) else AUTHORS_L2
 
 
 def resolve_fit(src: Encoding, tgt: Encoding, fit: str | None) -> str:
@@ -235,7 +235,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     fit = resolve_fit(src, tgt, fit)
     if fit == "generated" and pairs < 1:
         raise UserError(f"--fit generated {pairs}: the number of pairs must be positive")
-    params = {"lam": lam, "l2": default_l2(src.meta.family, tgt.meta.family) if l2 is None
+    params = {"lam": lam, "l2": authors_l2(src.meta.family, tgt.meta.family) if l2 is None
               else l2}
     (src_model, src_spec), (tgt_model, tgt_spec) = source_model, target_model
     generated = None

@@ -19,7 +19,14 @@ import numpy as np
 
 from analysis import figures
 from analysis.anchors import farthest_point_rows, random_rows
-from analysis.linear_maps import ESTIMATORS, SufficientStats, fit_families
+from analysis.linear_maps import (
+    AUTHORS_L2,
+    AUTHORS_L2_GAN,
+    ESTIMATORS,
+    SufficientStats,
+    authors_l2,
+    fit_families,
+)
 from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, split_mask, streaming_stats
 from analysis.relocation import relocation_errors
 from analysis.similarity import linear_cka, svcca
@@ -31,7 +38,7 @@ from latentatlas.models import share_model
 from latentatlas.record import Record
 from latentatlas.report import quiet
 
-__all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS", "VAE_L2", "GAN_L2",
+__all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS",
            "budget_label", "AnchorSet", "SourceRows", "choose_anchors",
            "TranslatorStudy", "translate_study"]
 
@@ -40,7 +47,6 @@ __all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS", "VAE_L2", "GAN_L2
 FAMILIES = ("ridge_authors", "ols", "procrustes", "lstsq_ortho", "sgd_authors")
 BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # anchor rows, in multiples of the source's dimension
 # The authors' L2 (We_love_latent_space): 1e-4 between VAEs, 0.0015 when one side is a GAN.
-VAE_L2, GAN_L2 = 1e-4, 0.0015
 
 
 def budget_label(multiple: float) -> str:
@@ -258,7 +264,8 @@ class TranslatorStudy:
             "translate-study", name,
             params={"families": ",".join(self.families), "anchors": ",".join(self.anchors),
                     "budgets": ",".join(self.budgets), "repeats": self.repeats,
-                    "eval_rows": self.eval_rows, "vae_l2": VAE_L2, "gan_l2": GAN_L2},
+                    "eval_rows": self.eval_rows, "vae_l2": AUTHORS_L2,
+                    "gan_l2": AUTHORS_L2_GAN},
             metrics=self.metrics,
             tags={"encodings": ",".join(self.paths), "labels": ",".join(self.labels),
                   "latentatlas.notes": " | ".join(self.notes) or "none"},
@@ -307,12 +314,11 @@ def translate_study(encodings: list[Encoding], models: list[tuple], labels: list
         chosen[i], why = choose_anchors(enc, scores[i], anchors, budgets, repeats, seed)
         notes += why
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
-    gan = [enc.meta.family == "gan" for enc in encodings]
     work, similarity = {}, {}
     for i, j in pairs:
         src, tgt = encodings[i], encodings[j]
         work[(i, j)] = (anchor_statistics(src, tgt, chosen[i]),
-                        GAN_L2 if gan[i] or gan[j] else VAE_L2)
+                        authors_l2(src.meta.family, tgt.meta.family))
         held = streaming_stats(src, tgt, "eval", indices=eval_index)
         similarity[(i, j)] = {"cka": linear_cka(held), "svcca": svcca(held)}
     fits = sum(len(chosen[i]) for i, _ in pairs) * len(families)
