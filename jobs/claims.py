@@ -13,31 +13,8 @@ from pathlib import Path
 
 from latentatlas.command import common_parser, guarded
 
-CLAIMS_FILE = "claims.json"
 FIELDS = ("claim", "key", "subject", "measured", "summary", "setting", "rule", "verdict",
           "sources")
-
-
-def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
-    """One short block per claim (prose in table cells made a 400-character-wide table);
-    with `before`, a verdict that changed says what it was."""
-    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
-
-    print("\n== the seed's claims beside what was measured ==")
-    for i, c in enumerate(claims):
-        was = ""
-        if before is not None and before[i]["verdict"] != c["verdict"]:
-            was = f" (was: {before[i]['verdict']})"
-        on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
-        print(f"- {c['claim']} [{c['subject']}]: {c['verdict'].upper()}{was}\n"
-              f"    measured: {c['summary']}\n"
-              f"              ({on})\n"
-              f"    seed:     {c['seed']} ({c['setting']['seed']})\n"
-              f"    rule:     {c['rule']}")
-        if c["verdict"] == NOT_COMPARABLE:
-            print(f"    not comparable: {'; '.join(c['differences'])} (the rule gives: "
-                  f"{c['rule_outcome']})")
-    print("verdicts: " + counts(claims))
 
 
 def where_judged(c) -> list[str]:
@@ -79,6 +56,7 @@ def print_rules(markdown: bool = False) -> None:
 def read_claims(recorder, run_id: str) -> list[dict]:
     """A main run's claims.json, checked: a list of claims with every field."""
     from analysis.claims import CLAIMS
+    from jobs.steps import CLAIMS_FILE
     from latentatlas.errors import UserError
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,11 +108,6 @@ def rejudge_run(recorder, run_id: str) -> tuple[list[dict], list[dict]]:
     return stored, [rejudge(c, numbers_from_runs(recorder, c, cache)) for c in stored]
 
 
-def claims_file(claims: list[dict]):
-    """A Record file writer of claims.json: the list itself."""
-    return lambda path: Path(path).write_text(json.dumps(claims, indent=1))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="latentatlas claims", parents=[common_parser()],
                                 description=__doc__)
@@ -145,6 +118,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def run():
+        from jobs.steps import CLAIMS_FILE, claims_file, print_claims
         from latentatlas.errors import UserError
         from latentatlas.record import Record
         from latentatlas.tracking import Recorder

@@ -248,7 +248,7 @@ class RelocateOptions(Strict):
     relocation: str | None = None  # the seed's type, said in the report ("type 1")
     # unset: the authors' fit (generated pairs with a generator side, else the support set)
     fit: Literal["all", "support", "generated"] | None = None
-    pairs: int = Field(default=10000, gt=1)  # generated pairs
+    pairs: int | None = Field(default=None, gt=0)  # generated pairs (unset: the verb's)
     estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
     claims: list[Literal["relocation", "support"]] = ["relocation"]
 
@@ -412,9 +412,9 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
             not_measured(key, label, on, f"no support set of {a}: {support['skipped']}")
             for key in ("relocation", *(("support_far_apart", "support_suffices")
                                          if "support" in o.claims else ()))]}
-    extra = {"estimators": o.estimators} if o.estimators else {}
+    extra = {k: v for k, v in (("estimators", o.estimators), ("pairs", o.pairs)) if v}
     run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"], fit=o.fit,
-                                 pairs=o.pairs, name=f"relocate {a}->{b}",
+                                 name=f"relocate {a}->{b}",
                                  parent_run_id=ctx.parent_run_id, **extra)
     m, estimator = out.metrics, out.estimators[0]
     rows = int(m["relocation/fit_rows"])
@@ -651,7 +651,7 @@ def run(args) -> int:
     import numpy as np
     import ray
 
-    from jobs.claims import CLAIMS_FILE, claims_file, print_claims
+    from jobs.steps import CLAIMS_FILE, claims_file, print_claims
     from latentatlas import runtime
     from latentatlas.data import load_split
     from latentatlas.errors import UserError

@@ -5,7 +5,9 @@ and the study's typed result. Also the options verbs share."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -138,7 +140,6 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
     `points` test codes encoded under ./encodings/regularisation-<run id>/ and measured.
     Returns the run id, its regularity/* metrics per model, and the train run ids."""
     from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
 
     from analysis.studies.regularity import measure_regularity
     from latentatlas.config import validate
@@ -276,3 +277,35 @@ def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[st
         progress=progress)
     progress("recording the run")
     return recorder.record(result.record(name), parent_run_id), result
+
+
+# ---- the seed's claims, as the main job and `latentatlas claims` print and store them ----
+
+CLAIMS_FILE = "claims.json"
+
+
+def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
+    """One short block per claim (prose in table cells made a 400-character-wide table);
+    with `before`, a verdict that changed says what it was."""
+    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
+
+    print("\n== the seed's claims beside what was measured ==")
+    for i, c in enumerate(claims):
+        was = ""
+        if before is not None and before[i]["verdict"] != c["verdict"]:
+            was = f" (was: {before[i]['verdict']})"
+        on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
+        print(f"- {c['claim']} [{c['subject']}]: {c['verdict'].upper()}{was}\n"
+              f"    measured: {c['summary']}\n"
+              f"              ({on})\n"
+              f"    seed:     {c['seed']} ({c['setting']['seed']})\n"
+              f"    rule:     {c['rule']}")
+        if c["verdict"] == NOT_COMPARABLE:
+            print(f"    not comparable: {'; '.join(c['differences'])} (the rule gives: "
+                  f"{c['rule_outcome']})")
+    print("verdicts: " + counts(claims))
+
+
+def claims_file(claims: list[dict]):
+    """A Record file writer of claims.json: the list itself."""
+    return lambda path: Path(path).write_text(json.dumps(claims, indent=1))

@@ -209,7 +209,7 @@ def stored_run(client, experiment_id: str, metrics: dict) -> str:
 
 def test_the_claims_verb_judges_a_main_run_again_from_its_runs(workdir, capsys):
     from jobs import claims as verb
-    from jobs.claims import CLAIMS_FILE
+    from jobs.steps import CLAIMS_FILE
 
     uri = f"sqlite:///{workdir}/mlflow.db"
     client = mlflow.MlflowClient(uri)
