@@ -214,11 +214,15 @@ def numbers_from_store(work: Path) -> dict:
     for seed, run in zip(SEEDS, runs("stats"), strict=True):
         out[f"inactive_s{seed}"] = run.data.metrics["latent/inactive"]
         out[f"mse_recon_s{seed}"] = run.data.metrics["variance_loss/mse_recon"]
-    relocations = runs("relocate")
-    for label, run in zip(("M_all", "M_support"), relocations, strict=True):
-        out[label] = {k.removeprefix("relocation/M_"): v for k, v in run.data.metrics.items()
-                      if k.startswith("relocation/M_") and k != "relocation/M_target_own"
-                      and not re.search(r"_(full|support\d+)$", k)}
+    all_rows, support_rows = runs("relocate")
+    # fit all names its maps <estimator>_full; a support fit's own maps have no suffix
+    out["M_all"] = {k.removeprefix("relocation/M_").removesuffix("_full"): v
+                    for k, v in all_rows.data.metrics.items()
+                    if k.startswith("relocation/M_") and k.endswith("_full")}
+    out["M_support"] = {k.removeprefix("relocation/M_"): v
+                        for k, v in support_rows.data.metrics.items()
+                        if k.startswith("relocation/M_") and k != "relocation/M_target_own"
+                        and not re.search(r"_(full|support\d+)$", k)}
     (sectors,) = runs("sectors")
     out["nonempty_sectors"] = sectors.data.metrics["sectors/nonempty"]
     (support,) = runs("support-set")
