@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 __all__ = ["HOLDS", "FAILS", "MIXED", "NOT_COMPARABLE", "NOT_MEASURED", "SETTLED_CHANGE",
            "POLICY_NAMES", "Claim", "CLAIMS", "dataset_family", "training_setting",
-           "describe_setting", "differences", "judge", "not_measured", "rejudge", "counts"]
+           "describe_setting", "architecture", "differences", "judge", "not_measured",
+           "rejudge", "counts"]
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
 NOT_COMPARABLE, NOT_MEASURED = "not comparable", "not measured"
@@ -41,6 +42,15 @@ SETTLED_CHANGE = 0.01
 
 def dataset_family(dataset: str) -> str:
     return FAMILIES.get(dataset, dataset)
+
+
+def architecture(model, pixels: int) -> str:
+    """A model as the posts name it: "dense 784-256-64-32-16", "conv 16-32-64 latent 16"."""
+    if model.name == "dense_vae":
+        return "dense " + "-".join(map(str, [pixels, *model.hidden, model.latent_dim]))
+    widths = getattr(model, "channels", None)
+    shown = f" {'-'.join(map(str, widths))}" if widths else ""
+    return f"{model.name.removesuffix('_vae')}{shown} latent {model.latent_dim}"
 
 
 def training_setting(dataset: str, architecture: str, loss: str, epochs: int,
@@ -207,6 +217,21 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           lambda n: both(n["fid_renorm"] < n["fid_raw"], n["kid_renorm"] < n["kid_raw"]),
           family="CelebA",
           changed="2026-12-02 (issue #27), after measurements: was FID alone"),
+    Claim("collapse_reversible", "a variable collapses once its gain falls below its KL, "
+          "and the collapse is reversible",
+          "collapse after the crossing; revival some epochs after the noise is removed "
+          "(Figure 3)", "MNIST, dense 784-256-64-32-16, BCE + KL (sparsity post)",
+          "RESEARCH.md, judging a claim (the sparsity post, Figure 3 and its text)",
+          "noise on one active variable grows one step per epoch until its reconstruction "
+          "gain (nats) falls below its KL term; then (a) it is inactive (var(mu) < 0.05 or "
+          "mean(sigma^2) > 0.95) within the hold epochs at that noise, and (b) once the noise "
+          "is removed it is active again within the revival epochs; holds if both, mixed if "
+          "(a) alone, does not hold without (a) (then (b) cannot be observed); not measured "
+          "if the gain never fell below the KL",
+          "the post's two statements in its order, with the stats step's rule of inactivity "
+          "as the only threshold; written before the experiment's first run",
+          lambda n: HOLDS if n["collapsed"] and n["revived"] else MIXED if n["collapsed"]
+          else FAILS, model=r"dense 784-256-64-32-16", **MNIST_VAE),
     Claim("sampling_regular", "sampling makes the latent space more regular",
           "more regular with sampling (pictures)", "MNIST, 784-256-64-16-3 VAE, BCE + KL",
           "RESEARCH.md, claims table",
@@ -476,3 +501,22 @@ def sampling_claim(subject: str, settings: list[dict], metrics: dict, run_id: st
     return judge("sampling_regular", subject, settings, n,
                  f"aggregate KL {n['kl_with']:.3f} with vs {n['kl_without']:.3f} without "
                  "sampling (lower = closer to the prior)", s)
+
+
+def collapse_claim(subject: str, setting: dict, metrics: dict, run_id: str) -> dict:
+    """The collapse experiment of one `sparsity` run."""
+    if not metrics["sparsity/crossed"]:
+        return not_measured("collapse_reversible", subject, [setting],
+                            f"the gain stayed above the KL through "
+                            f"{metrics['sparsity/increments']:.0f} noise increments")
+    n, s = from_run(run_id, metrics, {"collapsed": "sparsity/collapsed",
+                                      "revived": "sparsity/revived"})
+    words = [f"variable {metrics['sparsity/variable']:.0f}: gain below KL at noise std "
+             f"{metrics['sparsity/crossing_noise']:.2f}"]
+    words.append(f"inactive {metrics['sparsity/collapse_epochs']:.0f} epochs later"
+                 if n["collapsed"] else "still active through the hold epochs")
+    if n["collapsed"]:
+        words.append(f"active again {metrics['sparsity/revival_epochs']:.0f} epochs after the "
+                     "noise was removed" if n["revived"]
+                     else "still inactive through the revival epochs")
+    return judge("collapse_reversible", subject, [setting], n, "; ".join(words), s)

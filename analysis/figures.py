@@ -6,7 +6,7 @@ import matplotlib
 
 __all__ = ["latent_bars", "sorted_bars", "variance_vs_mse", "heatmap", "support_sweep", "scatter3d",
            "error_ecdfs", "sector_shares_bars", "sample_grids",
-           "translator_grid", "budget_curves"]
+           "translator_grid", "budget_curves", "variance_curves", "collapse_curves"]
 
 matplotlib.use("Agg")
 import matplotlib.colors  # noqa: E402
@@ -202,5 +202,48 @@ def budget_curves(multiples: list[float], curves: dict[str, dict[str, list[float
         ax.set(title=family, xlabel="anchors / source dimension")
     axes[0, 0].set_ylabel("M / M_target_own (mean over pairs)")
     axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def variance_curves(steps: np.ndarray, var_mu: np.ndarray, inactive: np.ndarray,
+                    batch_size: int):
+    """The sparsity post's Figure 1: var(mu) of every variable along training, the variables
+    inactive at the end of training in red."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i in range(var_mu.shape[1]):
+        ax.plot(steps, var_mu[:, i], lw=1, color="tab:red" if inactive[i] else "tab:blue",
+                label=None)
+    ax.plot([], [], color="tab:blue", label="active after training")
+    ax.plot([], [], color="tab:red", label="inactive after training")
+    ax.set(xlabel=f"minibatches of {batch_size}", ylabel="var(mu) over the probe",
+           title=f"variance of the {var_mu.shape[1]} latent variables along training")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def collapse_curves(epochs: list[dict], variable: int):
+    """The sparsity post's Figure 3: the damaged variable's reconstruction gain and KL term
+    (nats) per epoch, its var(mu) and mean(sigma^2) on a second axis, the phases shaded."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = [r["epoch"] for r in epochs]
+    ax.plot(x, [r["gain_nats"] for r in epochs], "o-", ms=3, label="reconstruction gain")
+    ax.plot(x, [r["kl"] for r in epochs], "s-", ms=3, label="KL term")
+    ax.set(xlabel="epoch", ylabel="nats per item",
+           title=f"variable {variable}: noise added, held, removed")
+    right = ax.twinx()
+    right.plot(x, [r["var_mu"] for r in epochs], ":", color="tab:green", label="var(mu)")
+    right.plot(x, [r["mean_sigma2"] for r in epochs], ":", color="tab:red",
+               label="mean(sigma^2)")
+    right.set_ylabel("variance")
+    shades = {"increase": "0.9", "hold": "0.8", "revive": "#e6f2e6"}
+    for phase, color in shades.items():
+        at = [r["epoch"] for r in epochs if r["phase"] == phase]
+        if at:
+            ax.axvspan(min(at) - 0.5, max(at) + 0.5, color=color, zorder=0, label=phase)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig

@@ -22,6 +22,8 @@ VERBS = {
     "range": "where a generator cannot reach: regeneration errors, missed sectors, P/R/D/C",
     "fid": "FID / KID / variance loss of a model's samples: prior, GMM, second stage",
     "regularisation": "the seed's pictures of sampling vs no sampling (3-D, 2-D latents)",
+    "sparsity": "how latent variables die and revive: per-variable curves, the collapse "
+                "experiment under noise",
     "claims": "the seed's claims of a main run judged again under the current rules "
               "(RUN_ID), or --rules",
     "runs": "a table of MLflow runs and their headline metrics",

@@ -15,7 +15,7 @@ from latentatlas.config import Strict, parse_override, read_yaml, set_path, vali
 from latentatlas.errors import UserError
 
 KINDS = ("train", "encode", "stats", "sectors", "support-set", "relocate", "range",
-         "translate-study", "fid", "regularisation")
+         "translate-study", "fid", "regularisation", "sparsity")
 
 
 class StepSpec(Strict):

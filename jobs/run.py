@@ -71,15 +71,6 @@ def where(name: str) -> str:
     return f"{MAIN.name}: steps.{name}"
 
 
-def architecture(model, pixels: int) -> str:
-    """A model as the posts name it: "dense 784-256-64-32-16", "conv 16-32-64 latent 16"."""
-    if model.name == "dense_vae":
-        return "dense " + "-".join(map(str, [pixels, *model.hidden, model.latent_dim]))
-    widths = getattr(model, "channels", None)
-    shown = f" {'-'.join(map(str, widths))}" if widths else ""
-    return f"{model.name.removesuffix('_vae')}{shown} latent {model.latent_dim}"
-
-
 def val_mse_history(recorder, run_id: str) -> list[float]:
     """The training's validation MSE after each epoch, as its run logged it."""
     history = recorder.client.get_metric_history(run_id, "val/mse")
@@ -114,13 +105,14 @@ def train_raw(name: str, step: StepSpec) -> dict:
 def job_options(job: JobSpec, args, dataset: str) -> JobSpec:
     """The job's own options as keys of its steps (before `--set`, which wins): every
     training that reads images reads the job's dataset (a step's own data.limit stays when
-    lower), --epochs sets every training's epochs and the regularisation's."""
+    lower), --epochs sets every training's epochs, the regularisation's and the sparsity
+    experiment's training before the noise."""
     from latentatlas.config import FAMILIES, model_tag
 
     extra: dict[str, dict] = {}
     for name, step in job.steps.items():
         keys = extra.setdefault(name, {})
-        if step.kind == "regularisation" and args.epochs:
+        if step.kind in ("regularisation", "sparsity") and args.epochs:
             keys["epochs"] = args.epochs
         if step.kind != "train":
             continue
@@ -155,7 +147,7 @@ def raise_user(message: str):
 
 
 def train_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import training_setting
+    from analysis.claims import architecture, training_setting
     from latentatlas.train.runner import train
 
     cfg = training_config(name, step, inputs)
@@ -275,10 +267,24 @@ class RegularisationOptions(Strict):
     epochs: int = Field(default=3, gt=0)
 
 
+class SparsityOptions(Strict):
+    """The verb's options (analysis.studies.sparsity.SparsityPlan), unset: the verb's."""
+    limit: int | None = Field(default=None, gt=0)  # items of each split (the job's when lower)
+    epochs: int | None = Field(default=None, gt=0)
+    every: int | None = Field(default=None, gt=0)
+    probe: int | None = Field(default=None, gt=0)
+    noise_step: float | None = Field(default=None, gt=0)
+    max_increments: int | None = Field(default=None, gt=0)
+    hold_epochs: int | None = Field(default=None, gt=0)
+    revival_epochs: int | None = Field(default=None, gt=0)
+    variable: int | None = Field(default=None, ge=0)
+    lr: float | None = Field(default=None, gt=0)
+
+
 OPTIONS = {"encode": EncodeOptions, "stats": StatsOptions, "sectors": SectorOptions,
            "support-set": SectorOptions, "relocate": RelocateOptions, "range": RangeOptions,
            "translate-study": TranslateOptions, "fid": FidOptions,
-           "regularisation": RegularisationOptions}
+           "regularisation": RegularisationOptions, "sparsity": SparsityOptions}
 # role -> required; the roles each kind reads
 INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": True},
           "sectors": {"encoding": True, "stats": True},
@@ -288,7 +294,7 @@ INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": Tru
                     "stats": True},
           "translate-study": {"encodings": True},
           "fid": {"model": True, "classifier": True, "second_stage": False},
-          "regularisation": {}}
+          "regularisation": {}, "sparsity": {}}
 
 
 def options(name: str, step: StepSpec):
@@ -565,7 +571,7 @@ def fid_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
 
 
 def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import sampling_claim, training_setting
+    from analysis.claims import architecture, sampling_claim, training_setting
     from jobs import steps
 
     o, a = options(name, step), ctx.args
@@ -592,11 +598,33 @@ def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -
             "claims": [sampling_claim("dense 3-D, with vs without sampling", on, m, run_id)]}
 
 
+def sparsity_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
+    from analysis.studies.sparsity import SparsityPlan
+    from jobs import steps
+
+    o, a = options(name, step), ctx.args
+    plan = SparsityPlan(**{k: v for k, v in o.model_dump().items()
+                           if v is not None and k != "limit"})
+    limit = min((n for n in (o.limit, a.limit) if n), default=None)
+    ctx.say(f"sparsity: {plan.epochs} epochs of the dense VAE, then noise on one variable "
+            f"(+{plan.noise_step:g} std per epoch, at most {plan.max_increments})")
+    run_id, result, claim = steps.sparsity(ctx.recorder, plan, ctx.dataset,
+                                           data_path=a.data_path, limit=limit,
+                                           cpus=step.cpus or 1.0,
+                                           parent_run_id=ctx.parent_run_id)
+    m = result.metrics
+    ctx.say(f"sparsity: variable {result.variable}: {claim['summary']}")
+    return {"run_id": run_id, "metrics": m,
+            "summary": [{"step": name, "run_id": run_id,
+                         **{k.split("/")[1]: v for k, v in m.items()}}],
+            "claims": [claim]}
+
+
 KIND_STEPS = {"train": train_step, "encode": encode_step, "stats": stats_step,
               "sectors": sectors_step, "support-set": support_set_step,
               "relocate": relocate_step, "range": range_step,
               "translate-study": translate_step, "fid": fid_step,
-              "regularisation": regularisation_step}
+              "regularisation": regularisation_step, "sparsity": sparsity_step}
 
 
 # ---- the job -----------------------------------------------------------------------------

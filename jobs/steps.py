@@ -284,6 +284,47 @@ def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[st
 CLAIMS_FILE = "claims.json"
 
 
+def sparsity(recorder: Recorder, plan, dataset: str = "fashion-mnist", *,
+             data_path: str | None = None, limit: int | None = None, cpus: float = 1.0,
+             use_gpu: bool = False, parent_run_id: str | None = None):
+    """The sparsity post's experiment (analysis.studies.sparsity) in one `sparsity` run: the
+    curves as metric histories, the figures, the final model (loadable as any VAE) and the
+    collapse claim judged (claims.json). Returns the run id, the result and the claim."""
+    import math
+
+    import torch
+
+    from analysis.claims import architecture, collapse_claim, training_setting
+    from analysis.studies.sparsity import measure_sparsity
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.data import load_split
+    from latentatlas.models import build_model
+    from latentatlas.record import Record
+
+    train_split = load_split(dataset, "train", data_path, limit)
+    val_split = load_split(dataset, "test", data_path, limit)
+    result = measure_sparsity(plan, train_split.images, val_split.images, cpus=cpus,
+                              use_gpu=use_gpu)
+    model_cfg = DenseVAEConfig(**result.model_config)
+    record = result.record()
+    record.params.update({"dataset": dataset, "limit": limit})
+    record.tags["dataset"] = dataset
+    with recorder.run("sparsity", "sparsity", parent_run_id) as run_id:
+        recorder.write(run_id, record)
+        setting = training_setting(dataset, architecture(model_cfg, math.prod(train_split.shape)),
+                                   "elbo", plan.epochs, result.training_val_mse(), run_id)
+        claim = collapse_claim(f"{setting['model']}, variable {result.variable}", setting,
+                               result.metrics, run_id)
+        model = build_model(model_cfg, train_split.shape)
+        model.load_state_dict(result.state_dict)
+        with torch.no_grad():
+            recorder.log_model(run_id, model, result.model_config, train_split.shape,
+                               {"dataset": dataset, "seed": plan.seed})
+        recorder.write(run_id, Record("sparsity", "", files={
+            CLAIMS_FILE: claims_file([claim])}))
+    return run_id, result, claim
+
+
 def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
     """One short block per claim (prose in table cells made a 400-character-wide table);
     with `before`, a verdict that changed says what it was."""

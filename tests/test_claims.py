@@ -72,6 +72,25 @@ def test_renormalisation_is_judged_on_fid_and_kid_together(fid, kid, expected):
                    kid_renorm=35.0e-3) == MIXED
 
 
+@pytest.mark.parametrize("collapsed, revived, expected", [
+    (1, 1, HOLDS), (1, 0, MIXED), (0, 0, FAILS)])
+def test_a_collapse_holds_when_it_follows_the_crossing_and_reverses(collapsed, revived,
+                                                                    expected):
+    assert outcome("collapse_reversible", collapsed=collapsed, revived=revived) == expected
+
+
+def test_a_collapse_experiment_whose_gain_never_fell_below_the_kl_is_not_measured():
+    m = {"sparsity/crossed": 0, "sparsity/increments": 12, "sparsity/variable": 3}
+    claim = C.collapse_claim("dense", DENSE, m, "run-sparsity")
+    assert claim["verdict"] == NOT_MEASURED and "12 noise increments" in claim["summary"]
+    m = {"sparsity/crossed": 1, "sparsity/collapsed": 1, "sparsity/revived": 0,
+         "sparsity/variable": 3, "sparsity/crossing_noise": 1.5, "sparsity/collapse_epochs": 2}
+    claim = C.collapse_claim("dense", DENSE, m, "run-sparsity")
+    assert claim["verdict"] == MIXED and claim["sources"]["revived"] == [
+        "run-sparsity", "sparsity/revived"]
+    assert "still inactive through the revival epochs" in claim["summary"]
+
+
 @pytest.mark.parametrize("p, ratio, expected", [
     (0.024, 2.0, HOLDS), (0.025, 2.0, MIXED), (0.024, 1.99, MIXED), (0.5, 1.0, FAILS)])
 def test_range_needs_the_support_set_beyond_random_real_sets_and_own_samples(p, ratio,
@@ -89,8 +108,8 @@ def test_every_rule_has_a_reason_a_seed_figure_and_a_source():
     assert {k for k, c in CLAIMS.items() if c.changed} == {
         "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation"}
     # every rule is tested on both sides of its threshold (here or in its own test below)
-    assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range"} == set(
-        CLAIMS)
+    assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range",
+                                            "collapse_reversible"} == set(CLAIMS)
 
 
 def test_the_range_figure_agrees_with_itself():

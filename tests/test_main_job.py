@@ -22,9 +22,12 @@ N_TRAIN, N_TEST = 512, 300
 # codes in a sector). With 16 variables it keeps 7-14 active, mostly noise of small sd, and
 # almost no code lies in a sector of 7 of them; with 4, k <= 4. dense-s1 trains the same
 # way (the generative range is measured in its space); every other training runs 1 epoch.
+# The sparsity experiment's dense VAE needs ~150 steps at lr 0.003 to make a variable active
+# on these blobs: 50 epochs of 4 steps.
 SETTING = ["--epochs", "1", *[f"--set={vae}.{key}" for vae in ("dense-s0", "dense-s1") for key in
                               ("train.epochs=20", "train.batch_size=32", "model.latent_dim=4")],
-           "--set", "range.samples=200"]
+           "--set", "range.samples=200", "--set", "sparsity.epochs=50",
+           "--set", "sparsity.lr=0.003"]
 
 
 def test_main_job_runs_every_step_and_its_verdicts_follow_the_logged_numbers(
@@ -46,7 +49,8 @@ def check_job(out, uri, workdir, common, capsys):
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
     assert kinds == (["fid"] * 2 + ["range"] * 2 + ["regularisation"] + ["relocate"] * 4
-                     + ["sectors", "support-set"] + ["train"] * 7 + ["translate-study"])
+                     + ["sectors", "sparsity", "support-set"] + ["train"] * 7
+                     + ["translate-study"])
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
     assert sorted(trained) == ["main-classifier", "main-conv-s0", "main-dcgan", "main-dense-s0",
                                "main-dense-s1", "main-recoder", "main-second-stage"]
@@ -90,6 +94,8 @@ def check_job(out, uri, workdir, common, capsys):
                        fids["fid dense-s0"].data.metrics, steps["encode-dense-s0"]["address"])
     (translators,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "translate-study"]
     check_translators(translators, claims["translators"])
+    (sparsity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "sparsity"]
+    check_sparsity(sparsity, claims["sparsity"])
     (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
     check_regularisation_pictures(regularity, children(regularity.info.run_id), workdir,
                                   claims["regularisation"])
@@ -482,3 +488,19 @@ def check_regularisation_pictures(parent, trained, workdir, claims):
             assert trace["codes"].shape == (5, 10, 2)
             assert sorted(trace["labels"].tolist()) == list(range(10))
     assert outcome(claims, "sampling_regular") == holds(kl["sampling"] < kl["no_sampling"])
+
+
+def check_sparsity(run, claims):
+    """The collapse claim follows the run's own events: crossed, collapsed, revived."""
+    from analysis.claims import CLAIMS
+
+    m = run.data.metrics
+    assert run.data.params["epochs"] == "50" and run.data.params["limit"] == "20000"  # its own
+    (claim,) = claims
+    assert claim["key"] == "collapse_reversible"
+    if not m["sparsity/crossed"]:
+        assert claim["verdict"] == "not measured"
+        return
+    assert claim["rule_outcome"] == CLAIMS["collapse_reversible"].judge(
+        {"collapsed": m["sparsity/collapsed"], "revived": m["sparsity/revived"]})
+    assert claim["sources"]["collapsed"] == [run.info.run_id, "sparsity/collapsed"]

@@ -100,7 +100,9 @@ def user_error_in(error: BaseException) -> UserError | None:
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
-            return error
+            # a Ray task's error is also of its cause's type; its text is the traceback
+            cause = getattr(error, "cause", None)
+            return cause if isinstance(cause, UserError) else error
         seen.add(id(error))
         if found := USER_ERROR_LINE.findall(str(error)):
             return UserError(found[-1])

@@ -14,6 +14,7 @@ class Record:
     name: str  # the run name
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # contract names (DESIGN.md) -> numbers
+    series: dict = field(default_factory=dict)  # metric name -> [(step, number), ...]
     tags: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)  # file.json -> {column: values}
     dicts: dict = field(default_factory=dict)  # file.json -> a JSON-able dict

@@ -196,7 +196,8 @@ def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | N
 def refuse_non_finite_metrics(record: Record) -> None:
     """A NaN or infinite metric is a broken result, not a number to log: one error line
     naming the metric and the record (no run, no partial run)."""
-    for key, value in record.metrics.items():
+    points = [(key, value) for key, values in record.series.items() for _, value in values]
+    for key, value in [*record.metrics.items(), *points]:
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -332,6 +333,8 @@ class Recorder:
         refuse_non_finite_metrics(record)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
+        metrics += [Metric(k, float(v), now, int(step)) for k, values in record.series.items()
+                    for step, v in values]
         params = [Param(k, str(v)) for k, v in record.params.items()]
         tags = [RunTag(k, str(v)) for k, v in record.tags.items()]
         while metrics or params or tags:  # MLflow's limits per batch: 1000, 100, 100

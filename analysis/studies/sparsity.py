@@ -1,0 +1,315 @@
+"""The seed's sparsity post, run as it runs it. A dense VAE (784-256-64-32-16, BCE + KL) is
+trained while var(mu) and mean(sigma^2) of every variable are measured every few minibatches
+(the post's Figure 1). Then the collapse experiment (its Figure 3): one active variable gets
+Gaussian noise of growing strength, one epoch of training per increment, the variables
+already inactive held at zero in the decoder's input (else the network would revive one of
+them to replace the damaged variable); increments stop once the variable's reconstruction
+gain falls below its KL term; training goes on at that strength until the variable is
+inactive (the collapse); then the noise is removed and training goes on until it is active
+again (the revival). Every measurement runs on a fixed probe of validation images; the
+whole experiment runs in one Ray task (one process holds the model through its phases)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import ray
+import torch
+
+from analysis.figures import collapse_curves, variance_curves
+from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
+from analysis.sparsity import (
+    first_at_or_after,
+    perturbed_codes,
+    reconstruction_gains,
+    variable_kl,
+    variable_moments,
+)
+from latentatlas.config import DenseVAEConfig
+from latentatlas.errors import UserError
+from latentatlas.images import to_unit_float
+from latentatlas.losses import bernoulli_nll, gaussian_kl
+from latentatlas.models import build_model
+from latentatlas.record import Record
+from latentatlas.train.common import epoch_batches
+
+__all__ = ["SparsityPlan", "SparsityResult", "measure_sparsity", "PHASES"]
+
+# training: before the experiment; increase: one more noise increment per epoch; hold: the
+# last strength kept, waiting for the collapse; revive: no noise, waiting for the revival
+PHASES = ("training", "increase", "hold", "revive")
+
+
+@dataclass(frozen=True)
+class SparsityPlan:
+    epochs: int = 10  # training before the experiment
+    every: int = 25  # minibatches between two points of the per-variable curves
+    probe: int = 2000  # validation images every measurement runs on
+    noise_step: float = 0.25  # noise std added per increment
+    max_increments: int = 12
+    hold_epochs: int = 5  # at most, at the last strength, for the variable to go inactive
+    revival_epochs: int = 10  # at most, without noise, for it to come back
+    variable: int | None = None  # None: the least informative active variable
+    hidden: tuple[int, ...] = (256, 64, 32)
+    latent_dim: int = 16
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "every", "probe", "max_increments", "hold_epochs",
+                     "revival_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"sparsity: --{name.replace('_', '-')} "
+                                f"{getattr(self, name)} must be >= 1")
+        if self.noise_step <= 0 or self.lr <= 0:
+            raise UserError(f"sparsity: --noise-step {self.noise_step} and --lr {self.lr} "
+                            "must be > 0")
+        if self.variable is not None and not 0 <= self.variable < self.latent_dim:
+            raise UserError(f"sparsity: --variable {self.variable} is not one of the "
+                            f"{self.latent_dim} latent variables")
+
+
+def inactive(var_mu: np.ndarray, mean_sigma2: np.ndarray) -> np.ndarray:
+    """The stats step's rule (analysis.latent): var(mu) < 0.05 or mean(sigma^2) > 0.95."""
+    return (var_mu < INACTIVE_VAR) | (mean_sigma2 > INACTIVE_SIGMA2)
+
+
+@dataclass
+class SparsityResult:
+    plan: SparsityPlan
+    variable: int  # the variable the experiment damages
+    held: np.ndarray  # bool: inactive after training, held at zero through the experiment
+    trained: dict  # per variable after training: var_mu, mean_sigma2, kl, gain_nats, gain_mse
+    curve_steps: np.ndarray  # minibatches done at each curve point
+    curve_var_mu: np.ndarray  # (points, d)
+    curve_mean_sigma2: np.ndarray  # (points, d)
+    epochs: list[dict]  # one row per epoch: phase, noise, the variable's measures
+    crossed_at: int | None  # the increment (1-based) after which gain fell below KL
+    collapse_epochs: int | None  # hold epochs until the variable was inactive
+    revival_epochs: int | None  # noiseless epochs until it was active again
+    state_dict: dict = field(repr=False, default_factory=dict)  # the final model
+
+    @property
+    def model_config(self) -> dict:
+        return {"name": "dense_vae", "hidden": list(self.plan.hidden),
+                "latent_dim": self.plan.latent_dim}
+
+    def training_val_mse(self) -> list[float]:
+        return [row["val_mse"] for row in self.epochs if row["phase"] == "training"]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        v = self.variable
+        m = {"sparsity/variable": v, "sparsity/active": int((~self.held).sum()),
+             "sparsity/inactive": int(self.held.sum()),
+             "sparsity/gain_before": self.trained["gain_nats"][v],
+             "sparsity/kl_before": self.trained["kl"][v],
+             "sparsity/var_mu_before": self.trained["var_mu"][v],
+             "sparsity/increments": sum(r["phase"] == "increase" for r in self.epochs),
+             "sparsity/crossed": int(self.crossed_at is not None),
+             "sparsity/collapsed": int(self.collapse_epochs is not None),
+             "sparsity/revived": int(self.revival_epochs is not None)}
+        if self.crossed_at is not None:
+            m["sparsity/crossing_noise"] = self.crossed_at * self.plan.noise_step
+        if self.collapse_epochs is not None:
+            m["sparsity/collapse_epochs"] = self.collapse_epochs
+        if self.revival_epochs is not None:
+            m["sparsity/revival_epochs"] = self.revival_epochs
+            revived = [r for r in self.epochs if r["phase"] == "revive"][self.revival_epochs - 1]
+            m["sparsity/gain_revived"] = revived["gain_nats"]
+        return m
+
+    def series(self) -> dict[str, list[tuple[int, float]]]:
+        """The curves as MLflow metric histories: per variable against minibatches, the
+        damaged variable's measures against the epoch."""
+        out = {}
+        steps = self.curve_steps.tolist()
+        for i in range(self.curve_var_mu.shape[1]):
+            for name, curve in (("var_mu", self.curve_var_mu), ("mean_sigma2",
+                                                                self.curve_mean_sigma2)):
+                out[f"sparsity/{name}_{i:02d}"] = list(zip(steps, curve[:, i].tolist(),
+                                                           strict=True))
+        for key in ("noise", "gain_nats", "gain_mse", "kl", "var_mu", "mean_sigma2",
+                    "val_mse"):
+            out[f"sparsity/{key}"] = [(r["epoch"], r[key]) for r in self.epochs]
+        return out
+
+    def record(self) -> Record:
+        p = self.plan
+        d = p.latent_dim
+        return Record(
+            "sparsity", "sparsity",
+            params={**{k: v for k, v in asdict(p).items() if k != "variable"},
+                    "variable": self.variable, "variable_chosen":
+                    "given" if p.variable is not None else "least informative active",
+                    "held_inactive": np.flatnonzero(self.held).tolist()},
+            metrics=self.metrics, series=self.series(),
+            tables={"variables.json": {"variable": list(range(d)),
+                                       **{k: np.asarray(v).tolist()
+                                          for k, v in self.trained.items()},
+                                       "inactive": self.held.tolist()},
+                    "sparsity_epochs.json": {k: [r[k] for r in self.epochs]
+                                             for k in self.epochs[0]}},
+            figures={"variance_curves.png": lambda: variance_curves(
+                         self.curve_steps, self.curve_var_mu, self.held, p.batch_size),
+                     "collapse.png": lambda: collapse_curves(self.epochs, self.variable)})
+
+
+class Experiment:
+    """The model, its optimiser and the probe, through the four phases."""
+
+    def __init__(self, plan: SparsityPlan, train_images: np.ndarray, probe_images: np.ndarray,
+                 device: torch.device):
+        self.plan, self.images, self.device = plan, train_images, device
+        torch.manual_seed(plan.seed)
+        self.model = build_model(DenseVAEConfig(hidden=list(plan.hidden),
+                                                latent_dim=plan.latent_dim),
+                                 train_images.shape[1:]).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=plan.lr)
+        self.probe = to_unit_float(probe_images, device)
+        # the probe's noise is drawn once: successive measurements differ by the model alone
+        self.probe_noise = torch.randn(len(probe_images), generator=torch.Generator()
+                                       .manual_seed(plan.seed + 1)).to(device)
+        self.held = torch.zeros(plan.latent_dim, dtype=torch.bool, device=device)
+        self.steps, self.epoch = 0, 0
+        self.curve: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    @torch.no_grad()
+    def probe_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.eval()
+        mu, logvar = self.model.encode(self.probe)
+        self.model.train()
+        return mu, logvar
+
+    def curve_point(self) -> None:
+        mu, logvar = self.probe_codes()
+        var_mu, mean_sigma2 = variable_moments(mu.cpu().numpy(), logvar.cpu().numpy())
+        self.curve.append((self.steps, var_mu, mean_sigma2))
+
+    def train_epoch(self, variable: int, strength: float) -> None:
+        p = self.plan
+        torch.manual_seed(p.seed * 1_000_003 + self.epoch)
+        for idx in epoch_batches(len(self.images), self.epoch, p.seed, 0, 1, p.batch_size):
+            if self.steps % p.every == 0:
+                self.curve_point()
+            x = to_unit_float(self.images[np.sort(idx)], self.device)
+            mu, logvar = self.model.encode(x)
+            z = perturbed_codes(mu, logvar, torch.randn_like(mu), self.held, variable,
+                                strength, torch.randn(len(x), device=self.device))
+            loss = (bernoulli_nll(x, self.model.decode(z)) + gaussian_kl(mu, logvar)).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.steps += 1
+        self.epoch += 1
+
+    @torch.no_grad()
+    def measure(self, variables: list[int], variable: int, strength: float) -> dict:
+        """Every variable's moments and KL; the gains of `variables`, decoded from the means
+        under the noise the decoder trains with; the pixel MSE of that decoding."""
+        mu, logvar = self.probe_codes()
+        var_mu, mean_sigma2 = variable_moments(mu.cpu().numpy(), logvar.cpu().numpy())
+        z = perturbed_codes(mu, logvar, None, self.held, variable, strength, self.probe_noise)
+        self.model.eval()
+        gains = {v: reconstruction_gains(self.model.decode, z, self.probe, v) for v in variables}
+        val_mse = float((self.model.decode(z) - self.probe).pow(2).double().mean())
+        self.model.train()
+        return {"epoch": self.epoch, "var_mu": var_mu, "mean_sigma2": mean_sigma2,
+                "kl": variable_kl(mu.cpu().numpy(), logvar.cpu().numpy()),
+                "gains": gains, "val_mse": val_mse}
+
+
+def choose_variable(plan: SparsityPlan, trained: dict, held: np.ndarray) -> int:
+    active = np.flatnonzero(~held)
+    if len(active) == 0:
+        raise UserError("sparsity: no variable is active after training (var(mu) >= "
+                        f"{INACTIVE_VAR} and mean(sigma^2) <= {INACTIVE_SIGMA2}); train "
+                        "longer (--epochs)")
+    if plan.variable is None:
+        return int(active[np.argmin(trained["gain_nats"][active])])
+    if held[plan.variable]:
+        raise UserError(f"sparsity: --variable {plan.variable} is inactive after training "
+                        f"(var(mu) {trained['var_mu'][plan.variable]:.3g}, mean(sigma^2) "
+                        f"{trained['mean_sigma2'][plan.variable]:.3g}); active: "
+                        f"{active.tolist()}")
+    return plan.variable
+
+
+def run_experiment(plan: SparsityPlan, train_images: np.ndarray, probe_images: np.ndarray,
+                   threads: int, use_gpu: bool) -> SparsityResult:
+    """The four phases in this process (the Ray task's body)."""
+    torch.set_num_threads(max(1, threads))
+    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    ex = Experiment(plan, train_images, probe_images, device)
+    everyone = list(range(plan.latent_dim))
+
+    def row(phase: str, variable: int, strength: float, m: dict) -> dict:
+        nats, mse = m["gains"][variable]
+        return {"epoch": m["epoch"], "phase": phase, "noise": strength, "gain_nats": nats,
+                "gain_mse": mse,
+                **{k: float(m[k][variable]) for k in ("kl", "var_mu", "mean_sigma2")},
+                "val_mse": m["val_mse"],
+                "inactive": bool(inactive(m["var_mu"], m["mean_sigma2"])[variable])}
+
+    trained_epochs = []
+    for _ in range(plan.epochs):
+        ex.train_epoch(0, 0.0)
+        trained_epochs.append(ex.measure(everyone, 0, 0.0))
+    last = trained_epochs[-1]
+    trained = {"var_mu": last["var_mu"], "mean_sigma2": last["mean_sigma2"], "kl": last["kl"],
+               "gain_nats": np.array([last["gains"][v][0] for v in everyone]),
+               "gain_mse": np.array([last["gains"][v][1] for v in everyone])}
+    held = inactive(trained["var_mu"], trained["mean_sigma2"])
+    variable = choose_variable(plan, trained, held)
+    rows = [row("training", variable, 0.0, m) for m in trained_epochs]
+    ex.held = torch.as_tensor(held, device=device)
+
+    crossed_at = None
+    for increment in range(1, plan.max_increments + 1):
+        strength = increment * plan.noise_step
+        ex.train_epoch(variable, strength)
+        rows.append(row("increase", variable, strength, ex.measure([variable], variable,
+                                                                    strength)))
+        if rows[-1]["gain_nats"] < rows[-1]["kl"]:
+            crossed_at = increment
+            break
+
+    collapse_epochs = None
+    if crossed_at is not None:
+        flags = [rows[-1]["inactive"]]
+        for _ in range(plan.hold_epochs):
+            if flags[-1]:
+                break
+            ex.train_epoch(variable, strength)
+            rows.append(row("hold", variable, strength, ex.measure([variable], variable,
+                                                                    strength)))
+            flags.append(rows[-1]["inactive"])
+        collapse_epochs = first_at_or_after(flags, 0)
+
+    revival_epochs = None
+    if collapse_epochs is not None:
+        for epoch in range(1, plan.revival_epochs + 1):
+            ex.train_epoch(variable, 0.0)
+            rows.append(row("revive", variable, 0.0, ex.measure([variable], variable, 0.0)))
+            if not rows[-1]["inactive"]:
+                revival_epochs = epoch
+                break
+    ex.curve_point()
+    steps, var_mu, mean_sigma2 = zip(*ex.curve, strict=True)
+    return SparsityResult(plan, variable, held, trained, np.array(steps), np.stack(var_mu),
+                          np.stack(mean_sigma2), rows, crossed_at, collapse_epochs,
+                          revival_epochs,
+                          {k: v.cpu() for k, v in ex.model.state_dict().items()})
+
+
+def measure_sparsity(plan: SparsityPlan, train_images: np.ndarray, val_images: np.ndarray, *,
+                     cpus: float = 1.0, use_gpu: bool = False) -> SparsityResult:
+    """The experiment as one Ray task holding `cpus` (and a GPU when asked)."""
+    if min(len(val_images), len(train_images)) < 2:
+        raise UserError(f"sparsity: {len(train_images)} training and {len(val_images)} "
+                        "validation images; at least 2 of each are needed")
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if use_gpu else 0)(run_experiment)
+    return ray.get(task.remote(plan, train_images, val_images[:plan.probe],
+                               max(1, int(cpus)), use_gpu))
