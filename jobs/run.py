@@ -264,7 +264,7 @@ class FidOptions(Strict):
 
 
 class RegularisationOptions(Strict):
-    epochs: int = Field(default=3, gt=0)
+    epochs: int | None = Field(default=None, gt=0)  # of the 3-D models (unset: the verb's)
 
 
 class SparsityOptions(Strict):
@@ -294,7 +294,7 @@ INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": Tru
                     "stats": True},
           "translate-study": {"encodings": True},
           "fid": {"model": True, "classifier": True, "second_stage": False},
-          "regularisation": {}, "sparsity": {}}
+          "regularisation": {"classifier": False}, "sparsity": {}}
 
 
 def options(name: str, step: StepSpec):
@@ -575,11 +575,13 @@ def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -
     from jobs import steps
 
     o, a = options(name, step), ctx.args
-    epochs = o.epochs
-    ctx.say("regularisation: 3-D VAEs with and without sampling, 2-D first-epoch trace")
-    run_id, m, trained = steps.regularisation(ctx.recorder, ctx.dataset, data_path=a.data_path,
-                                              limit=a.limit, epochs=epochs,
-                                              parent_run_id=ctx.parent_run_id)
+    epochs, classifier = o.epochs or steps.REGULARISATION_EPOCHS, inputs.get("classifier")
+    reduced = f" ({step.reduced})" if step.reduced else ""
+    ctx.say(f"regularisation: 3-D VAEs with and without sampling, {epochs} epochs{reduced}; "
+            "2-D first-epoch trace")
+    run_id, m, trained = steps.regularisation(
+        ctx.recorder, ctx.dataset, data_path=a.data_path, limit=a.limit, epochs=epochs,
+        classifier=classifier and classifier["registered"], parent_run_id=ctx.parent_run_id)
     plans = steps.regularisation_plans(ctx.dataset, a.data_path, a.limit, epochs)
     on = []
     for label in ("3d-sampling", "3d-no-sampling"):
@@ -588,10 +590,14 @@ def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -
                                    plans[label]["kl"]["policy"], epochs,
                                    val_mse_history(ctx.recorder, trained[label]),
                                    trained[label]))
-    with_kl, without_kl = (m["regularity/aggregate_kl_sampling"],
-                           m["regularity/aggregate_kl_no_sampling"])
-    ctx.say(f"regularisation: aggregate KL from N(0, I) {with_kl:.3f} with sampling, "
-            f"{without_kl:.3f} without")
+    fid = ("FID {:.2f} vs {:.2f}, ".format(m["regularity/prior_fid_sampling"],
+                                           m["regularity/prior_fid_no_sampling"])
+           if classifier else "FID not measured (no classifier input), ")
+    ctx.say(f"regularisation, with vs without sampling: prior samples' {fid}latent coverage "
+            f"{m['regularity/prior_coverage_sampling']:.3f} vs "
+            f"{m['regularity/prior_coverage_no_sampling']:.3f}; aggregate KL from N(0, I) "
+            f"{m['regularity/aggregate_kl_sampling']:.3f} vs "
+            f"{m['regularity/aggregate_kl_no_sampling']:.3f}")
     return {"run_id": run_id, "metrics": m,
             "summary": [{"step": "regularisation", "run_id": run_id,
                          **{k.split("/")[1]: v for k, v in m.items()}}],

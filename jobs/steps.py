@@ -112,12 +112,19 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     return recorder.record(result.record(name), parent_run_id), result
 
 
+# Epochs of the 3-D models: on Fashion-MNIST each of epochs 13-15 moved val/mse by under
+# SETTLED_CHANGE (1%) in both (bench/RESULTS.md, "The 3-D regularisation models").
+REGULARISATION_EPOCHS = 15
+
+
 def regularisation_plans(dataset: str, data_path: str | None, limit: int | None,
                          epochs: int) -> dict[str, dict]:
     """label -> experiment config of the seed's sampling pictures: 784-256-64-16-3 VAEs with
-    and without posterior sampling, and a 2-D VAE traced through its first epoch."""
+    and without posterior sampling, trained as the seed does (plain ELBO, BCE + KL; without
+    sampling the KL keeps only its quadratic penalty on mu), and a 2-D VAE traced through
+    its first epoch."""
     base = {"seed": 0, "data": {"name": dataset, "path": data_path, "limit": limit},
-            "kl": {"policy": "balanced"},
+            "kl": {"policy": "elbo"},
             "train": {"epochs": epochs, "batch_size": 128, "cpus_per_worker": 0.5}}
     model = {"name": "dense_vae", "hidden": [256, 64, 16]}
     return {
@@ -133,23 +140,34 @@ def regularisation_plans(dataset: str, data_path: str | None, limit: int | None,
 
 
 def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
-                   data_path: str | None = None, limit: int | None = None, epochs: int = 3,
-                   points: int = 5000,
+                   data_path: str | None = None, limit: int | None = None,
+                   epochs: int = REGULARISATION_EPOCHS, points: int = 5000,
+                   classifier: str | None = None,
                    parent_run_id: str | None = None) -> tuple[str, dict, dict[str, str]]:
     """The three trainings as children of one `regularisation` run; the 3-D models' first
-    `points` test codes encoded under ./encodings/regularisation-<run id>/ and measured.
-    Returns the run id, its regularity/* metrics per model, and the train run ids."""
+    `points` test codes encoded under ./encodings/regularisation-<run id>/ and measured
+    against as many prior draws (with a `classifier` URI, their FID against the same test
+    images too). Returns the run id, its regularity/* metrics per model, and the train run
+    ids."""
     from concurrent.futures import ThreadPoolExecutor
 
     from analysis.studies.regularity import measure_regularity
     from latentatlas.config import validate
+    from latentatlas.data import load_split
     from latentatlas.encode.pipeline import encode
+    from latentatlas.quality import classifier_extractor
     from latentatlas.record import Record
     from latentatlas.train.runner import train
 
+    configs = {label: validate(raw, f"regularisation {label}") for label, raw
+               in regularisation_plans(dataset, data_path, limit, epochs).items()}
+    rows = min(points, limit or points)
+    images = load_split(dataset, "test", data_path, rows).images if classifier else None
+    extractor = classifier and classifier_extractor(classifier, tracking_uri=recorder.uri,
+                                                    input_shape=images.shape[1:])
+    params = {"fid_extractor": extractor.name,
+              "fid_extractor_source": extractor.source} if extractor else {}
     with recorder.run("regularisation", "regularisation", parent_run_id) as run_id:
-        configs = {label: validate(raw, f"regularisation {label}") for label, raw
-                   in regularisation_plans(dataset, data_path, limit, epochs).items()}
         with ThreadPoolExecutor(len(configs)) as pool:
             futures = {label: pool.submit(train, cfg, tracking_uri=recorder.uri,
                                           experiment=recorder.experiment,
@@ -161,12 +179,14 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
             out = trained[label]
             enc = encode(out.model_uri, dataset, "test",
                          Path("encodings") / f"regularisation-{run_id[:8]}" / label,
-                         data_path=data_path, limit=min(points, limit or points), actors=1)
-            measured = measure_regularity(enc, load_vae(out.model_uri)[0])
+                         data_path=data_path, limit=rows, actors=1)
+            measured = measure_regularity(enc, *load_vae(out.model_uri), images=images,
+                                          extractor=extractor)
             recorder.write(out.run_id, measured.record())
             suffix = label.removeprefix("3d-").replace("-", "_")
             metrics.update({f"{k}_{suffix}": v for k, v in measured.metrics.items()})
-        recorder.write(run_id, Record("regularisation", "regularisation", metrics=metrics))
+        recorder.write(run_id, Record("regularisation", "regularisation", params=params,
+                                      metrics=metrics))
     return run_id, metrics, {label: out.run_id for label, out in trained.items()}
 
 

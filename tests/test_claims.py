@@ -49,8 +49,6 @@ THRESHOLDS = [
     ("density_uneven", {"kl": 0.051, "noise_p99": 0.05}, {"kl": 0.05, "noise_p99": 0.05}),
     ("second_stage", {"fid_two_stage": 29.9, "fid_prior": 30.0},
      {"fid_two_stage": 30.0, "fid_prior": 30.0}),
-    ("sampling_regular", {"kl_with": 0.9, "kl_without": 1.0},
-     {"kl_with": 1.0, "kl_without": 1.0}),
 ]
 
 
@@ -91,6 +89,47 @@ def test_a_collapse_experiment_whose_gain_never_fell_below_the_kl_is_not_measure
     assert "still inactive through the revival epochs" in claim["summary"]
 
 
+@pytest.mark.parametrize("fid, coverage, expected", [
+    ((29.9, 30.0), (0.51, 0.50), HOLDS), ((30.0, 30.0), (0.50, 0.50), FAILS),
+    ((29.9, 30.0), (0.50, 0.50), MIXED), ((30.0, 30.0), (0.51, 0.50), MIXED),
+    ((31.0, 30.0), (0.40, 0.50), FAILS)])
+def test_sampling_is_judged_on_prior_sample_fid_and_latent_coverage_together(fid, coverage,
+                                                                             expected):
+    """(a) FID lower with sampling, (b) coverage higher with sampling; ties are no better."""
+    assert outcome("sampling_regular", fid_with=fid[0], fid_without=fid[1],
+                   coverage_with=coverage[0], coverage_without=coverage[1]) == expected
+
+
+THREE_D = [C.training_setting("mnist", "dense 784-256-64-16-3", "elbo", 20, [0.030, 0.0299],
+                              f"run-{label}") for label in ("sampling", "no-sampling")]
+REGULARITY = {"regularity/prior_coverage_sampling": 0.8,
+              "regularity/prior_coverage_no_sampling": 0.3,
+              "regularity/aggregate_kl_sampling": 0.05,
+              "regularity/aggregate_kl_no_sampling": 1.2}
+
+
+def test_the_sampling_claim_reads_fid_and_coverage_from_the_regularisation_run():
+    fids = {"regularity/prior_fid_sampling": 40.0, "regularity/prior_fid_no_sampling": 90.0}
+    c = C.sampling_claim("3-D", THREE_D, {**REGULARITY, **fids}, "run-reg")
+    assert c["verdict"] == HOLDS and c["comparable"], c
+    assert c["measured"] == {"fid_with": 40.0, "fid_without": 90.0, "coverage_with": 0.8,
+                             "coverage_without": 0.3, "kl_with": 0.05, "kl_without": 1.2}
+    assert c["sources"]["fid_without"] == ["run-reg", "regularity/prior_fid_no_sampling"]
+    assert "FID 40.00 with vs 90.00 without" in c["summary"]
+    # KL balancing (the step before issue #28) does not compare with the seed's BCE + KL
+    balanced = [{**s, "loss": "KL balancing"} for s in THREE_D]
+    assert C.sampling_claim("3-D", balanced, {**REGULARITY, **fids}, "r")["verdict"] == \
+        NOT_COMPARABLE
+
+
+def test_the_sampling_claim_without_a_classifier_is_not_measured_and_says_its_coverage():
+    c = C.sampling_claim("3-D", THREE_D, REGULARITY, "run-reg")
+    assert c["verdict"] == NOT_MEASURED and c["rule_outcome"] is None
+    assert "needs a classifier" in c["summary"] and "coverage 0.800 with vs 0.300" in \
+        c["summary"]
+    assert C.rejudge(c)["verdict"] == NOT_MEASURED
+
+
 @pytest.mark.parametrize("p, ratio, expected", [
     (0.024, 2.0, HOLDS), (0.025, 2.0, MIXED), (0.024, 1.99, MIXED), (0.5, 1.0, FAILS)])
 def test_range_needs_the_support_set_beyond_random_real_sets_and_own_samples(p, ratio,
@@ -104,12 +143,14 @@ def test_every_rule_has_a_reason_a_seed_figure_and_a_source():
     for key, c in CLAIMS.items():
         assert c.key == key and c.claim and c.figure and c.seed_setting and c.rule, key
         assert len(c.reason) > 20 and "RESEARCH.md" in c.source, key
-    # the rules changed after a measurement say so
+    # the rules changed (after a measurement, or before one on a new measurement) say so
     assert {k for k, c in CLAIMS.items() if c.changed} == {
-        "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation"}
+        "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation",
+        "sampling_regular"}
     # every rule is tested on both sides of its threshold (here or in its own test below)
     assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range",
-                                            "collapse_reversible"} == set(CLAIMS)
+                                            "collapse_reversible",
+                                            "sampling_regular"} == set(CLAIMS)
 
 
 def test_the_range_figure_agrees_with_itself():

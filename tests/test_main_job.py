@@ -98,7 +98,7 @@ def check_job(out, uri, workdir, common, capsys):
     check_sparsity(sparsity, claims["sparsity"])
     (regularity,) = [r for r in kids if r.data.tags["latentatlas.kind"] == "regularisation"]
     check_regularisation_pictures(regularity, children(regularity.info.run_id), workdir,
-                                  claims["regularisation"])
+                                  claims["regularisation"], key.removeprefix("fid/"))
 
     for heading in ("== main job ==", "the seed's claims beside what was measured",
                     "mlflow ui --backend-store-uri"):
@@ -452,33 +452,47 @@ def main_job_table(run_id: str, name: str = "summary.json") -> dict:
     return Recorder(mlflow.get_tracking_uri(), "main").table(run_id, name)
 
 
-def check_regularisation_pictures(parent, trained, workdir, claims):
-    """3-D VAEs with and without sampling (scatter, prior slices, aggregate KL of their test
-    encodings), and a 2-D VAE traced through its first epoch, as children of the
-    regularisation run; the sampling verdict from the recomputed aggregate KLs."""
+def check_regularisation_pictures(parent, trained, workdir, claims, extractor):
+    """3-D VAEs (BCE + KL) with and without sampling (scatter, prior slices, the prior draws'
+    latent coverage of their test codes, FID in the job's classifier features, aggregate KL
+    of their test encodings), and a 2-D VAE traced through its first epoch, as children of
+    the regularisation run; the sampling verdict from the recomputed coverage and the
+    logged FIDs."""
+    from analysis.coverage import prdc
     from analysis.regularity import aggregate_gaussian_kl
     from latentatlas.encode import open_encoding
+    from latentatlas.quality import prior_codes
+    from latentatlas.tracking import load_vae
 
     client = mlflow.MlflowClient()
     assert parent.info.status == "FINISHED"
+    assert parent.data.params["fid_extractor"] == extractor  # the job's pinned classifier
     by_latent = sorted((r.data.params["model.latent_dim"], r.data.params.get(
         "model.sample_posterior"), r) for r in trained)
     assert [(d, s) for d, s, _ in by_latent] == [("2", "True"), ("3", "False"), ("3", "True")]
-    kl = {}
+    assert {r.data.params["kl.policy"] for r in trained} == {"elbo"}
+    coverage, fid = {}, {}
     for latent_dim, sampling, run in by_latent:
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         if latent_dim == "3":
             assert {"codes_3d.png", "prior_slices.png"} <= files
             label = "sampling" if sampling == "True" else "no_sampling"
-            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
-                parent.data.metrics[f"regularity/aggregate_kl_{label}"])
+            for measure in ("aggregate_kl", "prior_coverage", "prior_fid"):
+                assert run.data.metrics[f"regularity/{measure}"] == pytest.approx(
+                    parent.data.metrics[f"regularity/{measure}_{label}"])
             enc = open_encoding(workdir / "encodings" / f"regularisation-{parent.info.run_id[:8]}"
                                 / f"3d-{label.replace('_', '-')}")
             assert enc.meta.rows == N_TEST and enc.meta.model_uri.endswith(
                 f"{run.info.run_id}/model")  # the whole test split
-            kl[label] = aggregate_gaussian_kl(enc.arrays(["mu"])["mu"])
-            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(kl[label],
-                                                                                rel=1e-6)
+            codes = enc.arrays(["mu"])["mu"]
+            assert run.data.metrics["regularity/aggregate_kl"] == pytest.approx(
+                aggregate_gaussian_kl(codes), rel=1e-6)
+            draws = prior_codes(load_vae(enc.meta.model_uri)[0], len(codes), 0)
+            coverage[label] = prdc(codes, draws)["coverage"]
+            assert run.data.metrics["regularity/prior_coverage"] == pytest.approx(
+                coverage[label])
+            fid[label] = run.data.metrics["regularity/prior_fid"]
+            assert fid[label] > 0
         else:
             assert {"trajectories.png", "first_epoch_trace.npz"} <= files
             trace = np.load(mlflow.artifacts.download_artifacts(
@@ -487,7 +501,8 @@ def check_regularisation_pictures(parent, trained, workdir, claims):
             # after the last
             assert trace["codes"].shape == (5, 10, 2)
             assert sorted(trace["labels"].tolist()) == list(range(10))
-    assert outcome(claims, "sampling_regular") == holds(kl["sampling"] < kl["no_sampling"])
+    assert outcome(claims, "sampling_regular") == both(
+        fid["sampling"] < fid["no_sampling"], coverage["sampling"] > coverage["no_sampling"])
 
 
 def check_sparsity(run, claims):

@@ -34,6 +34,20 @@ def test_slice_grid_covers_each_slice_row_by_row():
     assert g[0, 15, :2].tolist() == [2.0, -2.0]
 
 
+def test_the_prior_pictures_are_the_seeds_five_slices_of_25_points():
+    """Five horizontal slices (values of z2) of a 5 x 5 grid over (z0, z1): 125 points, each
+    point of the 5 x 5 x 5 lattice over [-2, 2] once."""
+    from analysis.studies.regularity import GRID, SLICES, SPAN
+
+    g = slice_grid(SLICES, GRID, SPAN)
+    assert g.shape == (5, 25, 3)
+    axis = np.linspace(-2.0, 2.0, 5)
+    lattice = {(a, b, c) for a in axis for b in axis for c in axis}
+    points = [tuple(p) for p in g.reshape(-1, 3)]
+    assert len(set(points)) == 125 and set(points) == lattice
+    assert all(len(set(s[:, 2])) == 1 for s in g)  # a slice holds z2 fixed
+
+
 def test_trace_indices_take_the_first_item_of_each_class():
     assert trace_indices(np.array([3, 1, 3, 0, 1])).tolist() == [3, 1, 0]
     assert trace_indices(np.full(20, -1), n=4).tolist() == [0, 1, 2, 3]
@@ -58,3 +72,45 @@ def test_trace_records_codes_before_during_and_after_the_first_epoch():
         after = model.encode(to_unit_float(images[:5]))[0].numpy()
     np.testing.assert_allclose(codes[-1], after, rtol=1e-6)
     assert not np.allclose(codes[1], codes[0]) and model.training  # trained; mode restored
+
+
+def test_the_verb_measures_prior_samples_with_and_without_sampling(ray_session, mlflow_store,
+                                                                   workdir, idx_folder,
+                                                                   capsys):
+    """Two epochs on 64 images: the 3-D models are BCE + KL with and without sampling, their
+    prior draws' latent coverage and FID (in a registered classifier's features) logged per
+    model and side by side in the parent; bad input refused in one line before training."""
+    import mlflow
+    from test_quality import register_classifier
+
+    from jobs import regularisation as verb
+    from latentatlas import tracking
+
+    uri = tracking.resolve_tracking_uri()
+    common = ["--dataset", "mnist", "--data-path", str(idx_folder), "--tracking-uri", uri,
+              "--experiment", "test"]
+    assert verb.main([*common, "--classifier", "runs:/0123456789abcdef/model"]) != 0
+    assert "error: --classifier runs:/0123456789abcdef/model: no such run" in \
+        capsys.readouterr().err
+    assert verb.main([*common, "--points", "5"]) != 0
+    assert "more than 5 test codes" in capsys.readouterr().err
+    classifier = register_classifier((1, 28, 28), "classifier-mnist")
+    assert verb.main([*common, "--epochs", "2", "--classifier", classifier]) == 0
+    out = capsys.readouterr().out
+    run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
+    m = run.data.metrics
+    assert run.data.params["fid_extractor"] == "classifier-mnist-v1"
+    for label in ("sampling", "no_sampling"):
+        for measure in ("prior_fid", "prior_kid", "prior_precision", "prior_recall",
+                        "prior_density", "prior_coverage", "aggregate_kl"):
+            assert np.isfinite(m[f"regularity/{measure}_{label}"]), (measure, label)
+        assert 0 <= m[f"regularity/prior_coverage_{label}"] <= 1
+    kids = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'",
+                              output_format="list")
+    three_d = {r.data.params["model.sample_posterior"]: r for r in kids
+               if r.data.params["model.latent_dim"] == "3"}
+    assert set(three_d) == {"True", "False"}
+    for r in three_d.values():
+        assert r.data.params["kl.policy"] == "elbo" and r.data.params["train.epochs"] == "2"
+    assert three_d["True"].data.metrics["regularity/prior_fid"] == pytest.approx(
+        m["regularity/prior_fid_sampling"])

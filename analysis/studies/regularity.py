@@ -1,5 +1,9 @@
-"""How far a 3-D latent space's codes sit from the N(0, I) prior, and its pictures: a 3-D
-scatter of test codes, and prior samples decoded on grids over (z0, z1) at z2 in SLICES."""
+"""How well a 3-D latent space's prior matches its codes, and its pictures: a 3-D scatter of
+test codes, and prior samples decoded on the seed's grid, five horizontal slices (z2 in
+SLICES) of 5 x 5 points over (z0, z1). Measured: the latent precision / recall / density /
+coverage of N(0, I) draws against the codes, the FID of the decoded draws against the test
+images in a classifier's features (when one is given), and how far the codes sit from the
+prior (aggregate KL)."""
 
 from __future__ import annotations
 
@@ -8,16 +12,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from analysis.coverage import prdc
 from analysis.figures import scatter3d
 from analysis.regularity import aggregate_gaussian_kl, slice_grid
+from latentatlas import quality
 from latentatlas.encode import Encoding
 from latentatlas.images import image_grid
+from latentatlas.quality import Extractor
 from latentatlas.record import Record
 
-__all__ = ["CodeRegularity", "measure_regularity", "SLICES", "GRID"]
+__all__ = ["CodeRegularity", "measure_regularity", "SLICES", "GRID", "SPAN"]
 
-SLICES = [-1.5, 0.0, 1.5]  # z2 values of the prior-sample pictures
-GRID = 8  # n x n samples per slice
+SPAN = 2.0  # the pictures' grid runs over [-SPAN, SPAN] on every axis
+SLICES = np.linspace(-SPAN, SPAN, 5).tolist()  # z2 of the seed's five horizontal slices
+GRID = 5  # n x n samples per slice: the seed's 25 points
+PRDC_K = 5  # neighbours of precision / recall / density / coverage (the prdc package's)
 
 
 @dataclass
@@ -34,15 +43,30 @@ class CodeRegularity:
                           self.codes, self.labels, f"{len(self.codes)} test codes")})
 
 
-def measure_regularity(enc: Encoding, model: torch.nn.Module) -> CodeRegularity:
-    rows = enc.arrays(["mu", "label"])
-    codes = rows["mu"]
+def slice_pictures(model: torch.nn.Module) -> np.ndarray:
+    """The prior decoded on the slice grid: one 5 x 5 image grid per slice, side by side."""
     with torch.no_grad():
         grids = [image_grid(model.decode(torch.from_numpy(z).float()).numpy(), ncols=GRID)
-                 for z in slice_grid(SLICES, GRID)]
+                 for z in slice_grid(SLICES, GRID, SPAN)]
     gap = np.full((grids[0].shape[0], 8, 3), 255, np.uint8)  # white between slices
-    slices = np.concatenate([part for g in grids for part in (g, gap)][:-1], axis=1)
+    return np.concatenate([part for g in grids for part in (g, gap)][:-1], axis=1)
+
+
+def measure_regularity(enc: Encoding, model: torch.nn.Module, spec: dict, *,
+                       images: np.ndarray | None = None, extractor: Extractor | None = None,
+                       seed: int = 0) -> CodeRegularity:
+    """`enc`: the model's test codes; as many N(0, I) draws are compared with them, and, with
+    an `extractor`, decoded and scored against `images` (uint8, the encoded test images)."""
+    rows = enc.arrays(["mu", "label"])
+    codes = rows["mu"]
+    draws = quality.prior_codes(model, len(codes), seed)
     metrics = {"regularity/aggregate_kl": aggregate_gaussian_kl(codes),
                "regularity/code_radius_p99": float(np.percentile(
-                   np.linalg.norm(codes, axis=1), 99))}
-    return CodeRegularity(metrics, codes, rows["label"], slices)
+                   np.linalg.norm(codes, axis=1), 99)),
+               **{f"regularity/prior_{k}": v for k, v in prdc(codes, draws, PRDC_K).items()}}
+    if extractor is not None:
+        (scores,) = quality.score_samplers(extractor, images[:len(codes)], model, spec,
+                                           {"prior": draws}, seed).values()
+        metrics |= {"regularity/prior_fid": scores["fid"],
+                    "regularity/prior_kid": scores["kid_mean"]}
+    return CodeRegularity(metrics, codes, rows["label"], slice_pictures(model))

@@ -299,6 +299,33 @@ def resolve_extractor(address: str, *, inception_weights: str | None = None,
                      {"kind": "classifier", "model": share_model(model, spec)})
 
 
+def classifier_extractor(uri: str, *, tracking_uri: str | None = None,
+                         role: str = "--classifier", input_shape=None) -> Extractor:
+    """A classifier by its MLflow address: `models:/<name>/<version>`, or `runs:/<id>/model`
+    of the training that registered it; named, as `resolve_extractor` names it, by that
+    pinned version."""
+    from mlflow import MlflowClient
+
+    from latentatlas import tracking
+    from latentatlas.errors import UserError
+
+    registered = uri
+    if uri.startswith("runs:/"):
+        store = tracking.resolve_tracking_uri(tracking_uri)
+        try:
+            tags = MlflowClient(store).get_run(uri.removeprefix("runs:/").split("/")[0]).data.tags
+        except Exception:  # MLflow raises several types for a missing run
+            raise UserError(f"{role} {uri}: no such run in {store}") from None
+        registered = tags.get("latentatlas.registered", "")
+    name, _, version = registered.removeprefix("models:/").partition("/")
+    if not (registered.startswith("models:/") and version.isdigit()):
+        raise UserError(f"{role} {uri}: not a registered classifier; give models:/<name>/<version>"
+                        " or the runs:/<id>/model of `latentatlas train "
+                        "jobs/configs/fmnist_classifier.yaml`")
+    return resolve_extractor(f"{name}:{version}", tracking_uri=tracking_uri, role=role,
+                             input_shape=input_shape)
+
+
 def score_samplers(extractor: Extractor, real_images: np.ndarray, model, spec: dict,
                    samplers: dict[str, np.ndarray], seed: int = 0, **where) -> dict[str, dict]:
     """Per sampler (name -> codes the model decodes): FID, KID (mean, std) against
