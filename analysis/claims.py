@@ -534,10 +534,12 @@ def collapse_claim(subject: str, setting: dict, metrics: dict, run_id: str) -> d
                                       "revived": "sparsity/revived"})
     words = [f"variable {metrics['sparsity/variable']:.0f}: gain below KL at noise std "
              f"{metrics['sparsity/crossing_noise']:.2f}"]
-    words.append(f"inactive {metrics['sparsity/collapse_epochs']:.0f} epochs later"
-                 if n["collapsed"] else "still active through the hold epochs")
+    def epochs(key: str) -> str:
+        return f"{metrics[key]:.0f} epoch{'' if metrics[key] == 1 else 's'}"
+
+    words.append(f"inactive {epochs('sparsity/collapse_epochs')} later" if n["collapsed"]
+                 else "still active through the hold epochs")
     if n["collapsed"]:
-        words.append(f"active again {metrics['sparsity/revival_epochs']:.0f} epochs after the "
-                     "noise was removed" if n["revived"]
-                     else "still inactive through the revival epochs")
+        words.append(f"active again {epochs('sparsity/revival_epochs')} after the noise was "
+                     "removed" if n["revived"] else "still inactive through the revival epochs")
     return judge("collapse_reversible", subject, [setting], n, "; ".join(words), s)

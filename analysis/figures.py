@@ -207,15 +207,20 @@ def budget_curves(multiples: list[float], curves: dict[str, dict[str, list[float
 
 
 def variance_curves(steps: np.ndarray, var_mu: np.ndarray, inactive: np.ndarray,
-                    batch_size: int):
+                    batch_size: int, damaged: int, noise_from: int):
     """The sparsity post's Figure 1: var(mu) of every variable along training, the variables
-    inactive at the end of training in red."""
+    inactive at the end of training in red; then the collapse experiment on `damaged`."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i in range(var_mu.shape[1]):
-        ax.plot(steps, var_mu[:, i], lw=1, color="tab:red" if inactive[i] else "tab:blue",
-                label=None)
-    ax.plot([], [], color="tab:blue", label="active after training")
-    ax.plot([], [], color="tab:red", label="inactive after training")
+        color = "tab:green" if i == damaged else "tab:red" if inactive[i] else "tab:blue"
+        ax.plot(steps, var_mu[:, i], lw=1.4 if i == damaged else 1, color=color)
+    for color, label in (("tab:blue", "active after training"),
+                         ("tab:red", "inactive after training"),
+                         ("tab:green", f"variable {damaged}, damaged by noise")):
+        ax.plot([], [], color=color, label=label)
+    ax.axvline(noise_from, color="k", lw=0.8, ls="--")
+    ax.annotate(" noise from here", (noise_from, ax.get_ylim()[1] * 0.95), fontsize=7,
+                va="top")
     ax.set(xlabel=f"minibatches of {batch_size}", ylabel="var(mu) over the probe",
            title=f"variance of the {var_mu.shape[1]} latent variables along training")
     ax.legend(fontsize=8)

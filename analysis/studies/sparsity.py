@@ -34,11 +34,7 @@ from latentatlas.models import build_model
 from latentatlas.record import Record
 from latentatlas.train.common import epoch_batches
 
-__all__ = ["SparsityPlan", "SparsityResult", "measure_sparsity", "PHASES"]
-
-# training: before the experiment; increase: one more noise increment per epoch; hold: the
-# last strength kept, waiting for the collapse; revive: no noise, waiting for the revival
-PHASES = ("training", "increase", "hold", "revive")
+__all__ = ["SparsityPlan", "SparsityResult", "measure_sparsity"]
 
 
 @dataclass(frozen=True)
@@ -83,9 +79,13 @@ class SparsityResult:
     held: np.ndarray  # bool: inactive after training, held at zero through the experiment
     trained: dict  # per variable after training: var_mu, mean_sigma2, kl, gain_nats, gain_mse
     curve_steps: np.ndarray  # minibatches done at each curve point
+    noise_from: int  # minibatches done when the experiment began
     curve_var_mu: np.ndarray  # (points, d)
     curve_mean_sigma2: np.ndarray  # (points, d)
-    epochs: list[dict]  # one row per epoch: phase, noise, the variable's measures
+    # one row per epoch: its phase (training: before the experiment; increase: one more noise
+    # increment; hold: the last noise kept, waiting for the collapse; revive: no noise,
+    # waiting for the revival), the noise, the damaged variable's measures
+    epochs: list[dict]
     crossed_at: int | None  # the increment (1-based) after which gain fell below KL
     collapse_epochs: int | None  # hold epochs until the variable was inactive
     revival_epochs: int | None  # noiseless epochs until it was active again
@@ -153,7 +153,8 @@ class SparsityResult:
                     "sparsity_epochs.json": {k: [r[k] for r in self.epochs]
                                              for k in self.epochs[0]}},
             figures={"variance_curves.png": lambda: variance_curves(
-                         self.curve_steps, self.curve_var_mu, self.held, p.batch_size),
+                         self.curve_steps, self.curve_var_mu, self.held, p.batch_size,
+                         self.variable, self.noise_from),
                      "collapse.png": lambda: collapse_curves(self.epochs, self.variable)})
 
 
@@ -265,6 +266,7 @@ def run_experiment(plan: SparsityPlan, train_images: np.ndarray, probe_images: n
     variable = choose_variable(plan, trained, held)
     rows = [row("training", variable, 0.0, m) for m in trained_epochs]
     ex.held = torch.as_tensor(held, device=device)
+    noise_from = ex.steps
 
     crossed_at = None
     for increment in range(1, plan.max_increments + 1):
@@ -298,7 +300,8 @@ def run_experiment(plan: SparsityPlan, train_images: np.ndarray, probe_images: n
                 break
     ex.curve_point()
     steps, var_mu, mean_sigma2 = zip(*ex.curve, strict=True)
-    return SparsityResult(plan, variable, held, trained, np.array(steps), np.stack(var_mu),
+    return SparsityResult(plan, variable, held, trained, np.array(steps), noise_from,
+                          np.stack(var_mu),
                           np.stack(mean_sigma2), rows, crossed_at, collapse_epochs,
                           revival_epochs,
                           {k: v.cpu() for k, v in ex.model.state_dict().items()})
