@@ -268,7 +268,7 @@ class RegularisationOptions(Strict):
 
 
 class SparsityOptions(Strict):
-    """The verb's options (analysis.studies.sparsity.SparsityPlan), unset: the verb's."""
+    """The verb's options (analysis.sparsity.SparsityPlan), unset: the verb's."""
     limit: int | None = Field(default=None, gt=0)  # items of each split (the job's when lower)
     epochs: int | None = Field(default=None, gt=0)
     every: int | None = Field(default=None, gt=0)
@@ -605,7 +605,7 @@ def regularisation_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -
 
 
 def sparsity_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.studies.sparsity import SparsityPlan
+    from analysis.sparsity import SparsityPlan
     from jobs import steps
 
     o, a = options(name, step), ctx.args

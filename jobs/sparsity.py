@@ -18,7 +18,7 @@ from latentatlas.report import print_metrics, print_table
 
 
 def parse(argv):
-    from analysis.studies.sparsity import SparsityPlan
+    from analysis.sparsity import SparsityPlan
 
     d = SparsityPlan()
     p = argparse.ArgumentParser(prog="latentatlas sparsity", parents=[common_parser()],
@@ -48,7 +48,7 @@ def parse(argv):
 
 
 def plan_of(args):
-    from analysis.studies.sparsity import SparsityPlan
+    from analysis.sparsity import SparsityPlan
 
     return SparsityPlan(epochs=args.epochs, every=args.every, probe=args.probe,
                         noise_step=args.noise_step, max_increments=args.max_increments,

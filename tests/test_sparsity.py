@@ -9,14 +9,8 @@ import pytest
 import torch
 from conftest import make_idx_dataset
 
-from analysis.sparsity import (
-    first_at_or_after,
-    perturbed_codes,
-    reconstruction_gains,
-    variable_kl,
-    variable_moments,
-)
-from analysis.studies.sparsity import SparsityPlan
+from analysis.sparsity import SparsityPlan, first_at_or_after, variable_kl, variable_moments
+from analysis.studies.sparsity import perturbed_codes, reconstruction_gains
 from latentatlas.errors import UserError
 from latentatlas.losses import bernoulli_nll, gaussian_kl
 from latentatlas.tracking import load_vae

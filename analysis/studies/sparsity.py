@@ -19,13 +19,7 @@ import torch
 
 from analysis.figures import collapse_curves, variance_curves
 from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
-from analysis.sparsity import (
-    first_at_or_after,
-    perturbed_codes,
-    reconstruction_gains,
-    variable_kl,
-    variable_moments,
-)
+from analysis.sparsity import SparsityPlan, first_at_or_after, variable_kl, variable_moments
 from latentatlas.config import DenseVAEConfig
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
@@ -34,39 +28,35 @@ from latentatlas.models import build_model
 from latentatlas.record import Record
 from latentatlas.train.common import epoch_batches
 
-__all__ = ["SparsityPlan", "SparsityResult", "measure_sparsity"]
+__all__ = ["SparsityResult", "measure_sparsity", "perturbed_codes",
+           "reconstruction_gains"]
+
+def perturbed_codes(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None,
+                    held: torch.Tensor, variable: int, strength: float,
+                    noise: torch.Tensor) -> torch.Tensor:
+    """The decoder's input in the collapse experiment: z = mu + sigma * eps (eps None: the
+    means), the variables in `held` (a bool mask) zeroed so the decoder cannot revive them,
+    and Gaussian noise of std `strength` added to `variable` (`noise` ~ N(0, 1) per row)."""
+    z = mu if eps is None else mu + (0.5 * logvar).exp() * eps
+    z = z.masked_fill(held, 0.0)
+    if strength:
+        z = z.clone()
+        z[:, variable] = z[:, variable] + strength * noise
+    return z
 
 
-@dataclass(frozen=True)
-class SparsityPlan:
-    # training before the experiment: on Fashion-MNIST epochs 18-22 each moved the probe's
-    # val/mse by under 1%, the claims' settled rule (bench/RESULTS.md, "The sparsity verb")
-    epochs: int = 20
-    every: int = 25  # minibatches between two points of the per-variable curves
-    probe: int = 2000  # validation images every measurement runs on
-    noise_step: float = 0.25  # noise std added per increment
-    max_increments: int = 12
-    hold_epochs: int = 5  # at most, at the last strength, for the variable to go inactive
-    revival_epochs: int = 10  # at most, without noise, for it to come back
-    variable: int | None = None  # None: the least informative active variable
-    hidden: tuple[int, ...] = (256, 64, 32)
-    latent_dim: int = 16
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
+@torch.no_grad()
+def reconstruction_gains(decode, z: torch.Tensor, x: torch.Tensor,
+                         variable: int) -> tuple[float, float]:
+    """(gain in nats, gain in pixel MSE) of `variable`: the mean per-item BCE summed over
+    pixels, and the mean per-item pixel MSE, with the variable zeroed minus with it."""
+    zeroed = z.clone()
+    zeroed[:, variable] = 0
+    x_hat, x_cut = decode(z), decode(zeroed)
+    nats = bernoulli_nll(x, x_cut).double().mean() - bernoulli_nll(x, x_hat).double().mean()
+    mse = ((x_cut - x).pow(2).double().mean() - (x_hat - x).pow(2).double().mean())
+    return float(nats), float(mse)
 
-    def __post_init__(self):
-        for name in ("epochs", "every", "probe", "max_increments", "hold_epochs",
-                     "revival_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"sparsity: --{name.replace('_', '-')} "
-                                f"{getattr(self, name)} must be >= 1")
-        if self.noise_step <= 0 or self.lr <= 0:
-            raise UserError(f"sparsity: --noise-step {self.noise_step} and --lr {self.lr} "
-                            "must be > 0")
-        if self.variable is not None and not 0 <= self.variable < self.latent_dim:
-            raise UserError(f"sparsity: --variable {self.variable} is not one of the "
-                            f"{self.latent_dim} latent variables")
 
 
 def inactive(var_mu: np.ndarray, mean_sigma2: np.ndarray) -> np.ndarray:
