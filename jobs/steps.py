@@ -202,7 +202,8 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
                             f"{model.latent_dim}-d codes")
         inverter = (rec, rspec, recoder)
     refine = refine or NO_REFINEMENT
-    inversions(first_guess_of(model, inverter), refine.steps)  # the mean code alone: refused
+    # the mean code alone is refused here, before any data is read
+    inversions(first_guess_of(model, inverter), refine.steps, f"--generator {generator}")
     enc = open_encoding(support_from)
     reference, _ = load_model(enc.meta.model_uri, role="--support-from's model")
     if not isinstance(reference, VAE):
@@ -212,9 +213,8 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
     sectors = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
     result = measure_range(model, spec, generator, real, sectors, reference, recoder=inverter,
                            refine=refine, samples=samples, real_images=real_images,
-                           support_size=size,
-                           exclude=exclude, quantile=quantile, seed=seed, actors=actors,
-                           use_gpu=use_gpu)
+                           support_size=size, exclude=exclude, quantile=quantile, seed=seed,
+                           actors=actors, use_gpu=use_gpu)
     owner = generator.split("/")[1] if generator.startswith("runs:/") else None
     return recorder.record(result.record(name), parent_run_id or owner), result
 

@@ -143,7 +143,8 @@ def measure_range(generator, generator_spec: dict, address: str, real: Split,
     invert only the first that many real images (and the support set, chosen among all);
     `draws`: random real sets the support set is tested against."""
     first_guess = first_guess_of(generator, recoder)
-    headline, prefix = inversions(first_guess, refine.steps)[0]  # refuses the mean code alone
+    # the mean code alone is refused
+    headline, prefix = inversions(first_guess, refine.steps, f"--generator {address}")[0]
     ref: Encoding = sectors.encoding
     if (ref.meta.dataset, ref.meta.split, ref.meta.rows) != (real.dataset, real.split,
                                                               len(real)):
