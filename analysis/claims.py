@@ -200,6 +200,18 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           changed="2026-12-02 (issue #27), after measurements: was 'support >= 2x own and "
                   "more missed sectors than a VAE' on refined errors, written after seeing "
                   "a VAE's ratio"),
+    Claim("range_ascent", "gradient ascent confirms the support set lies outside the range",
+          "almost perfect on its own samples, poor on the support set (pictures, no figure)",
+          "CelebA 64x64, StyleGAN, gradient ascent alone (no recoder)",
+          "RESEARCH.md, claims table (StyleGAN post, 'double check by gradient ascent')",
+          "gradient ascent alone from the mean code (no recoder): (a) the support set's mean "
+          "error above the 97.5th percentile of the means of random real sets of its size "
+          "(p < 0.025), and (b) at least 2x the error on the generator's own samples; holds "
+          "if both, does not hold if neither, mixed otherwise",
+          "the seed's double check of the range claim by another inversion: the same two "
+          "parts, so the two inversions are judged alike",
+          lambda n: both(n["p_random"] < 0.025, n["support"] >= 2 * n["own"]),
+          family="CelebA"),
     Claim("second_stage", "a second stage improves generation",
           "field's figure (Dai & Wipf 2019, not the seed's): FID 43.6 (VAE) -> 29.3 "
           "(two-stage)", "Fashion-MNIST, Inception features, Dai & Wipf's neutral architecture",
@@ -471,6 +483,29 @@ def range_claim(subject: str, settings: list[dict], gan: dict, gan_run: str, vae
                  f", {gan['range/coverage']:.0%} of real images reached; VAE as generator: "
                  f"support {n['vae_support']:.4f} vs own {n['vae_own']:.4f} "
                  f"(p={n['vae_p_random']:.3f})", s)
+
+
+def ascent_claim(subject: str, settings: list[dict], ascent: dict, ascent_run: str, steps: int,
+                 recoder: dict, recoder_run: str) -> dict:
+    """Gradient ascent alone from the mean code (`range/*` of a run without a recoder)
+    against random real sets of the support set's size and against the generator's own
+    samples; the recoder-only numbers of the same generator, support set and reference
+    space beside (`range/guess_*`), read too, so the comparison is judged again with it."""
+    keys = {"support": "mse_support", "own": "mse_generated", "real": "mse_real",
+            "random_lo": "random_lo", "random_hi": "random_hi", "p_random": "random_p"}
+    n, s = merged(from_run(ascent_run, ascent, {k: f"range/{v}" for k, v in keys.items()}),
+                  from_run(recoder_run, recoder, {f"recoder_{k}": f"range/guess_{v}"
+                                                  for k, v in keys.items()}))
+    return judge("range_ascent", subject, settings, n,
+                 f"gradient ascent, {steps} steps from the mean code: support "
+                 f"{n['support']:.4f} vs random real sets of its size [{n['random_lo']:.4f}, "
+                 f"{n['random_hi']:.4f}] (95%; p={n['p_random']:.3f}), own samples "
+                 f"{n['own']:.4f} (x{n['support'] / n['own']:.1f}), real {n['real']:.4f} "
+                 f"(x{n['real'] / n['own']:.1f}); recoder only: support "
+                 f"{n['recoder_support']:.4f} (p={n['recoder_p_random']:.3f}), own "
+                 f"{n['recoder_own']:.4f} (x{n['recoder_support'] / n['recoder_own']:.1f}), "
+                 f"real {n['recoder_real']:.4f} (x{n['recoder_real'] / n['recoder_own']:.1f})",
+                 s)
 
 
 def second_stage_claims(subject: str, setting: dict, extractor: str, metrics: dict,

@@ -13,11 +13,42 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_SECTOR_IMAGES", "UNDER_FACTOR", "reach_threshold", "sector_shares",
-           "missed_sectors", "ecdf", "random_subset_means", "subset_test"]
+from latentatlas.errors import UserError
+
+__all__ = ["MIN_SECTOR_IMAGES", "UNDER_FACTOR", "MEAN_CODE", "REGENERATION_KEYS", "inversions",
+           "regeneration", "reach_threshold", "sector_shares", "missed_sectors", "ecdf",
+           "random_subset_means", "subset_test"]
+
+MEAN_CODE = "the mean code"  # where inversion starts without a recoder or an own encoder
+REGENERATION_KEYS = ("mse_generated", "mse_real", "mse_support", "ratio_real",
+                     "ratio_support", "random_lo", "random_hi", "random_p")
 
 MIN_SECTOR_IMAGES = 5  # sectors with fewer real images are not judged
 UNDER_FACTOR = 10  # "missed": the generator's share below 1/10 of the data's share
+
+
+def inversions(first_guess: str, steps: int,
+               generator: str = "the generator") -> list[tuple[str, str]]:
+    """The regenerations one run measures, the headline first: (what made them, the prefix of
+    their `range/` metrics). A first guess that inverts (`first_guess`: "recoder", "its own
+    encoder") alone is `range/guess_*`, and after `steps` gradient steps `range/*` beside it.
+    Without one (`MEAN_CODE`), gradient ascent alone from the mean code is the headline,
+    `range/*`, and nothing is logged of the mean code itself: it regenerates every image as
+    one image, which is no inversion, so with no steps either the run is refused (the line
+    names `generator`)."""
+    if first_guess != MEAN_CODE:
+        return [(f"{first_guess} only", "guess_"),
+                *([(f"{first_guess} + {steps} gradient steps", "")] if steps else [])]
+    if not steps:
+        raise UserError(f"{generator}: no recoder, no encoder of its own and no --refine: the "
+                        "mean code alone is not an inversion; give --recoder and/or --refine "
+                        "STEPS")
+    return [(f"gradient ascent, {steps} steps from the mean code", "")]
+
+
+def regeneration(metrics: dict, prefix: str) -> dict[str, float]:
+    """One regeneration's numbers (`REGENERATION_KEYS`) out of a range run's metrics."""
+    return {k: metrics[f"range/{prefix}{k}"] for k in REGENERATION_KEYS}
 
 
 def reach_threshold(own_errors: np.ndarray, quantile: float = 0.95) -> float:

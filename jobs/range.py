@@ -3,7 +3,8 @@ generator cannot reach. Inverts and regenerates its own samples, the real images
 support set chosen in a reference latent space (a VAE's encoding of the same images), and
 shows, per sector of that space, the share of real images it reaches against the share of
 its samples that land there; precision / recall / density / coverage in that space.
-A GAN inverts with `--recoder` and/or `--refine STEPS`; a VAE with its own encoder; a
+A GAN inverts with `--recoder` and/or `--refine STEPS` (without a recoder, gradient ascent
+from the mean code is the headline: the seed's double check); a VAE with its own encoder; a
 user's generator is `--generator module.path:function` (see the README)."""
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def parse(argv):
     p.add_argument("--refine-loss", default="mse")
     p.add_argument("--data", required=True, help="dataset:split of the real images")
     p.add_argument("--data-path", default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None,
+                   help="the first N images of the split (as the --support-from encoding has)")
+    p.add_argument("--real-images", type=int, default=None, metavar="N",
+                   help="invert only the first N real images, and the support set (default: "
+                        "all)")
     p.add_argument("--support-from", required=True, metavar="ENCODING",
                    help="a VAE's encoding of the same images: the reference latent space")
     p.add_argument("--exclude", default=None, help="attr=value rows the support set skips")
@@ -46,24 +51,24 @@ def parse(argv):
 
 
 def regeneration_lines(m: dict, first_guess: str, steps: int) -> list[str]:
-    """The first guess alone first (the seed's numbers are recoder-only regenerations), the
-    refined errors beside when there was refinement; each with the support set against
-    random real sets of its size."""
+    """The headline first (a recoder's or own encoder's guess alone, as the seed's numbers
+    are recoder-only regenerations; without one, gradient ascent from the mean code), the
+    refined errors beside a guess when there was refinement; each with the support set
+    against random real sets of its size."""
+    from analysis.generative_range import inversions, regeneration
+
     size, draws = int(m["range/support_size"]), int(m["range/random_draws"])
-    kinds = [(f"{first_guess} only", "guess_")]
-    if steps:
-        kinds.append((f"{first_guess} + {steps} gradient steps", ""))
     lines = []
-    for label, kind in kinds:
-        mse = {k: m[f"range/{kind}mse_{k}"] for k in ("generated", "real", "support")}
-        lo, hi, p = (m[f"range/{kind}random_{k}"] for k in ("lo", "hi", "p"))
+    for label, kind in inversions(first_guess, steps):
+        r = regeneration(m, kind)
         # no random set reached the support set's mean: p is below the test's resolution
+        p = r["random_p"]
         shown_p = f"p<{1 / draws:.2g}" if p == 0 else f"p={p:.3f}"
-        lines += [f"{label}: regeneration MSE own samples {mse['generated']:.4f}, real "
-                  f"{mse['real']:.4f} (x{m[f'range/{kind}ratio_real']:.2f}), support set "
-                  f"{mse['support']:.4f} (x{m[f'range/{kind}ratio_support']:.2f})",
-                  f"  support set {mse['support']:.4f} vs random real sets of {size}: 95% of "
-                  f"their means in [{lo:.4f}, {hi:.4f}], {shown_p}"]
+        lines += [f"{label}: regeneration MSE own samples {r['mse_generated']:.4f}, real "
+                  f"{r['mse_real']:.4f} (x{r['ratio_real']:.2f}), support set "
+                  f"{r['mse_support']:.4f} (x{r['ratio_support']:.2f})",
+                  f"  support set {r['mse_support']:.4f} vs random real sets of {size}: 95% "
+                  f"of their means in [{r['random_lo']:.4f}, {r['random_hi']:.4f}], {shown_p}"]
     return lines
 
 
@@ -81,9 +86,9 @@ def run(args) -> int:
     run_id, r = steps.generative_range(
         recorder, args.generator, parse_data_address(args.data), args.support_from,
         recoder=args.recoder, refine=refine, data_path=args.data_path, limit=args.limit,
-        samples=args.samples, k=args.k, threshold=args.threshold, size=args.size,
-        exclude=args.exclude, quantile=args.quantile, seed=args.seed, actors=args.actors,
-        use_gpu=args.use_gpu)
+        real_images=args.real_images, samples=args.samples, k=args.k,
+        threshold=args.threshold, size=args.size, exclude=args.exclude,
+        quantile=args.quantile, seed=args.seed, actors=args.actors, use_gpu=args.use_gpu)
     m = r.metrics
     for line in regeneration_lines(m, r.first_guess, args.refine):
         print(line)

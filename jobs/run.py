@@ -246,8 +246,9 @@ class RelocateOptions(Strict):
 
 
 class RangeOptions(Strict):
-    refine_steps: int = Field(default=10, ge=0)
+    refine_steps: int = Field(default=10, ge=0)  # without a recoder: the gradient ascent's
     samples: int = Field(default=2000, gt=1)
+    real_images: int | None = Field(default=None, gt=0)  # the first N test images (+ support)
 
 
 class TranslateOptions(Strict):
@@ -290,8 +291,8 @@ INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": Tru
           "sectors": {"encoding": True, "stats": True},
           "support-set": {"encoding": True, "sectors": True},
           "relocate": {"source": True, "target": True, "support": False},
-          "range": {"generator": True, "recoder": False, "vae": True, "reference": True,
-                    "stats": True},
+          "range": {"generator": True, "recoder": False, "vae": False, "reference": True,
+                    "stats": True, "compare": False},
           "translate-study": {"encodings": True},
           "fid": {"model": True, "classifier": True, "second_stage": False},
           "regularisation": {"classifier": False}, "sparsity": {}}
@@ -314,6 +315,13 @@ def check_inputs(name: str, step: StepSpec) -> None:
     for role, required in roles.items():
         if required and role not in step.inputs:
             raise_user(f"{where(name)}.inputs: a {step.kind} step needs {role}")
+    if step.kind == "range":  # its claim reads the VAE beside a recoder, else the recoder's run
+        role, what = (("vae", "with a recoder needs vae (the VAE measured beside it)")
+                      if "recoder" in step.inputs else
+                      ("compare", "without a recoder needs compare (the range step whose "
+                                  "recoder its gradient ascent is compared with)"))
+        if role not in step.inputs:
+            raise_user(f"{where(name)}.inputs: a range step {what}")
 
 
 def encode_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
@@ -461,48 +469,73 @@ def authors_way(out) -> list[str]:
 
 
 def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
-    from analysis.claims import not_measured, range_claim
+    """With a recoder: the GAN (recoder only the headline, refined beside) and a VAE as a
+    generator side by side, judged by the range claim. Without: gradient ascent alone from
+    the mean code (the seed's double check), compared with the `compare` step's recoder and
+    judged by the gradient-ascent claim."""
+    from analysis.claims import ascent_claim, not_measured, range_claim
+    from analysis.generative_range import inversions, regeneration
     from jobs import steps
     from latentatlas.inversion import Refinement
 
     o, a = options(name, step), ctx.args
-    gan, vae, reference = inputs["generator"], inputs["vae"], inputs["reference"]
+    gan, vae, reference = inputs["generator"], inputs.get("vae"), inputs["reference"]
+    recoder, compare = inputs.get("recoder"), inputs.get("compare")
+    key = "generative_range" if recoder else "range_ascent"
     if inputs["stats"]["inactive_all"]:
         ctx.say(f"note: no variable of {reference['label']} is active: no sectors, so no "
                 "generative range")
         return {"skipped": "no active variable", "summary": [], "claims": [
-            not_measured("generative_range", gan["label"], [gan["setting"],
-                                                            reference["setting"]],
+            not_measured(key, gan["label"], [gan["setting"], reference["setting"]],
                          "no active variable in the reference space")]}
-    recoder = inputs.get("recoder")
-    if reference["label"] == vae["label"]:  # its own samples land near N(0, I) there
+    if compare is not None and "runs" not in compare:
+        raise_user(f"{where(name)}: the kept output of its compare step predates "
+                   "range-ascent; rerun with --from that step")
+    if vae and reference["label"] == vae["label"]:  # its own samples land near N(0, I) there
         ctx.say(f"note: {vae['label']} is measured in its own latent space: its sectors are "
                 "missed by construction no more than N(0, I) misses them")
+    reduced = f" ({step.reduced})" if step.reduced else ""
+    real = f"the first {o.real_images} test images" if o.real_images else "the test split"
     measured, runs, rows = {}, {}, []
-    for model, inverter in ((gan, recoder), (vae, None)):
+    for model, inverter in ((gan, recoder), *([(vae, None)] if vae else [])):
         label = model["label"]
+        ctx.say(f"range {label}: {o.samples} own samples and {real}{reduced}")
         run_id, r = steps.generative_range(
             ctx.recorder, model["address"], (ctx.dataset, "test"), reference["address"],
             recoder=inverter and inverter["address"],
-            refine=Refinement(o.refine_steps) if inverter else None, data_path=a.data_path,
-            limit=a.limit, samples=o.samples, parent_run_id=ctx.parent_run_id,
-            name=f"range {label}")
+            refine=Refinement(o.refine_steps) if model is gan else None,
+            data_path=a.data_path, limit=a.limit, real_images=o.real_images, samples=o.samples,
+            parent_run_id=ctx.parent_run_id, name=f"range {label}" if recoder else name)
         m = r.metrics
-        ctx.say(f"range {label}: regeneration mse, recoder only (first guess): own samples "
-                f"{m['range/guess_mse_generated']:.4f}, real {m['range/guess_mse_real']:.4f}, "
-                f"support {m['range/guess_mse_support']:.4f} (random real sets of its size: "
-                f"[{m['range/guess_random_lo']:.4f}, {m['range/guess_random_hi']:.4f}]); "
-                f"refined: own {m['range/mse_generated']:.4f}, support "
-                f"{m['range/mse_support']:.4f}; {m['range/coverage']:.0%} of real images "
-                "reached")
-        rows.append({"step": f"range {label}", "run_id": run_id,
-                     **{k.split("/")[1]: v for k, v in m.items()}})
+        made = [(what, regeneration(m, kind)) for what, kind in
+                inversions(r.first_guess, o.refine_steps if model is gan else 0)]
+        ctx.say(f"range {label}: regeneration mse, " + "; ".join(
+            f"{what}: own samples {n['mse_generated']:.4f}, real {n['mse_real']:.4f}, support "
+            f"{n['mse_support']:.4f} (random real sets of its size: [{n['random_lo']:.4f}, "
+            f"{n['random_hi']:.4f}])" for what, n in made)
+            + f"; {m['range/coverage']:.0%} of real images reached")
+        rows.append({"step": f"range {label}" if recoder else name, "run_id": run_id,
+                     "headline": r.headline, **{k.split("/")[1]: v for k, v in m.items()}})
         measured[label], runs[label] = m, run_id
-    g, v = gan["label"], vae["label"]
-    claim = range_claim(f"{g} vs {v} (in {reference['label']}'s space)",
-                        [gan["setting"], reference["setting"]], measured[g], runs[g],
-                        measured[v], runs[v])
-    return {"metrics": measured, "summary": rows, "claims": [claim]}
+    g = gan["label"]
+    on = [gan["setting"], reference["setting"]]
+    if recoder:
+        v = vae["label"]
+        claim = range_claim(f"{g} vs {v} (in {reference['label']}'s space)", on, measured[g],
+                            runs[g], measured[v], runs[v])
+        return {"metrics": measured, "runs": runs, "summary": rows, "claims": [claim]}
+    ascent, by_recoder = regeneration(measured[g], ""), regeneration(compare["metrics"][g],
+                                                                      "guess_")
+    ctx.say(f"range {g}, gradient ascent vs recoder: " + ", ".join(
+        f"{k.removeprefix('mse_')} {ascent[k]:.4f} vs {by_recoder[k]:.4f}"
+        for k in ("mse_generated", "mse_real", "mse_support", "ratio_real", "ratio_support",
+                  "random_p")))
+    rows.append({"step": f"range {g}: gradient ascent vs recoder", "run_id": runs[g],
+                 **{f"ascent_{k}": ascent[k] for k in ascent},
+                 **{f"recoder_{k}": by_recoder[k] for k in by_recoder}})
+    claim = ascent_claim(f"{g} (in {reference['label']}'s space)", on, measured[g], runs[g],
+                         o.refine_steps, compare["metrics"][g], compare["runs"][g])
+    return {"metrics": measured, "runs": runs, "summary": rows, "claims": [claim]}
 
 
 def translate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:

@@ -194,15 +194,17 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
 def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
                      support_from: str, *, recoder: str | None = None,
                      refine=None, data_path: str | None = None, limit: int | None = None,
-                     samples: int = 2000, k: int = DEFAULT_K,
+                     real_images: int | None = None, samples: int = 2000, k: int = DEFAULT_K,
                      threshold: float = DEFAULT_THRESHOLD, size: int | None = None,
                      exclude: str | None = None, quantile: float = 0.95, seed: int = 0,
                      actors: int | None = None, use_gpu: bool = False,
                      parent_run_id: str | None = None, name: str = "range"):
     """The generative range of `generator` (an MLflow model or module:function; a VAE uses
     its own encoder) on a dataset split, with sectors and support set of `support_from` (a
-    VAE's encoding of the same split)."""
-    from analysis.studies.generative_range import measure_range
+    VAE's encoding of the same split); `real_images`: invert only the first N real images
+    (and the support set)."""
+    from analysis.generative_range import inversions
+    from analysis.studies.generative_range import first_guess_of, measure_range
     from latentatlas.data import load_split
     from latentatlas.errors import UserError
     from latentatlas.inversion import NO_REFINEMENT
@@ -219,10 +221,9 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
             raise UserError(f"--recoder {recoder}: not a recoder of the generator's "
                             f"{model.latent_dim}-d codes")
         inverter = (rec, rspec, recoder)
-    elif not (isinstance(model, VAE) or getattr(model, "has_encoder", False)
-              or (refine and refine.steps)):
-        raise UserError(f"--generator {generator}: has no encoder; give --recoder and/or "
-                        "--refine STEPS")
+    refine = refine or NO_REFINEMENT
+    # the mean code alone is refused here, before any data is read
+    inversions(first_guess_of(model, inverter), refine.steps, f"--generator {generator}")
     enc = open_encoding(support_from)
     reference, _ = load_model(enc.meta.model_uri, role="--support-from's model")
     if not isinstance(reference, VAE):
@@ -231,9 +232,9 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
     real = load_split(data[0], data[1], data_path, limit)
     sectors = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
     result = measure_range(model, spec, generator, real, sectors, reference, recoder=inverter,
-                           refine=refine or NO_REFINEMENT, samples=samples, support_size=size,
-                           exclude=exclude, quantile=quantile, seed=seed, actors=actors,
-                           use_gpu=use_gpu)
+                           refine=refine, samples=samples, real_images=real_images,
+                           support_size=size, exclude=exclude, quantile=quantile, seed=seed,
+                           actors=actors, use_gpu=use_gpu)
     owner = generator.split("/")[1] if generator.startswith("runs:/") else None
     return recorder.record(result.record(name), parent_run_id or owner), result
 

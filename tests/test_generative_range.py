@@ -2,8 +2,9 @@
 random real sets: invariants of the subset means, planted support sets either side), then
 `range` end to end (real Ray, real MLflow) with a generator written by the test that by
 construction cannot draw the lower half of the image, so the sectors of those images must
-come out missed; and a VAE as generator, whose real-image error is its own reconstruction
-error."""
+come out missed; gradient ascent alone (no recoder, no encoder) on a generator whose range
+by construction holds only the upper half; and a VAE as generator, whose real-image error is
+its own reconstruction error."""
 
 import sys
 import textwrap
@@ -15,6 +16,8 @@ import torch
 from conftest import make_idx_dataset, run_cli_module
 
 from analysis.generative_range import (
+    MEAN_CODE,
+    inversions,
     missed_sectors,
     random_subset_means,
     reach_threshold,
@@ -29,6 +32,7 @@ from latentatlas import tracking
 from latentatlas.config import validate
 from latentatlas.data import load_split
 from latentatlas.encode import open_encoding
+from latentatlas.errors import UserError
 from latentatlas.train.runner import train
 
 
@@ -110,6 +114,23 @@ def test_regeneration_lines_headline_the_first_guess():
                                     "their means in [0.0350, 0.0450], p=0.310")
     # without refinement the errors are the first guess's: one block
     assert len(range_verb.regeneration_lines(m, "its own encoder", 0)) == 2
+    # no first guess that inverts: gradient ascent is the headline, the only block, and it
+    # reads range/* (the mean code's own numbers are not even looked up)
+    del m["range/guess_mse_support"]
+    ascent, ascent_test = range_verb.regeneration_lines(m, MEAN_CODE, 20)
+    assert ascent == ("gradient ascent, 20 steps from the mean code: regeneration MSE own "
+                      "samples 0.0100, real 0.0200 (x2.00), support set 0.0406 (x4.06)")
+
+
+def test_what_inverted_makes_the_headline_and_the_mean_code_alone_is_refused():
+    assert inversions("recoder", 0) == [("recoder only", "guess_")]
+    assert inversions("recoder", 10) == [("recoder only", "guess_"),
+                                         ("recoder + 10 gradient steps", "")]
+    assert inversions("its own encoder", 5)[0] == ("its own encoder only", "guess_")
+    assert inversions(MEAN_CODE, 30) == [("gradient ascent, 30 steps from the mean code", "")]
+    with pytest.raises(UserError, match="the mean code alone is not an inversion; give "
+                                        "--recoder and/or --refine STEPS"):
+        inversions(MEAN_CODE, 0)
 
 
 HALF_BLOBS = '''
@@ -148,6 +169,24 @@ HALF_BLOBS = '''
 
     def make_recoder():
         return RowFinder()
+
+
+    class UpperBlobs(torch.nn.Module):
+        """No encoder, and blobs at rows 5.5-15.5 whatever the code: the lower half
+        (classes 5-9, rows 16-24) lies outside its range; its codes N(0, 1)."""
+
+        latent_dim = 1
+
+        def generate(self, w):
+            rows = torch.arange(28.0)
+            centre = 5.5 + 10 * torch.sigmoid(w[:, :1, None])
+            image = torch.exp(-((rows[None, :, None] - centre) ** 2
+                                + (rows[None, None, :] - 14) ** 2) / 20)
+            return image[:, None]
+
+
+    def make_upper():
+        return UpperBlobs()
 '''
 
 
@@ -180,6 +219,7 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     # the headline is the recoder alone, printed first; refined beside; each with the
     # support set against random real sets of its size
     assert run.data.params["headline"] == "recoder only (first guess)"
+    assert run.data.params["headline_metrics"] == "range/guess_*"
     assert 0 <= done.stdout.index("recoder only: ") < done.stdout.index(
         "recoder + 20 gradient steps: ")
     assert done.stdout.count(" vs random real sets of ") == 2
@@ -230,6 +270,38 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     held = split_mask(byo_rows["index"], "eval")
     assert moved.metrics["relocation/M_target_own"] == pytest.approx(
         byo_rows["inversion_mse"][held].mean(), rel=1e-4)
+
+    # Gradient ascent alone: a generator with no encoder inverts from the mean code by
+    # gradient steps only, and that is the headline; the mean code alone is refused.
+    capsys.readouterr()
+    assert range_verb.main(["--generator", "half_blobs:make_upper", *common]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("--generator half_blobs:make_upper: no recoder, no encoder of "
+                              "its own and no --refine: the mean code alone is not an "
+                              "inversion") in err[0], err
+    assert range_verb.main(["--generator", "half_blobs:make_upper", "--refine", "100",
+                            "--real-images", "200", *common]) == 0
+    out = capsys.readouterr().out
+    ascent_run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
+    m = ascent_run.data.metrics
+    assert ascent_run.data.params["headline"] == ("gradient ascent, 100 steps from the mean "
+                                                  "code")
+    assert ascent_run.data.params["headline_metrics"] == "range/*"
+    assert "gradient ascent, 100 steps from the mean code: regeneration MSE" in out
+    assert " only: " not in out and not [k for k in m if k.startswith("range/guess_")]
+    assert m["range/real_images"] == 200
+    errors = np.load(mlflow.artifacts.download_artifacts(
+        run_id=ascent_run.info.run_id, artifact_path="range_errors.npz"))
+    assert len(errors["real_mse"]) == 200 and "real_guess" not in errors.files
+    assert m["range/mse_real"] == pytest.approx(errors["real_mse"].mean(), rel=1e-6)
+    upper = errors["real_mse"][labels[:200] < 5].mean()
+    lower = errors["real_mse"][labels[:200] >= 5].mean()
+    # from one start, gradient ascent reaches its own samples (uint8 rounding and Adam's
+    # last steps) and the real images in its range (their noise), not those outside it
+    assert m["range/mse_generated"] < 0.2 * upper and lower > 5 * upper, (m, upper, lower)
+    # the support set (chosen among all 400 rows) is inverted too, at its rows' errors
+    assert m["range/mse_support"] == pytest.approx(errors["support_mse"].mean(), rel=1e-6)
+    assert m["range/ratio_support"] == m["range/mse_support"] / m["range/mse_generated"]
 
     # A VAE as generator, inverted by its own encoder: its real-image error is its
     # reconstruction error of the posterior means, computed here by hand.

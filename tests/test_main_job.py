@@ -48,7 +48,7 @@ def check_job(out, uri, workdir, common, capsys):
 
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
-    assert kinds == (["fid"] * 2 + ["range"] * 2 + ["regularisation"] + ["relocate"] * 4
+    assert kinds == (["fid"] * 2 + ["range"] * 3 + ["regularisation"] + ["relocate"] * 4
                      + ["sectors", "sparsity", "support-set"] + ["train"] * 7
                      + ["translate-study"])
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
@@ -137,7 +137,7 @@ def check_job(out, uri, workdir, common, capsys):
     assert main_job.main([*common, *SETTING, "--resume", parent_id,
                           "--only", "fid-dense-s1"]) == 0
     again = capsys.readouterr().out
-    assert "rerunning fid-dense-s1; 25 steps keep its outputs" in again
+    assert "rerunning fid-dense-s1; 26 steps keep its outputs" in again
     second_id = again.split("MLflow run id: ")[1].split()[0]
     assert mlflow.get_run(second_id).data.tags["latentatlas.resumed_from"] == parent_id
     assert [r.data.tags["latentatlas.kind"] for r in children(second_id)] == ["fid"]
@@ -390,6 +390,22 @@ def check_range_verdict(claims, kids):
     assert gan["range/guess_mse_support"] == pytest.approx(support, rel=1e-6)
     (c,) = claims["range"]
     assert c["rule_outcome"] == both(test["p"] < 0.025, support >= 2 * own)
+    # gradient ascent alone (no recoder) on the same support set, judged by the same rule
+    # on its own per-image errors, with the recoder's numbers beside
+    ascent_run = runs["range-ascent"]
+    ascent = ascent_run.data.metrics
+    assert ascent_run.data.params["headline"].startswith("gradient ascent, ")
+    assert not [k for k in ascent if k.startswith("range/guess_")]
+    errors = np.load(mlflow.artifacts.download_artifacts(
+        run_id=ascent_run.info.run_id, artifact_path="range_errors.npz"))
+    assert len(errors["real_mse"]) == ascent["range/real_images"]
+    test = subset_test(errors["support_mse"], errors["real_mse"],
+                       draws=int(ascent["range/random_draws"]))
+    assert test["p"] == pytest.approx(ascent["range/random_p"])
+    (c,) = claims["range-ascent"]
+    assert c["key"] == "range_ascent" and c["rule_outcome"] == both(
+        test["p"] < 0.025, errors["support_mse"].mean() >= 2 * errors["generated_mse"].mean())
+    assert c["measured"]["recoder_support"] == pytest.approx(gan["range/guess_mse_support"])
 
 
 def check_fid_verdicts(claims, m, key):
@@ -519,3 +535,20 @@ def check_sparsity(run, claims):
     assert claim["rule_outcome"] == CLAIMS["collapse_reversible"].judge(
         {"collapsed": m["sparsity/collapsed"], "revived": m["sparsity/revived"]})
     assert claim["sources"]["collapsed"] == [run.info.run_id, "sparsity/collapsed"]
+
+
+def test_a_range_step_names_what_its_claim_reads_beside_it():
+    """With a recoder the range claim reads the VAE beside it; without, the gradient-ascent
+    claim reads the recoder's range step it is compared with: each refused at the start."""
+    from jobs.graph import StepSpec
+    from latentatlas.errors import UserError
+
+    common = {"generator": "dcgan", "reference": "encode-dense-s1", "stats": "stats-dense-s1"}
+    with pytest.raises(UserError, match=r"steps.r.inputs: a range step with a recoder needs "
+                                        "vae"):
+        main_job.check_inputs("r", StepSpec(kind="range", inputs={**common,
+                                                                  "recoder": "recoder"}))
+    with pytest.raises(UserError, match=r"steps.a.inputs: a range step without a recoder "
+                                        "needs compare"):
+        main_job.check_inputs("a", StepSpec(kind="range", inputs=common))
+    main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"}))

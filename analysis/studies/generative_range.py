@@ -7,11 +7,13 @@ coverage between real and generated images in the reference space.
 
 The headline is the first guess alone (`range/guess_*`: the recoder's, as the seed's numbers
 are recoder-only regenerations), with the support set tested against random real sets of
-its size; the errors after gradient refinement beside (`range/mse_*`, `range/random_*`)."""
+its size; the errors after gradient refinement beside (`range/mse_*`, `range/random_*`).
+Without a recoder or an own encoder, gradient ascent alone from the mean code is the
+headline (`range/mse_*`; the seed's double check), and nothing of the mean code is logged."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,8 +21,10 @@ import torch
 from analysis import figures
 from analysis.coverage import prdc
 from analysis.generative_range import (
+    MEAN_CODE,
     MIN_SECTOR_IMAGES,
     ecdf,
+    inversions,
     missed_sectors,
     reach_threshold,
     sector_shares,
@@ -38,7 +42,7 @@ from latentatlas.models import VAE, share_model
 from latentatlas.quality import posterior_means
 from latentatlas.record import Record
 
-__all__ = ["GenerativeRange", "measure_range", "SETS"]
+__all__ = ["GenerativeRange", "measure_range", "first_guess_of", "SETS"]
 
 SETS = ("generated", "real", "support")
 PRDC_K = 5
@@ -48,10 +52,11 @@ PRDC_K = 5
 class GenerativeRange:
     generator: str  # its address (MLflow URI or module:function)
     inverter: str  # how images were inverted
-    first_guess: str  # what made the first guess: "recoder", "its own encoder", "the mean code"
+    first_guess: str  # what made the first guess: "recoder", "its own encoder", MEAN_CODE
+    headline: str  # what made the headline numbers (analysis.generative_range.inversions)
     sectors: SectorCounts  # of the reference encoding
     errors: dict[str, np.ndarray]  # set -> per-image MSE after inversion
-    guesses: dict[str, np.ndarray]  # set -> per-image MSE of the first guess
+    guesses: dict[str, np.ndarray]  # set -> per-image MSE of the first guess (none: the mean code)
     threshold: float
     shares: dict[str, np.ndarray]
     missed: np.ndarray
@@ -70,7 +75,8 @@ class GenerativeRange:
         return Record(
             "range", name,
             params={"generator": self.generator, "inverter": self.inverter,
-                    "headline": f"{self.first_guess} only (first guess)",
+                    "headline": self.headline,
+                    "headline_metrics": "range/guess_*" if self.guesses else "range/*",
                     "reference": str(s.encoding.path), "k": s.k, "threshold": s.threshold,
                     "variables": ",".join(map(str, s.variables))},
             metrics=self.metrics,
@@ -113,18 +119,32 @@ def missed_examples(split: Split, sectors: SectorCounts, missed: np.ndarray, see
     return image_grid(np.concatenate(picked), ncols=per_row)
 
 
+def first_guess_of(generator, recoder) -> str:
+    """What makes the first guess of a code: a recoder, else the model's own encoder (a VAE's,
+    a user's `encode`), else the mean code (no inversion by itself)."""
+    if recoder is not None:
+        return "recoder"
+    if isinstance(generator, VAE) or getattr(generator, "has_encoder", False):
+        return "its own encoder"
+    return MEAN_CODE
+
+
 def measure_range(generator, generator_spec: dict, address: str, real: Split,
                   sectors: SectorCounts, reference_model, *, recoder=None,
                   refine: Refinement = NO_REFINEMENT, samples: int = 2000,
-                  support_size: int | None = None, exclude: str | None = None,
-                  quantile: float = 0.95, seed: int = 0, draws: int = 2000,
-                  actors: int | None = None, use_gpu: bool = False,
+                  real_images: int | None = None, support_size: int | None = None,
+                  exclude: str | None = None, quantile: float = 0.95, seed: int = 0,
+                  draws: int = 2000, actors: int | None = None, use_gpu: bool = False,
                   here: bool | None = None) -> GenerativeRange:
     """`generator`: what decodes codes (a GAN, a VAE's decoder, a user's module) with its
     spec; `recoder`: (model, spec, address) or None (a VAE inverts with its encoder);
     `sectors`: the sectors of the reference encoding of `real` (a VAE's);
-    `reference_model`: that VAE, which also encodes the generated samples; `draws`: random
-    real sets the support set is tested against."""
+    `reference_model`: that VAE, which also encodes the generated samples; `real_images`:
+    invert only the first that many real images (and the support set, chosen among all);
+    `draws`: random real sets the support set is tested against."""
+    first_guess = first_guess_of(generator, recoder)
+    # the mean code alone is refused
+    headline, prefix = inversions(first_guess, refine.steps, f"--generator {address}")[0]
     ref: Encoding = sectors.encoding
     if (ref.meta.dataset, ref.meta.split, ref.meta.rows) != (real.dataset, real.split,
                                                               len(real)):
@@ -138,20 +158,29 @@ def measure_range(generator, generator_spec: dict, address: str, real: Split,
     shared = {"model": share_model(generator, generator_spec)}
     if recoder is not None:
         shared["recoder"] = share_model(recoder[0], recoder[1])
+    support, _, _ = support_rows(sectors, support_size, exclude, seed)
+    n_real = len(real) if real_images is None else min(real_images, len(real))
+    inverted = np.union1d(np.arange(n_real), support)  # sorted: the first n_real come first
+    chosen = real if len(inverted) == len(real) else replace(
+        real, images=real.images[inverted], labels=real.labels[inverted],
+        attrs={k: v[inverted] for k, v in real.attrs.items()})
     passes = {name: regeneration_errors(split, shared, refine, actors=actors, use_gpu=use_gpu,
                                         here=here)
-              for name, split in (("generated", own), ("real", real))}
-    support, _, _ = support_rows(sectors, support_size, exclude, seed)
-    errors = {"generated": passes["generated"]["inversion_mse"],
-              "real": passes["real"]["inversion_mse"],
-              "support": passes["real"]["inversion_mse"][support]}
-    guesses = {"generated": passes["generated"]["guess_mse"],
-               "real": passes["real"]["guess_mse"],
-               "support": passes["real"]["guess_mse"][support]}
+              for name, split in (("generated", own), ("real", chosen))}
+    at_support = np.searchsorted(inverted, support)
+
+    def by_set(column: str) -> dict[str, np.ndarray]:
+        return {"generated": passes["generated"][column],
+                "real": passes["real"][column][:n_real],
+                "support": passes["real"][column][at_support]}
+
+    errors = by_set("inversion_mse")
+    guesses = by_set("guess_mse") if first_guess != MEAN_CODE else {}
     threshold = reach_threshold(errors["generated"], quantile)
 
     real_ids = np.full(len(real), -1)
     real_ids[sectors.index] = sectors.ids
+    real_ids = real_ids[:n_real]
     generated_codes = posterior_means(reference_model, own.images)
     shares = sector_shares(real_ids, errors["real"],
                            sector_ids(generated_codes, sectors.variables, sectors.threshold),
@@ -163,35 +192,35 @@ def measure_range(generator, generator_spec: dict, address: str, real: Split,
     matched = real_codes[rng.choice(len(real_codes), min(samples, len(real_codes)),
                                     replace=False)]
     knn = prdc(matched, generated_codes, k=PRDC_K)
-    mse = {k: float(v.mean()) for k, v in errors.items()}
-    guess_mse = {k: float(v.mean()) for k, v in guesses.items()}
-    # the same random real sets (one seed) for both, so the two intervals differ only by
-    # refinement
-    guess_random = subset_test(guesses["support"], guesses["real"], draws, seed)
-    refined_random = subset_test(errors["support"], errors["real"], draws, seed)
-    metrics = {**{f"range/mse_{k}": v for k, v in mse.items()},
-               **{f"range/guess_mse_{k}": v for k, v in guess_mse.items()},
-               "range/ratio_real": mse["real"] / mse["generated"],
-               "range/ratio_support": mse["support"] / mse["generated"],
-               "range/guess_ratio_real": guess_mse["real"] / guess_mse["generated"],
-               "range/guess_ratio_support": guess_mse["support"] / guess_mse["generated"],
-               **{f"range/guess_random_{k}": guess_random[k] for k in ("lo", "hi", "p")},
-               **{f"range/random_{k}": refined_random[k] for k in ("lo", "hi", "p")},
-               "range/random_draws": draws,
+    # range/* after inversion (the first guess where no steps follow it), range/guess_* the
+    # first guess alone where it inverts; the same random real sets (one seed) for both, so
+    # their intervals differ only by the inversion
+    metrics = {**regeneration_metrics(errors, "", draws, seed),
+               **(regeneration_metrics(guesses, "guess_", draws, seed) if guesses else {}),
+               "range/random_draws": draws, "range/real_images": n_real,
                "range/threshold": threshold,
                "range/coverage": float((errors["real"] <= threshold).mean()),
                "range/missed_sectors": len(missed),
                "range/judged_sectors": int((shares["real"] >= MIN_SECTOR_IMAGES).sum()),
                "range/samples": samples, "range/support_size": len(support),
                **{f"range/latent_{k}": v for k, v in knn.items()}}
-    if recoder is not None:
-        first_guess, inverter = "recoder", f"recoder {recoder[2]}"
-    elif isinstance(generator, VAE) or getattr(generator, "has_encoder", False):
-        first_guess = inverter = "its own encoder"
-    else:
-        first_guess = inverter = "the mean code"
+    inverter = f"recoder {recoder[2]}" if recoder is not None else first_guess
     if refine.steps:
         inverter += f" + {refine.steps} gradient steps ({refine.loss}, lr {refine.lr})"
-    return GenerativeRange(address, inverter, first_guess, sectors, errors, guesses,
+    return GenerativeRange(address, inverter, first_guess,
+                           headline + (" (first guess)" if prefix else ""), sectors, errors,
+                           guesses,
                            threshold, shares, missed,
                            missed_examples(real, sectors, missed, seed), metrics)
+
+
+def regeneration_metrics(errors: dict[str, np.ndarray], prefix: str, draws: int,
+                         seed: int) -> dict[str, float]:
+    """`range/<prefix>*` of one regeneration (`REGENERATION_KEYS`): the mean error per set,
+    real and support over own samples, the support set against random real sets."""
+    mse = {k: float(v.mean()) for k, v in errors.items()}
+    random = subset_test(errors["support"], errors["real"], draws, seed)
+    return {**{f"range/{prefix}mse_{k}": v for k, v in mse.items()},
+            f"range/{prefix}ratio_real": mse["real"] / mse["generated"],
+            f"range/{prefix}ratio_support": mse["support"] / mse["generated"],
+            **{f"range/{prefix}random_{k}": random[k] for k in ("lo", "hi", "p")}}
