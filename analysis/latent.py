@@ -6,12 +6,18 @@ import numpy as np
 
 from analysis.moments import Moments
 
-__all__ = ["BURDA_ACTIVE", "INACTIVE_VAR", "INACTIVE_SIGMA2", "latent_stats", "summary",
+__all__ = ["BURDA_ACTIVE", "INACTIVE_VAR", "INACTIVE_SIGMA2", "inactive", "latent_stats",
+           "summary",
            "zero_variables", "least_informative_active", "table"]
 
 BURDA_ACTIVE = 0.01  # active unit: var(mu) > 0.01 (Burda et al.)
 INACTIVE_VAR = 0.05  # Split-VAE's get_stats: inactive if var(mu) < 0.05 ...
 INACTIVE_SIGMA2 = 0.95  # ... or mean(sigma^2) > 0.95
+
+
+def inactive(var_mu, mean_sigma2) -> np.ndarray:
+    """Asperti's rule, per variable: var(mu) < 0.05 or mean(sigma^2) > 0.95."""
+    return (np.asarray(var_mu) < INACTIVE_VAR) | (np.asarray(mean_sigma2) > INACTIVE_SIGMA2)
 
 
 def latent_stats(mu: Moments, sigma2_sum: np.ndarray) -> dict[str, np.ndarray]:
@@ -25,7 +31,7 @@ def latent_stats(mu: Moments, sigma2_sum: np.ndarray) -> dict[str, np.ndarray]:
         "mean_sigma2": mean_sigma2,
         "stationary": var_mu + mean_sigma2,
         "active": var_mu > BURDA_ACTIVE,
-        "inactive": (var_mu < INACTIVE_VAR) | (mean_sigma2 > INACTIVE_SIGMA2),
+        "inactive": inactive(var_mu, mean_sigma2),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
+from analysis.latent import inactive
 
 __all__ = ["NO_SECTOR", "MIN_IN_SECTORS", "effective_k", "sector_variables", "sector_ids",
            "sector_counts", "sector_signs", "gaussian_sector_probabilities", "kl_divergence",
@@ -32,7 +32,7 @@ def sector_variables(score: np.ndarray, var_mu: np.ndarray, mean_sigma2: np.ndar
     and mean(sigma^2) <= 0.95), best first; k shrinks to their number. Burda's looser rule
     (var(mu) > 0.01) would admit a variable with var(mu) = 0.02, whose sd of 0.14 almost
     never passes |z| > 0.5, and that empties every sector."""
-    active = (np.asarray(var_mu) >= INACTIVE_VAR) & (np.asarray(mean_sigma2) <= INACTIVE_SIGMA2)
+    active = ~inactive(var_mu, mean_sigma2)
     ranked = [v for v in np.argsort(-np.asarray(score), kind="stable") if active[v]]
     return np.array(ranked[:effective_k(k, int(active.sum()))], dtype=np.int64)
 

@@ -10,13 +10,16 @@ so that the verb's --help starts at once; the experiment is analysis.studies.spa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
 from latentatlas.errors import UserError
 
-__all__ = ["SparsityPlan", "variable_moments", "variable_kl", "first_at_or_after"]
+__all__ = ["SparsityPlan", "CollapseEvents", "variable_moments", "variable_kl",
+           "choose_variable", "run_phases"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class SparsityPlan:
     every: int = 25  # minibatches between two points of the per-variable curves
     probe: int = 2000  # validation images every measurement runs on
     noise_step: float = 0.25  # noise std added per increment
-    max_increments: int = 12
+    max_increments: int = 20
     hold_epochs: int = 5  # at most, at the last strength, for the variable to go inactive
     revival_epochs: int = 10  # at most, without noise, for it to come back
     variable: int | None = None  # None: the least informative active variable
@@ -63,6 +66,67 @@ def variable_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return 0.5 * (mu ** 2 + np.exp(logvar) - logvar - 1).mean(axis=0)
 
 
-def first_at_or_after(flags: list[bool], start: int) -> int | None:
-    """The index of the first True in `flags` at or after `start`, else None."""
-    return next((i for i in range(start, len(flags)) if flags[i]), None)
+def choose_variable(plan: SparsityPlan, gain: np.ndarray, kl: np.ndarray,
+                    held: np.ndarray) -> int:
+    """The variable to damage: `plan.variable`, else the least informative active variable
+    whose gain exceeds its KL (one whose gain is already below would "cross" before any
+    noise, and the experiment would show nothing)."""
+    active = np.flatnonzero(~held)
+    if len(active) == 0:
+        raise UserError("sparsity: no variable is active after training (var(mu) >= "
+                        f"{INACTIVE_VAR} and mean(sigma^2) <= {INACTIVE_SIGMA2}); train "
+                        "longer (--epochs)")
+    if plan.variable is not None:
+        v = plan.variable
+        if held[v]:
+            raise UserError(f"sparsity: --variable {v} is inactive after training; active: "
+                            f"{active.tolist()}")
+        if gain[v] <= kl[v]:
+            raise UserError(f"sparsity: --variable {v}: its gain {gain[v]:.3g} nats is "
+                            f"already below its KL {kl[v]:.3g}; no noise is needed to cross")
+        return v
+    worth = [v for v in active if gain[v] > kl[v]]
+    if not worth:
+        raise UserError(f"sparsity: every active variable ({active.tolist()}) has a gain "
+                        "below its KL after training; train longer (--epochs)")
+    return int(min(worth, key=lambda v: gain[v]))
+
+
+@dataclass(frozen=True)
+class CollapseEvents:
+    crossed_at: int | None  # the increment (1-based) after which the gain fell below the KL
+    collapsed_early: bool  # inactive at an increment while its gain still exceeded its KL
+    collapse_epochs: int | None  # hold epochs after the crossing until inactive (0: at it)
+    revival_epochs: int | None  # epochs without noise until active again
+
+
+def run_phases(plan: SparsityPlan, epoch: Callable[[str, float], dict]) -> CollapseEvents:
+    """The experiment's order of events, given `epoch(phase, noise)`: one epoch of training
+    at that noise and a row of the damaged variable's measures (gain_nats, kl, inactive).
+    Increase the noise until the gain falls below the KL (or the variable is inactive
+    first: a collapse before the crossing); hold that noise until the variable is
+    inactive; remove it until the variable is active again."""
+    row, crossed_at, early = None, None, False
+    strength = 0.0
+    for increment in range(1, plan.max_increments + 1):
+        strength = increment * plan.noise_step
+        row = epoch("increase", strength)
+        if row["gain_nats"] < row["kl"]:
+            crossed_at = increment
+            break
+        if row["inactive"]:
+            early = True
+            break
+    collapse_epochs = None
+    if crossed_at is not None:
+        held = 0
+        while not row["inactive"] and held < plan.hold_epochs:
+            row, held = epoch("hold", strength), held + 1
+        collapse_epochs = held if row["inactive"] else None
+    revival_epochs = None
+    if row is not None and row["inactive"]:
+        for n in range(1, plan.revival_epochs + 1):
+            if not epoch("revive", 0.0)["inactive"]:
+                revival_epochs = n
+                break
+    return CollapseEvents(crossed_at, early, collapse_epochs, revival_epochs)

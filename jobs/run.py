@@ -645,14 +645,15 @@ def sparsity_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
     plan = SparsityPlan(**{k: v for k, v in o.model_dump().items()
                            if v is not None and k != "limit"})
     limit = min((n for n in (o.limit, a.limit) if n), default=None)
+    reduced = f" ({step.reduced})" if step.reduced else ""
     ctx.say(f"sparsity: {plan.epochs} epochs of the dense VAE, then noise on one variable "
-            f"(+{plan.noise_step:g} std per epoch, at most {plan.max_increments})")
+            f"(+{plan.noise_step:g} std per epoch, at most {plan.max_increments}){reduced}")
     run_id, result, claim = steps.sparsity(ctx.recorder, plan, ctx.dataset,
                                            data_path=a.data_path, limit=limit,
                                            cpus=step.cpus or 1.0,
                                            parent_run_id=ctx.parent_run_id)
     m = result.metrics
-    ctx.say(f"sparsity: variable {result.variable}: {claim['summary']}")
+    ctx.say(f"sparsity: {claim['summary']}")
     return {"run_id": run_id, "metrics": m,
             "summary": [{"step": name, "run_id": run_id,
                          **{k.split("/")[1]: v for k, v in m.items()}}],

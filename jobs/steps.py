@@ -29,7 +29,7 @@ from analysis.studies.sectors import (
 )
 from latentatlas.encode import Encoding, open_encoding
 from latentatlas.report import quiet
-from latentatlas.tracking import Recorder, load_model, load_vae
+from latentatlas.tracking import Recorder, load_model, load_vae, refuse_non_finite_metrics
 
 
 def add_sector_args(p: argparse.ArgumentParser) -> None:
@@ -330,6 +330,7 @@ def sparsity(recorder: Recorder, plan, dataset: str = "fashion-mnist", *,
     record = result.record()
     record.params.update({"dataset": dataset, "limit": limit})
     record.tags["dataset"] = dataset
+    refuse_non_finite_metrics(record)  # before the run opens: no empty run of a NaN
     with recorder.run("sparsity", "sparsity", parent_run_id) as run_id:
         recorder.write(run_id, record)
         setting = training_setting(dataset, architecture(model_cfg, math.prod(train_split.shape)),

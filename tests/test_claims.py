@@ -78,15 +78,24 @@ def test_a_collapse_holds_when_it_follows_the_crossing_and_reverses(collapsed, r
 
 
 def test_a_collapse_experiment_whose_gain_never_fell_below_the_kl_is_not_measured():
-    m = {"sparsity/crossed": 0, "sparsity/increments": 12, "sparsity/variable": 3}
-    claim = C.collapse_claim("dense", DENSE, m, "run-sparsity")
+    base = {"sparsity/variable": 3, "sparsity/increments": 12, "sparsity/collapsed_early": 0}
+    claim = C.collapse_claim("dense", DENSE, {**base, "sparsity/crossed": 0}, "run-sparsity")
     assert claim["verdict"] == NOT_MEASURED and "12 noise increments" in claim["summary"]
-    m = {"sparsity/crossed": 1, "sparsity/collapsed": 1, "sparsity/revived": 0,
-         "sparsity/variable": 3, "sparsity/crossing_noise": 1.5, "sparsity/collapse_epochs": 2}
+    m = {**base, "sparsity/crossed": 1, "sparsity/collapsed": 1, "sparsity/revived": 0,
+         "sparsity/crossing_noise": 1.5, "sparsity/collapse_epochs": 2}
     claim = C.collapse_claim("dense", DENSE, m, "run-sparsity")
     assert claim["verdict"] == MIXED and claim["sources"]["revived"] == [
         "run-sparsity", "sparsity/revived"]
-    assert "still inactive through the revival epochs" in claim["summary"]
+    assert "inactive 2 epochs later; still inactive through the revival epochs" in \
+        claim["summary"]
+    # inactive while its gain still exceeded its KL: the collapse did not wait for the
+    # crossing, so (a) fails whatever the revival
+    m = {**base, "sparsity/crossed": 0, "sparsity/collapsed_early": 1, "sparsity/collapsed": 0,
+         "sparsity/revived": 1, "sparsity/collapse_noise": 2.0, "sparsity/revival_epochs": 1}
+    claim = C.collapse_claim("dense", DENSE, m, "run-sparsity")
+    assert claim["verdict"] == FAILS
+    assert "inactive at noise std 2.00 while its gain still exceeded its KL" in claim["summary"]
+    assert "active again 1 epoch after" in claim["summary"]
 
 
 @pytest.mark.parametrize("fid, coverage, expected", [
@@ -172,7 +181,7 @@ def test_every_rule_has_a_reason_a_seed_figure_and_a_source():
     # the rules changed (after a measurement, or before one on a new measurement) say so
     assert {k for k, c in CLAIMS.items() if c.changed} == {
         "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation",
-        "sampling_regular"}
+        "sampling_regular", "collapse_reversible"}
     # every rule is tested on both sides of its threshold (here or in its own test below)
     assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range",
                                             "collapse_reversible", "sampling_regular",

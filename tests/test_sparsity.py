@@ -9,7 +9,13 @@ import pytest
 import torch
 from conftest import make_idx_dataset
 
-from analysis.sparsity import SparsityPlan, first_at_or_after, variable_kl, variable_moments
+from analysis.sparsity import (
+    SparsityPlan,
+    choose_variable,
+    run_phases,
+    variable_kl,
+    variable_moments,
+)
 from analysis.studies.sparsity import perturbed_codes, reconstruction_gains
 from latentatlas.errors import UserError
 from latentatlas.losses import bernoulli_nll, gaussian_kl
@@ -55,10 +61,71 @@ def test_the_gain_of_a_variable_the_decoder_ignores_is_zero_and_of_one_it_reads_
                                  rel=1e-5)
 
 
-def test_first_at_or_after():
-    assert first_at_or_after([False, True, True], 0) == 1
-    assert first_at_or_after([True, False, True], 1) == 2
-    assert first_at_or_after([True, False], 1) is None
+def scripted(rows: list[tuple[float, float, bool]]):
+    """`epoch(phase, noise)` answering with the scripted (gain, kl, inactive) rows in turn,
+    and the (phase, noise) calls it was made with."""
+    calls, rows = [], iter(rows)
+
+    def epoch(phase, noise):
+        calls.append((phase, noise))
+        gain, kl, inactive = next(rows)
+        return {"gain_nats": gain, "kl": kl, "inactive": inactive}
+    return epoch, calls
+
+
+PLAN = SparsityPlan(noise_step=0.5, max_increments=4, hold_epochs=3, revival_epochs=3)
+
+
+def test_the_phases_cross_hold_until_inactive_then_free_until_active():
+    epoch, calls = scripted([(5, 1, False), (0.9, 1, False),  # crossed at the 2nd increment
+                             (0.5, 1, False), (0.1, 1, True),  # inactive after 2 holds
+                             (0, 0, True), (2, 1, False)])  # active again after 2 epochs
+    e = run_phases(PLAN, epoch)
+    assert (e.crossed_at, e.collapsed_early, e.collapse_epochs, e.revival_epochs) == (
+        2, False, 2, 2)
+    assert calls == [("increase", 0.5), ("increase", 1.0), ("hold", 1.0), ("hold", 1.0),
+                     ("revive", 0.0), ("revive", 0.0)]
+
+
+def test_a_variable_inactive_at_the_crossing_collapsed_in_no_hold_epoch():
+    epoch, calls = scripted([(0.1, 1, True), (3, 1, False)])
+    e = run_phases(PLAN, epoch)
+    assert (e.crossed_at, e.collapse_epochs, e.revival_epochs) == (1, 0, 1)
+    assert [c[0] for c in calls] == ["increase", "revive"]
+
+
+def test_a_variable_that_never_crosses_or_never_collapses_is_not_freed():
+    epoch, calls = scripted([(5, 1, False)] * 4)
+    e = run_phases(PLAN, epoch)
+    assert (e.crossed_at, e.collapsed_early, e.collapse_epochs) == (None, False, None)
+    assert len(calls) == 4 and e.revival_epochs is None
+    epoch, calls = scripted([(0.5, 1, False)] + [(0.4, 1, False)] * 3)
+    e = run_phases(PLAN, epoch)
+    assert (e.crossed_at, e.collapse_epochs, e.revival_epochs) == (1, None, None)
+    assert [c[0] for c in calls] == ["increase"] + ["hold"] * 3
+
+
+def test_a_collapse_before_the_crossing_is_told_apart():
+    epoch, calls = scripted([(5, 1, False), (2, 1, True), (0, 0, True), (0, 0, True),
+                             (0, 0, True)])
+    e = run_phases(PLAN, epoch)
+    assert (e.crossed_at, e.collapsed_early, e.collapse_epochs, e.revival_epochs) == (
+        None, True, None, None)
+    assert [c[0] for c in calls] == ["increase"] * 2 + ["revive"] * 3
+
+
+def test_the_damaged_variable_is_an_active_one_whose_gain_exceeds_its_kl():
+    gain, kl = np.array([9.0, 0.5, 3.0, 0.0]), np.array([2.0, 1.0, 1.0, 0.0])
+    held = np.array([False, False, False, True])
+    assert choose_variable(SparsityPlan(latent_dim=4), gain, kl, held) == 2  # not 1: 0.5 < 1
+    assert choose_variable(SparsityPlan(latent_dim=4, variable=0), gain, kl, held) == 0
+    with pytest.raises(UserError, match=r"--variable 3 is inactive after training; active: "
+                                        r"\[0, 1, 2\]"):
+        choose_variable(SparsityPlan(latent_dim=4, variable=3), gain, kl, held)
+    with pytest.raises(UserError, match="--variable 1: its gain 0.5 nats is already below"):
+        choose_variable(SparsityPlan(latent_dim=4, variable=1), gain, kl, held)
+    with pytest.raises(UserError, match="no variable is active after training"):
+        choose_variable(SparsityPlan(latent_dim=4), gain, kl, np.ones(4, bool))
 
 
 def test_a_plan_out_of_range_is_refused_in_one_line():
@@ -110,7 +177,7 @@ def test_the_verb_runs_the_experiment_and_logs_its_curves_and_claim(
     assert f"MLflow run id: {run.info.run_id}" in out
 
 
-def test_a_variable_that_is_inactive_is_refused_in_one_line(ray_session, mlflow_store,
+def test_a_training_that_leaves_no_variable_active_is_refused_in_one_line(ray_session, mlflow_store,
                                                             idx_folder, capsys):
     """Two minibatches leave every variable inactive: the experiment has nothing to damage
     and says so, from inside its Ray task, in one line."""

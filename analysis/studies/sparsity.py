@@ -18,8 +18,15 @@ import ray
 import torch
 
 from analysis.figures import collapse_curves, variance_curves
-from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
-from analysis.sparsity import SparsityPlan, first_at_or_after, variable_kl, variable_moments
+from analysis.latent import inactive
+from analysis.sparsity import (
+    CollapseEvents,
+    SparsityPlan,
+    choose_variable,
+    run_phases,
+    variable_kl,
+    variable_moments,
+)
 from latentatlas.config import DenseVAEConfig
 from latentatlas.errors import UserError
 from latentatlas.images import to_unit_float
@@ -32,15 +39,15 @@ __all__ = ["SparsityResult", "measure_sparsity", "perturbed_codes",
            "reconstruction_gains"]
 
 def perturbed_codes(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None,
-                    held: torch.Tensor, variable: int, strength: float,
+                    held: torch.Tensor, variable: int | None, strength: float,
                     noise: torch.Tensor) -> torch.Tensor:
     """The decoder's input in the collapse experiment: z = mu + sigma * eps (eps None: the
     means), the variables in `held` (a bool mask) zeroed so the decoder cannot revive them,
-    and Gaussian noise of std `strength` added to `variable` (`noise` ~ N(0, 1) per row)."""
+    and Gaussian noise of std `strength` added to `variable` (`noise` ~ N(0, 1) per row;
+    none before the experiment: strength 0, no variable)."""
     z = mu if eps is None else mu + (0.5 * logvar).exp() * eps
-    z = z.masked_fill(held, 0.0)
+    z = z.masked_fill(held, 0.0)  # a new tensor: the noise below changes no input
     if strength:
-        z = z.clone()
         z[:, variable] = z[:, variable] + strength * noise
     return z
 
@@ -58,12 +65,6 @@ def reconstruction_gains(decode, z: torch.Tensor, x: torch.Tensor,
     return float(nats), float(mse)
 
 
-
-def inactive(var_mu: np.ndarray, mean_sigma2: np.ndarray) -> np.ndarray:
-    """The stats step's rule (analysis.latent): var(mu) < 0.05 or mean(sigma^2) > 0.95."""
-    return (var_mu < INACTIVE_VAR) | (mean_sigma2 > INACTIVE_SIGMA2)
-
-
 @dataclass
 class SparsityResult:
     plan: SparsityPlan
@@ -78,9 +79,7 @@ class SparsityResult:
     # increment; hold: the last noise kept, waiting for the collapse; revive: no noise,
     # waiting for the revival), the noise, the damaged variable's measures
     epochs: list[dict]
-    crossed_at: int | None  # the increment (1-based) after which gain fell below KL
-    collapse_epochs: int | None  # hold epochs until the variable was inactive
-    revival_epochs: int | None  # noiseless epochs until it was active again
+    events: CollapseEvents
     state_dict: dict = field(repr=False, default_factory=dict)  # the final model
 
     @property
@@ -93,23 +92,26 @@ class SparsityResult:
 
     @property
     def metrics(self) -> dict[str, float]:
-        v = self.variable
+        v, e = self.variable, self.events
         m = {"sparsity/variable": v, "sparsity/active": int((~self.held).sum()),
              "sparsity/inactive": int(self.held.sum()),
              "sparsity/gain_before": self.trained["gain_nats"][v],
              "sparsity/kl_before": self.trained["kl"][v],
              "sparsity/var_mu_before": self.trained["var_mu"][v],
              "sparsity/increments": sum(r["phase"] == "increase" for r in self.epochs),
-             "sparsity/crossed": int(self.crossed_at is not None),
-             "sparsity/collapsed": int(self.collapse_epochs is not None),
-             "sparsity/revived": int(self.revival_epochs is not None)}
-        if self.crossed_at is not None:
-            m["sparsity/crossing_noise"] = self.crossed_at * self.plan.noise_step
-        if self.collapse_epochs is not None:
-            m["sparsity/collapse_epochs"] = self.collapse_epochs
-        if self.revival_epochs is not None:
-            m["sparsity/revival_epochs"] = self.revival_epochs
-            revived = [r for r in self.epochs if r["phase"] == "revive"][self.revival_epochs - 1]
+             "sparsity/crossed": int(e.crossed_at is not None),
+             "sparsity/collapsed_early": int(e.collapsed_early),
+             "sparsity/collapsed": int(e.collapse_epochs is not None),
+             "sparsity/revived": int(e.revival_epochs is not None)}
+        if e.crossed_at is not None:
+            m["sparsity/crossing_noise"] = e.crossed_at * self.plan.noise_step
+        if e.collapsed_early:
+            m["sparsity/collapse_noise"] = m["sparsity/increments"] * self.plan.noise_step
+        if e.collapse_epochs is not None:
+            m["sparsity/collapse_epochs"] = e.collapse_epochs
+        if e.revival_epochs is not None:
+            m["sparsity/revival_epochs"] = e.revival_epochs
+            revived = [r for r in self.epochs if r["phase"] == "revive"][e.revival_epochs - 1]
             m["sparsity/gain_revived"] = revived["gain_nats"]
         return m
 
@@ -181,7 +183,7 @@ class Experiment:
         var_mu, mean_sigma2 = variable_moments(mu.cpu().numpy(), logvar.cpu().numpy())
         self.curve.append((self.steps, var_mu, mean_sigma2))
 
-    def train_epoch(self, variable: int, strength: float) -> None:
+    def train_epoch(self, variable: int | None = None, strength: float = 0.0) -> None:
         p = self.plan
         torch.manual_seed(p.seed * 1_000_003 + self.epoch)
         for idx in epoch_batches(len(self.images), self.epoch, p.seed, 0, 1, p.batch_size):
@@ -199,7 +201,8 @@ class Experiment:
         self.epoch += 1
 
     @torch.no_grad()
-    def measure(self, variables: list[int], variable: int, strength: float) -> dict:
+    def measure(self, variables: list[int], variable: int | None = None,
+                strength: float = 0.0) -> dict:
         """Every variable's moments and KL; the gains of `variables`, decoded from the means
         under the noise the decoder trains with; the pixel MSE of that decoding."""
         mu, logvar = self.probe_codes()
@@ -214,22 +217,6 @@ class Experiment:
                 "gains": gains, "val_mse": val_mse}
 
 
-def choose_variable(plan: SparsityPlan, trained: dict, held: np.ndarray) -> int:
-    active = np.flatnonzero(~held)
-    if len(active) == 0:
-        raise UserError("sparsity: no variable is active after training (var(mu) >= "
-                        f"{INACTIVE_VAR} and mean(sigma^2) <= {INACTIVE_SIGMA2}); train "
-                        "longer (--epochs)")
-    if plan.variable is None:
-        return int(active[np.argmin(trained["gain_nats"][active])])
-    if held[plan.variable]:
-        raise UserError(f"sparsity: --variable {plan.variable} is inactive after training "
-                        f"(var(mu) {trained['var_mu'][plan.variable]:.3g}, mean(sigma^2) "
-                        f"{trained['mean_sigma2'][plan.variable]:.3g}); active: "
-                        f"{active.tolist()}")
-    return plan.variable
-
-
 def run_experiment(plan: SparsityPlan, train_images: np.ndarray, probe_images: np.ndarray,
                    threads: int, use_gpu: bool) -> SparsityResult:
     """The four phases in this process (the Ray task's body)."""
@@ -240,62 +227,40 @@ def run_experiment(plan: SparsityPlan, train_images: np.ndarray, probe_images: n
 
     def row(phase: str, variable: int, strength: float, m: dict) -> dict:
         nats, mse = m["gains"][variable]
-        return {"epoch": m["epoch"], "phase": phase, "noise": strength, "gain_nats": nats,
-                "gain_mse": mse,
-                **{k: float(m[k][variable]) for k in ("kl", "var_mu", "mean_sigma2")},
-                "val_mse": m["val_mse"],
-                "inactive": bool(inactive(m["var_mu"], m["mean_sigma2"])[variable])}
+        out = {"epoch": m["epoch"], "phase": phase, "noise": strength, "gain_nats": nats,
+               "gain_mse": mse,
+               **{k: float(m[k][variable]) for k in ("kl", "var_mu", "mean_sigma2")},
+               "val_mse": m["val_mse"]}
+        bad = [k for k, v in out.items() if isinstance(v, float) and not np.isfinite(v)]
+        if bad:  # a diverged training: stop here rather than judge NaN against NaN
+            raise UserError(f"sparsity: epoch {m['epoch']} ({phase}, noise {strength:g}) gave "
+                            f"a non-finite {', '.join(bad)} for variable {variable}")
+        return {**out, "inactive": bool(inactive(m["var_mu"], m["mean_sigma2"])[variable])}
 
     trained_epochs = []
     for _ in range(plan.epochs):
-        ex.train_epoch(0, 0.0)
-        trained_epochs.append(ex.measure(everyone, 0, 0.0))
+        ex.train_epoch()
+        trained_epochs.append(ex.measure(everyone))
     last = trained_epochs[-1]
     trained = {"var_mu": last["var_mu"], "mean_sigma2": last["mean_sigma2"], "kl": last["kl"],
                "gain_nats": np.array([last["gains"][v][0] for v in everyone]),
                "gain_mse": np.array([last["gains"][v][1] for v in everyone])}
     held = inactive(trained["var_mu"], trained["mean_sigma2"])
-    variable = choose_variable(plan, trained, held)
+    variable = choose_variable(plan, trained["gain_nats"], trained["kl"], held)
     rows = [row("training", variable, 0.0, m) for m in trained_epochs]
     ex.held = torch.as_tensor(held, device=device)
     noise_from = ex.steps
 
-    crossed_at = None
-    for increment in range(1, plan.max_increments + 1):
-        strength = increment * plan.noise_step
+    def epoch(phase: str, strength: float) -> dict:
         ex.train_epoch(variable, strength)
-        rows.append(row("increase", variable, strength, ex.measure([variable], variable,
-                                                                    strength)))
-        if rows[-1]["gain_nats"] < rows[-1]["kl"]:
-            crossed_at = increment
-            break
+        rows.append(row(phase, variable, strength, ex.measure([variable], variable, strength)))
+        return rows[-1]
 
-    collapse_epochs = None
-    if crossed_at is not None:
-        flags = [rows[-1]["inactive"]]
-        for _ in range(plan.hold_epochs):
-            if flags[-1]:
-                break
-            ex.train_epoch(variable, strength)
-            rows.append(row("hold", variable, strength, ex.measure([variable], variable,
-                                                                    strength)))
-            flags.append(rows[-1]["inactive"])
-        collapse_epochs = first_at_or_after(flags, 0)
-
-    revival_epochs = None
-    if collapse_epochs is not None:
-        for epoch in range(1, plan.revival_epochs + 1):
-            ex.train_epoch(variable, 0.0)
-            rows.append(row("revive", variable, 0.0, ex.measure([variable], variable, 0.0)))
-            if not rows[-1]["inactive"]:
-                revival_epochs = epoch
-                break
+    events = run_phases(plan, epoch)
     ex.curve_point()
     steps, var_mu, mean_sigma2 = zip(*ex.curve, strict=True)
     return SparsityResult(plan, variable, held, trained, np.array(steps), noise_from,
-                          np.stack(var_mu),
-                          np.stack(mean_sigma2), rows, crossed_at, collapse_epochs,
-                          revival_epochs,
+                          np.stack(var_mu), np.stack(mean_sigma2), rows, events,
                           {k: v.cpu() for k, v in ex.model.state_dict().items()})
 
 

@@ -100,9 +100,11 @@ def user_error_in(error: BaseException) -> UserError | None:
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, UserError):
-            # a Ray task's error is also of its cause's type; its text is the traceback
-            cause = getattr(error, "cause", None)
-            return cause if isinstance(cause, UserError) else error
+            # a Ray task's error is also of its cause's type, its text the traceback: the
+            # cause (of a task in a task, the cause's cause) is the user's line
+            while isinstance(getattr(error, "cause", None), UserError):
+                error = error.cause
+            return error
         seen.add(id(error))
         if found := USER_ERROR_LINE.findall(str(error)):
             return UserError(found[-1])
