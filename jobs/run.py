@@ -42,11 +42,11 @@ class Context:
     """What every step reads: the job's options, its parent run, its progress lines."""
 
     args: argparse.Namespace
-    job: str  # the job file's stem: `main`, the parent run's name
     dataset: str
     recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
     pixels: int  # values per image of the dataset (784 for 28x28 grayscale)
+    job: str = "main"  # the job file's stem: the parent run's name
     say: Progress = field(init=False)  # progress lines prefixed with the job's name
 
     def __post_init__(self):
@@ -748,7 +748,7 @@ def run(args) -> int:
     kept = {n: o for n, o in kept.items() if n in job.steps and n not in todo}
     tags = {"latentatlas.resumed_from": args.resume} if args.resume else {}
     with recorder.run(path.stem, "main", tags=tags) as parent_run_id:
-        ctx = Context(args, path.stem, dataset, recorder, parent_run_id, pixels)
+        ctx = Context(args, dataset, recorder, parent_run_id, pixels, path.stem)
         ctx.say(f"dataset {dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
         if not runtime.current().verbose:
             ctx.say(f"Ray's own messages go to {runtime.current().log_path} "
