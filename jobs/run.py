@@ -247,14 +247,14 @@ class RelocateOptions(Strict):
     fit: Literal["all", "support", "generated", "random"] | None = None
     pairs: int | None = Field(default=None, gt=0)  # generated pairs (unset: the verb's)
     rows: int | None = Field(default=None, gt=0)  # random rows (unset: the latent dimension)
+    estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
+    claims: list[Literal["relocation", "support"]] = ["relocation"]
 
     @model_validator(mode="after")
     def rows_need_a_random_fit(self):
         if self.rows is not None and self.fit != "random":
             raise ValueError("rows (the number of random rows) needs fit: random")
         return self
-    estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
-    claims: list[Literal["relocation", "support"]] = ["relocation"]
 
 
 class RangeOptions(Strict):
