@@ -1,4 +1,5 @@
-"""A job declared as a graph of steps (jobs/configs/main.yaml): the spec, its overrides,
+"""A job declared as a graph of steps (jobs/configs/main.yaml, the main job, or another job
+file such as jobs/configs/support150.yaml): the spec, its overrides,
 which steps a rerun repeats, and the runner that starts every step whose inputs are done,
 as many at once as the cluster's CPUs allow."""
 
@@ -9,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from latentatlas.config import Strict, parse_override, read_yaml, set_path, validate
 from latentatlas.errors import UserError
@@ -26,6 +27,11 @@ class StepSpec(Strict):
     exclusive: list[Literal["data"]] = []  # held alone while the step runs
     cpus: float | None = Field(default=None, ge=0)  # unset: what the step's config asks
     reduced: str | None = None  # said when the step starts
+    _job: str = PrivateAttr(default="main.yaml")  # the job file it was read from
+
+    def where(self, name: str) -> str:
+        """Where the step is declared, for error lines: `main.yaml: steps.dense-s0`."""
+        return f"{self._job}: steps.{name}"
 
 
 class JobSpec(Strict):
@@ -51,7 +57,10 @@ def upstream(step: StepSpec) -> list[str]:
 
 
 def load_job(path: str | Path) -> JobSpec:
-    return validate(read_yaml(path), str(path), JobSpec)
+    job = validate(read_yaml(path), str(path), JobSpec)
+    for step in job.steps.values():
+        step._job = Path(path).name
+    return job
 
 
 def with_settings(job: JobSpec, extra: dict[str, dict[str, Any]]) -> JobSpec:

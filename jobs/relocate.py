@@ -19,23 +19,25 @@ from latentatlas.command import common_parser, guarded
 from latentatlas.errors import UserError
 from latentatlas.report import Progress, print_metrics, print_table, quiet
 
+COUNTED = {"generated": "the number of generated pairs", "random": "the number of random rows"}
 
-def fit_option(tokens: list[str] | None) -> tuple[str | None, int]:
-    """`--fit MODE` or `--fit generated N` -> (mode, generated pairs); (None, default):
-    the pair's default fit."""
+
+def fit_option(tokens: list[str] | None) -> tuple[str | None, int | None]:
+    """`--fit MODE`, `--fit generated N` or `--fit random N` -> (mode, N); N None: the
+    mode's default; (None, None): the pair's default fit."""
     if not tokens:
-        return None, GENERATED_PAIRS
+        return None, None
     fit, *count = tokens
     if fit not in FITS:
         raise UserError(f"--fit {fit}: expected one of {', '.join(FITS)}")
-    if count and (fit != "generated" or len(count) > 1):
-        raise UserError(f"--fit {' '.join(tokens)}: only `--fit generated N` takes a "
-                        "number (the pairs to draw)")
+    if count and (fit not in COUNTED or len(count) > 1):
+        raise UserError(f"--fit {' '.join(tokens)}: only `--fit generated N` (the pairs to "
+                        "draw) and `--fit random N` (the rows) take a number")
     if not count:
-        return fit, GENERATED_PAIRS
+        return fit, None
     if not count[0].isdigit() or int(count[0]) < 1:
-        raise UserError(f"--fit generated {count[0]}: N, the number of generated pairs, "
-                        "must be a positive integer")
+        raise UserError(f"--fit {fit} {count[0]}: N, {COUNTED[fit]}, must be a positive "
+                        "integer")
     return fit, int(count[0])
 
 
@@ -45,7 +47,8 @@ def headline(out) -> str:
     m = out.metrics
     rows = int(m["relocation/fit_rows"])
     told = {"all": f"all {rows} fit rows", "support": f"a support set of {rows} rows",
-            "indices": f"{rows} rows of --indices", "generated": f"{rows} generated pairs"}
+            "indices": f"{rows} rows of --indices", "generated": f"{rows} generated pairs",
+            "random": f"{rows} random fit rows"}
     return (f"headline: {out.estimators[0]} on {told[out.fit]}\n"
             f"M {m['relocation/M']:.4g} vs M_target_own {m['relocation/M_target_own']:.4g} "
             f"(x{m['relocation/M'] / m['relocation/M_target_own']:.3g}); "
@@ -99,10 +102,13 @@ def main(argv=None) -> int:
     p.add_argument("--target", help="target encoding directory (same dataset and split)")
     p.add_argument("--all", nargs="+", metavar="ENC", help="every ordered pair of these")
     p.add_argument("--fit", nargs="+", metavar=("MODE", "N"), default=None,
-                   help="MODE, or `generated N`. all: every non-held-out row (streamed); "
-                        "support: a support set "
+                   help="MODE, `generated N` or `random N`. all: every non-held-out row "
+                        "(streamed); support: a support set "
                         "selected in the source space, with a size sweep; indices: the rows "
-                        "of --indices; generated [N]: N pairs (default "
+                        "of --indices; random [N]: N non-held-out rows drawn at random "
+                        "(seed --seed; default N: the source's latent dimension, the "
+                        "support set's size), maps named <estimator>_random; "
+                        "generated [N]: N pairs (default "
                         f"{GENERATED_PAIRS}) drawn from the generator side, its codes z and "
                         "the VAE's posterior means of G(z) (one side a generator, the other "
                         "a VAE). Every fit is scored on the held-out rows beside the same "
@@ -118,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--l2", type=float, default=None,
                    help="ridge_authors: the authors' Keras L2 on weights and outputs "
                         "(default theirs: 0.0015 when one side is a generator, else 1e-4)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the support set's members and the rows of --fit random")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--use-gpu", action="store_true")
     args = p.parse_args(argv)
@@ -126,15 +134,16 @@ def main(argv=None) -> int:
         from jobs import steps
         from latentatlas.tracking import Recorder
 
-        fit, pairs = fit_option(args.fit)
+        fit, count = fit_option(args.fit)
         indices = None
         if fit == "indices":
             if not args.indices:
                 raise UserError("--fit indices needs --indices FILE")
             indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
         common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, fit=fit,
-                      indices=indices, pairs=pairs, lam=args.lam, l2=args.l2,
-                      actors=args.actors, use_gpu=args.use_gpu)
+                      indices=indices, pairs=(fit == "generated" and count) or GENERATED_PAIRS,
+                      random_rows=count if fit == "random" else None, seed=args.seed,
+                      lam=args.lam, l2=args.l2, actors=args.actors, use_gpu=args.use_gpu)
         if args.all:
             if len(args.all) < 2:
                 raise UserError("--all needs at least two encodings")

@@ -1,6 +1,7 @@
 """`latentatlas run`: the main job, declared in jobs/configs/main.yaml. On the embedded
 default (local Ray, sqlite MLflow, Fashion-MNIST) it trains the models and runs every
 analysis the platform has, then prints what it measured beside the seed's claims.
+`--config FILE` runs another job declared the same way (e.g. jobs/configs/support150.yaml).
 `--resume RUN_ID` with `--only STEP` or `--from STEP` reruns part of it against that run's
 earlier outputs."""
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from jobs.graph import (
     JobSpec,
@@ -45,11 +46,15 @@ class Context:
     recorder: object  # latentatlas.tracking.Recorder
     parent_run_id: str
     pixels: int  # values per image of the dataset (784 for 28x28 grayscale)
-    say: Progress = field(default_factory=lambda: Progress("main"))
+    job: str = "main"  # the job file's stem: the parent run's name
+    say: Progress = field(init=False)  # progress lines prefixed with the job's name
+
+    def __post_init__(self):
+        self.say = Progress(self.job)
 
     @property
     def encoding_root(self) -> Path:
-        return Path("encodings") / f"main-{self.parent_run_id[:8]}"
+        return Path("encodings") / f"{self.job}-{self.parent_run_id[:8]}"
 
 
 def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
@@ -65,10 +70,6 @@ def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
     except UserError as e:
         print(f"note: {e}; falling back to scikit-learn digits", flush=True)
         return "digits"
-
-
-def where(name: str) -> str:
-    return f"{MAIN.name}: steps.{name}"
 
 
 def val_mse_history(recorder, run_id: str) -> list[float]:
@@ -98,7 +99,7 @@ def train_raw(name: str, step: StepSpec) -> dict:
     from latentatlas.config import read_yaml
 
     if not step.config:
-        raise_user(f"{where(name)}: a train step needs config (a YAML file of jobs/configs)")
+        raise_user(f"{step.where(name)}: a train step needs config (a YAML file of jobs/configs)")
     return settings(step, read_yaml(CONFIGS / step.config))
 
 
@@ -137,7 +138,7 @@ def training_config(name: str, step: StepSpec, inputs: dict):
     raw = train_raw(name, step)
     for key, out in inputs.items():
         raw = set_path(raw, key.split("."), out["address"])
-    return validate(raw, where(name))
+    return validate(raw, step.where(name))
 
 
 def raise_user(message: str):
@@ -236,13 +237,24 @@ class SectorOptions(Strict):
     threshold: float | None = Field(default=None, gt=0)
 
 
+class SupportSetOptions(SectorOptions):
+    size: int | None = Field(default=None, gt=1)  # unset: the latent dimension
+
+
 class RelocateOptions(Strict):
     relocation: str | None = None  # the seed's type, said in the report ("type 1")
     # unset: the authors' fit (generated pairs with a generator side, else the support set)
-    fit: Literal["all", "support", "generated"] | None = None
+    fit: Literal["all", "support", "generated", "random"] | None = None
     pairs: int | None = Field(default=None, gt=0)  # generated pairs (unset: the verb's)
+    rows: int | None = Field(default=None, gt=0)  # random rows (unset: the latent dimension)
     estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
     claims: list[Literal["relocation", "support"]] = ["relocation"]
+
+    @model_validator(mode="after")
+    def rows_need_a_random_fit(self):
+        if self.rows is not None and self.fit != "random":
+            raise ValueError("rows (the number of random rows) needs fit: random")
+        return self
 
 
 class RangeOptions(Strict):
@@ -283,7 +295,7 @@ class SparsityOptions(Strict):
 
 
 OPTIONS = {"encode": EncodeOptions, "stats": StatsOptions, "sectors": SectorOptions,
-           "support-set": SectorOptions, "relocate": RelocateOptions, "range": RangeOptions,
+           "support-set": SupportSetOptions, "relocate": RelocateOptions, "range": RangeOptions,
            "translate-study": TranslateOptions, "fid": FidOptions,
            "regularisation": RegularisationOptions, "sparsity": SparsityOptions}
 # role -> required; the roles each kind reads
@@ -300,8 +312,8 @@ INPUTS = {"encode": {"model": True, "recoder": False}, "stats": {"encoding": Tru
 
 def options(name: str, step: StepSpec):
     if step.config:
-        raise_user(f"{where(name)}.config: a {step.kind} step takes its keys in `set`")
-    return validate(settings(step), where(name), OPTIONS[step.kind])
+        raise_user(f"{step.where(name)}.config: a {step.kind} step takes its keys in `set`")
+    return validate(settings(step), step.where(name), OPTIONS[step.kind])
 
 
 def check_inputs(name: str, step: StepSpec) -> None:
@@ -310,18 +322,18 @@ def check_inputs(name: str, step: StepSpec) -> None:
     roles = INPUTS[step.kind]
     for role in step.inputs:
         if role not in roles:
-            raise_user(f"{where(name)}.inputs.{role}: a {step.kind} step reads "
+            raise_user(f"{step.where(name)}.inputs.{role}: a {step.kind} step reads "
                        f"{', '.join(roles) or 'no inputs'}")
     for role, required in roles.items():
         if required and role not in step.inputs:
-            raise_user(f"{where(name)}.inputs: a {step.kind} step needs {role}")
+            raise_user(f"{step.where(name)}.inputs: a {step.kind} step needs {role}")
     if step.kind == "range":  # its claim reads the VAE beside a recoder, else the recoder's run
         role, what = (("vae", "with a recoder needs vae (the VAE measured beside it)")
                       if "recoder" in step.inputs else
                       ("compare", "without a recoder needs compare (the range step whose "
                                   "recoder its gradient ascent is compared with)"))
         if role not in step.inputs:
-            raise_user(f"{where(name)}.inputs: a range step {what}")
+            raise_user(f"{step.where(name)}.inputs: a range step {what}")
 
 
 def encode_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
@@ -403,7 +415,7 @@ def support_set_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> d
     o, enc = options(name, step), inputs["encoding"]
     if inputs["sectors"].get("skipped"):
         return {"skipped": inputs["sectors"]["skipped"], "summary": [], "claims": []}
-    run_id, chosen = steps.support_set(ctx.recorder, enc["address"],
+    run_id, chosen = steps.support_set(ctx.recorder, enc["address"], size=o.size,
                                        parent_run_id=ctx.parent_run_id, **sector_kwargs(o))
     return {"run_id": run_id, "metrics": chosen.metrics,
             "summary": [{"step": f"support set {enc['label']}", "run_id": run_id,
@@ -426,7 +438,8 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
             not_measured(key, label, on, f"no support set of {a}: {support['skipped']}")
             for key in ("relocation", *(("support_far_apart", "support_suffices")
                                          if "support" in o.claims else ()))]}
-    extra = {k: v for k, v in (("estimators", o.estimators), ("pairs", o.pairs)) if v}
+    extra = {k: v for k, v in (("estimators", o.estimators), ("pairs", o.pairs),
+                               ("random_rows", o.rows)) if v}
     run_id, out = steps.relocate(ctx.recorder, src["address"], tgt["address"], fit=o.fit,
                                  name=f"relocate {a}->{b}",
                                  parent_run_id=ctx.parent_run_id, **extra)
@@ -434,22 +447,24 @@ def relocate_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict
     rows = int(m["relocation/fit_rows"])
     headline = (f"{estimator} on {rows} generated pairs" if out.fit == "generated"
                 else f"{estimator} on {rows} {out.fit} rows")
+    full = m[f"relocation/M_{estimator}_full"]
     ctx.say(f"relocation {o.relocation or ''} {a}->{b}: {headline}: M={m['relocation/M']:.4f}, "
-            f"own {m['relocation/M_target_own']:.4f}; OLS on all fit rows "
-            f"M={m['relocation/M_ols_full']:.4f}")
+            f"own {m['relocation/M_target_own']:.4f}; on all fit rows {estimator} "
+            f"M={full:.4f}, OLS M={m['relocation/M_ols_full']:.4f}")
     if out.rank_deficient:
         ctx.say(f"note: rank-deficient fits (rank logged): {', '.join(out.rank_deficient)}")
     claims = [relocation_claim(label, on, m, run_id, headline, authors_way(out))]
     if "support" in o.claims:
         if out.fit != "support" or support is None:
-            raise_user(f"{where(name)}.claims: support claims need fit support and a support "
+            raise_user(f"{step.where(name)}.claims: support claims need fit support and a support "
                        "input")
         claims += support_claims(f"{a}->{b}", on, support["metrics"], support["run_id"], m,
                                  run_id, estimator)
     row = {"step": f"relocate {a}->{b}", "run_id": run_id, "headline": headline,
            **{k.split("/")[1]: m[k] for k in ("relocation/R", "relocation/L", "relocation/M",
                                               "relocation/M_target_own",
-                                              "relocation/M_ols_full")}}
+                                              "relocation/M_ols_full")},
+           "M_full": full}
     return {"run_id": run_id, "metrics": m, "summary": [row], "claims": claims}
 
 
@@ -489,7 +504,7 @@ def range_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
             not_measured(key, gan["label"], [gan["setting"], reference["setting"]],
                          "no active variable in the reference space")]}
     if compare is not None and "runs" not in compare:
-        raise_user(f"{where(name)}: the kept output of its compare step predates "
+        raise_user(f"{step.where(name)}: the kept output of its compare step predates "
                    "range-ascent; rerun with --from that step")
     if vae and reference["label"] == vae["label"]:  # its own samples land near N(0, I) there
         ctx.say(f"note: {vae['label']} is measured in its own latent space: its sectors are "
@@ -715,6 +730,28 @@ def parent_outputs(recorder, run_id: str) -> dict:
     return outputs
 
 
+def job_file(given: str | None) -> Path:
+    """The declared job to run: `given` (a path, or a file name of jobs/configs), else the
+    main job."""
+    from latentatlas.errors import UserError
+
+    if given is None:
+        return MAIN
+    for path in (Path(given), CONFIGS / given):
+        if path.is_file():
+            return path.resolve()
+    raise UserError(f"--config {given}: no such job file (the declared jobs: "
+                    f"{', '.join(sorted(p.name for p in CONFIGS.glob('*.yaml') if is_job(p)))})")
+
+
+def is_job(path: Path) -> bool:
+    """A declared job file (top-level `steps:`), not an experiment config."""
+    from latentatlas.config import read_yaml
+
+    raw = read_yaml(path)
+    return isinstance(raw, dict) and "steps" in raw
+
+
 def run(args) -> int:
     import numpy as np
     import ray
@@ -726,7 +763,8 @@ def run(args) -> int:
     from latentatlas.record import Record
     from latentatlas.tracking import Recorder
 
-    job = load_job(MAIN)
+    path = job_file(args.config)
+    job = load_job(path)
     if args.steps:
         print_graph(job)
         return 0
@@ -737,14 +775,14 @@ def run(args) -> int:
     runtime.init_ray(args.ray_address)
     dataset = pick_dataset(args.dataset, args.data_path)
     pixels = int(np.prod(load_split(dataset, "test", args.data_path, limit=1).shape))
-    job = with_overrides(job_options(job, args, dataset), args.overrides, MAIN.name)
+    job = with_overrides(job_options(job, args, dataset), args.overrides, path.name)
     cpus = check(job)
     kept = parent_outputs(recorder, args.resume) if args.resume else {}
     todo = rerun(job, args.only, args.start, set(kept)) if args.resume else list(job.steps)
     kept = {n: o for n, o in kept.items() if n in job.steps and n not in todo}
     tags = {"latentatlas.resumed_from": args.resume} if args.resume else {}
-    with recorder.run("main", "main", tags=tags) as parent_run_id:
-        ctx = Context(args, dataset, recorder, parent_run_id, pixels)
+    with recorder.run(path.stem, "main", tags=tags) as parent_run_id:
+        ctx = Context(args, dataset, recorder, parent_run_id, pixels, path.stem)
         ctx.say(f"dataset {dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
         if not runtime.current().verbose:
             ctx.say(f"Ray's own messages go to {runtime.current().log_path} "
@@ -760,20 +798,21 @@ def run(args) -> int:
 
         def finished(name: str, output: dict) -> None:  # each step's output, as it ends
             outputs[name] = output
-            recorder.write(parent_run_id, Record("main", "main", dicts={STEPS_FILE: outputs}))
+            recorder.write(parent_run_id, Record("main", path.stem,
+                                                 dicts={STEPS_FILE: outputs}))
 
-        recorder.write(parent_run_id, Record("main", "main", dicts={STEPS_FILE: outputs}))
+        recorder.write(parent_run_id, Record("main", path.stem, dicts={STEPS_FILE: outputs}))
         run_graph(job, todo, kept, run_step, cpus.__getitem__,
                   ray.cluster_resources().get("CPU", 1.0), finished)
         summary = [row for name in job.steps for row in outputs[name]["summary"]]
         claims = [c for name in job.steps for c in outputs[name]["claims"]]
         # The terminal gets one block per step; the run keeps every number in one table,
         # and the claims as judged (`latentatlas claims RUN_ID` judges them again).
-        recorder.write(parent_run_id, Record("main", "main", tables={
+        recorder.write(parent_run_id, Record("main", path.stem, tables={
             "summary.json": {c: [row.get(c) for row in summary]
                              for c in dict.fromkeys(k for row in summary for k in row)}},
             files={CLAIMS_FILE: claims_file(claims)}))
-    print_steps(summary, title="main job")
+    print_steps(summary, title="main job" if path == MAIN else f"job {path.name}")
     print_claims(claims)
     print(f"\nMLflow run id: {parent_run_id}  ({ctx.say.seconds / 60:.1f} min)")
     if recorder.uri.startswith("sqlite:"):
@@ -785,7 +824,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="latentatlas run", parents=[common_parser()],
                                 description=__doc__,
                                 epilog="--set STEP.key=value overrides a step's config in "
-                                       "jobs/configs/main.yaml, e.g. --set dense-s0.train.epochs=2")
+                                       "the job file, e.g. --set dense-s0.train.epochs=2")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a declared job file (a path, or a name in jobs/configs, e.g. "
+                        "support150.yaml); default: jobs/configs/main.yaml, the main job")
     p.add_argument("--dataset", default=None,
                    help="dataset name (default: fashion-mnist, else digits)")
     p.add_argument("--data-path", default=None,
@@ -795,7 +837,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="epochs for every training")
     add_overrides(p)
     p.add_argument("--steps", action="store_true",
-                   help="list the steps of jobs/configs/main.yaml (name, kind, inputs) and exit")
+                   help="list the job's steps (name, kind, inputs) and exit")
     p.add_argument("--resume", metavar="RUN_ID", default=None,
                    help="a main run whose step outputs this run keeps; alone: rerun the steps "
                         "it has no output of (a failed run)")

@@ -93,6 +93,7 @@ def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
 
 def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT_ESTIMATORS,
              fit: str | None = None, indices=None, pairs: int = GENERATED_PAIRS,
+             random_rows: int | None = None, seed: int = 0,
              lam: float = 1e-4, l2: float | None = None, actors: int = 1,
              use_gpu: bool = False, extra_maps: dict | None = None, name: str = "relocate",
              parent_run_id: str | None = None,
@@ -105,7 +106,8 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     score = information_gain_of(recorder, src) if fit == "support" else None
     result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
                             load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
-                            indices=indices, pairs=pairs, lam=lam, l2=l2, score=score,
+                            indices=indices, pairs=pairs, random_rows=random_rows, seed=seed,
+                            lam=lam, l2=l2, score=score,
                             actors=actors, use_gpu=use_gpu, extra_maps=extra_maps,
                             progress=progress)
     progress("recording the run")

@@ -339,20 +339,23 @@ def test_the_default_fit_and_l2_are_the_authors_for_the_pairs_families():
         resolve_fit(vae, gan, "some")
 
 
-def test_the_verbs_fit_option_takes_the_number_of_generated_pairs():
+def test_the_verbs_fit_option_takes_the_number_of_generated_pairs_or_random_rows():
     from jobs.relocate import fit_option
     from latentatlas.errors import UserError
 
-    assert fit_option(None) == (None, 10000)
-    assert fit_option(["support"]) == ("support", 10000)
-    assert fit_option(["generated"]) == ("generated", 10000)
+    assert fit_option(None) == (None, None)  # the pair's default fit
+    assert fit_option(["support"]) == ("support", None)
+    assert fit_option(["generated"]) == ("generated", None)  # the mode's default count
     assert fit_option(["generated", "500"]) == ("generated", 500)
+    assert fit_option(["random", "150"]) == ("random", 150)
     for bad, says in ((["generated", "5k"], "--fit generated 5k: N, the number of generated "
                                             "pairs, must be a positive integer"),
                       (["generated", "0"], "must be a positive integer"),
                       (["generated", "-3"], "must be a positive integer"),
-                      (["support", "5"], "only `--fit generated N` takes a number"),
-                      (["generated", "5", "6"], "only `--fit generated N` takes a number"),
+                      (["random", "0"], "--fit random 0: N, the number of random rows, must"),
+                      (["support", "5"], "only `--fit generated N` (the pairs to draw) and "
+                                         "`--fit random N` (the rows) take a number"),
+                      (["generated", "5", "6"], "only `--fit generated N`"),
                       (["everything"], "--fit everything: expected one of")):
         with pytest.raises(UserError, match=re.escape(says)):
             fit_option(bad)
@@ -427,7 +430,8 @@ def test_ols_on_all_fit_rows_is_logged_beside_every_fit(vae_and_gan):
         assert m["relocation/M_ols_full"] == pytest.approx(full, rel=1e-9), fit
         assert "relocation/L_ols_full" in m and "relocation/M_ols" not in m
         assert moved.params["l2"] == 0.0015
-        first = "ridge_authors_full" if fit == "all" else "ridge_authors"
+        first = {"all": "ridge_authors_full",
+                 "random": "ridge_authors_random"}.get(fit, "ridge_authors")
         assert m["relocation/M"] == m[f"relocation/M_{first}"]
         assert m["relocation/L"] == m[f"relocation/L_{first}"]
         for e in estimators:
@@ -454,3 +458,41 @@ def test_ols_on_all_fit_rows_is_logged_beside_every_fit(vae_and_gan):
     z, mu = generated_pairs(models["gan"][0], models["vae"][0], 300)
     np.testing.assert_allclose(out["generated"].maps["ols_nobias"].A,
                                fit_linear_map(mu, z, "ols_nobias").A, atol=1e-8)
+
+
+def test_a_random_fit_recovers_a_planted_map_from_n_seeded_fit_rows(tmp_path):
+    """`--fit random N`: N distinct rows, none held out (index % 5 == 0), drawn with the
+    seed (the same rows again with it, others with another seed); on a planted exact map
+    the fit on those N rows alone is the map, named <estimator>_random, and the rows differ
+    from a support set of the same size."""
+    from analysis.pairs import split_mask
+    from analysis.studies.maps import fit_maps, headline_map, random_fit_rows
+    from analysis.studies.sectors import count_sectors, support_rows
+    from latentatlas.errors import UserError
+
+    x, y, A, _ = planted(n=1000, dx=6, dy=4, bias=False, seed=9)
+    src = write_shards(tmp_path / "src", x.astype(np.float32), [0, 400, 1000], 64, 0,
+                       {"logvar": np.full((1000, 6), -2.0, np.float32)})
+    tgt = write_shards(tmp_path / "tgt", y.astype(np.float32), [0, 1000], 100, 1)
+    index = np.arange(1000)
+    rows = random_fit_rows(index, 150, seed=3)
+    assert len(rows) == len(set(rows.tolist())) == 150
+    assert split_mask(rows, "fit").all()
+    np.testing.assert_array_equal(random_fit_rows(index, 150, seed=3), rows)
+    assert not np.array_equal(random_fit_rows(index, 150, seed=4), rows)
+    with pytest.raises(UserError, match=r"--fit random 801: expected 1 to 800 rows"):
+        random_fit_rows(index, 801)
+    maps, n, sweep = fit_maps(src, tgt, ["ols_nobias", "ridge_authors"], "random",
+                              params={"l2": 1e-4}, seed=3, random_rows=150)
+    assert n == 150 and sweep == []
+    assert set(maps) == {"ols_nobias_random", "ridge_authors_random", "ols_nobias_full",
+                         "ridge_authors_full", "ols_full"}
+    np.testing.assert_allclose(maps["ols_nobias_random"].A, A, atol=1e-4)
+    expected = fit_linear_map(x.astype(np.float32)[rows], y.astype(np.float32)[rows],
+                              "ridge_authors", l2=1e-4)
+    np.testing.assert_allclose(maps["ridge_authors_random"].A, expected.A, rtol=1e-6)
+    assert headline_map("random", ["ridge_authors"]) == "ridge_authors_random"
+    # a support set of the same size among the same fit rows (3 sectors' variables): others
+    support, _, _ = support_rows(count_sectors(src, np.arange(6.0), k=3), 150, seed=3,
+                                 eligible_index=lambda i: split_mask(i, "fit"))
+    assert len(support) == 150 and set(support.tolist()) != set(rows.tolist())

@@ -558,3 +558,35 @@ def test_a_range_step_names_what_its_claim_reads_beside_it():
                                         "needs compare"):
         main_job.check_inputs("a", StepSpec(kind="range", inputs=common))
     main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"}))
+
+
+def test_the_support150_job_is_declared_and_every_step_validates(capsys):
+    """`latentatlas run --config support150.yaml`: the job file loads as a graph, every
+    step's config and options validate (as `run` checks them before starting), the seed's
+    k = 7 and 150 rows are what it asks, and an unknown job file is one line."""
+    from latentatlas.errors import UserError
+
+    path = main_job.job_file("support150.yaml")
+    assert path == main_job.job_file(str(main_job.CONFIGS / "support150.yaml"))
+    assert main_job.job_file(None) == main_job.MAIN
+    job = main_job.load_job(path)
+    cpus = main_job.check(job)
+    assert set(cpus) == set(job.steps)
+    trained = [main_job.training_config(n, s, {}) for n, s in job.steps.items()
+               if s.kind == "train"]
+    assert [c.seed for c in trained] == [0, 1]
+    assert {c.model.latent_dim for c in trained} == {150}
+    opts = {n: main_job.options(n, s) for n, s in job.steps.items() if s.kind != "train"}
+    assert opts["sectors-s0"].k == opts["support-set-s0"].k == 7
+    assert opts["support-set-s0"].size == 150
+    assert (opts["relocate-support"].fit, opts["relocate-random"].fit) == ("support", "random")
+    assert opts["relocate-random"].rows == 150
+    assert job.steps["sectors-s0"].where("sectors-s0") == "support150.yaml: steps.sectors-s0"
+    with pytest.raises(UserError, match=r"--config nojob.yaml: no such job file \(the "
+                                        r"declared jobs: main.yaml, support150.yaml\)"):
+        main_job.job_file("nojob.yaml")
+    with pytest.raises(UserError, match=r"rows \(the number of random rows\) needs fit: "
+                                        r"random"):
+        main_job.validate({"fit": "support", "rows": 150}, "x", main_job.RelocateOptions)
+    assert main_job.main(["--config", "support150.yaml", "--steps"]) == 0
+    assert "relocate-random" in capsys.readouterr().out

@@ -138,3 +138,29 @@ def test_pairwise_mse_closed_form_matches_brute_force():
     assert random_pairs_mse(np.zeros((5, 3)), 10) == 0.0
     two = np.array([[0.0, 0.0], [1.0, 1.0]])
     assert random_pairs_mse(two, 7) == 1.0
+
+
+def test_the_seeds_size_seven_of_150_variables_128_sectors_a_150_row_support_set():
+    """The seed's setting on synthetic codes: 150 variables of which 10 are active (N(0, 1),
+    scored in a known order) and 140 inactive (var(mu) 1e-4, mean sigma^2 1); k = 7 takes
+    the 7 best active ones, even where an inactive variable scores higher; 60,000 codes fill
+    all 128 sectors; the support set has one member in each, then 22 more, 150 distinct."""
+    rng = np.random.default_rng(0)
+    n, d = 60_000, 150
+    active = rng.permutation(d)[:10]
+    z = (rng.normal(size=(n, d)) * 0.01).astype(np.float32)
+    z[:, active] = rng.normal(size=(n, 10))
+    var_mu, sigma2 = z.var(axis=0), np.ones(d)
+    sigma2[active] = 0.1
+    score = np.zeros(d)
+    score[active] = np.arange(10, 0, -1)  # active[0] the most informative
+    score[np.setdiff1d(np.arange(d), active)[0]] = 100.0  # an inactive one scores higher
+    variables = sector_variables(score, var_mu, sigma2, 7)
+    assert variables.tolist() == active[:7].tolist()
+    ids = sector_ids(z, variables, 0.5)
+    counts = sector_counts(ids, len(variables))
+    assert len(counts) == 128 and (counts > 0).all()
+    sel = select_support(ids, 150, seed=0)
+    assert len(sel) == len(set(sel.tolist())) == 150
+    assert sorted(ids[sel[:128]].tolist()) == list(range(128))  # one per sector first
+    assert NO_SECTOR not in ids[sel].tolist()

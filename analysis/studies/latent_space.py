@@ -53,7 +53,10 @@ class LatentSpaceStats:
         return Record(
             "stats", "stats",
             params={"dataset": meta.dataset, "split": meta.split, "rows": meta.rows,
-                    "latent_dim": meta.latent_dim, "information_gain_rows": self.gain_rows},
+                    "latent_dim": meta.latent_dim, "information_gain_rows": self.gain_rows,
+                    # the rows of traversal_top7, most informative first (as `sectors`
+                    # logs its `variables`)
+                    "traversal_variables": ",".join(map(str, ranking(gain)[:TOP_VARIABLES]))},
             metrics=self.metrics,
             tags={"encoding": str(self.encoding.path), "model_uri": meta.model_uri},
             tables={"latent_stats.json": {k: [r[k] for r in rows] for k in rows[0]},

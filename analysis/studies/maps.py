@@ -32,14 +32,17 @@ from latentatlas.record import Record
 from latentatlas.report import quiet
 
 __all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "default_fit",
-           "generated_pairs", "headline_map", "relocate_codes", "resolve_fit",
-           "support_sizes"]
+           "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
+           "resolve_fit", "support_sizes"]
 
 # The authors' map first: it is the headline (relocation/M, relocation/L). Then the other
 # closed forms; `sgd_authors` (2000 optimiser steps per fit) is asked for by name.
 DEFAULT_ESTIMATORS = ["ridge_authors",
                       *(e for e in ESTIMATORS if e not in ("ridge_authors", "sgd_authors"))]
-FITS = ("all", "support", "indices", "generated")
+FITS = ("all", "support", "indices", "generated", "random")
+# The fits whose maps are named apart from a support or explicit-rows fit of the same
+# estimator: all fit rows (`<estimator>_full`, logged beside every fit) and random rows.
+FIT_SUFFIX = {"all": "_full", "random": "_random"}
 GENERATED_PAIRS = 10000  # the authors fit a GAN's side on fresh samples, not on real rows
 GENERATED_BATCH = 1000  # images generated and encoded at a time
 KINDS = {"vae": "a VAE's encoding", "gan": "a generator's encoding"}
@@ -69,8 +72,18 @@ def resolve_fit(src: Encoding, tgt: Encoding, fit: str | None) -> str:
 
 def headline_map(fit: str, estimators) -> str:
     """The map behind relocation/M and relocation/L: the first estimator on the fit's rows;
-    on fit `all` those rows are all the fit rows, so the map is `<estimator>_full`."""
-    return f"{estimators[0]}_full" if fit == "all" else estimators[0]
+    on fit `all` those rows are all the fit rows, so the map is `<estimator>_full`; on fit
+    `random`, `<estimator>_random`."""
+    return f"{estimators[0]}{FIT_SUFFIX.get(fit, '')}"
+
+
+def random_fit_rows(index: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """n distinct fit rows (not held out) of `index`, drawn uniformly with `seed`, sorted."""
+    pool = np.asarray(index)[split_mask(np.asarray(index), "fit")]
+    if not 0 < n <= len(pool):
+        raise UserError(f"--fit random {n}: expected 1 to {len(pool)} rows (the fit rows, "
+                        "those not held out)")
+    return np.sort(np.random.default_rng(seed).choice(pool, n, replace=False))
 
 
 def generated_pairs(generator, vae, n: int, seed: int = 0,
@@ -139,12 +152,15 @@ def fit_on_support(src, tgt, estimators, params: dict, score, seed: int):
 
 
 def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None = None,
-             score: np.ndarray | None = None, seed: int = 0, generated=None):
+             score: np.ndarray | None = None, seed: int = 0, generated=None,
+             random_rows: int | None = None):
     """Maps by name, the number of fit rows (or pairs), and (for support fits) the sweep
     sizes. Every fit mode fits its estimators, and OLS with a bias whether asked for or not
     (the reference every run logs), on all the fit rows (streamed) as `<estimator>_full`:
     on fit `all` these are the maps themselves; the other fits (`support`, `indices`, and
-    `generated` on the (X, Y) pairs `generated`) add theirs under the estimators' names."""
+    `generated` on the (X, Y) pairs `generated`) add theirs under the estimators' names,
+    `random` (`random_rows` fit rows drawn with `seed`, default the latent dimension) as
+    `<estimator>_random`."""
     params = params or {}
     full, rows = fit_on_all(src, tgt, list(dict.fromkeys([*estimators, "ols"])), params,
                             suffix="_full")
@@ -155,6 +171,10 @@ def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None =
         maps, rows = fit_on_rows(src, tgt, estimators, indices, params), len(np.unique(indices))
     elif fit == "generated":
         maps, rows = fit_on_pairs(*generated, estimators, params), len(generated[0])
+    elif fit == "random":
+        chosen = random_fit_rows(src.arrays(["index"])["index"],
+                                 random_rows or src.latent_dim, seed)
+        maps, rows = fit_on_rows(src, tgt, estimators, chosen, params, "_random"), len(chosen)
     else:
         maps, rows, sweep = fit_on_support(src, tgt, estimators, params, score, seed)
     return {**maps, **full}, rows, sweep
@@ -164,7 +184,7 @@ def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None =
 class Relocation:
     source: Encoding
     target: Encoding
-    fit: str  # the headline fit: all, support, indices or generated
+    fit: str  # the headline fit: all, support, indices, generated or random
     estimators: list[str]  # the first is the headline
     params: dict  # every estimator's parameters (lam, l2)
     metrics: dict  # relocation/*
@@ -189,7 +209,7 @@ class Relocation:
         if self.fit != "all":  # on fit `all` the maps are the full fits
             tables[f"{self.fit}_vs_full.json"] = {
                 "estimator": list(self.estimators),
-                f"M_{self.fit}": [m(e) for e in self.estimators],
+                f"M_{self.fit}": [m(headline_map(self.fit, [e])) for e in self.estimators],
                 "M_full": [m(f"{e}_full") for e in self.estimators]}
         if self.sweep:
             figs["support_size_sweep.png"] = lambda: figures.support_sweep(
@@ -216,18 +236,20 @@ class Relocation:
 
 def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                    estimators=DEFAULT_ESTIMATORS, fit: str | None = None, indices=None,
-                   pairs: int = GENERATED_PAIRS, lam: float = 1e-4, l2: float | None = None,
+                   pairs: int = GENERATED_PAIRS, random_rows: int | None = None,
+                   seed: int = 0, lam: float = 1e-4, l2: float | None = None,
                    score: np.ndarray | None = None, actors: int = 1, use_gpu: bool = False,
                    extra_maps: dict | None = None,
                    progress: Callable[[str], None] = quiet) -> Relocation:
     """Fit on the non-held-out rows (`all`), on `indices`, on a support set chosen by the
-    sectors of the `score`-ranked source variables (`support`), or on `pairs` pairs drawn
-    from the generator side (`generated`: its codes z and the VAE's posterior means of
-    G(z)); None: `generated` when one side is a generator, else `support`. Evaluate on the
-    held-out rows. `source_model` / `target_model` are (model, spec) pairs; `lam` is
-    `ridge`'s penalty, `l2` the authors' Keras regulariser of `ridge_authors` (None: theirs,
-    0.0015 when one side is a generator, else 1e-4); `extra_maps` (name -> LinearMap) are
-    evaluated beside the fitted ones."""
+    sectors of the `score`-ranked source variables (`support`), on `random_rows` fit rows
+    drawn with `seed` (`random`, default as many as the latent dimension: the support set's
+    size), or on `pairs` pairs drawn from the generator side (`generated`: its codes z and
+    the VAE's posterior means of G(z)); None: `generated` when one side is a generator,
+    else `support`. Evaluate on the held-out rows. `source_model` / `target_model` are
+    (model, spec) pairs; `lam` is `ridge`'s penalty, `l2` the authors' Keras regulariser
+    of `ridge_authors` (None: theirs, 0.0015 when one side is a generator, else 1e-4);
+    `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones."""
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown:
         raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {', '.join(ESTIMATORS)}")
@@ -245,7 +267,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     progress(f"fitting {', '.join(estimators)} ({fit} fit), and with OLS on all fit rows "
              "beside")
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, params, score,
-                                     generated=generated)
+                                     seed, generated=generated, random_rows=random_rows)
     maps.update(extra_maps or {})
     split = src.meta.load_split()
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
