@@ -582,7 +582,8 @@ def collapse_claim(subject: str, setting: dict, metrics: dict, run_id: str) -> d
     else:
         words = [f"variable {m['sparsity/variable']:.0f}: gain below KL at noise std "
                  f"{m['sparsity/crossing_noise']:.2f}",
-                 f"inactive {epochs('sparsity/collapse_epochs')} later" if n["collapsed"]
+                 ("inactive in the same epoch" if m.get("sparsity/collapse_epochs") == 0 else
+                  f"inactive {epochs('sparsity/collapse_epochs')} later") if n["collapsed"]
                  else "still active through the hold epochs"]
     if m["sparsity/collapsed"] or m["sparsity/collapsed_early"]:
         words.append(f"active again {epochs('sparsity/revival_epochs')} after the noise was "
