@@ -135,6 +135,8 @@ def main(argv=None) -> int:
         from latentatlas.tracking import Recorder
 
         fit, count = fit_option(args.fit)
+        if args.seed < 0:
+            raise UserError(f"--seed {args.seed}: a seed is a number >= 0")
         indices = None
         if fit == "indices":
             if not args.indices:

@@ -334,6 +334,14 @@ def check_inputs(name: str, step: StepSpec) -> None:
                                   "recoder its gradient ascent is compared with)"))
         if role not in step.inputs:
             raise_user(f"{step.where(name)}.inputs: a range step {what}")
+        if "recoder" not in step.inputs:
+            if "vae" in step.inputs:
+                raise_user(f"{step.where(name)}.inputs.vae: a range step without a recoder "
+                           "measures gradient ascent alone; the VAE is measured beside the "
+                           "recoder's range step")
+            if not options(name, step).refine_steps:
+                raise_user(f"{step.where(name)}.set.refine_steps: a range step without a "
+                           "recoder inverts by gradient steps alone; it needs refine_steps > 0")
 
 
 def encode_step(ctx: Context, name: str, step: StepSpec, inputs: dict) -> dict:
@@ -699,6 +707,12 @@ def check(job: JobSpec) -> dict[str, float]:
     cpus = {}
     for name, step in job.steps.items():
         check_inputs(name, step)
+        compare = step.kind == "range" and job.steps.get(step.inputs.get("compare", ""))
+        if compare and (compare.kind != "range" or "recoder" not in compare.inputs or any(
+                compare.inputs.get(r) != step.inputs.get(r)
+                for r in ("generator", "reference", "stats"))):
+            raise_user(f"{step.where(name)}.inputs.compare: {step.inputs['compare']} is not a "
+                       "range step with a recoder on the same generator, reference and stats")
         if step.kind == "train":
             asked = train_cpus(name, step)
         else:

@@ -280,6 +280,10 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
             "--refine: the mean code alone is not an inversion") in err[0], err
     # where a Ray of this process has written its own messages, the one line points there
     assert all(line.startswith("Ray's own messages: ") for line in err[1:]), err
+    # the support set is tested against random real sets of its size among the real images
+    assert range_verb.main(["--generator", "half_blobs:make_upper", "--refine", "5",
+                            "--real-images", "1", *common]) != 0
+    assert "--real-images 1: at least the support set's" in capsys.readouterr().err
     assert range_verb.main(["--generator", "half_blobs:make_upper", "--refine", "100",
                             "--real-images", "200", *common]) == 0
     out = capsys.readouterr().out

@@ -441,6 +441,10 @@ def test_ols_on_all_fit_rows_is_logged_beside_every_fit(vae_and_gan):
         assert record.params["headline_fit"] == fit
         assert record.params["ridge_authors_l2"] == 0.0015
         assert ("generated_pairs" in record.params) == (fit == "generated")
+        assert ("random_rows" in record.params) == (fit == "random")
+        # what drew the fit's rows is in the run, so a draw can be made again
+        assert record.params.get("seed") == (0 if fit in ("support", "random", "generated")
+                                             else None)
         if fit != "all":
             table = record.tables[f"{fit}_vs_full.json"]
             assert table[f"M_{fit}"][0] == m["relocation/M"]

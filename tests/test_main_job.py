@@ -558,6 +558,18 @@ def test_a_range_step_names_what_its_claim_reads_beside_it():
                                         "needs compare"):
         main_job.check_inputs("a", StepSpec(kind="range", inputs=common))
     main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"}))
+    with pytest.raises(UserError, match=r"steps.a.inputs.vae: a range step without a recoder"):
+        main_job.check_inputs("a", StepSpec(kind="range", inputs={
+            **common, "compare": "range", "vae": "dense-s0"}))
+    with pytest.raises(UserError, match=r"steps.a.set.refine_steps: .* needs refine_steps > 0"):
+        main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"},
+                                            set={"refine_steps": 0}))
+    # before anything starts: what it is compared with is the recoder's range step
+    job = main_job.load_job(main_job.MAIN)
+    job.steps["range-ascent"].inputs["compare"] = "dcgan"
+    with pytest.raises(UserError, match=r"steps.range-ascent.inputs.compare: dcgan is not a "
+                                        "range step with a recoder"):
+        main_job.check(job)
 
 
 def test_the_support150_job_is_declared_and_every_step_validates(capsys):

@@ -159,6 +159,10 @@ def measure_range(generator, generator_spec: dict, address: str, real: Split,
     if recoder is not None:
         shared["recoder"] = share_model(recoder[0], recoder[1])
     support, _, _ = support_rows(sectors, support_size, exclude, seed)
+    if real_images is not None and not len(support) <= real_images:
+        # the random real sets the support set is tested against are drawn among these
+        raise UserError(f"--real-images {real_images}: at least the support set's "
+                        f"{len(support)} images are needed")
     n_real = len(real) if real_images is None else min(real_images, len(real))
     inverted = np.union1d(np.arange(n_real), support)  # sorted: the first n_real come first
     chosen = real if len(inverted) == len(real) else replace(

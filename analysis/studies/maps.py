@@ -192,6 +192,7 @@ class Relocation:
     maps: dict[str, LinearMap]
     sweep: list[int]  # support sizes refitted (support fits only)
     pictures: np.ndarray  # originals / source reconstructions / relocated reconstructions
+    seed: int = 0  # what drew the support set, the random rows or the generated pairs
 
     @property
     def rank_deficient(self) -> list[str]:
@@ -216,11 +217,13 @@ class Relocation:
                 self.sweep, [m(f"{primary}_support{n}") for n in self.sweep],
                 m(f"{primary}_full"), every["relocation/M_target_own"], primary)
         src, tgt = self.source, self.target
-        generated = ({"generated_pairs": int(every["relocation/fit_rows"])}
-                     if self.fit == "generated" else {})
+        drawn = {"generated": {"generated_pairs": int(every["relocation/fit_rows"])},
+                 "random": {"random_rows": int(every["relocation/fit_rows"])}}.get(self.fit, {})
+        if self.fit in ("support", "random", "generated"):
+            drawn["seed"] = self.seed
         return Record(
             "relocate", name,
-            params={"headline_estimator": primary, "headline_fit": self.fit, **generated,
+            params={"headline_estimator": primary, "headline_fit": self.fit, **drawn,
                     "estimators": ",".join(self.estimators),
                     "ridge_lambda": self.params.get("lam"),
                     "ridge_authors_l2": self.params.get("l2"),
@@ -296,4 +299,4 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
         moved = tgt_model.decode(torch.from_numpy(
             maps[headline](rows["mu"]).astype(np.float32))).numpy()
     return Relocation(src, tgt, fit, list(estimators), params, metrics, errors, maps, sweep,
-                      stacked_rows([x, recon, moved]))
+                      stacked_rows([x, recon, moved]), seed)
