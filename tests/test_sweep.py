@@ -169,7 +169,10 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    before = {r.info.run_id: r.info.end_time for r in finished}
+    # read once the sweep is dead: a trial's end time was seen to move 29 ms after the poll
+    # above saw its run FINISHED, before the kill (OMP_NUM_THREADS=1, 2026-12-02); what the
+    # resume must not do is touch a finished run afterwards
+    before = {r.info.run_id: client.get_run(r.info.run_id).info.end_time for r in finished}
     assert len(train_runs(parent)) < 4 or any(r.info.status == "RUNNING"
                                               for r in train_runs(parent))
 
