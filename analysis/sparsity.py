@@ -33,7 +33,7 @@ class SparsityPlan:
     max_increments: int = 20
     hold_epochs: int = 5  # at most, at the last strength, for the variable to go inactive
     revival_epochs: int = 10  # at most, without noise, for it to come back
-    variable: int | None = None  # None: the least informative active variable
+    variable: int | None = None  # None: the least informative active one whose gain > KL
     hidden: tuple[int, ...] = (256, 64, 32)
     latent_dim: int = 16
     batch_size: int = 128

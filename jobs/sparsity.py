@@ -32,7 +32,8 @@ def parse(argv):
     p.add_argument("--probe", type=int, default=d.probe,
                    help="test images every measurement runs on")
     p.add_argument("--variable", type=int, default=None,
-                   help="the variable to damage (default: the least informative active one)")
+                   help="the variable to damage (default: the least informative active one "
+                        "whose gain exceeds its KL)")
     p.add_argument("--noise-step", type=float, default=d.noise_step,
                    help="noise std added per increment")
     p.add_argument("--max-increments", type=int, default=d.max_increments)
