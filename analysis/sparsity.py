@@ -15,43 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.defaults import SparsityPlan
 from analysis.latent import INACTIVE_SIGMA2, INACTIVE_VAR
 from latentatlas.errors import UserError
 
 __all__ = ["SparsityPlan", "CollapseEvents", "variable_moments", "variable_kl",
            "choose_variable", "run_phases"]
-
-
-@dataclass(frozen=True)
-class SparsityPlan:
-    # training before the experiment: on Fashion-MNIST epochs 18-22 each moved the probe's
-    # val/mse by under 1%, the claims' settled rule (bench/RESULTS.md, "The sparsity verb")
-    epochs: int = 20
-    every: int = 25  # minibatches between two points of the per-variable curves
-    probe: int = 2000  # validation images every measurement runs on
-    noise_step: float = 0.25  # noise std added per increment
-    max_increments: int = 20
-    hold_epochs: int = 5  # at most, at the last strength, for the variable to go inactive
-    revival_epochs: int = 10  # at most, without noise, for it to come back
-    variable: int | None = None  # None: the least informative active one whose gain > KL
-    hidden: tuple[int, ...] = (256, 64, 32)
-    latent_dim: int = 16
-    batch_size: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-
-    def __post_init__(self):
-        for name in ("epochs", "every", "probe", "max_increments", "hold_epochs",
-                     "revival_epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"sparsity: --{name.replace('_', '-')} "
-                                f"{getattr(self, name)} must be >= 1")
-        if self.noise_step <= 0 or self.lr <= 0:
-            raise UserError(f"sparsity: --noise-step {self.noise_step} and --lr {self.lr} "
-                            "must be > 0")
-        if self.variable is not None and not 0 <= self.variable < self.latent_dim:
-            raise UserError(f"sparsity: --variable {self.variable} is not one of the "
-                            f"{self.latent_dim} latent variables")
 
 
 def variable_moments(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

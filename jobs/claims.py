@@ -56,7 +56,7 @@ def print_rules(markdown: bool = False) -> None:
 def read_claims(recorder, run_id: str) -> list[dict]:
     """A main run's claims.json, checked: a list of claims with every field."""
     from analysis.claims import CLAIMS
-    from jobs.steps import CLAIMS_FILE
+    from jobs.verdicts import CLAIMS_FILE
     from latentatlas.errors import UserError
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def run():
-        from jobs.steps import CLAIMS_FILE, claims_file, print_claims
+        from jobs.verdicts import CLAIMS_FILE, claims_file, print_claims
         from latentatlas.errors import UserError
         from latentatlas.record import Record
         from latentatlas.tracking import Recorder

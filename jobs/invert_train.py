@@ -9,7 +9,6 @@ import argparse
 import sys
 
 from latentatlas.command import add_overrides, common_parser, guarded
-from latentatlas.config import apply_overrides, read_yaml, validate
 from latentatlas.report import print_trained
 
 
@@ -24,6 +23,7 @@ def parse(argv):
 
 
 def run(args) -> int:
+    from latentatlas.config import apply_overrides, read_yaml, validate
     from latentatlas.train.runner import train
 
     source = args.config or "invert-train defaults"

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jobs.options import add_sector_args
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_metrics
 
 
 def parse(argv):
-    from analysis.studies.sectors import DEFAULT_K, DEFAULT_THRESHOLD
-
     p = argparse.ArgumentParser(prog="latentatlas range", parents=[common_parser()],
                                 description=__doc__)
     p.add_argument("--generator", required=True,
@@ -40,8 +39,7 @@ def parse(argv):
     p.add_argument("--exclude", default=None, help="attr=value rows the support set skips")
     p.add_argument("--size", type=int, default=None, help="support set size")
     p.add_argument("--samples", type=int, default=2000, help="the generator's own samples")
-    p.add_argument("--k", type=int, default=DEFAULT_K)
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    add_sector_args(p, encoding=False)
     p.add_argument("--quantile", type=float, default=0.95,
                    help="reach threshold: this quantile of the error on own samples")
     p.add_argument("--seed", type=int, default=0)

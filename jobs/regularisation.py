@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.studies.regularity import PRDC_K
-from jobs.steps import REGULARISATION_EPOCHS
+from analysis.defaults import PRDC_K, REGULARISATION_EPOCHS
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_table
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from analysis.studies.maps import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
+from analysis.defaults import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
 from latentatlas.command import common_parser, guarded
 from latentatlas.errors import UserError
 from latentatlas.report import Progress, print_metrics, print_table, quiet
+
+if TYPE_CHECKING:
+    import numpy as np
 
 COUNTED = {"generated": "the number of generated pairs", "random": "the number of random rows"}
 
@@ -59,6 +61,8 @@ def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = q
                  **kwargs) -> tuple[str, np.ndarray, list]:
     """Every ordered pair, in parallel; a heatmap of M / M_target_own in a parent run."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    import numpy as np
 
     from analysis.figures import heatmap
     from jobs import steps
@@ -141,6 +145,8 @@ def main(argv=None) -> int:
         if fit == "indices":
             if not args.indices:
                 raise UserError("--fit indices needs --indices FILE")
+            import numpy as np
+
             indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
         common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, fit=fit,
                       indices=indices, pairs=(fit == "generated" and count) or GENERATED_PAIRS,

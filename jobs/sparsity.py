@@ -18,7 +18,7 @@ from latentatlas.report import print_metrics, print_table
 
 
 def parse(argv):
-    from analysis.sparsity import SparsityPlan
+    from analysis.defaults import SparsityPlan
 
     d = SparsityPlan()
     p = argparse.ArgumentParser(prog="latentatlas sparsity", parents=[common_parser()],
@@ -49,7 +49,7 @@ def parse(argv):
 
 
 def plan_of(args):
-    from analysis.sparsity import SparsityPlan
+    from analysis.defaults import SparsityPlan
 
     return SparsityPlan(epochs=args.epochs, every=args.every, probe=args.probe,
                         noise_step=args.noise_step, max_increments=args.max_increments,
@@ -58,7 +58,7 @@ def plan_of(args):
 
 
 def print_result(run_id: str, result, claim: dict) -> None:
-    from jobs.steps import print_claims
+    from jobs.verdicts import print_claims
 
     trained = result.plan.epochs
     print_table([{k: r[k] for k in ("epoch", "phase", "noise", "gain_nats", "kl", "var_mu",

@@ -1,42 +1,37 @@
 """Steps the verbs, the main job and sweeps share: open the inputs (encodings, models, what
 earlier runs found), run one study, hand its result to the recorder. Each returns the run id
-and the study's typed result. Also the options verbs share."""
+and the study's typed result."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from analysis.defaults import (
+    DEFAULT_ESTIMATORS,
+    DEFAULT_K,
+    DEFAULT_THRESHOLD,
+    GENERATED_PAIRS,
+    REGULARISATION_EPOCHS,
+)
 from analysis.studies.latent_space import LatentSpaceStats, measure_latent_space
 from analysis.studies.maps import (
-    DEFAULT_ESTIMATORS,
-    GENERATED_PAIRS,
     Relocation,
     relocate_codes,
     resolve_fit,
 )
 from analysis.studies.sectors import (
-    DEFAULT_K,
-    DEFAULT_THRESHOLD,
     SectorCounts,
     SupportSet,
     choose_support_set,
     count_sectors,
 )
+from jobs.verdicts import CLAIMS_FILE, claims_file
 from latentatlas.encode import Encoding, open_encoding
 from latentatlas.report import quiet
 from latentatlas.tracking import Recorder, load_model, load_vae, refuse_non_finite_metrics
-
-
-def add_sector_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("encoding", help="an encoding directory")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="number of ordered variables")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="|z_i| must exceed it (sectors are 2*threshold apart)")
 
 
 def information_gain_of(recorder: Recorder, enc: Encoding) -> np.ndarray | None:
@@ -116,7 +111,6 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
 
 # Epochs of the 3-D models: on Fashion-MNIST each of epochs 13-15 moved val/mse by under
 # SETTLED_CHANGE (1%) in both (bench/RESULTS.md, "The 3-D regularisation models").
-REGULARISATION_EPOCHS = 15
 
 
 def regularisation_plans(dataset: str, data_path: str | None, limit: int | None,
@@ -302,11 +296,6 @@ def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[st
     return recorder.record(result.record(name), parent_run_id), result
 
 
-# ---- the seed's claims, as the main job and `latentatlas claims` print and store them ----
-
-CLAIMS_FILE = "claims.json"
-
-
 def sparsity(recorder: Recorder, plan, dataset: str = "fashion-mnist", *,
              data_path: str | None = None, limit: int | None = None, cpus: float = 1.0,
              use_gpu: bool = False, parent_run_id: str | None = None):
@@ -347,30 +336,3 @@ def sparsity(recorder: Recorder, plan, dataset: str = "fashion-mnist", *,
         recorder.write(run_id, Record("sparsity", "", files={
             CLAIMS_FILE: claims_file([claim])}))
     return run_id, result, claim
-
-
-def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
-    """One short block per claim (prose in table cells made a 400-character-wide table);
-    with `before`, a verdict that changed says what it was."""
-    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
-
-    print("\n== the seed's claims beside what was measured ==")
-    for i, c in enumerate(claims):
-        was = ""
-        if before is not None and before[i]["verdict"] != c["verdict"]:
-            was = f" (was: {before[i]['verdict']})"
-        on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
-        print(f"- {c['claim']} [{c['subject']}]: {c['verdict'].upper()}{was}\n"
-              f"    measured: {c['summary']}\n"
-              f"              ({on})\n"
-              f"    seed:     {c['seed']} ({c['setting']['seed']})\n"
-              f"    rule:     {c['rule']}")
-        if c["verdict"] == NOT_COMPARABLE:
-            print(f"    not comparable: {'; '.join(c['differences'])} (the rule gives: "
-                  f"{c['rule_outcome']})")
-    print("verdicts: " + counts(claims))
-
-
-def claims_file(claims: list[dict]):
-    """A Record file writer of claims.json: the list itself."""
-    return lambda path: Path(path).write_text(json.dumps(claims, indent=1))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.steps import add_sector_args
+from jobs.options import add_sector_args
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_metrics
 

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from latentatlas.command import add_overrides, common_parser, guarded
-from latentatlas.config import apply_overrides, load_config, validate
 from latentatlas.errors import UserError
 from latentatlas.report import print_trained
 
@@ -25,6 +24,8 @@ def parse(argv):
 def resumed_config(run_id: str, overrides: list[str]):
     import mlflow
 
+    from latentatlas.config import apply_overrides, validate
+
     try:
         raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.yaml")
     except Exception as e:
@@ -34,6 +35,7 @@ def resumed_config(run_id: str, overrides: list[str]):
 
 def run(args) -> int:
     from latentatlas import tracking
+    from latentatlas.config import load_config
     from latentatlas.train.runner import train
 
     path = args.config or args.config_flag

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis.defaults import ANCHOR_CHOICES, BUDGETS
+from analysis.defaults import TRANSLATOR_FAMILIES as FAMILIES
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import Progress, print_metrics, print_table
 
 
 def main(argv=None) -> int:
-    from analysis.studies.translators import ANCHOR_CHOICES, BUDGETS, FAMILIES
-
     p = argparse.ArgumentParser(prog="latentatlas translate-study", parents=[common_parser()],
                                 description=__doc__)
     p.add_argument("encodings", nargs="+", metavar="ENC", help="encoding directories (>= 2)")

@@ -304,7 +304,7 @@ def stored_run(client, experiment_id: str, metrics: dict) -> str:
 
 def test_the_claims_verb_judges_a_main_run_again_from_its_runs(workdir, capsys):
     from jobs import claims as verb
-    from jobs.steps import CLAIMS_FILE
+    from jobs.verdicts import CLAIMS_FILE
 
     uri = f"sqlite:///{workdir}/mlflow.db"
     client = mlflow.MlflowClient(uri)
@@ -370,7 +370,7 @@ def test_the_readme_holds_the_rules_table_as_the_code_has_it():
 
 
 def test_resuming_a_main_run_of_the_old_claims_shape_is_refused_in_one_line(workdir):
-    from jobs import run as main_job
+    from jobs import main_job
     from latentatlas.errors import UserError
     from latentatlas.tracking import Recorder
 

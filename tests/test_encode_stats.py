@@ -262,7 +262,7 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
     rows they produce."""
     import argparse
 
-    from jobs import run as main_job
+    from jobs import main_job
 
     parent = mlflow.MlflowClient().create_run(
         mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from conftest import make_idx_dataset
 
-from jobs import run as main_job
+from jobs import main_job
+from jobs.run import main as run_job
 
 N_TRAIN, N_TEST = 512, 300
 # dense-s0 needs ~200 steps of 32 images to leave the collapsed start on these blobs (an
@@ -36,7 +37,7 @@ def test_main_job_runs_every_step_and_its_verdicts_follow_the_logged_numbers(
     uri = f"sqlite:///{workdir}/mlflow.db"
     common = ["--tracking-uri", uri, "--experiment", "main", "--dataset", "mnist",
               "--data-path", str(data)]
-    assert main_job.main([*common, *SETTING]) == 0
+    assert run_job([*common, *SETTING]) == 0
     check_job(capsys.readouterr().out, uri, workdir, common, capsys)
 
 
@@ -134,7 +135,7 @@ def check_job(out, uri, workdir, common, capsys):
                          "mse_support", "nonempty"}
 
     # Part of the job again against this run's outputs: one step reruns, the rest is kept.
-    assert main_job.main([*common, *SETTING, "--resume", parent_id,
+    assert run_job([*common, *SETTING, "--resume", parent_id,
                           "--only", "fid-dense-s1"]) == 0
     again = capsys.readouterr().out
     assert f"rerunning fid-dense-s1; {len(steps) - 1} steps keep its outputs" in again
@@ -153,17 +154,17 @@ def check_job(out, uri, workdir, common, capsys):
 def test_main_job_errors_name_the_step_and_key(ray_session, workdir, capsys):
     uri = f"sqlite:///{workdir}/mlflow.db"
     common = ["--tracking-uri", uri, "--experiment", "main", "--dataset", "digits"]
-    assert main_job.main([*common, "--only", "range"]) == 2
+    assert run_job([*common, "--only", "range"]) == 2
     assert "--only/--from rerun part of a job: give --resume RUN_ID" in capsys.readouterr().err
-    assert main_job.main([*common, "--set", "classifer.train.epochs=2"]) == 2
+    assert run_job([*common, "--set", "classifer.train.epochs=2"]) == 2
     assert "did you mean classifier?" in capsys.readouterr().err
-    assert main_job.main([*common, "--set", "dense-s0.train.epochz=2"]) == 2
+    assert run_job([*common, "--set", "dense-s0.train.epochz=2"]) == 2
     err = capsys.readouterr().err
     assert "main.yaml: steps.dense-s0: train.epochz: Extra inputs are not permitted" in err
-    assert main_job.main([*common, "--set", "stats-dense-s0.gain_rows=0"]) == 2
+    assert run_job([*common, "--set", "stats-dense-s0.gain_rows=0"]) == 2
     assert "steps.stats-dense-s0: gain_rows: Input should be greater than 0" in \
         capsys.readouterr().err
-    assert main_job.main([*common, "--resume", "0" * 32, "--only", "range"]) == 2
+    assert run_job([*common, "--resume", "0" * 32, "--only", "range"]) == 2
     assert "not a main-job run with steps.json" in capsys.readouterr().err
     assert not mlflow.MlflowClient(uri).search_runs(
         [mlflow.MlflowClient(uri).get_experiment_by_name("main").experiment_id])
@@ -600,5 +601,5 @@ def test_the_support150_job_is_declared_and_every_step_validates(capsys):
     with pytest.raises(UserError, match=r"rows \(the number of random rows\) needs fit: "
                                         r"random"):
         main_job.validate({"fit": "support", "rows": 150}, "x", main_job.RelocateOptions)
-    assert main_job.main(["--config", "support150.yaml", "--steps"]) == 0
+    assert run_job(["--config", "support150.yaml", "--steps"]) == 0
     assert "relocate-random" in capsys.readouterr().out

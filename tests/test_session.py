@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from latentatlas.runtime import process_alive
+from latentatlas.environment import process_alive
 
 pytestmark = pytest.mark.cluster  # starts its own Ray head
 

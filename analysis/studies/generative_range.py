@@ -20,6 +20,7 @@ import torch
 
 from analysis import figures
 from analysis.coverage import prdc
+from analysis.defaults import PRDC_K
 from analysis.generative_range import (
     MEAN_CODE,
     MIN_SECTOR_IMAGES,
@@ -45,7 +46,6 @@ from latentatlas.record import Record
 __all__ = ["GenerativeRange", "measure_range", "first_guess_of", "SETS"]
 
 SETS = ("generated", "real", "support")
-PRDC_K = 5
 
 
 @dataclass

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from analysis import figures
+from analysis.defaults import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
 from analysis.linear_maps import (
     ESTIMATORS,
     LinearMap,
@@ -35,15 +36,12 @@ __all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "defau
            "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
            "resolve_fit", "support_sizes"]
 
-# The authors' map first: it is the headline (relocation/M, relocation/L). Then the other
-# closed forms; `sgd_authors` (2000 optimiser steps per fit) is asked for by name.
-DEFAULT_ESTIMATORS = ["ridge_authors",
-                      *(e for e in ESTIMATORS if e not in ("ridge_authors", "sgd_authors"))]
-FITS = ("all", "support", "indices", "generated", "random")
+# DEFAULT_ESTIMATORS: the authors' map first, the headline (relocation/M, relocation/L);
+# then the other closed forms; `sgd_authors` (2000 optimiser steps per fit) is asked for by
+# name.
 # The fits whose maps are named apart from a support or explicit-rows fit of the same
 # estimator: all fit rows (`<estimator>_full`, logged beside every fit) and random rows.
 FIT_SUFFIX = {"all": "_full", "random": "_random"}
-GENERATED_PAIRS = 10000  # the authors fit a GAN's side on fresh samples, not on real rows
 GENERATED_BATCH = 1000  # images generated and encoded at a time
 KINDS = {"vae": "a VAE's encoding", "gan": "a generator's encoding"}
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from analysis.coverage import prdc
+from analysis.defaults import PRDC_K
 from analysis.figures import scatter3d
 from analysis.regularity import aggregate_gaussian_kl, slice_grid
 from latentatlas import quality
@@ -26,7 +27,6 @@ __all__ = ["CodeRegularity", "measure_regularity", "SLICES", "GRID", "SPAN"]
 SPAN = 2.0  # the pictures' grid runs over [-SPAN, SPAN] on every axis
 SLICES = np.linspace(-SPAN, SPAN, 5).tolist()  # z2 of the seed's five horizontal slices
 GRID = 5  # n x n samples per slice: the seed's 25 points
-PRDC_K = 5  # neighbours of precision / recall / density / coverage (the prdc package's)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import figures
+from analysis.defaults import DEFAULT_K, DEFAULT_THRESHOLD
 from analysis.passes import latent_moments
 from analysis.sectors import (
     density_vs_gaussian,
@@ -29,7 +30,6 @@ from latentatlas.record import Record
 __all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "SectorCounts", "SupportSet", "count_sectors",
            "choose_support_set", "exclusion_mask"]
 
-DEFAULT_K, DEFAULT_THRESHOLD = 7, 0.5
 
 
 @dataclass

@@ -19,6 +19,10 @@ import numpy as np
 
 from analysis import figures
 from analysis.anchors import farthest_point_rows, random_rows
+from analysis.defaults import ANCHOR_CHOICES, BUDGETS
+
+# the default families (any of analysis.linear_maps.ESTIMATORS may be asked for)
+from analysis.defaults import TRANSLATOR_FAMILIES as FAMILIES
 from analysis.linear_maps import (
     AUTHORS_L2,
     AUTHORS_L2_GAN,
@@ -42,10 +46,6 @@ __all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS",
            "budget_label", "AnchorSet", "SourceRows", "choose_anchors",
            "TranslatorStudy", "translate_study"]
 
-# The default families (any of analysis.linear_maps.ESTIMATORS may be asked for); the
-# authors' map first.
-FAMILIES = ("ridge_authors", "ols", "procrustes", "lstsq_ortho", "sgd_authors")
-BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # anchor rows, in multiples of the source's dimension
 # The authors' L2 (We_love_latent_space): 1e-4 between VAEs, 0.0015 when one side is a GAN.
 
 
@@ -75,7 +75,6 @@ ANCHORS: dict[str, Callable[[SourceRows, int, int], np.ndarray]] = {
     "random": lambda s, k, seed: s.index[random_rows(len(s.index), k, seed)],
     "fps": lambda s, k, seed: s.index[farthest_point_rows(s.mu, k, seed)],
 }
-ANCHOR_CHOICES = (*ANCHORS, "all")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from latentatlas.environment import DEFAULT_WAIT_S
 from latentatlas.errors import UserError
-from latentatlas.runtime import DEFAULT_WAIT_S
 
 
 def common_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from latentatlas.errors import UserError
 
+# How long a GPU request waits for a node on a cluster that may grow (--resource-timeout).
+DEFAULT_WAIT_S = 600.0
+
 
 def ray_address() -> str | None:
     """The cluster to join (set by `ray start` / `ray job submit`); unset: a local instance."""
@@ -55,3 +58,20 @@ def whole_number(name: str, default: int, least: int) -> int:
     if number < least:
         raise UserError(f"{name}={value}: expected a whole number >= {least}")
     return number
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine is alive (a zombie is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    # A process that exited but was not reaped (its parent gone, and an init that does not
+    # reap, as in some containers) still answers kill(pid, 0): a zombie is dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"

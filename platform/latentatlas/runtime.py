@@ -10,11 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-import ray
-
 from latentatlas import environment
-
-DEFAULT_WAIT_S = 600.0
+from latentatlas.environment import DEFAULT_WAIT_S
 
 
 class Runtime:
@@ -44,6 +41,8 @@ class Runtime:
         """Join `address` (else this runtime's, else RAY_ADDRESS, set by `ray job submit`),
         else start a local instance. Reuses an instance already running in this process
         (the test session's, a notebook's)."""
+        import ray
+
         if ray.is_initialized():
             # Ray started before us (a notebook's or a script's ray.init()): a head this
             # process started is this machine's own instance; a joined cluster may grow.
@@ -128,7 +127,8 @@ def configure(address: str | None = None, verbose: bool = False,
     global _current
     before = _current
     _current = Runtime(address, verbose, resource_timeout_s)
-    _current.local = before.local and ray.is_initialized()
+    # a process that never imported Ray has no instance running (and need not import it)
+    _current.local = before.local and "ray" in sys.modules and sys.modules["ray"].is_initialized()
     _current.log_path = before.log_path  # one file per process: its handler is installed once
     return _current
 
@@ -148,6 +148,8 @@ def check_resources(needed: dict[str, float], what: str) -> None:
 def started_in_this_process() -> bool:
     """Whether this process's ray.init() started the head it is connected to (private Ray
     API: Ray is pinned in constraints.txt)."""
+    import ray
+
     return bool(getattr(ray._private.worker._global_node, "head", False))
 
 
@@ -204,28 +206,16 @@ def divert_ray_lines(path: Path) -> None:
             logger.addHandler(file_handler)
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    # A process that exited but was not reaped (its parent gone, and an init that does not
-    # reap, as in some containers) still answers kill(pid, 0): a zombie is dead.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def missing_resources(needed: dict[str, float]) -> dict[str, float]:
+    import ray
+
     have = ray.cluster_resources()
     return {k: v for k, v in needed.items() if have.get(k, 0) < v}
 
 
 def cluster_has() -> dict[str, float]:
+    import ray
+
     have = ray.cluster_resources()
     return {k: have.get(k, 0) for k in ("CPU", "GPU")}
 

@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from latentatlas.environment import process_alive
 from latentatlas.errors import UserError
-from latentatlas.runtime import process_alive
 
 STATE_DIR = ".latentatlas"
 STATE_FILE = "ray.json"

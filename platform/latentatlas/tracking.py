@@ -6,21 +6,24 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
-import ray
-import torch
 
-from latentatlas import environment, runtime
+from latentatlas import environment
+from latentatlas.environment import process_alive
 from latentatlas.errors import UserError
 from latentatlas.record import Record
-from latentatlas.runtime import process_alive
+
+if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with the store
+    import torch
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "latentatlas"
@@ -99,6 +102,9 @@ def log_model(model: torch.nn.Module, model_config: dict, input_shape,
               extra: dict | None = None):
     """Log an MLflow PyTorch model whose extra files hold what `load_model` needs: the model
     spec (registry name + config) and a plain state dict, loadable with weights_only=True."""
+    import mlflow.pytorch
+    import torch
+
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"model": model_config, "input_shape": list(input_shape), **(extra or {})}
         (Path(tmp) / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
@@ -130,6 +136,8 @@ def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str |
     `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store);
     `module.path:function` is a user's generator built by their code.
     `role` names the option or key the address came from in error lines."""
+    import torch
+
     from latentatlas.models import is_external, load_external, rebuild_model
 
     if is_external(uri):  # module:function, the user's own generator (or recoder)
@@ -174,6 +182,8 @@ def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str |
 
 def non_finite_tensor(state: dict) -> str | None:
     """The name of the first floating-point tensor of a state dict holding NaN or inf."""
+    import torch
+
     for name, value in state.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point() and \
                 not bool(torch.isfinite(value).all()):
@@ -278,8 +288,12 @@ class Recorder:
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
         tags = {"latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
-        if ray.is_initialized() and not runtime.current().verbose:
-            tags[RAY_LOG_TAG] = str(runtime.current().log_path)
+        # a process that never imported Ray runs none (and need not import it to know)
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+            from latentatlas import runtime
+
+            if not runtime.current().verbose:
+                tags[RAY_LOG_TAG] = str(runtime.current().log_path)
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name,

@@ -320,7 +320,7 @@ def temp_sibling(out: Path) -> Path:
 
 def remove_dead_temps(out: Path) -> list[Path]:
     """Temp folders of `out` whose writing process is gone (killed mid-write)."""
-    from latentatlas.runtime import process_alive
+    from latentatlas.environment import process_alive
 
     removed = []
     for tmp in out.parent.glob(f".{out.name}.tmp-*"):
