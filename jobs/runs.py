@@ -35,16 +35,32 @@ def run_rows(runs) -> list[dict]:
     return rows
 
 
-def run(args) -> int:
+def newest(args) -> tuple[list, str, str]:
+    """The newest runs, the experiment and the store's URI. A SQLite store is read directly
+    (no MLflow import); any other store, or one holding a run of a killed process of this
+    machine (the Recorder ends those first), goes through MLflow."""
+    from latentatlas.environment import experiment_name, resolve_tracking_uri
+    from latentatlas.store_reader import newest_runs, owner_gone, sqlite_path
+
+    uri, experiment = resolve_tracking_uri(args.tracking_uri), experiment_name(args.experiment)
+    if path := sqlite_path(uri):
+        runs = newest_runs(path, experiment, args.limit)
+        if runs is not None and not any(r.status == "RUNNING" and owner_gone(r.tags)
+                                        for r in runs):
+            return runs, experiment, uri
     from latentatlas.tracking import Recorder
 
     recorder = Recorder(args.tracking_uri, args.experiment)  # ends runs of killed processes
     runs = recorder.client.search_runs([recorder.experiment_id], max_results=args.limit,
                                        order_by=["attributes.start_time DESC"])
+    return runs, recorder.experiment, recorder.uri
+
+
+def run(args) -> int:
+    runs, experiment, uri = newest(args)
     rows = run_rows(runs)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    print_table(rows, title=f"runs in experiment {recorder.experiment!r} ({recorder.uri})",
-                columns=columns)
+    print_table(rows, title=f"runs in experiment {experiment!r} ({uri})", columns=columns)
     return 0
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from latentatlas.errors import UserError
 
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "latentatlas"
+
 # How long a GPU request waits for a node on a cluster that may grow (--resource-timeout).
 DEFAULT_WAIT_S = 600.0
 
@@ -75,3 +78,16 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Absolute form of the tracking URI (Ray workers and Tune trials change directory)."""
+    uri = uri or tracking_uri() or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def experiment_name(given: str | None = None) -> str:
+    """The experiment a command named, else $MLFLOW_EXPERIMENT_NAME, else the default."""
+    return given or experiment() or DEFAULT_EXPERIMENT

@@ -17,31 +17,16 @@ from typing import TYPE_CHECKING
 import mlflow
 import numpy as np
 
-from latentatlas import environment
-from latentatlas.environment import process_alive
+from latentatlas.environment import experiment_name, resolve_tracking_uri
 from latentatlas.errors import UserError
 from latentatlas.record import Record
+from latentatlas.store_reader import OWNER_TAG, owner_gone
 
 if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with the store
     import torch
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "latentatlas"
 MODEL_SPEC = "model_spec.json"
 STATE_DICT = "state_dict.pt"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """Absolute form of the tracking URI (Ray workers and Tune trials change directory)."""
-    uri = uri or environment.tracking_uri() or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    return uri
-
-
-def experiment_name(experiment: str | None = None) -> str:
-    """The experiment a command named, else $MLFLOW_EXPERIMENT_NAME, else the default."""
-    return experiment or environment.experiment() or DEFAULT_EXPERIMENT
 
 
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
@@ -223,7 +208,6 @@ class Interrupted(Exception):
     """Work stopped by the user after saving what it needs to continue: its run ends KILLED."""
 
 
-OWNER_TAG = "latentatlas.owner"  # host:pid of the process that runs the run
 STALE_TAG = "latentatlas.stale"
 RAY_LOG_TAG = "latentatlas.ray_log"  # the file holding Ray's own messages of the run's process
 
@@ -266,8 +250,7 @@ class Recorder:
 
     def owner_gone(self, run) -> bool:
         """Whether the run's owning process is known to be gone (it is on this machine)."""
-        host, _, pid = run.data.tags.get(OWNER_TAG, "").rpartition(":")
-        return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+        return owner_gone(run.data.tags)
 
     def end_stale_runs(self) -> list[str]:
         """RUNNING runs owned by a process of this machine that no longer exists (SIGKILL,

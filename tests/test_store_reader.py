@@ -1,0 +1,67 @@
+"""`latentatlas runs` reads a SQLite store without MLflow: what it reads must be what MLflow's
+own search_runs returns on the same store (a schema that moves fails here)."""
+
+import math
+import os
+import subprocess
+import sys
+
+import mlflow
+from mlflow.entities import Metric
+
+from jobs import runs as runs_job
+from latentatlas.store_reader import OWNER_TAG, newest_runs, sqlite_path
+
+
+def test_the_reader_returns_what_mlflow_returns(workdir):
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    eid = client.create_experiment("listed")
+    other = client.create_experiment("other")
+    ids = []
+    for i in range(7):
+        run = client.create_run(eid, start_time=1_000_000 + 1000 * i, run_name=f"r{i}",
+                                tags={"latentatlas.kind": "train" if i % 2 else "stats"})
+        # the latest point is the highest step, not the largest value nor the last written
+        client.log_batch(run.info.run_id, metrics=[
+            Metric("val/mse", 0.5 - 0.01 * i, 10, 3), Metric("val/mse", 9.0, 20, 1),
+            Metric("val/kl", float("nan") if i == 3 else 1.0 + i, 10, 0)])
+        client.log_param(run.info.run_id, "model.latent_dim", str(8 * i))
+        if i != 5:
+            client.set_terminated(run.info.run_id, "FINISHED" if i % 3 else "FAILED")
+        ids.append(run.info.run_id)
+    client.delete_run(ids[2])
+    client.create_run(other, start_time=9_000_000, run_name="elsewhere")
+
+    read = newest_runs(sqlite_path(uri), "listed", 4)
+    expected = client.search_runs([eid], max_results=4, order_by=["attributes.start_time DESC"])
+    assert [r.info.run_id for r in read] == [r.info.run_id for r in expected] \
+        == [ids[6], ids[5], ids[4], ids[3]]
+    for mine, theirs in zip(read, expected, strict=True):
+        assert (mine.info.run_name, mine.info.status) == (theirs.info.run_name,
+                                                          theirs.info.status)
+        assert mine.data.params == theirs.data.params
+        assert mine.data.tags == theirs.data.tags
+        assert mine.data.metrics.keys() == theirs.data.metrics.keys()
+        for key, value in theirs.data.metrics.items():
+            assert (math.isnan(value) and math.isnan(mine.data.metrics[key])) or \
+                mine.data.metrics[key] == value
+    assert read[0].metrics["val/mse"] == 0.44 and math.isnan(read[3].metrics["val/kl"])
+    assert newest_runs(sqlite_path(uri), "nowhere", 4) is None
+    assert sqlite_path(f"sqlite:///{workdir / 'absent.db'}") is None
+    assert sqlite_path("http://127.0.0.1:5000") is None
+
+
+def test_runs_ends_a_killed_processes_run_before_listing_it(workdir, capsys):
+    """A RUNNING run whose owner (this machine, a pid that is gone) was killed: the fast
+    read sees it and hands over to the Recorder, which ends it FAILED."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    eid = client.create_experiment("latentatlas")
+    run = client.create_run(eid, run_name="killed",
+                            tags={OWNER_TAG: f"{os.uname().nodename}:{gone}"})
+    assert runs_job.main(["--tracking-uri", uri]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if run.info.run_id in line)
+    assert "FAILED" in row and client.get_run(run.info.run_id).info.status == "FAILED"
