@@ -133,3 +133,13 @@ def make_idx_dataset(folder: Path, n_train=64, n_test=32, size=28, gz=True, seed
 @pytest.fixture
 def idx_folder(tmp_path):
     return make_idx_dataset(tmp_path / "idx")
+
+
+def train_workers(state: str = "ALIVE") -> list:
+    import ray
+    from ray.util.state import list_actors
+
+    # This process's Ray, by its address: other Ray instances on the machine are not ours.
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+                       filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
+                       limit=1000)

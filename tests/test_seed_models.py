@@ -68,7 +68,7 @@ def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
         ray_session, mlflow_store, workdir, idx_folder):
     """Two Ray Train workers (DDP over the ResNet encoder/decoder with BatchNorm), the spine's
     records and the split pictures per epoch; the logged model encodes like any VAE."""
-    from latentatlas.train.runner import single_worker, train
+    from latentatlas.train.runner import train
 
     cfg = validate({"name": "split", "data": {"name": "mnist", "path": str(idx_folder)},
                     "model": {"name": "split_vae", "base": 4, "scales": 2, "fc": 16,
@@ -76,7 +76,7 @@ def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
                     "kl": {"policy": "split", "beta": 8},
                     "train": {"epochs": 2, "batch_size": 16, "num_workers": 2,
                               "cpus_per_worker": 0.5}}, "test")
-    assert not single_worker(cfg)
+    assert not cfg.train.single_worker
     out = train(cfg)
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(out.run_id, "val/mse")] == [1, 2]

@@ -10,7 +10,7 @@ import time
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, make_idx_dataset
+from conftest import REPO, make_idx_dataset, train_workers
 
 from jobs.sweep import measure_trial
 from latentatlas.errors import UserError
@@ -18,6 +18,7 @@ from latentatlas.tune.spec import (
     Domain,
     best_row,
     curves,
+    driver_resources,
     fitting_trials,
     load_sweep,
     trial_config,
@@ -77,6 +78,7 @@ def test_load_sweep_reads_base_file_and_applies_overrides(tmp_path):
      "space.model.latent_dim=0: model.latent_dim: Input should be greater than 0"),
     ({"space": {"model.latnt_dim": {"grid": [4]}}}, "model.latnt_dim: Extra inputs"),
     ({"space": {"train.num_workers": {"grid": [1, 2]}}}, "space.train.num_workers: cannot be"),
+    ({"space": {"train.max_failures": {"grid": [0, 1]}}}, "space.train.max_failures: cannot"),
     ({"scheduler": "asha", "asha": {"grace_period": 2}}, "asha.grace_period (2) must be below"),
     ({"space": {"kl.policy": {"grid": ["elbo"], "choice": ["beta"]}}}, "space.kl.policy: give"),
     ({"metric": "val/acc"}, "metric: Input should be"),
@@ -90,8 +92,18 @@ def test_bad_sweeps_fail_before_any_trial(tmp_path, change, message):
 
 
 def test_resources_per_trial_and_what_fits():
-    cfg = trial_config(BASE, {"train.num_workers": 2})
-    assert trial_resources(cfg, 0.1) == {"CPU": pytest.approx(1.1), "GPU": 0.0}
+    # Through Ray Train: the trial's process drives, the workers are reserved beside it.
+    for through in ({"train.num_workers": 2}, {"train.max_failures": 1}):
+        cfg = trial_config(BASE, through)
+        workers = cfg.train.num_workers
+        assert driver_resources(cfg, 0.1) == {"CPU": 0.1}
+        assert trial_resources(cfg, 0.1) == {"CPU": pytest.approx(0.1 + 0.5 * workers),
+                                             "GPU": 0.0}
+    # One worker without restarts trains in the trial's process, which holds its resources.
+    alone = trial_config(BASE, {})
+    assert driver_resources(alone, 0.1) == trial_resources(alone, 0.1) == {"CPU": 0.5}
+    on_gpu = trial_config(BASE, {"train.use_gpu": True})
+    assert driver_resources(on_gpu, 0.1) == {"CPU": 0.5, "GPU": 1.0}
     assert fitting_trials({"CPU": 0.6, "GPU": 0.0}, {"CPU": 2.0}) == 3
     assert fitting_trials({"CPU": 1.1, "GPU": 2.0}, {"CPU": 16.0, "GPU": 4.0}) == 2
     assert fitting_trials({"CPU": 4.0, "GPU": 0.0}, {"CPU": 2.0}) == 1  # at least one
@@ -197,22 +209,25 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
     assert out.best["val/mse"] == min(r.data.metrics["val/mse"] for r in runs)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
-                                                           workdir):
-    """Two-worker trials. One with a learning rate too small to learn anything runs after a
-    good one; ASHA stops it at its first rung. The good trial's latent statistics and the
-    active-units figure land in the parent run."""
+                                                           workdir, workers):
+    """Trials training in their own process (one worker) or through Ray Train (two). One
+    with a learning rate too small to learn anything runs after a good one; ASHA stops it at
+    its first rung. The good trial's latent statistics and the active-units figure land in
+    the parent run."""
     from ray.util import placement_group_table
 
     # Eight epochs, rungs at 1, 2 and 4 (grace period 1): the bad trial is stopped at its
     # first rung; it may log an epoch or two more while Tune tears it down, however fast
     # this machine, but not all eight.
     data = make_idx_dataset(workdir / "asha-idx", n_train=1024, n_test=64)
+    ray_train_workers = len(train_workers("ALIVE")) + len(train_workers("DEAD"))
     path = write_sweep(workdir, data, name="asha", scheduler="asha", max_concurrent=1,
                        metric="val/mse", base={**BASE, "data": {"name": "mnist", "limit": 1024,
                                                                 "path": str(data)},
                                                "train": {**BASE["train"], "epochs": 8,
-                                                         "num_workers": 2}},
+                                                         "num_workers": workers}},
                        asha={"grace_period": 1, "reduction_factor": 2},
                        space={"train.lr": {"grid": [0.003, 1e-9]},
                               "model.latent_dim": {"grid": [4]}},
@@ -222,6 +237,8 @@ def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_s
     by_lr = {r["train.lr"]: r for r in out.rows}
     good, bad = by_lr[0.003], by_lr[1e-9]
     assert good["status"] == "finished" and good["epochs"] == 8
+    started = len(train_workers("ALIVE")) + len(train_workers("DEAD")) - ray_train_workers
+    assert started == 0 if workers == 1 else started >= 2 * workers  # Ray Train's, if any
     assert bad["status"] == "stopped_early" and 1 <= bad["epochs"] < 8
     client = mlflow.MlflowClient()
     run = client.get_run(bad["run_id"])
@@ -256,8 +273,11 @@ def test_a_gan_sweep_ranks_trials_by_a_gan_metric(ray_session, mlflow_store, wor
             "train": {"epochs": 1, "batch_size": 32, "cpus_per_worker": 0.5}}
     path = write_sweep(workdir, data, name="gan", base=base, metric="gan/d_loss",
                        space={"train.lr": {"grid": [1e-4, 1e-3]}})
+    ray_train_workers = len(train_workers("ALIVE")) + len(train_workers("DEAD"))
     out = start_sweep(load_sweep(path), tracking_uri=mlflow_store, experiment="test")
     assert [r["status"] for r in out.rows] == ["finished", "finished"]
+    # one worker each: trained in the trials' own processes, no Ray Train worker started
+    assert len(train_workers("ALIVE")) + len(train_workers("DEAD")) == ray_train_workers
     client = mlflow.MlflowClient()
     for row in out.rows:
         assert row["gan/d_loss"] == client.get_run(row["run_id"]).data.metrics["gan/d_loss"]

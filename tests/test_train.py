@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset
+from conftest import make_idx_dataset, train_workers
 
 from latentatlas import tracking
 from latentatlas.config import validate
@@ -75,11 +75,11 @@ def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
     """One worker, no restarts: the loop runs as one Ray task, without Ray Train's controller
     or worker group. Same loop and seeds, so the same losses and weights as through Ray
     Train (max_failures 1 keeps that path); checkpoints named and kept as Ray Train's."""
-    from latentatlas.train.runner import single_worker, with_worker_cpus
+    from latentatlas.train.runner import with_worker_cpus
 
     alone_cfg = tiny(idx_folder, train__epochs=3)
     through_cfg = tiny(idx_folder, train__epochs=3, train__max_failures=1)
-    assert single_worker(alone_cfg) and not single_worker(through_cfg)
+    assert alone_cfg.train.single_worker and not through_cfg.train.single_worker
     largest = max(n["Resources"].get("CPU", 0) for n in ray_session.nodes() if n["Alive"])
     assert with_worker_cpus(alone_cfg).train.cpus_per_worker == max(1, largest)  # a node
     workers = len(train_workers("ALIVE")) + len(train_workers("DEAD"))
@@ -114,16 +114,6 @@ def two_workers(data, name: str, epochs: int = 8):
                      "train": {"epochs": epochs, "batch_size": 16, "lr": 0.002,
                                "num_workers": 2, "cpus_per_worker": 0.5,
                                "max_failures": 2}}, "test")
-
-
-def train_workers(state: str = "ALIVE") -> list:
-    import ray
-    from ray.util.state import list_actors
-
-    # This process's Ray, by its address: other Ray instances on the machine are not ours.
-    return list_actors(address=ray.get_runtime_context().gcs_address,
-                       filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
-                       limit=1000)
 
 
 def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlflow_store,

@@ -220,6 +220,15 @@ class TrainConfig(Strict):
     # first epoch (trajectories.png; the seed's 2-D picture)
     trace_points: int = Field(default=0, ge=0)
 
+    @property
+    def single_worker(self) -> bool:
+        """One worker, no restarts to manage, a local run folder: the loop runs in one
+        process (a Ray task, or a Tune trial's own), without Ray Train's controller and
+        worker group (~10 s of start-up, bench/RESULTS.md). Same loop, seeds, checkpoints
+        and records."""
+        return (self.num_workers == 1 and self.max_failures == 0
+                and "://" not in (self.storage_path or ""))
+
 
 class ExperimentConfig(Strict):
     name: str = "vae"

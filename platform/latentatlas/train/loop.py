@@ -1,7 +1,8 @@
 """`train_loop_per_worker`: the spine every objective shares (seeding, exact resume,
 checkpoints, the NaN guard, per-epoch reports and MLflow records) around plain PyTorch. It
-runs in a Ray Train worker group, or as the one worker of a training in a plain Ray task
-(`run_single_worker`): the two sessions below are what differs."""
+runs in a Ray Train worker group, or as the one worker of a training in one process, a plain
+Ray task or a Tune trial's own (`run_single_worker`): the two sessions below are what
+differs."""
 
 from __future__ import annotations
 
@@ -65,18 +66,23 @@ class RayTrainSession:
         ray.train.report(metrics, checkpoint=directory and ray.train.Checkpoint.from_directory(
             str(directory)))
 
+    def epoch_ended(self, metrics: dict) -> None:
+        """Ray Train hands reports on to Tune itself (TuneReportCallback)."""
+
 
 class SingleWorkerSession:
-    """The only worker of a training, in a plain Ray task: Ray Train's controller and worker
+    """The only worker of a training, in one process: Ray Train's controller and worker
     group cost ~10 s before a loop starts (bench/RESULTS.md), most of a small training.
     Checkpoints land in the run folder as Ray Train names them (checkpoint_<time>, written
     under a temporary name and renamed); a restarted or resumed run continues from the
-    latest; the `keep` newest are kept."""
+    latest; the `keep` newest are kept. `forward`, when given, gets every epoch's metrics
+    once the epoch is checkpointed and logged (a Tune trial reports them to Tune, which may
+    stop the trial right there)."""
 
     rank, world = 0, 1
 
-    def __init__(self, folder: Path, keep: int, use_gpu: bool):
-        self.folder, self.keep, self.metrics = folder, keep, {}
+    def __init__(self, folder: Path, keep: int, use_gpu: bool, forward=None):
+        self.folder, self.keep, self.metrics, self.forward = folder, keep, {}, forward
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
         for partial in folder.glob(".partial-checkpoint_*"):  # a killed run's half copy
             shutil.rmtree(partial)
@@ -102,11 +108,16 @@ class SingleWorkerSession:
         for old in self.checkpoints()[:-self.keep]:
             shutil.rmtree(old)
 
+    def epoch_ended(self, metrics: dict) -> None:
+        if self.forward:
+            self.forward(metrics)
 
-def run_single_worker(config: dict, folder: str, keep: int, use_gpu: bool) -> dict:
-    """A training's one worker as a Ray task: the loop's return value, its last metrics and
-    the latest checkpoint's folder."""
-    session = SingleWorkerSession(Path(folder), keep, use_gpu)
+
+def run_single_worker(config: dict, folder: str, keep: int, use_gpu: bool,
+                      forward=None) -> dict:
+    """A training's one worker, in this process: the loop's return value, its last metrics
+    and the latest checkpoint's folder."""
+    session = SingleWorkerSession(Path(folder), keep, use_gpu, forward)
     out = train_loop_per_worker(config, session)
     latest = session.checkpoints()[-1:]
     return {"return_value": out, "metrics": session.metrics,
@@ -160,6 +171,7 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
                     logger.log_image(image, name)
             print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} {objective.line(metrics)} "
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
+            session.epoch_ended(metrics)
         else:
             session.report(metrics)
     return {"history": history, "stopped": None, **objective.result()}

@@ -84,40 +84,40 @@ class SingleWorkerResult:
     checkpoint: Checkpoint | None
 
 
-def single_worker(cfg: ExperimentConfig, callbacks=()) -> bool:
-    """Whether a training runs as one plain Ray task instead of a Ray Train run: one worker,
-    no restarts to manage (max_failures 0), no Tune callbacks, a local run folder. Same
-    loop, seeds, checkpoints and records; ~10 s less start-up (bench/RESULTS.md)."""
-    t = cfg.train
-    return (t.num_workers == 1 and t.max_failures == 0 and not callbacks
-            and "://" not in storage_path(cfg))
-
-
-def run_single(cfg: ExperimentConfig, config: dict, name: str) -> SingleWorkerResult:
+def run_single(cfg: ExperimentConfig, config: dict, name: str,
+               trial=None) -> SingleWorkerResult:
+    """A `train.single_worker` training: one Ray task holding the worker's resources, or,
+    for a Tune trial, the trial's own process (which already holds them)."""
     t = cfg.train
     folder = Path(storage_path(cfg)) / name
     folder.mkdir(parents=True, exist_ok=True)
-    task = ray.remote(run_single_worker).options(
-        num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0, max_retries=0,
-        name=f"train {name}")
-    try:
-        out = ray.get(task.remote(config, str(folder), t.checkpoints_to_keep, t.use_gpu))
-    except ray.exceptions.RayError as e:
-        raise RuntimeError(f"training run {name!r} failed: {e}") from e
+    if trial:
+        out = run_single_worker(config, str(folder), t.checkpoints_to_keep, t.use_gpu, trial)
+    else:
+        task = ray.remote(run_single_worker).options(
+            num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0, max_retries=0,
+            name=f"train {name}")
+        try:
+            out = ray.get(task.remote(config, str(folder), t.checkpoints_to_keep, t.use_gpu))
+        except ray.exceptions.RayError as e:
+            raise RuntimeError(f"training run {name!r} failed: {e}") from e
     checkpoint = out["checkpoint"] and Checkpoint.from_directory(out["checkpoint"])
     return SingleWorkerResult(out["return_value"], out["metrics"], checkpoint)
 
 
 def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dict | None,
-                callbacks=()):
-    """Fit a TorchTrainer, or run the loop as one Ray task (`single_worker`); the same call
-    serves `train` runs and Tune trial drivers. `data` is what the objective reads
-    (`train`/`val` images, a recoder's `generator`): arrays go through the object store
-    once."""
+                trial=None):
+    """Fit a TorchTrainer, or run the loop in one process (`train.single_worker`); the same
+    call serves `train` runs and Tune trials. `data` is what the objective reads (`train`/
+    `val` images, a recoder's `generator`): arrays another process reads go through the
+    object store once. `trial` (a Tune trial's reporter) gets each epoch's metrics: called
+    in this process, or through its Ray Train `callback()`."""
+    in_process = trial is not None and cfg.train.single_worker
     config = {"experiment": cfg.model_dump(), "mlflow": mlflow_target,
-              "data": {k: v if v is None else ray.put(v) for k, v in data.items()}}
-    if single_worker(cfg, callbacks):
-        return run_single(cfg, config, name)
+              "data": {k: v if v is None or in_process else ray.put(v)
+                       for k, v in data.items()}}
+    if cfg.train.single_worker:
+        return run_single(cfg, config, name, trial)
     folder = Path(storage_path(cfg)) / name
     if "://" not in str(folder) and any(folder.glob("checkpoint_*")) and not (
             folder / "checkpoint_manager_snapshot.json").exists():
@@ -133,7 +133,7 @@ def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dic
             name=name, storage_path=storage_path(cfg),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep),
-            callbacks=list(callbacks) or None,
+            callbacks=[trial.callback()] if trial else None,
             logging_config=LoggingConfig(log_level="WARNING")),
     )
     try:
@@ -220,10 +220,10 @@ def opened(recorder: tracking.Recorder, cfg: ExperimentConfig, inputs: Inputs,
     return run_id, name, first
 
 
-def fit(cfg: ExperimentConfig, inputs: Inputs, name: str, stream: dict, callbacks=()):
+def fit(cfg: ExperimentConfig, inputs: Inputs, name: str, stream: dict, trial=None):
     """The workers' training to its end; the final checkpoint's model."""
     check_resume_checkpoint(cfg, name, inputs.input_shape)
-    result = run_trainer(cfg, inputs.data, name, stream, callbacks)
+    result = run_trainer(cfg, inputs.data, name, stream, trial)
     stopped = (result.return_value or {}).get("stopped")
     if stopped:
         kept = result.checkpoint.path if result.checkpoint else "none (failed in epoch 1)"
@@ -253,16 +253,15 @@ def publish(recorder: tracking.Recorder, run_id: str, family: Family, cfg: Exper
 def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
           experiment: str | None = None, ray_address: str | None = None,
           resume_run_id: str | None = None, parent_run_id: str | None = None,
-          callbacks=(), tags: dict | None = None) -> TrainOutcome:
+          trial=None, tags: dict | None = None) -> TrainOutcome:
     """Train `cfg` in a new MLflow run (a child of `parent_run_id` when given), or continue
     the run `resume_run_id` from its last checkpoint: resolve -> fit -> publish, every record
-    written by one Recorder. `callbacks` go to the Ray Train run (a Tune trial passes its
-    TuneReportCallback)."""
+    written by one Recorder. A Tune trial passes its reporter as `trial` (`run_trainer`)."""
     recorder = tracking.Recorder(tracking_uri, experiment)
     cfg, family, inputs = resolve(cfg, ray_address)
     run_id, name, first = opened(recorder, cfg, inputs, resume_run_id, parent_run_id, tags)
     with recorder.run(run_id=run_id):
         recorder.write(run_id, first)
         result, model = fit(cfg, inputs, name, {"tracking_uri": recorder.uri, "run_id": run_id},
-                            callbacks)
+                            trial)
         return publish(recorder, run_id, family, cfg, inputs, result, model)

@@ -23,10 +23,11 @@ SWEEP_STATE = "latentatlas_sweep.json"
 TAG_TRIAL = "latentatlas.trial_id"
 TAG_SWEEP = "latentatlas.sweep"
 TAG_STOPPED = "latentatlas.stopped_early"
-# Resources come from the base config: Tune reserves one driver per trial and Ray Train
-# reserves the workers, so a swept worker count would break the concurrency arithmetic.
+# Resources come from the base config: Tune reserves each trial's process and Ray Train any
+# workers beside it, so a swept worker count (or a key that picks between the two, see
+# `driver_resources`) would break the concurrency arithmetic.
 FIXED_KEYS = ("train", "train.num_workers", "train.cpus_per_worker", "train.use_gpu",
-              "train.storage_path", "name")
+              "train.max_failures", "train.storage_path", "name")
 METRICS = Literal["val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl",
                   "gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real",
                   "train/latent_mse", "inversion/latent_mse", "inversion/pixel_mse",
@@ -105,7 +106,7 @@ class SweepConfig(Strict):
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha: AshaConfig = AshaConfig()
     max_concurrent: int | None = Field(default=None, ge=1)  # default: what the cluster fits
-    driver_cpus: float = Field(default=0.1, gt=0)
+    driver_cpus: float = Field(default=0.1, gt=0)  # a trial's own process, beside Ray Train
     storage_path: str | None = None  # Tune + Train run storage; default ./ray_results
     stats: SweepStatsConfig = SweepStatsConfig()
 
@@ -164,9 +165,21 @@ def check_space(sweep: SweepConfig, source: str) -> None:
                             f"below base.train.epochs ({epochs}) for ASHA to stop anything")
 
 
-def trial_resources(cfg: ExperimentConfig, driver_cpus: float) -> dict[str, float]:
-    """What one trial holds at once: its driver plus its Ray Train workers."""
+def driver_resources(cfg: ExperimentConfig, driver_cpus: float) -> dict[str, float]:
+    """What Tune reserves for a trial's own process. A `train.single_worker` training runs
+    in it, so it holds the worker's CPUs (and GPU): no Ray Train start per trial. Otherwise
+    it only drives a Ray Train run, which reserves its workers beside it."""
     t = cfg.train
+    if t.single_worker:
+        return {"CPU": trial_cpus(t), **({"GPU": 1.0} if t.use_gpu else {})}
+    return {"CPU": driver_cpus}
+
+
+def trial_resources(cfg: ExperimentConfig, driver_cpus: float) -> dict[str, float]:
+    """What one trial holds at once: its own process, plus any Ray Train workers."""
+    t = cfg.train
+    if t.single_worker:
+        return driver_resources(cfg, driver_cpus)
     return {"CPU": driver_cpus + t.num_workers * trial_cpus(t),
             "GPU": float(t.num_workers if t.use_gpu else 0)}
 

@@ -1,10 +1,12 @@
 """Running a sweep: the parent MLflow run, a Tuner with one driver per trial, the summary.
 
-Each trial is a Tune function (a "driver") that fits the spine's TorchTrainer with a
+Each trial is a Tune function (a "driver") that trains its config. A one-worker training
+without restarts runs the spine's loop in the driver's own process, which Tune gave the
+worker's resources, and reports to Tune directly; others fit the spine's TorchTrainer with a
 TuneReportCallback (Ray 2.60 cannot hand a V2 TorchTrainer to a Tuner). The driver is
 idempotent: it finds its MLflow child run by trial id, skips training when that run already
-finished, and otherwise continues it from its last Ray Train checkpoint. That makes
-`--resume` safe after a killed sweep, whatever Tune's own saved state says.
+finished, and otherwise continues it from its last checkpoint in the run's folder. That
+makes `--resume` safe after a killed sweep, whatever Tune's own saved state says.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from latentatlas.tune.spec import (
     SweepConfig,
     best_row,
     curves,
+    driver_resources,
     fitting_trials,
     trial_config,
     trial_resources,
@@ -77,16 +80,33 @@ def trial_driver(values: dict, *, context: dict) -> None:
     out = train(cfg, tracking_uri=uri, experiment=context["experiment"],
                 resume_run_id=previous[0].info.run_id if previous else None,
                 parent_run_id=context["parent_run_id"],
-                callbacks=[EpochReports(cfg.train.epochs)],
+                trial=TrialReports(cfg.train.epochs),
                 tags={TAG_TRIAL: trial_id, TAG_SWEEP: context["sweep"],
                       "latentatlas.swept": json.dumps(values, sort_keys=True)})
     tune.report({**out.metrics, "epoch": cfg.train.epochs})
 
 
+class TrialReports:
+    """A trial's epochs to Tune, every one but the last. The last is reported by the driver
+    once the run has logged its model and ended: a scheduler answers a trial's final epoch
+    with STOP, and Tune's stop kills the driver, which must not happen halfway through that
+    logging. Called with each epoch's metrics when the loop runs in the driver's process;
+    a Ray Train run reports through `callback()`."""
+
+    def __init__(self, last_epoch: int):
+        self.last_epoch = last_epoch
+
+    def __call__(self, metrics: dict) -> None:
+        if metrics.get("epoch", 0) < self.last_epoch:
+            tune.report(metrics)
+
+    def callback(self) -> TuneReportCallback:
+        return EpochReports(self.last_epoch)
+
+
 class EpochReports(TuneReportCallback):
-    """Forwards every epoch but the last to Tune. The last is reported by the driver once the
-    run has logged its model and ended: a scheduler answers a trial's final epoch with STOP,
-    and Tune's stop kills the driver, which must not happen halfway through that logging."""
+    """TrialReports from a Ray Train run: its callbacks run in Train's controller, which
+    hands the metrics to the trial's process through a queue."""
 
     def __init__(self, last_epoch: int):
         super().__init__()
@@ -213,7 +233,7 @@ def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> Sw
     context = {"base": base, "sweep": config.name, "parent_run_id": state["parent_run_id"],
                "tracking_uri": state["tracking_uri"], "experiment": state["experiment"]}
     trainable = tune.with_resources(tune.with_parameters(trial_driver, context=context),
-                                    {"CPU": config.driver_cpus})
+                                    driver_resources(base_cfg, config.driver_cpus))
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # relative data paths keep working in trials
     try:
         with recorder.run(run_id=state["parent_run_id"]):
