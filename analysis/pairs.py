@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from analysis.linear_maps import SufficientStats
 from latentatlas.batches import map_concat, range_batches, runs_here
 from latentatlas.encode.manifest import non_finite_problem
-from latentatlas.encode.store import Encoding, RowGroup, column_to_numpy
+from latentatlas.encode.store import Encoding, RowGroup, table_to_numpy
 from latentatlas.errors import UserError
 
 __all__ = ["ROWS_PER_TASK", "HOLDOUT_EVERY", "check_joinable", "read_rows", "aligned", "split_mask",
@@ -35,14 +35,12 @@ def read_rows(groups: list[RowGroup], columns: list[str], start: int, stop: int,
               indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The rows with start <= index < stop (and index in `indices`), ordered by index;
     only the row groups whose statistics overlap the range are read."""
-    import ray.data  # noqa: F401  (registers the tensor extension type)
-
     names = ["index", *columns]
     tables = [pq.ParquetFile(g.path).read_row_group(g.group, columns=names)
               for g in groups if g.overlaps(start, stop)]
     table = (pa.concat_tables(tables) if tables else
              pq.ParquetFile(groups[0].path).schema_arrow.empty_table().select(names))
-    arrays = {name: column_to_numpy(table.column(name)) for name in table.column_names}
+    arrays = table_to_numpy(table)
     if problem := non_finite_problem(str(Path(groups[0].path).parent), arrays):
         raise UserError(f"{problem}; encode it again from a model whose codes are finite")
     index = arrays["index"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,12 +16,6 @@ from analysis.defaults import (
     DEFAULT_THRESHOLD,
     GENERATED_PAIRS,
     REGULARISATION_EPOCHS,
-)
-from analysis.studies.latent_space import LatentSpaceStats, measure_latent_space
-from analysis.studies.maps import (
-    Relocation,
-    relocate_codes,
-    resolve_fit,
 )
 from analysis.studies.sectors import (
     SectorCounts,
@@ -32,6 +27,10 @@ from jobs.verdicts import CLAIMS_FILE, claims_file
 from latentatlas.encode import Encoding, open_encoding
 from latentatlas.report import quiet
 from latentatlas.tracking import Recorder, load_model, load_vae, refuse_non_finite_metrics
+
+if TYPE_CHECKING:  # the studies that run models import torch: only the steps that use them
+    from analysis.studies.latent_space import LatentSpaceStats
+    from analysis.studies.maps import Relocation
 
 
 def information_gain_of(recorder: Recorder, enc: Encoding) -> np.ndarray | None:
@@ -56,11 +55,13 @@ def stats(recorder: Recorder, encoding: str, *, actors: int | None = None,
           gain_rows: int | None = None,
           progress: Callable[[str], None] = quiet) -> tuple[str, LatentSpaceStats]:
     """Latent statistics of an encoding, in a child run of its model's run."""
+    from analysis.studies.latent_space import measure_latent_space
+
     enc = open_encoding(encoding)
     progress(f"{enc.meta.rows} codes of {enc.latent_dim} variables ({enc.meta.dataset}:"
              f"{enc.meta.split}); loading {enc.meta.model_uri}")
     model, spec = load_model(enc.meta.model_uri)  # a VAE or a generator: what decodes
-    progress("one pass over codes and images: latent and pixel moments, ablations (Ray Data)")
+    progress("one pass over codes and images: latent and pixel moments, ablations")
     result = measure_latent_space(enc, model, spec, actors=actors, use_gpu=use_gpu, seed=seed,
                                   gain_rows=gain_rows)
     progress("recording the run")
@@ -96,6 +97,8 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     """`relocate_codes` between two encodings and their models (both decode; a generated
     fit also samples the generator and encodes with the VAE); fit and l2 None: the pair's
     defaults (the authors')."""
+    from analysis.studies.maps import relocate_codes, resolve_fit
+
     src, tgt = open_encoding(source), open_encoding(target)
     fit = resolve_fit(src, tgt, fit)  # before loading models: a fit that cannot work is refused
     score = information_gain_of(recorder, src) if fit == "support" else None

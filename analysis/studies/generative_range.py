@@ -31,7 +31,7 @@ from analysis.generative_range import (
     sector_shares,
     subset_test,
 )
-from analysis.passes import regeneration_errors
+from analysis.model_passes import regeneration_errors
 from analysis.sectors import sector_ids, sector_signs
 from analysis.studies.sectors import SectorCounts, support_rows
 from latentatlas.data.base import Split

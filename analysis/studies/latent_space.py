@@ -17,7 +17,7 @@ from analysis.latent import (
     table,
     zero_variables,
 )
-from analysis.passes import model_partials
+from analysis.model_passes import model_partials
 from analysis.variance import variance_loss
 from latentatlas.batches import default_actors, encoding_batches, runs_here
 from latentatlas.encode import Encoding

@@ -272,8 +272,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     maps.update(extra_maps or {})
     split = src.meta.load_split()
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
-    progress(f"scoring {len(maps)} maps on the held-out rows through both decoders "
-             "(Ray Data)")
+    progress(f"scoring {len(maps)} maps on the held-out rows through both decoders")
     errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
                                share_model(tgt_model, tgt_spec), actors=actors,
                                use_gpu=use_gpu, labels=labels)

@@ -5,6 +5,7 @@ the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dat
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -127,6 +128,5 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
 
 def resolve(value):
     """A value handed to an actor: itself here, fetched from the object store on Ray."""
-    import ray
-
-    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+    ray = sys.modules.get("ray")  # Ray not imported: nothing here is an object reference
+    return ray.get(value) if ray and isinstance(value, ray.ObjectRef) else value

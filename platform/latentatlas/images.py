@@ -1,14 +1,20 @@
-"""Image grids as uint8 arrays (pure numpy): what MLflow stores as PNG."""
+"""Image grids as uint8 arrays (pure numpy): what MLflow stores as PNG; images as tensors."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def to_unit_float(batch: np.ndarray, device="cpu") -> torch.Tensor:
     """uint8 images (N, C, H, W) -> float32 tensor in [0, 1] on `device`; float arrays (a
     second stage's training data are codes, not images) as float32, unscaled."""
+    import torch  # here: the grids below serve verbs that load no model
+
     if not batch.flags.writeable:  # e.g. a slice of a read-only object-store array
         batch = batch.copy()
     x = torch.from_numpy(batch).to(device, non_blocking=True).float()

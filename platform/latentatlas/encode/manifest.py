@@ -77,17 +77,26 @@ def first_line(e: Exception) -> str:
     return (text[0] if text else type(e).__name__)[:200]
 
 
-def describe_field(field: pa.Field) -> str:
-    """A column's type as a reader would say it: Ray's tensor columns by their shape."""
-    shape = getattr(field.type, "shape", None)  # Ray's tensor type, when registered
+def tensor_shape(field: pa.Field) -> tuple[int, ...] | None:
+    """The per-row shape of one of Ray's tensor columns, or None for a plain column: from
+    the type when Ray registered it with pyarrow, else from the field's extension metadata
+    (reading an encoding need not import Ray)."""
+    shape = getattr(field.type, "shape", None)
     ext = (field.metadata or {}).get(b"ARROW:extension:metadata")
-    if shape is None and ext:  # unregistered: its shape is in the field's metadata
+    if shape is None and ext:
         try:
             raw = json.loads(ext)
             shape = raw.get("shape") if isinstance(raw, dict) else raw
         except ValueError:
             shape = None
-    if isinstance(shape, list | tuple) and shape:
+    ok = isinstance(shape, list | tuple) and all(isinstance(n, int) for n in shape)
+    return tuple(shape) if ok else None
+
+
+def describe_field(field: pa.Field) -> str:
+    """A column's type as a reader would say it: Ray's tensor columns by their shape."""
+    shape = tensor_shape(field)
+    if shape:
         return f"codes of width {shape[0]}" if len(shape) == 1 else \
             f"tensors of shape {tuple(shape)}"
     return str(field.type)

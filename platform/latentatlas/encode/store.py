@@ -126,8 +126,6 @@ class Encoding:
     def arrays(self, columns: list[str] | None = None) -> dict[str, np.ndarray]:
         """All rows in memory, ordered by `index` (for small encodings and tests); codes
         holding NaN or inf, or an index held twice, are one error line."""
-        import ray.data  # noqa: F401  (registers Ray's tensor extension type with pyarrow)
-
         out: dict[str, list[np.ndarray]] = {}
         for shard in self.shards():
             try:
@@ -135,7 +133,7 @@ class Encoding:
             except (pa.ArrowException, OSError) as e:
                 raise UserError(f"{self.path}: shard {Path(shard).name}: its data cannot be "
                                 f"read (damaged: {mf.first_line(e)})") from None
-            arrays = {n: column_to_numpy(table.column(n)) for n in table.column_names}
+            arrays = table_to_numpy(table)
             if problem := mf.non_finite_problem(f"shard {Path(shard).name}", arrays):
                 raise UserError(f"{self.path}: {problem}; encode it again from a model "
                                 "whose codes are finite")
@@ -152,14 +150,19 @@ class Encoding:
         return arrays
 
 
-def column_to_numpy(column) -> np.ndarray:
-    column = column.combine_chunks()
-    if hasattr(column.type, "to_pandas_dtype") and hasattr(column, "to_numpy_ndarray"):
-        return column.to_numpy_ndarray()
-    try:
-        return column.to_numpy(zero_copy_only=False)
-    except Exception:
-        return np.stack(column.to_pylist())
+def table_to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
+    """Every column as numpy; Ray's tensor columns as (rows, *shape), read from their Arrow
+    storage whether or not Ray has registered its type (the verbs on small encodings start
+    no Ray and do not import it)."""
+    out = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        shape = mf.tensor_shape(field)
+        if shape is None:
+            out[field.name] = column.to_numpy()
+        else:
+            values, _ = mf.flat_values(column)
+            out[field.name] = values.reshape(len(column), *shape)
+    return out
 
 
 WARNED: set[Path] = set()  # encodings without a manifest already warned about
