@@ -112,10 +112,6 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     return recorder.record(result.record(name), parent_run_id), result
 
 
-# Epochs of the 3-D models: on Fashion-MNIST each of epochs 13-15 moved val/mse by under
-# SETTLED_CHANGE (1%) in both (bench/RESULTS.md, "The 3-D regularisation models").
-
-
 def regularisation_plans(dataset: str, data_path: str | None, limit: int | None,
                          epochs: int) -> dict[str, dict]:
     """label -> experiment config of the seed's sampling pictures: 784-256-64-16-3 VAEs with

@@ -52,7 +52,7 @@ def test_the_store_verbs_import_neither_torch_nor_ray(tmp_path):
                                         tmp_path)
     assert not {"torch", "ray", "mlflow"} & runs, runs
     assert not {"torch", "ray"} & rules, rules
-    # the check sees what a verb that needs torch loads: stats' help after runs adds nothing
+    # nothing leaks between calls: stats' help after runs and claims adds no module
     assert stats == runs | rules
 
 

@@ -142,6 +142,26 @@ def test_fid_table_has_a_row_per_trial_extractor_and_sampler():
          "fid": 20.0, "kid": 0.25}]
 
 
+def test_a_trial_resumed_after_its_last_epoch_reports_that_epochs_metrics(tmp_path,
+                                                                          idx_folder):
+    """The one-worker loop as a trial runs it (in this process, every epoch forwarded): a
+    trial killed after its last checkpoint but before its run ended trains nothing when
+    resumed, and still returns the last epoch's metrics, which the driver hands Tune (whose
+    metric check would otherwise fail the trial)."""
+    from latentatlas.train.families import FAMILIES
+    from latentatlas.train.loop import run_single_worker
+
+    cfg = trial_config({**BASE, "data": {**BASE["data"], "path": str(idx_folder)}}, {})
+    cfg, inputs = FAMILIES[cfg.family].inputs(cfg)
+    config = {"experiment": cfg.model_dump(), "mlflow": None, "data": inputs.data}
+    forwarded = []
+    first = run_single_worker(config, str(tmp_path), 2, False, forwarded.append)
+    assert [m["epoch"] for m in forwarded] == [1, 2] and first["metrics"] == forwarded[-1]
+    again = run_single_worker(config, str(tmp_path), 2, False, forwarded.append)
+    assert len(forwarded) == 2 and again["return_value"]["history"] == []  # nothing trained
+    assert again["metrics"] == first["metrics"] and again["checkpoint"] == first["checkpoint"]
+
+
 # ---- real sweeps -------------------------------------------------------------------------
 
 def train_runs(parent_run_id):
@@ -276,8 +296,16 @@ def test_a_gan_sweep_ranks_trials_by_a_gan_metric(ray_session, mlflow_store, wor
     ray_train_workers = len(train_workers("ALIVE")) + len(train_workers("DEAD"))
     out = start_sweep(load_sweep(path), tracking_uri=mlflow_store, experiment="test")
     assert [r["status"] for r in out.rows] == ["finished", "finished"]
-    # one worker each: trained in the trials' own processes, no Ray Train worker started
+    # one worker each: trained in the trials' own processes, neither by Ray Train workers
+    # nor by the Ray task a lone `train` runs its loop in
     assert len(train_workers("ALIVE")) + len(train_workers("DEAD")) == ray_train_workers
+    from ray.util.state import list_tasks
+
+    address = ray_session.get_runtime_context().gcs_address
+    for row in out.rows:
+        name = mlflow.MlflowClient().get_run(row["run_id"]).data.tags[
+            "latentatlas.ray_train_name"]
+        assert not list_tasks(address=address, filters=[("name", "=", f"train {name}")])
     client = mlflow.MlflowClient()
     for row in out.rows:
         assert row["gan/d_loss"] == client.get_run(row["run_id"]).data.metrics["gan/d_loss"]

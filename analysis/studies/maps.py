@@ -36,9 +36,6 @@ __all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "defau
            "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
            "resolve_fit", "support_sizes"]
 
-# DEFAULT_ESTIMATORS: the authors' map first, the headline (relocation/M, relocation/L);
-# then the other closed forms; `sgd_authors` (2000 optimiser steps per fit) is asked for by
-# name.
 # The fits whose maps are named apart from a support or explicit-rows fit of the same
 # estimator: all fit rows (`<estimator>_full`, logged beside every fit) and random rows.
 FIT_SUFFIX = {"all": "_full", "random": "_random"}

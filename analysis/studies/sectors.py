@@ -31,7 +31,6 @@ __all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "SectorCounts", "SupportSet", "coun
            "choose_support_set", "exclusion_mask"]
 
 
-
 @dataclass
 class SectorCounts:
     encoding: Encoding

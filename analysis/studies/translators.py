@@ -20,8 +20,6 @@ import numpy as np
 from analysis import figures
 from analysis.anchors import farthest_point_rows, random_rows
 from analysis.defaults import ANCHOR_CHOICES, BUDGETS
-
-# the default families (any of analysis.linear_maps.ESTIMATORS may be asked for)
 from analysis.defaults import TRANSLATOR_FAMILIES as FAMILIES
 from analysis.linear_maps import (
     AUTHORS_L2,

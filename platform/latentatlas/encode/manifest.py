@@ -82,8 +82,12 @@ def tensor_shape(field: pa.Field) -> tuple[int, ...] | None:
     the type when Ray registered it with pyarrow, else from the field's extension metadata
     (reading an encoding need not import Ray)."""
     shape = getattr(field.type, "shape", None)
-    ext = (field.metadata or {}).get(b"ARROW:extension:metadata")
-    if shape is None and ext:
+    meta = field.metadata or {}
+    ext = meta.get(b"ARROW:extension:metadata")
+    name = meta.get(b"ARROW:extension:name", b"").decode(errors="replace")
+    # Ray's fixed-shape tensor types (v1, v2) and Arrow's own; not the variable-shaped one
+    if shape is None and ext and (name.startswith("ray.data.arrow_tensor")
+                                  or name == "arrow.fixed_shape_tensor"):
         try:
             raw = json.loads(ext)
             shape = raw.get("shape") if isinstance(raw, dict) else raw

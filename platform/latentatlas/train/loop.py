@@ -6,6 +6,7 @@ differs."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from latentatlas.tracking import RunStream
 from latentatlas.train.families import FAMILIES
 
 CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.json"  # a one-worker checkpoint's epoch metrics
 
 
 class DamagedCheckpoint(ValueError):
@@ -75,7 +77,8 @@ class SingleWorkerSession:
     group cost ~10 s before a loop starts (bench/RESULTS.md), most of a small training.
     Checkpoints land in the run folder as Ray Train names them (checkpoint_<time>, written
     under a temporary name and renamed); a restarted or resumed run continues from the
-    latest; the `keep` newest are kept. `forward`, when given, gets every epoch's metrics
+    latest; the `keep` newest are kept, each with its epoch's metrics (a run resumed after
+    its last epoch reports them again). `forward`, when given, gets every epoch's metrics
     once the epoch is checkpointed and logged (a Tune trial reports them to Tune, which may
     stop the trial right there)."""
 
@@ -95,7 +98,11 @@ class SingleWorkerSession:
 
     def restore(self) -> dict | None:
         latest = self.checkpoints()[-1:]
-        return load_checkpoint(latest[0]) if latest else None
+        if not latest:
+            return None
+        if (latest[0] / METRICS_FILE).is_file():
+            self.metrics = json.loads((latest[0] / METRICS_FILE).read_text())
+        return load_checkpoint(latest[0])
 
     def report(self, metrics: dict, directory: Path | None = None) -> None:
         self.metrics = metrics
@@ -104,6 +111,7 @@ class SingleWorkerSession:
         name = f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
         partial = self.folder / f".partial-{name}"
         shutil.copytree(directory, partial)
+        (partial / METRICS_FILE).write_text(json.dumps(metrics))
         partial.rename(self.folder / name)
         for old in self.checkpoints()[:-self.keep]:
             shutil.rmtree(old)

@@ -85,14 +85,15 @@ class SingleWorkerResult:
 
 
 def run_single(cfg: ExperimentConfig, config: dict, name: str,
-               trial=None) -> SingleWorkerResult:
+               tune_reports=None) -> SingleWorkerResult:
     """A `train.single_worker` training: one Ray task holding the worker's resources, or,
     for a Tune trial, the trial's own process (which already holds them)."""
     t = cfg.train
     folder = Path(storage_path(cfg)) / name
     folder.mkdir(parents=True, exist_ok=True)
-    if trial:
-        out = run_single_worker(config, str(folder), t.checkpoints_to_keep, t.use_gpu, trial)
+    if tune_reports is not None:
+        out = run_single_worker(config, str(folder), t.checkpoints_to_keep, t.use_gpu,
+                                tune_reports)
     else:
         task = ray.remote(run_single_worker).options(
             num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0, max_retries=0,
@@ -106,18 +107,18 @@ def run_single(cfg: ExperimentConfig, config: dict, name: str,
 
 
 def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dict | None,
-                trial=None):
+                tune_reports=None):
     """Fit a TorchTrainer, or run the loop in one process (`train.single_worker`); the same
     call serves `train` runs and Tune trials. `data` is what the objective reads (`train`/
     `val` images, a recoder's `generator`): arrays another process reads go through the
-    object store once. `trial` (a Tune trial's reporter) gets each epoch's metrics: called
+    object store once. `tune_reports` (a Tune trial's) gets each epoch's metrics: called
     in this process, or through its Ray Train `callback()`."""
-    in_process = trial is not None and cfg.train.single_worker
+    in_process = tune_reports is not None and cfg.train.single_worker
     config = {"experiment": cfg.model_dump(), "mlflow": mlflow_target,
               "data": {k: v if v is None or in_process else ray.put(v)
                        for k, v in data.items()}}
     if cfg.train.single_worker:
-        return run_single(cfg, config, name, trial)
+        return run_single(cfg, config, name, tune_reports)
     folder = Path(storage_path(cfg)) / name
     if "://" not in str(folder) and any(folder.glob("checkpoint_*")) and not (
             folder / "checkpoint_manager_snapshot.json").exists():
@@ -133,7 +134,7 @@ def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dic
             name=name, storage_path=storage_path(cfg),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep),
-            callbacks=[trial.callback()] if trial else None,
+            callbacks=None if tune_reports is None else [tune_reports.callback()],
             logging_config=LoggingConfig(log_level="WARNING")),
     )
     try:
@@ -220,10 +221,11 @@ def opened(recorder: tracking.Recorder, cfg: ExperimentConfig, inputs: Inputs,
     return run_id, name, first
 
 
-def fit(cfg: ExperimentConfig, inputs: Inputs, name: str, stream: dict, trial=None):
+def fit(cfg: ExperimentConfig, inputs: Inputs, name: str, stream: dict,
+        tune_reports=None):
     """The workers' training to its end; the final checkpoint's model."""
     check_resume_checkpoint(cfg, name, inputs.input_shape)
-    result = run_trainer(cfg, inputs.data, name, stream, trial)
+    result = run_trainer(cfg, inputs.data, name, stream, tune_reports)
     stopped = (result.return_value or {}).get("stopped")
     if stopped:
         kept = result.checkpoint.path if result.checkpoint else "none (failed in epoch 1)"
@@ -253,15 +255,15 @@ def publish(recorder: tracking.Recorder, run_id: str, family: Family, cfg: Exper
 def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
           experiment: str | None = None, ray_address: str | None = None,
           resume_run_id: str | None = None, parent_run_id: str | None = None,
-          trial=None, tags: dict | None = None) -> TrainOutcome:
+          tune_reports=None, tags: dict | None = None) -> TrainOutcome:
     """Train `cfg` in a new MLflow run (a child of `parent_run_id` when given), or continue
     the run `resume_run_id` from its last checkpoint: resolve -> fit -> publish, every record
-    written by one Recorder. A Tune trial passes its reporter as `trial` (`run_trainer`)."""
+    written by one Recorder. A Tune trial passes its `tune_reports` (see `run_trainer`)."""
     recorder = tracking.Recorder(tracking_uri, experiment)
     cfg, family, inputs = resolve(cfg, ray_address)
     run_id, name, first = opened(recorder, cfg, inputs, resume_run_id, parent_run_id, tags)
     with recorder.run(run_id=run_id):
         recorder.write(run_id, first)
         result, model = fit(cfg, inputs, name, {"tracking_uri": recorder.uri, "run_id": run_id},
-                            trial)
+                            tune_reports)
         return publish(recorder, run_id, family, cfg, inputs, result, model)

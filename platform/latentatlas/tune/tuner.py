@@ -80,7 +80,7 @@ def trial_driver(values: dict, *, context: dict) -> None:
     out = train(cfg, tracking_uri=uri, experiment=context["experiment"],
                 resume_run_id=previous[0].info.run_id if previous else None,
                 parent_run_id=context["parent_run_id"],
-                trial=TrialReports(cfg.train.epochs),
+                tune_reports=TrialReports(cfg.train.epochs),
                 tags={TAG_TRIAL: trial_id, TAG_SWEEP: context["sweep"],
                       "latentatlas.swept": json.dumps(values, sort_keys=True)})
     tune.report({**out.metrics, "epoch": cfg.train.epochs})
