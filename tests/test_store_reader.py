@@ -47,6 +47,13 @@ def test_the_reader_returns_what_mlflow_returns(workdir):
             assert (math.isnan(value) and math.isnan(mine.data.metrics[key])) or \
                 mine.data.metrics[key] == value
     assert read[0].metrics["val/mse"] == 0.44 and math.isnan(read[3].metrics["val/kl"])
+    # a tag filter (`runs --kind`, `--parent`) is applied before the limit, as MLflow does
+    kind = newest_runs(sqlite_path(uri), "listed", 2, tags={"latentatlas.kind": "train"})
+    theirs = client.search_runs([eid], "tags.`latentatlas.kind` = 'train'", max_results=2,
+                                order_by=["attributes.start_time DESC"])
+    assert [r.run_id for r in kind] == [r.info.run_id for r in theirs] == [ids[5], ids[3]]
+    assert newest_runs(sqlite_path(uri), "listed", 9, tags={"latentatlas.kind": "train",
+                                                            "mlflow.parentRunId": "x"}) == []
     assert newest_runs(sqlite_path(uri), "nowhere", 4) is None
     assert sqlite_path(f"sqlite:///{workdir / 'absent.db'}") is None
     assert sqlite_path("http://127.0.0.1:5000") is None
@@ -65,3 +72,42 @@ def test_runs_ends_a_killed_processes_run_before_listing_it(workdir, capsys):
     assert runs_job.main(["--tracking-uri", uri]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if run.info.run_id in line)
     assert "FAILED" in row and client.get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_runs_prints_a_table_per_kind_and_records_for_scripts(workdir, capsys):
+    """A relocation's table holds its M and M / own; a training's, its family's numbers;
+    --parent keeps a parent's children; json and csv hold every column of every run."""
+    import csv
+    import io
+    import json
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    eid = client.create_experiment("latentatlas")
+    parent = client.create_run(eid, run_name="job", tags={"latentatlas.kind": "main"})
+    pid = parent.info.run_id
+    vae = client.create_run(eid, run_name="a-vae", tags={
+        "latentatlas.kind": "train", "latentatlas.family": "vae", "mlflow.parentRunId": pid})
+    client.log_batch(vae.info.run_id, metrics=[Metric("val/mse", 0.0234, 0, 1)])
+    moved = client.create_run(eid, run_name="moved", tags={
+        "latentatlas.kind": "relocate", "mlflow.parentRunId": pid})
+    client.log_batch(moved.info.run_id, metrics=[Metric("relocation/M", 0.03, 0, 0),
+                                                 Metric("relocation/M_target_own", 0.02, 0, 0)])
+    client.create_run(eid, run_name="alone", tags={"latentatlas.kind": "stats"})
+    assert runs_job.main(["--tracking-uri", uri, "--parent", pid]) == 0
+    out = capsys.readouterr().out
+    assert "train (vae): 1 run" in out and "relocate: 1 run" in out and "alone" not in out
+    header = next(line for line in out.splitlines() if "relocation/M" in line)
+    row = next(line for line in out.splitlines() if moved.info.run_id in line)
+    cell = {name: row[header.index(name):].split()[0] for name in ("M / own", "relocation/M ")}
+    assert cell == {"M / own": "1.5", "relocation/M ": "0.03"}  # columns start aligned
+    assert "val/mse" in out and "0.0234" in out and "relocation/R" not in out  # no empty column
+
+    assert runs_job.main(["--tracking-uri", uri, "--kind", "relocate", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in records] == [moved.info.run_id]
+    assert records[0]["M / own"] == 1.5 and records[0]["parent"] == pid
+    assert runs_job.main(["--tracking-uri", uri, "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["name"] for r in table} == {"job", "a-vae", "moved", "alone"}
+    assert next(r for r in table if r["name"] == "a-vae")["val/mse"] == "0.0234"

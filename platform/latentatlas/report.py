@@ -35,19 +35,33 @@ def fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def print_rich_table(rows: list[dict], columns: list[str], title: str | None = None,
+                     wide: bool = False, keep_whole: tuple[str, ...] = ("run_id",)) -> None:
+    """A table fitted to the terminal's width (long cells fold onto more lines; `keep_whole`
+    columns never do), or one line per row where the output is not a terminal (a file, a
+    pipe, a test) or with `wide`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from latentatlas.environment import at_terminal
+
+    fit = at_terminal(sys.stdout) and not wide
+    table = Table(title=title, title_justify="left", box=None, header_style="bold",
+                  pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column in keep_whole or not fit, overflow="fold")
+    for r in rows:
+        table.add_row(*(fmt(r.get(c)) for c in columns))
+    Console(width=None if fit else 100_000, highlight=False).print(table)
+
+
 def print_table(rows: list[dict], title: str | None = None, columns: list[str] | None = None):
     if not rows:
         print(f"{title}: (nothing)" if title else "(nothing)")
         return
-    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     if title:
-        print(f"\n== {title} ==")
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        print(f"\n== {title} ==", flush=True)
+    print_rich_table(rows, columns or list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def wrapped(values: dict, indent: str = "    ") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,18 +46,21 @@ def sqlite_path(uri: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def newest_runs(path: Path, experiment: str, limit: int) -> list[RunView] | None:
-    """The `limit` newest active runs of `experiment` with their latest metrics, params and
-    tags; None when the experiment is not in the store."""
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+def newest_runs(path: Path, experiment: str, limit: int,
+                tags: dict[str, str] | None = None) -> list[RunView] | None:
+    """The `limit` newest active runs of `experiment` (holding every tag of `tags`) with
+    their latest metrics, params and tags; None when the experiment is not in the store."""
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
         found = db.execute("SELECT experiment_id FROM experiments WHERE name = ? AND "
                            "lifecycle_stage = 'active'", (experiment,)).fetchone()
         if found is None:
             return None
+        having = "".join(" AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = ? AND "
+                         "value = ?)" for _ in tags or {})
         runs = {row[0]: RunView(*row) for row in db.execute(
             "SELECT run_uuid, name, status, start_time FROM runs WHERE experiment_id = ? AND "
-            "lifecycle_stage = 'active' ORDER BY start_time DESC, run_uuid LIMIT ?",
-            (found[0], limit))}
+            f"lifecycle_stage = 'active'{having} ORDER BY start_time DESC, run_uuid LIMIT ?",
+            (found[0], *(x for kv in (tags or {}).items() for x in kv), limit))}
         marks = ",".join("?" * len(runs))
         for table, attribute, value in (("params", "params", "value"), ("tags", "tags", "value"),
                                         # MLflow keeps a NaN as is_nan and a value of 0
