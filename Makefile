@@ -8,7 +8,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: run test setup data lint bench sweep clean
+.PHONY: run test setup data lint bench sweep clean docs
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ test: setup data
 sweep: setup data
 	$(VENV)/bin/latentatlas sweep jobs/configs/sweep_fmnist.yaml $(ARGS)
 
+# The documentation site: the generated references (every verb's options, every config key),
+# then `mkdocs build --strict` into site/ (`.venv/bin/mkdocs serve` to browse it).
+docs: setup
+	$(PY) -m jobs.reference docs/reference
+	$(VENV)/bin/mkdocs build --strict
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -51,4 +57,4 @@ bench: setup data
 	$(PY) bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings logs
+	rm -rf $(VENV) mlflow.db mlartifacts ray_results encodings logs site

@@ -34,13 +34,26 @@ VERBS = {
 }
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("latentatlas")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: pip install -e .)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(f"latentatlas {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: latentatlas <verb> [options]\n\nverbs:")
         for verb, text in VERBS.items():
             print(f"  {verb:<12} {text}")
-        print("\n`latentatlas <verb> --help` for a verb's options")
+        print("\n`latentatlas <verb> --help` for a verb's options; `latentatlas --version`")
         return 0 if argv else 2
     verb, rest = argv[0], argv[1:]
     if verb not in VERBS:

@@ -20,7 +20,7 @@ def parse(argv):
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--out", required=True, help="output directory (appears once complete)")
     p.add_argument("--limit", type=int, default=None, help="first N items")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=1024, help="images per batch")
     p.add_argument("--actors", type=int, default=None, help="actor pool size (default: CPUs "
                    "or GPUs of the cluster)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")

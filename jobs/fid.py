@@ -21,8 +21,8 @@ def parse(argv):
                                 description=__doc__)
     p.add_argument("--model", required=True, help="runs:/<id>/model (a VAE or a GAN)")
     p.add_argument("--data", default="fashion-mnist:test", help="dataset:split of real images")
-    p.add_argument("--data-path", default=None)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--data-path", default=None, help="folder of the dataset's files")
+    p.add_argument("--limit", type=int, default=None, help="first N items of the split")
     p.add_argument("--extractor", action="append", default=None,
                    help="classifier-<dataset>[:version] or inception (repeatable; default: "
                         "the dataset's classifier, plus inception with --inception-weights)")
@@ -36,10 +36,10 @@ def parse(argv):
                    help="components of the GMM sampler (VAEs; 0: no GMM)")
     p.add_argument("--samples", type=int, default=10000,
                    help="real images scored, and samples per sampler")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' draws")
     p.add_argument("--actors", type=int, default=None,
                    help="Ray Data actors for the features (default: in this process when small)")
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     return p.parse_args(argv)
 
 

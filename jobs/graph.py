@@ -20,13 +20,20 @@ KINDS = ("train", "encode", "stats", "sectors", "support-set", "relocate", "rang
 
 
 class StepSpec(Strict):
-    kind: Literal[KINDS]  # type: ignore[valid-type]
-    config: str | None = None  # a YAML file of the configs folder (train steps)
-    set: dict[str, Any] = {}  # dotted keys of the step's config -> values
-    inputs: dict[str, str | list[str]] = {}  # role -> earlier step(s)
-    exclusive: list[Literal["data"]] = []  # held alone while the step runs
-    cpus: float | None = Field(default=None, ge=0)  # unset: what the step's config asks
-    reduced: str | None = None  # said when the step starts
+    kind: Literal[KINDS]
+    """Type: ignore[valid-type]."""
+    config: str | None = None
+    """A YAML file of the configs folder (train steps)"""
+    set: dict[str, Any] = {}
+    """Dotted keys of the step's config -> values."""
+    inputs: dict[str, str | list[str]] = {}
+    """Role -> earlier step(s)"""
+    exclusive: list[Literal["data"]] = []
+    """Held alone while the step runs."""
+    cpus: float | None = Field(default=None, ge=0)
+    """Unset: what the step's config asks."""
+    reduced: str | None = None
+    """Said when the step starts."""
     _job: str = PrivateAttr(default="main.yaml")  # the job file it was read from
 
     def where(self, name: str) -> str:
@@ -36,6 +43,7 @@ class StepSpec(Strict):
 
 class JobSpec(Strict):
     steps: dict[str, StepSpec]
+    """Step name -> step, in the report's order and the runner's priority."""
 
     @model_validator(mode="after")
     def inputs_are_earlier_steps(self):

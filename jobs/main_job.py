@@ -37,11 +37,15 @@ class Context:
 
     args: argparse.Namespace
     dataset: str
-    recorder: object  # latentatlas.tracking.Recorder
+    recorder: object
+    """Latentatlas.tracking.Recorder."""
     parent_run_id: str
-    pixels: int  # values per image of the dataset (784 for 28x28 grayscale)
-    job: str = "main"  # the job file's stem: the parent run's name
-    say: Progress = field(init=False)  # progress lines prefixed with the job's name
+    pixels: int
+    """Values per image of the dataset (784 for 28x28 grayscale)"""
+    job: str = "main"
+    """The job file's stem: the parent run's name."""
+    say: Progress = field(init=False)
+    """Progress lines prefixed with the job's name."""
 
     def __post_init__(self):
         self.say = Progress(self.job)
@@ -217,32 +221,45 @@ def train_cpus(name: str, step: StepSpec) -> float:
 
 class EncodeOptions(Strict):
     split: str = "test"
+    """The dataset split encoded."""
     actors: int | None = Field(default=None, gt=0)
-    refine_steps: int = Field(default=0, ge=0)  # gradient steps after a generator's recoder
+    """Ray Data actors (unset: in the job's process when small, else the cluster's CPUs)."""
+    refine_steps: int = Field(default=0, ge=0)
+    """Gradient steps after a generator's recoder."""
 
 
 class StatsOptions(Strict):
     gain_rows: int | None = Field(default=None, gt=0)
+    """Information gain over the first N rows only (unset: all)."""
     actors: int | None = Field(default=None, gt=0)
+    """Ray Data actors (unset: as encode)."""
 
 
 class SectorOptions(Strict):
     k: int | None = Field(default=None, gt=0)
+    """Variables that define the sectors (unset: the verb's, reduced to the active ones)."""
     threshold: float | None = Field(default=None, gt=0)
+    """|z| below it lies outside every sector (unset: the verb's)."""
 
 
 class SupportSetOptions(SectorOptions):
-    size: int | None = Field(default=None, gt=1)  # unset: the latent dimension
+    size: int | None = Field(default=None, gt=1)
+    """Unset: the latent dimension."""
 
 
 class RelocateOptions(Strict):
-    relocation: str | None = None  # the seed's type, said in the report ("type 1")
-    # unset: the authors' fit (generated pairs with a generator side, else the support set)
+    relocation: str | None = None
+    """The seed's type, said in the report ("type 1")"""
     fit: Literal["all", "support", "generated", "random"] | None = None
-    pairs: int | None = Field(default=None, gt=0)  # generated pairs (unset: the verb's)
-    rows: int | None = Field(default=None, gt=0)  # random rows (unset: the latent dimension)
-    estimators: list[str] | None = None  # the first is the headline (default ridge_authors)
+    """Unset: the authors' fit (generated pairs with a generator side, else the support set)"""
+    pairs: int | None = Field(default=None, gt=0)
+    """Generated pairs (unset: the verb's)"""
+    rows: int | None = Field(default=None, gt=0)
+    """Random rows (unset: the latent dimension)"""
+    estimators: list[str] | None = None
+    """The first is the headline (default ridge_authors)"""
     claims: list[Literal["relocation", "support"]] = ["relocation"]
+    """The seed's claims this relocation is judged for."""
 
     @model_validator(mode="after")
     def rows_need_a_random_fit(self):
@@ -252,40 +269,62 @@ class RelocateOptions(Strict):
 
 
 class RangeOptions(Strict):
-    refine_steps: int = Field(default=10, ge=0)  # without a recoder: the gradient ascent's
+    refine_steps: int = Field(default=10, ge=0)
+    """Without a recoder: the gradient ascent's."""
     samples: int = Field(default=2000, gt=1)
-    real_images: int | None = Field(default=None, gt=0)  # the first N test images (+ support)
+    """The generator's own samples (the reach threshold's reference)."""
+    real_images: int | None = Field(default=None, gt=0)
+    """The first N test images (+ support)"""
 
 
 class TranslateOptions(Strict):
     budgets: list[float] | None = None
+    """Anchor rows as multiples of the latent dimension (unset: the verb's)."""
     repeats: int = Field(default=3, gt=0)
+    """Anchor draws per (choice, budget)."""
     eval_rows: int | None = Field(default=None, gt=0)
-    family: str = "ridge_authors"  # the claims' map family and budget
+    """Score on the first N held-out rows (unset: all)."""
+    family: str = "ridge_authors"
+    """The claims' map family and budget."""
     budget: str = "1d"
+    """The budget the claims read (e.g. 1d)."""
 
 
 class FidOptions(Strict):
     samples: int = Field(default=10000, gt=1)
+    """Real images scored, and samples per sampler."""
     gmm_components: int = Field(default=100, gt=0)
+    """Components of the GMM sampler."""
 
 
 class RegularisationOptions(Strict):
-    epochs: int | None = Field(default=None, gt=0)  # of the 3-D models (unset: the verb's)
+    epochs: int | None = Field(default=None, gt=0)
+    """Of the 3-D models (unset: the verb's)"""
 
 
 class SparsityOptions(Strict):
     """The verb's options (analysis.sparsity.SparsityPlan), unset: the verb's."""
-    limit: int | None = Field(default=None, gt=0)  # items of each split (the job's when lower)
+    limit: int | None = Field(default=None, gt=0)
+    """Items of each split (the job's when lower)"""
     epochs: int | None = Field(default=None, gt=0)
+    """Training before the noise."""
     every: int | None = Field(default=None, gt=0)
+    """Minibatches between two points of the per-variable curves."""
     probe: int | None = Field(default=None, gt=0)
+    """Test images every measurement runs on."""
     noise_step: float | None = Field(default=None, gt=0)
+    """Noise std added per increment."""
     max_increments: int | None = Field(default=None, gt=0)
+    """Noise increments, at most, before the variable collapses."""
     hold_epochs: int | None = Field(default=None, gt=0)
+    """Epochs at the last noise, at most, waiting for the collapse."""
     revival_epochs: int | None = Field(default=None, gt=0)
+    """Epochs without noise, at most, waiting for the revival."""
     variable: int | None = Field(default=None, ge=0)
+    """The variable to damage (unset: the least informative active one whose gain exceeds its
+    KL)."""
     lr: float | None = Field(default=None, gt=0)
+    """Adam's learning rate."""
 
 
 OPTIONS = {"encode": EncodeOptions, "stats": StatsOptions, "sectors": SectorOptions,

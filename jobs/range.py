@@ -25,10 +25,10 @@ def parse(argv):
     p.add_argument("--recoder", default=None, help="a recoder of the generator (MLflow URI)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="gradient-inversion steps after the first guess")
-    p.add_argument("--refine-lr", type=float, default=0.05)
-    p.add_argument("--refine-loss", default="mse")
+    p.add_argument("--refine-lr", type=float, default=0.05, help="Adam's learning rate of --refine")
+    p.add_argument("--refine-loss", default="mse", help="mse, l1 or bce (pixel loss of --refine)")
     p.add_argument("--data", required=True, help="dataset:split of the real images")
-    p.add_argument("--data-path", default=None)
+    p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--limit", type=int, default=None,
                    help="the first N images of the split (as the --support-from encoding has)")
     p.add_argument("--real-images", type=int, default=None, metavar="N",
@@ -42,9 +42,11 @@ def parse(argv):
     add_sector_args(p, encoding=False)
     p.add_argument("--quantile", type=float, default=0.95,
                    help="reach threshold: this quantile of the error on own samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--actors", type=int, default=None)
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the own samples, the support set and the random real sets")
+    p.add_argument("--actors", type=int, default=None,
+                   help="Ray Data actors (default: in this process when small)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     return p.parse_args(argv)
 
 

@@ -22,7 +22,7 @@ from latentatlas.report import print_table
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="latentatlas regularisation", parents=[common_parser()],
                                 description=__doc__)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default="fashion-mnist", help="the dataset source")
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--limit", type=int, default=None, help="first N items of each split")
     p.add_argument("--epochs", type=int, default=REGULARISATION_EPOCHS,

@@ -130,8 +130,9 @@ def main(argv=None) -> int:
                         "(default theirs: 0.0015 when one side is a generator, else 1e-4)")
     p.add_argument("--seed", type=int, default=0,
                    help="draws the support set's members and the rows of --fit random")
-    p.add_argument("--actors", type=int, default=1)
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--actors", type=int, default=1,
+                   help="Ray Data actors scoring the maps (on inputs above the short-path size)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     args = p.parse_args(argv)
 
     def run():

@@ -23,7 +23,7 @@ def parse(argv):
     d = SparsityPlan()
     p = argparse.ArgumentParser(prog="latentatlas sparsity", parents=[common_parser()],
                                 description=__doc__)
-    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--dataset", default="fashion-mnist", help="the dataset source")
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--limit", type=int, default=None, help="first N items of each split")
     p.add_argument("--epochs", type=int, default=d.epochs, help="training before the noise")
@@ -36,15 +36,16 @@ def parse(argv):
                         "whose gain exceeds its KL)")
     p.add_argument("--noise-step", type=float, default=d.noise_step,
                    help="noise std added per increment")
-    p.add_argument("--max-increments", type=int, default=d.max_increments)
+    p.add_argument("--max-increments", type=int, default=d.max_increments,
+                   help="noise increments, at most, before the variable collapses")
     p.add_argument("--hold-epochs", type=int, default=d.hold_epochs,
                    help="epochs at the last noise, at most, waiting for the collapse")
     p.add_argument("--revival-epochs", type=int, default=d.revival_epochs,
                    help="epochs without noise, at most, waiting for the revival")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the training and the noise")
     p.add_argument("--cpus", type=float, default=1.0, help="CPUs of the experiment's Ray task")
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--use-gpu", action="store_true", help="train on one GPU")
     return p.parse_args(argv)
 
 

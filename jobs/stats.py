@@ -25,8 +25,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="latentatlas stats", parents=[common_parser()],
                                 description=__doc__)
     p.add_argument("encoding", help="an encoding directory written by `latentatlas encode`")
-    p.add_argument("--actors", type=int, default=None)
-    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--actors", type=int, default=None,
+                   help="Ray Data actors (default: in this process when small, else the "
+                        "cluster's CPUs or GPUs)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     p.add_argument("--seed", type=int, default=0, help="seed of prior samples and pictures")
     p.add_argument("--gain-rows", type=int, default=None,
                    help="information gain over the first N rows only (default: all)")

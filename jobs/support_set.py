@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=None, help="default: the latent dimension")
     p.add_argument("--exclude", default=None, help="attr=value rows are never chosen "
                    "(e.g. Wearing_Hat=1 for the seed's hat-free CelebA set)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws the members of each sector")
     args = p.parse_args(argv)
 
     def run():

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                    help="anchor draws per (choice, budget), with seeds seed..seed+repeats-1")
     p.add_argument("--eval-rows", type=int, default=None,
                    help="score on the first N held-out rows (default: all of them)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the first anchor draw's seed")
     args = p.parse_args(argv)
 
     def run():

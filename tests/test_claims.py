@@ -360,13 +360,13 @@ def test_the_rules_print_with_their_reasons(capsys):
     assert "changed: 2026-12-02 (issue #27)" in out
 
 
-def test_the_readme_holds_the_rules_table_as_the_code_has_it():
+def test_the_docs_hold_the_rules_table_as_the_code_has_it():
     from pathlib import Path
 
     from jobs.claims import rules_table
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert rules_table() in readme
+    page = Path(__file__).resolve().parents[1] / "docs" / "concepts" / "claims.md"
+    assert rules_table() in page.read_text()
 
 
 def test_resuming_a_main_run_of_the_old_claims_shape_is_refused_in_one_line(workdir):

@@ -21,33 +21,49 @@ from latentatlas.errors import UserError
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings are the keys' help in the generated config reference.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class DataConfig(Strict):
     name: str = "fashion-mnist"
-    path: str | None = None  # folder holding the dataset files; each source has a default
+    """The dataset source: fashion-mnist, mnist, digits, celeba, cifar10 (see the datasets
+    how-to)."""
+    path: str | None = None
+    """Folder holding the dataset files; each source has a default."""
     train_split: str = "train"
+    """The split a training learns from."""
     val_split: str = "test"
-    limit: int | None = Field(default=None, gt=0)  # first N items of each split
+    """The split of the per-epoch val/* metrics."""
+    limit: int | None = Field(default=None, gt=0)
+    """First N items of each split."""
 
 
 class DenseVAEConfig(Strict):
     name: Literal["dense_vae"] = "dense_vae"
+    """Selects this model block."""
     family: ClassVar[str] = "vae"
     hidden: list[Annotated[int, Field(gt=0)]] = [256, 64, 32]
+    """Widths of the encoder's hidden layers, input side first (the decoder mirrors them)."""
     latent_dim: int = Field(default=16, gt=0)
-    # False: z = mu and the KL term keeps only its quadratic penalty on mu (seed's ablation)
+    """The number of latent variables."""
     sample_posterior: bool = True
+    """False: z = mu and the KL term keeps only its quadratic penalty on mu (seed's ablation)"""
 
 
 class ConvVAEConfig(Strict):
     name: Literal["conv_vae"] = "conv_vae"
+    """Selects this model block."""
     family: ClassVar[str] = "vae"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]
+    """Channels of the encoder's stride-2 convolutions, input side first (the decoder mirrors
+    them)."""
     hidden: int = Field(default=256, gt=0)
+    """Width of the dense layer between the convolutions and the codes."""
     latent_dim: int = Field(default=16, gt=0)
+    """The number of latent variables."""
     sample_posterior: bool = True
+    """False: z = mu and the KL term keeps only its quadratic penalty on mu (seed's ablation)."""
 
 
 class ResNetVAEConfig(Strict):
@@ -55,67 +71,93 @@ class ResNetVAEConfig(Strict):
     side that is not a power of two is padded to the next one (MNIST: 32)."""
 
     name: Literal["resnet_vae"] = "resnet_vae"
+    """Selects this model block."""
     family: ClassVar[str] = "vae"
-    base: int = Field(default=16, gt=0)  # channels at full resolution, doubled per scale
+    base: int = Field(default=16, gt=0)
+    """Channels at full resolution, doubled per scale."""
     scales: int = Field(default=3, ge=1)
+    """Resolutions of residual blocks (each halves the side)."""
     fc: int = Field(default=512, gt=0)
-    activation: Literal["swish", "relu"] = "swish"  # the authors' BalancingVAE code: relu
+    """Width of the dense layer before the codes."""
+    activation: Literal["swish", "relu"] = "swish"
+    """The authors' BalancingVAE code: relu."""
     latent_dim: int = Field(default=32, gt=0)
+    """The number of latent variables."""
 
 
 class SplitVAEConfig(ResNetVAEConfig):
     """Split-VAE: the ResNet VAE whose decoder emits a mask and two images (kl.policy split)."""
 
     name: Literal["split_vae"] = "split_vae"
+    """Selects this model block."""
     family: ClassVar[str] = "vae"
 
 
 class DCGANConfig(Strict):
     name: Literal["dcgan"] = "dcgan"
+    """Selects this model block."""
     family: ClassVar[str] = "gan"
     latent_dim: int = Field(default=64, gt=0)
-    # generator widths from the smallest feature map up; one stride-2 step per entry, so
-    # the image side must be divisible by 2^len (28: 7 -> 14 -> 28)
+    """The size of the generator's code z ~ N(0, I)."""
     channels: list[Annotated[int, Field(gt=0)]] = [128, 64]
+    """Generator widths from the smallest feature map up; one stride-2 step per entry, so the
+    image side must be divisible by 2^len (28: 7 -> 14 -> 28)"""
 
 
 class StyleGANConfig(Strict):
     name: Literal["style_gan"] = "style_gan"
+    """Selects this model block."""
     family: ClassVar[str] = "gan"
-    latent_dim: int = Field(default=64, gt=0)  # the size of w (the W space)
-    noise_dim: int = Field(default=64, gt=0)  # the size of z
+    latent_dim: int = Field(default=64, gt=0)
+    """The size of w (the W space)"""
+    noise_dim: int = Field(default=64, gt=0)
+    """The size of z."""
     mapping_layers: int = Field(default=4, ge=1)
-    # synthesis widths per resolution from the base (image side / 2^(len-1)) up
+    """Dense layers of the mapping network z -> w."""
     channels: list[Annotated[int, Field(gt=0)]] = [64, 32, 16]
+    """Synthesis widths per resolution from the base (image side / 2^(len-1)) up."""
     w_avg_beta: float = Field(default=0.995, gt=0, lt=1)
+    """Decay of the running mean of w (the truncation's centre)."""
 
 
 class RecoderConfig(Strict):
     name: Literal["recoder"] = "recoder"
+    """Selects this model block."""
     family: ClassVar[str] = "recoder"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]
+    """Channels of its stride-2 convolutions (image -> code)."""
     hidden: int = Field(default=256, gt=0)
-    latent_dim: int | None = Field(default=None, gt=0)  # set from the generator's codes
+    """Width of the dense layer before the code."""
+    latent_dim: int | None = Field(default=None, gt=0)
+    """Set from the generator's codes."""
 
 
 class ClassifierConfig(Strict):
     """The feature network of `classifier-<dataset>` FID (its penultimate layer)."""
 
     name: Literal["classifier"] = "classifier"
+    """Selects this model block."""
     family: ClassVar[str] = "classifier"
     channels: list[Annotated[int, Field(gt=0)]] = [32, 64]
-    hidden: int = Field(default=128, gt=0)  # the feature size
-    num_classes: int | None = Field(default=None, gt=1)  # set from the labels
+    """Channels of its stride-2 convolutions."""
+    hidden: int = Field(default=128, gt=0)
+    """The feature size."""
+    num_classes: int | None = Field(default=None, gt=1)
+    """Set from the labels."""
 
 
 class SecondStageConfig(Strict):
     """Dai & Wipf's second stage: a dense VAE on a first stage's codes."""
 
     name: Literal["second_stage"] = "second_stage"
+    """Selects this model block."""
     family: ClassVar[str] = "second_stage"
-    width: int = Field(default=1024, gt=0)  # the authors: 2048-4096
+    width: int = Field(default=1024, gt=0)
+    """The authors: 2048-4096."""
     depth: int = Field(default=3, ge=1)
-    latent_dim: int | None = Field(default=None, gt=0)  # unset: the first stage's
+    """Dense layers of its encoder and of its decoder."""
+    latent_dim: int | None = Field(default=None, gt=0)
+    """Unset: the first stage's."""
 
 
 MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig,
@@ -147,31 +189,42 @@ ModelConfig = Annotated[
 class GANConfig(Strict):
     """Adversarial training (dcgan, style_gan): the non-saturating logistic loss."""
 
-    d_lr: float | None = Field(default=None, gt=0)  # discriminator's; unset: train.lr
-    beta1: float = Field(default=0.5, ge=0, lt=1)  # Adam's, for both networks
+    d_lr: float | None = Field(default=None, gt=0)
+    """Discriminator's; unset: train.lr."""
+    beta1: float = Field(default=0.5, ge=0, lt=1)
+    """Adam's, for both networks."""
     beta2: float = Field(default=0.999, ge=0, lt=1)
-    r1_gamma: float = Field(default=0.0, ge=0)  # R1 penalty weight on real images' gradients
-    truncation_psi: float = Field(default=1.0, ge=0, le=1)  # sample grids of style_gan
+    """Adam's beta2, for both networks."""
+    r1_gamma: float = Field(default=0.0, ge=0)
+    """R1 penalty weight on real images' gradients."""
+    truncation_psi: float = Field(default=1.0, ge=0, le=1)
+    """Sample grids of style_gan."""
 
 
 class InvertConfig(Strict):
     """Recoder training: a stream of pairs (G(code), code) from a frozen generator."""
 
-    generator: str | None = None  # MLflow URI of a dcgan / style_gan model
+    generator: str | None = None
+    """MLflow URI of a dcgan / style_gan model."""
     steps_per_epoch: int = Field(default=200, gt=0)
-    pixel_weight: float = Field(default=0.0, ge=0)  # + weight * MSE(G(recoded), G(code))
-    holdout: int = Field(default=1024, gt=0)  # generated pairs scored after each epoch
+    """Minibatches of fresh generated pairs per epoch."""
+    pixel_weight: float = Field(default=0.0, ge=0)
+    """+ weight * MSE(G(recoded), G(code))"""
+    holdout: int = Field(default=1024, gt=0)
+    """Generated pairs scored after each epoch."""
 
 
 class StageDataConfig(Strict):
     """What a second stage learns: the codes of a first stage's encoding (`latentatlas
     encode` of its training split)."""
 
-    encoding: str | None = None  # the encoding's directory
-    # posterior draws z ~ q(z|x) (one per item, afresh every epoch: the authors' way, and
-    # the spread the renormalisations aim at), or the posterior means
+    encoding: str | None = None
+    """The encoding's directory."""
     codes: Literal["mu", "sample"] = "sample"
-    val_fraction: float = Field(default=0.1, gt=0, lt=1)  # rows held out for val/*
+    """Posterior draws z ~ q(z|x) (one per item, afresh every epoch: the authors' way, and the
+    spread the renormalisations aim at), or the posterior means."""
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    """Rows held out for val/*."""
 
 
 # What `latentatlas fid` scores; the two-stage ones need a second stage (--second-stage).
@@ -183,10 +236,15 @@ class FIDConfig(Strict):
     is set (`classifier-<dataset>[:version]`, or `inception` with `inception_weights`)."""
 
     extractor: str | None = None
+    """classifier-<dataset>[:version] or inception; unset: no FID after training."""
     inception_weights: str | None = None
-    samples: int = Field(default=10000, gt=1)  # generated images, and real test images
+    """Path of the Inception weights file (pytorch-fid's or torch-fidelity's); never downloaded."""
+    samples: int = Field(default=10000, gt=1)
+    """Generated images, and real test images."""
     samplers: list[Literal["prior", "gmm"]] = ["prior"]
+    """Where a VAE's samples come from: the prior, or a GMM fitted on its training codes."""
     gmm_components: int = Field(default=100, gt=0)
+    """Components of the GMM sampler."""
 
     @field_validator("samplers", mode="before")
     @classmethod
@@ -201,24 +259,36 @@ class FIDConfig(Strict):
 
 class KLConfig(Strict):
     policy: Literal["elbo", "beta", "balanced", "split"] = "balanced"
-    beta: float = Field(default=1.0, gt=0)  # KL weight of `beta` and `balanced`
+    """elbo (Bernoulli likelihood, KL weight 1), beta (Bernoulli likelihood, KL weight
+    kl.beta), balanced (Gaussian likelihood with gamma = sqrt(running MSE): KL balancing),
+    split (the Split-VAE's balanced loss)."""
+    beta: float = Field(default=1.0, gt=0)
+    """KL weight of `beta` and `balanced`."""
 
 
 class TrainConfig(Strict):
     epochs: int = Field(default=10, gt=0)
+    """Passes over the training split."""
     batch_size: int = Field(default=128, gt=0)
+    """Images per optimiser step, per worker."""
     lr: float = Field(default=1e-3, gt=0)
+    """Adam's learning rate."""
     num_workers: int = Field(default=1, ge=1)
+    """Ray Train workers (DDP); 1 without restarts runs in one process."""
     use_gpu: bool = False
-    # Also each worker's torch thread count. Unset: a lone CPU training takes every CPU of
-    # the largest node (the whole machine locally); several workers, 1 each.
+    """One GPU per worker."""
     cpus_per_worker: float | None = Field(default=None, gt=0)
+    """Also each worker's torch thread count. Unset: a lone CPU training takes every CPU of the
+    largest node (the whole machine locally); several workers, 1 each."""
     max_failures: int = Field(default=0, ge=0)
+    """Restarts of a crashed worker group from the last checkpoint (Ray Train)."""
     checkpoints_to_keep: int = Field(default=2, ge=1)
-    storage_path: str | None = None  # Ray Train run storage; default ./ray_results
-    # > 0: record the codes of one validation image per class at this many moments of the
-    # first epoch (trajectories.png; the seed's 2-D picture)
+    """The newest checkpoints kept in the run folder."""
+    storage_path: str | None = None
+    """Ray Train run storage; default ./ray_results."""
     trace_points: int = Field(default=0, ge=0)
+    """> 0: record the codes of one validation image per class at this many moments of the first
+    epoch (trajectories.png; the seed's 2-D picture)"""
 
     @property
     def single_worker(self) -> bool:
@@ -232,15 +302,25 @@ class TrainConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = "vae"
+    """The MLflow run's name, and the start of its run folder's."""
     seed: int = 0
+    """Seeds the weights, the data order and all noise (a resume is exact)."""
     data: DataConfig = DataConfig()
+    """What the model learns from."""
     model: ModelConfig = DenseVAEConfig()
+    """One of the model blocks below, picked by its name (default dense_vae)."""
     kl: KLConfig = KLConfig()
+    """A VAE's loss."""
     gan: GANConfig = GANConfig()
+    """A GAN's training."""
     invert: InvertConfig = InvertConfig()
+    """A recoder's training."""
     second_stage: StageDataConfig = StageDataConfig()
+    """A second stage's data."""
     fid: FIDConfig = FIDConfig()
+    """Sample quality scored after training."""
     train: TrainConfig = TrainConfig()
+    """The training loop and its resources."""
 
     @model_validator(mode="after")
     def recoder_names_its_generator(self):

@@ -47,10 +47,15 @@ class Domain(Strict):
     """One swept key: exactly one of a grid, a random choice, or a range."""
 
     grid: list[Any] | None = Field(default=None, min_length=1)
+    """Every value, in a cross product with the other grids."""
     choice: list[Any] | None = Field(default=None, min_length=1)
+    """One value drawn per sample."""
     uniform: tuple[float, float] | None = None
+    """[low, high): a float drawn uniformly per sample."""
     loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None  # [low, high), as numpy and Tune
+    """[low, high): a float drawn log-uniformly per sample."""
+    randint: tuple[int, int] | None = None
+    """[low, high), as numpy and Tune."""
 
     @model_validator(mode="after")
     def one_kind(self):
@@ -87,28 +92,44 @@ class Domain(Strict):
 
 
 class AshaConfig(Strict):
-    grace_period: int = Field(default=1, ge=1)  # epochs every trial gets
+    grace_period: int = Field(default=1, ge=1)
+    """Epochs every trial gets."""
     reduction_factor: float = Field(default=2, gt=1)
+    """The fraction 1/r of trials kept at each rung."""
 
 
 class SweepStatsConfig(Strict):
     enabled: bool = True
-    limit: int | None = Field(default=2000, gt=0)  # first N images of the validation split
+    """Encode and measure each finished VAE trial (latent/* columns)."""
+    limit: int | None = Field(default=2000, gt=0)
+    """First N images of the validation split."""
 
 
 class SweepConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    base: dict  # an ExperimentConfig mapping (a `base:` path is read by `load_sweep`)
+    """The sweep's directory under storage_path, and its parent run's name."""
+    base: dict
+    """An ExperimentConfig mapping (a `base:` path is read by `load_sweep`)"""
     space: dict[str, Domain] = Field(min_length=1)
-    num_samples: int = Field(default=1, ge=1)  # repeats of the grid, each with fresh draws
+    """Dotted keys of the base config -> one domain each (see the sweep space entry)."""
+    num_samples: int = Field(default=1, ge=1)
+    """Repeats of the grid, each with fresh draws."""
     metric: METRICS = "val/loss"
+    """The final metric trials are ranked by (and ASHA compares); one the base's family logs."""
     mode: Literal["min", "max"] = "min"
+    """min or max of metric."""
     scheduler: Literal["fifo", "asha"] = "fifo"
+    """fifo (every trial runs to the end) or asha (early stopping at epoch rungs)."""
     asha: AshaConfig = AshaConfig()
-    max_concurrent: int | None = Field(default=None, ge=1)  # default: what the cluster fits
-    driver_cpus: float = Field(default=0.1, gt=0)  # a trial's own process, beside Ray Train
-    storage_path: str | None = None  # Tune + Train run storage; default ./ray_results
+    """ASHA's rungs."""
+    max_concurrent: int | None = Field(default=None, ge=1)
+    """Default: what the cluster fits."""
+    driver_cpus: float = Field(default=0.1, gt=0)
+    """A trial's own process, beside Ray Train."""
+    storage_path: str | None = None
+    """Tune + Train run storage; default ./ray_results."""
     stats: SweepStatsConfig = SweepStatsConfig()
+    """Latent statistics of the finished trials."""
 
 
 def trial_config(base: dict, values: dict[str, Any], source: str = "trial") -> ExperimentConfig:
