@@ -112,6 +112,9 @@ def type_name(annotation) -> str:
     if origin in (list, tuple, dict):
         inner = ", ".join(type_name(a) for a in args if a is not Ellipsis)
         return f"{origin.__name__}[{inner}]" if inner else origin.__name__
+    named = getattr(annotation, "model_fields", {}).get("name")
+    if named is not None and isinstance(named.default, str):  # a model block, by its name
+        return f"`{named.default}` block"
     return getattr(annotation, "__name__", str(annotation)).replace("typing.", "")
 
 
@@ -136,25 +139,14 @@ def constraint(field) -> str:
     return ", ".join(found)
 
 
-def nested_models(annotation) -> list[type]:
+def schema_rows(model: type, prefix: str) -> list[str]:
     from pydantic import BaseModel
 
-    found = []
-    for arg in [annotation, *typing.get_args(annotation)]:
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            found.append(arg)
-        elif typing.get_args(arg) and arg is not annotation:
-            found += nested_models(arg)
-    return found
-
-
-def schema_rows(model: type, prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        nested = nested_models(field.annotation)
-        if nested and field.description is None and len(nested) == 1:
-            rows += schema_rows(nested[0], f"{key}.")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            rows += schema_rows(field.annotation, f"{key}.")  # a section: its keys, dotted
             continue
         default = field.get_default(call_default_factory=True)
         if hasattr(default, "model_dump"):
