@@ -7,7 +7,10 @@ axis belong to no sector (id -1), so neighbouring sectors are 2t apart."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
+
+# scipy.special, not scipy.stats: the same functions (stats' norm and chi2 call these),
+# 0.3 s to import instead of 1.0 s in every command that counts sectors
+from scipy.special import chdtrc, ndtr
 
 from analysis.latent import inactive
 
@@ -63,8 +66,8 @@ def gaussian_sector_probabilities(mean: np.ndarray, sd: np.ndarray,
     P(z_j < -t). The rest, 1 - sum, is the chance of lying in no sector."""
     p = np.ones(1)
     for m, s in zip(np.asarray(mean, np.float64), np.asarray(sd, np.float64), strict=True):
-        above = scipy.stats.norm.sf((threshold - m) / s)
-        below = scipy.stats.norm.cdf((-threshold - m) / s)
+        above = ndtr(-(threshold - m) / s)  # the normal's survival function
+        below = ndtr((-threshold - m) / s)
         p = np.concatenate([p * below, p * above])  # bit j is the new high half
     return p
 
@@ -99,7 +102,7 @@ def density_vs_gaussian(counts: np.ndarray, outside: int, probabilities: np.ndar
              for c in rng.multinomial(int(inside), conditional, size=draws)] if inside else [0.0]
     return {"kl_to_gaussian": kl_divergence(counts / max(inside, 1), conditional),
             "kl_gaussian_p99": float(np.quantile(noise, 0.99)),
-            "chi2": chi2, "chi2_pvalue": float(scipy.stats.chi2.sf(chi2, int(used.sum()) - 1)),
+            "chi2": chi2, "chi2_pvalue": float(chdtrc(int(used.sum()) - 1, chi2)),
             "in_sectors": float(inside / max(total, 1)),
             "expected_in_sectors": float(probabilities.sum())}
 
