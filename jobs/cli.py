@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 VERBS = {
@@ -26,7 +27,9 @@ VERBS = {
                 "experiment under noise",
     "claims": "the seed's claims of a main run judged again under the current rules "
               "(RUN_ID), or --rules",
-    "runs": "a table of MLflow runs and their headline metrics",
+    "report": "what a main run measured, as text or Markdown (RUN_ID; the docs' results "
+              "page)",
+    "runs": "the newest MLflow runs, a table per kind with its headline numbers",
     "verify": "check ENC ... against their manifests (sizes, rows, checksums, finite codes); "
               "--write-manifest adds one",
     "up": "start a local Ray that the commands in this folder share (until `down`)",
@@ -59,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
+    from latentatlas.environment import COMMAND_VARIABLE
+
+    os.environ.setdefault(COMMAND_VARIABLE, f"latentatlas {verb}")  # runs' source tag
     module = importlib.import_module(f"jobs.{verb.replace('-', '_')}")
     return module.main(rest)
 

@@ -70,3 +70,41 @@ def test_the_store_is_read_from_the_environment_never_written_to_it(workdir, mon
     chosen = Recorder()
     assert (chosen.uri, chosen.experiment) == (f"sqlite:///{workdir}/from-env.db", "from-env")
     assert chosen.client.get_experiment(chosen.experiment_id).name == "from-env"
+
+
+def test_runs_carry_mlflows_source_tags_and_the_experiment_opens_on_training(
+        workdir, monkeypatch):
+    """The UI's Source and User columns: MLflow's own context tags, the command as the CLI
+    names it, this checkout's commit. MLflow 3's UI opens an experiment tagged
+    custom_model_development on its runs table (untagged: the GenAI overview); a user's own
+    experimentKind stays."""
+    import subprocess
+
+    from conftest import REPO
+
+    from latentatlas import tracking
+    from latentatlas.environment import COMMAND_VARIABLE
+
+    monkeypatch.setenv(COMMAND_VARIABLE, "latentatlas stats")
+    tracking.source_tags.cache_clear()
+    try:
+        recorder = Recorder(f"sqlite:///{workdir}/tags.db", "tagged")
+        tags = recorder.client.get_run(recorder.record(Record("stats", "s"))).data.tags
+    finally:
+        tracking.source_tags.cache_clear()
+    assert tags["mlflow.source.name"] == "latentatlas stats"
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:  # a git checkout (the suite's CI clone is one)
+        assert tags["mlflow.source.git.commit"] == head.stdout.strip()
+    experiment = recorder.client.get_experiment(recorder.experiment_id)
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    recorder.client.set_experiment_tag(recorder.experiment_id, tracking.EXPERIMENT_KIND_TAG,
+                                       "genai_development")
+    Recorder(f"sqlite:///{workdir}/tags.db", "tagged")
+    assert recorder.client.get_experiment(recorder.experiment_id).tags[
+        tracking.EXPERIMENT_KIND_TAG] == "genai_development"
+    assert tracking.runs_url("http://10.0.0.5:5000/", "7") == \
+        "http://10.0.0.5:5000/#/experiments/7/runs"
+    assert tracking.runs_url("sqlite:///x.db", "1") == "http://127.0.0.1:5000/#/experiments/1/runs"

@@ -1,5 +1,6 @@
 """Training through Ray Train on the shared local Ray, recorded in a real sqlite MLflow."""
 
+import json
 import math
 import os
 import signal
@@ -48,6 +49,22 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
     out = train(tiny(idx_folder))
     run = mlflow.get_run(out.run_id)
     assert run.info.status == "FINISHED"
+    # the data it read, as MLflow dataset inputs (the UI's Dataset column): name, role, the
+    # digest of the images and labels as read, the file they came from
+    import hashlib
+
+    from latentatlas.data import load_split
+
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist:train", "mnist:test"}
+    for name, context in (("mnist:train", "training"), ("mnist:test", "validation")):
+        split = load_split("mnist", name.split(":")[1], idx_folder, 64)
+        digest = hashlib.sha256(split.images.tobytes() + split.labels.tobytes()).hexdigest()
+        got = inputs[name]
+        assert got.dataset.digest == digest[:16] and got.dataset.source_type == "local"
+        assert [(t.key, t.value) for t in got.tags] == [("mlflow.data.context", context)]
+        assert json.loads(got.dataset.source)["uri"] == split.source
+        assert split.source.endswith("-images-idx3-ubyte.gz")
     assert run.data.params["model.hidden"] == "[32]" and run.data.params["kl.policy"] == "balanced"
     client = mlflow.MlflowClient()
     for key in ("train/loss", "train/mse", "train/kl", "train/gamma", "val/loss", "val/mse",

@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class DatasetRecord:
+    """Data a run read, as an MLflow dataset input: `name` (dataset:split), a digest of
+    what was read, where from, and the role (`training`, `validation`, `evaluation`)."""
+
+    name: str
+    digest: str
+    source: str
+    context: str
+    rows: int
+    shape: tuple
+
+
 @dataclass
 class Record:
     """What a study measured, in the form a run holds. Studies build one; the Recorder writes
@@ -21,3 +34,4 @@ class Record:
     figures: dict = field(default_factory=dict)  # file.png -> () -> matplotlib Figure
     images: dict = field(default_factory=dict)  # name -> (H, W[, C]) array in [0, 1]
     files: dict = field(default_factory=dict)  # artifact path -> writer(local Path)
+    datasets: list = field(default_factory=list)  # DatasetRecords: the data it read

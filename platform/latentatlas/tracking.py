@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,9 +18,9 @@ from typing import TYPE_CHECKING
 import mlflow
 import numpy as np
 
-from latentatlas.environment import experiment_name, resolve_tracking_uri
+from latentatlas.environment import COMMAND_VARIABLE, experiment_name, resolve_tracking_uri
 from latentatlas.errors import UserError
-from latentatlas.record import Record
+from latentatlas.record import DatasetRecord, Record
 from latentatlas.store_reader import OWNER_TAG, owner_gone
 
 if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with the store
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with t
 
 MODEL_SPEC = "model_spec.json"
 STATE_DICT = "state_dict.pt"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
@@ -50,8 +52,20 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
         except mlflow.exceptions.MlflowException:
             if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
                 raise
-    mlflow.set_experiment(name)
+    found = mlflow.set_experiment(name)
+    if EXPERIMENT_KIND_TAG not in found.tags:  # a user's own choice stays
+        # MLflow 3's UI opens an experiment without this tag on its GenAI overview (traces,
+        # prompts); with it, on the runs table of model training
+        mlflow.MlflowClient(uri).set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG,
+                                                    "custom_model_development")
     return uri
+
+
+def runs_url(uri: str, experiment_id: str) -> str:
+    """Where the experiment's runs are in the MLflow UI: the server's own page for an HTTP
+    store; for a local store, the page `mlflow ui` serves at its default address."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs"
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -216,6 +230,37 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """MLflow's source tags of a run (what its UI shows in the Source and User columns):
+    its own context providers' (user, source name and type), the command as the CLI names
+    it, and the commit of this checkout when it is a git one."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    tags = resolve_tags()
+    if os.environ.get(COMMAND_VARIABLE):
+        tags["mlflow.source.name"] = os.environ[COMMAND_VARIABLE]
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / ".git").exists():
+        import subprocess
+
+        found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
+                               capture_output=True, text=True)
+        if found.returncode == 0:
+            tags["mlflow.source.git.commit"] = found.stdout.strip()
+    return tags
+
+
+def dataset_input(d: DatasetRecord):
+    """A DatasetRecord as MLflow's dataset input of a run, with its role as the context."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    profile = json.dumps({"num_rows": d.rows, "shape": list(d.shape)})
+    return DatasetInput(Dataset(d.name, d.digest, "local", json.dumps({"uri": d.source}),
+                                profile=profile),
+                        tags=[InputTag("mlflow.data.context", d.context)])
+
+
 class RunStream:
     """The Recorder's writer for one run it opened, where it cannot go: rank 0 of a training
     streams per-epoch metrics and pictures from its worker while the driver waits. The URI
@@ -270,7 +315,7 @@ class Recorder:
     def create(self, name: str, kind: str, parent_run_id: str | None = None,
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
-        tags = {"latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
+        tags = {**source_tags(), "latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
         # a process that never imported Ray runs none (and need not import it to know)
         if "ray" in sys.modules and sys.modules["ray"].is_initialized():
             from latentatlas import runtime
@@ -350,6 +395,8 @@ class Recorder:
                 plt.close(fig)
         for name, image in record.images.items():
             self.client.log_image(run_id, image, artifact_file=f"{name}.png")
+        if record.datasets:
+            self.client.log_inputs(run_id, datasets=[dataset_input(d) for d in record.datasets])
         for name, write in record.files.items():
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / Path(name).name

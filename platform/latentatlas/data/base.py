@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from latentatlas.errors import UserError
+from latentatlas.record import DatasetRecord
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Split:
     images: np.ndarray
     labels: np.ndarray  # int64 (N,), -1 where a dataset has no labels
     attrs: dict[str, np.ndarray] = field(default_factory=dict)  # per-item attributes (0/1)
+    source: str = ""  # what it was read from: a file, a folder
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -37,6 +40,15 @@ class Split:
 
     def as_float(self) -> np.ndarray:
         return self.images.astype(np.float32) / 255.0
+
+    def described(self, context: str) -> DatasetRecord:
+        """What a run records of the data it read: MLflow's dataset input (the UI's Dataset
+        column), its digest over the images and labels as read (after any limit)."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.images))
+        digest.update(np.ascontiguousarray(self.labels))
+        return DatasetRecord(name=f"{self.dataset}:{self.split}", digest=digest.hexdigest()[:16],
+                             source=self.source, context=context, rows=len(self),
+                             shape=self.shape)
 
 
 @dataclass(frozen=True)

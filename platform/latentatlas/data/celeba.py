@@ -82,4 +82,5 @@ def celeba(path, split, limit):
                        for f in files]) if files else np.zeros((0, 3, SIZE, SIZE), np.uint8)
     table = np.stack([attributes[f] for f in files]) if files else np.zeros((0, len(names)))
     attrs = {name: table[:, i].astype(np.int8) for i, name in enumerate(names)}
-    return Split("celeba", split, images, np.full(len(files), -1, np.int64), attrs)
+    return Split("celeba", split, images, np.full(len(files), -1, np.int64), attrs,
+                 source=str(image_dir.resolve()))

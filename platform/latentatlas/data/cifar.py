@@ -64,4 +64,5 @@ def cifar10(path, split, limit):
             break
     images, labels = np.concatenate(images), np.concatenate(labels)
     n = len(images) if limit is None else min(limit, len(images))
-    return Split("cifar10", split, np.ascontiguousarray(images[:n]), labels[:n])
+    return Split("cifar10", split, np.ascontiguousarray(images[:n]), labels[:n],
+                 source=str(path.resolve()))

@@ -19,4 +19,5 @@ def digits(path, split, limit):
     part = slice(0, TRAIN_SIZE) if split == "train" else slice(TRAIN_SIZE, None)
     images, labels = images[part], labels[part]
     n = len(images) if limit is None else min(limit, len(images))
-    return Split("digits", split, np.ascontiguousarray(images[:n]), labels[:n])
+    return Split("digits", split, np.ascontiguousarray(images[:n]), labels[:n],
+                 source="sklearn.datasets.load_digits")

@@ -70,7 +70,7 @@ def load_idx_split(folder: Path, split: str, limit: int | None, dataset: str) ->
                         f"in {images_path.name}")
     n = len(images) if limit is None else min(limit, len(images))
     return Split(dataset, split, np.ascontiguousarray(images[:n, None]),
-                 labels[:n].astype(np.int64))
+                 labels[:n].astype(np.int64), source=str(images_path.resolve()))
 
 
 @register("fashion-mnist", ("train", "test"),

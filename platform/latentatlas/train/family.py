@@ -29,6 +29,7 @@ class Inputs:
     val_labels: np.ndarray | None = None
     train_labels: np.ndarray | None = None
     generator: torch.nn.Module | None = None  # a recoder's frozen generator
+    datasets: list = field(default_factory=list)  # DatasetRecords, logged as run inputs
 
 
 @dataclass
@@ -90,7 +91,9 @@ def dataset_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
     train_split, val_split = load_data(cfg)
     return cfg, Inputs({"train": train_split.images, "val": val_split.images},
                        train_split.shape, {"dataset": cfg.data.name, "seed": cfg.seed},
-                       val_split.images, val_split.labels, train_split.labels)
+                       val_split.images, val_split.labels, train_split.labels,
+                       datasets=[train_split.described("training"),
+                                 val_split.described("validation")])
 
 
 def sample_scores(trained: Trained) -> Record:

@@ -206,7 +206,8 @@ def opened(recorder: tracking.Recorder, cfg: ExperimentConfig, inputs: Inputs,
            tags: dict | None) -> tuple[str, str, Record]:
     """The training's run (a new one, or `resume_run_id`), its Ray Train name, and what the
     run is to hold from the start."""
-    first = Record("train", cfg.name, dicts={"config.yaml": cfg.model_dump()})
+    first = Record("train", cfg.name, dicts={"config.yaml": cfg.model_dump()},
+                   datasets=inputs.datasets)
     if resume_run_id:
         name = recorder.client.get_run(resume_run_id).data.tags.get(TAG_TRAIN_NAME)
         if not name:
