@@ -809,7 +809,7 @@ def run(args) -> int:
     from latentatlas.data import load_split
     from latentatlas.errors import UserError
     from latentatlas.record import Record
-    from latentatlas.tracking import Recorder
+    from latentatlas.tracking import Recorder, runs_url
 
     path = job_file(args.config)
     job = load_job(path)
@@ -828,7 +828,8 @@ def run(args) -> int:
     kept = parent_outputs(recorder, args.resume) if args.resume else {}
     todo = rerun(job, args.only, args.start, set(kept)) if args.resume else list(job.steps)
     kept = {n: o for n, o in kept.items() if n in job.steps and n not in todo}
-    tags = {"latentatlas.resumed_from": args.resume} if args.resume else {}
+    tags = {"latentatlas.machine": runtime.machine(),
+            **({"latentatlas.resumed_from": args.resume} if args.resume else {})}
     with recorder.run(path.stem, "main", tags=tags) as parent_run_id:
         ctx = Context(args, dataset, recorder, parent_run_id, pixels, path.stem)
         ctx.say(f"dataset {dataset}; MLflow {recorder.uri}; parent run {parent_run_id}")
@@ -864,5 +865,8 @@ def run(args) -> int:
     print_claims(claims)
     print(f"\nMLflow run id: {parent_run_id}  ({ctx.say.seconds / 60:.1f} min)")
     if recorder.uri.startswith("sqlite:"):
-        print(f"browse: mlflow ui --backend-store-uri {recorder.uri}")
+        print(f"browse: mlflow ui --backend-store-uri {recorder.uri}, then "
+              f"{runs_url(recorder.uri, recorder.experiment_id)}")
+    else:
+        print(f"browse: {runs_url(recorder.uri, recorder.experiment_id)}")
     return 0

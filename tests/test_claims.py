@@ -384,3 +384,46 @@ def test_resuming_a_main_run_of_the_old_claims_shape_is_refused_in_one_line(work
     new = {"stats-dense-s0": {"summary": [], "claims": C.stats_claims("d", DENSE, STATS, "s")}}
     recorder.client.log_dict(run_id, new, main_job.STEPS_FILE)
     assert main_job.parent_outputs(recorder, run_id) == json.loads(json.dumps(new))
+
+
+def test_the_report_verb_writes_a_main_runs_numbers_and_claims(workdir, capsys):
+    """`report RUN_ID --format md`: the provenance (machine, commit, date), the claims as
+    the run judged them, every step's numbers, as Markdown tables; written whole or not at
+    all; a run that is not a main run, or one without its summary, is one line."""
+    from jobs import report as verb
+    from jobs.verdicts import CLAIMS_FILE
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("report")
+    stats_run = stored_run(client, experiment_id, STATS)
+    main_run = client.create_run(experiment_id, run_name="main", tags={
+        "latentatlas.kind": "main", "latentatlas.machine": "2 CPUs (Test CPU), 0 GPUs",
+        "mlflow.source.git.commit": "abc123"}).info.run_id
+    judged = C.stats_claims("dense-s0", DENSE, STATS, stats_run)
+    client.log_text(main_run, json.dumps(judged), CLAIMS_FILE)
+    client.log_table(main_run, {"step": ["stats dense-s0", "sectors dense-s0"],
+                                "run_id": [stats_run, "r2"], "inactive": [8, None],
+                                "sectors/nonempty": [None, 12]}, "summary.json")
+    client.set_terminated(main_run)
+    common = ["--tracking-uri", uri, "--experiment", "report"]
+    out = workdir / "results.md"
+    assert verb.main([main_run, "--format", "md", "--out", str(out), *common]) == 0
+    page = out.read_text()
+    assert "| machine | 2 CPUs (Test CPU), 0 GPUs |" in page and "| commit | abc123 |" in page
+    assert f"Verdicts: {C.counts(judged)}." in page
+    for c in judged:
+        assert f"### {c['claim']} [dense-s0]: {c['verdict'].upper()}" in page
+    assert "### stats dense-s0" in page and "| `inactive` | 8 |" in page
+    assert "### sectors dense-s0" in page and "| `sectors/nonempty` | 12 |" in page
+    assert "| `inactive` |  |" not in page  # a step shows only its own numbers
+    assert not list(workdir.glob(".results.md.tmp"))
+    capsys.readouterr()
+    assert verb.main([main_run, *common]) == 0  # the terminal's text
+    assert "KL makes latent spaces sparse [dense-s0]: HOLDS" in capsys.readouterr().out
+
+    assert verb.main([stats_run, *common]) == 2
+    assert "give a main-job run" in capsys.readouterr().err
+    bare = client.create_run(experiment_id, tags={"latentatlas.kind": "main"}).info.run_id
+    assert verb.main([bare, *common]) == 2
+    assert "holds no summary.json" in capsys.readouterr().err

@@ -133,6 +133,26 @@ def configure(address: str | None = None, verbose: bool = False,
     return _current
 
 
+def machine() -> str:
+    """The machine a result ran on, as its reader needs it: CPUs and their model, GPUs,
+    the system, Python and torch (this process's: the driver's, on a cluster)."""
+    import platform
+
+    import torch
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), "")
+    except OSError:  # not Linux
+        model = ""
+    cpu = model or platform.processor() or platform.machine()
+    gpus = torch.cuda.device_count()
+    return (f"{os.cpu_count()} CPUs ({cpu}), {gpus} GPU{'s' * (gpus != 1)}, "
+            f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
 def init_ray(address: str | None = None) -> None:
     current().start(address)
 
