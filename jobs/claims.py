@@ -5,16 +5,11 @@ training; a child run of the main run keeps the new judgement. `--rules` prints 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import tempfile
-from pathlib import Path
 
+from jobs.verdicts import read_claims
 from latentatlas.command import common_parser, guarded
-
-FIELDS = ("claim", "key", "subject", "measured", "summary", "setting", "rule", "verdict",
-          "sources")
 
 
 def where_judged(c) -> list[str]:
@@ -51,34 +46,6 @@ def print_rules(markdown: bool = False) -> None:
               f"  seed:   {c.figure} ({c.seed_setting}; {c.source})\n"
               f"  judged where: {', '.join(where_judged(c)) or 'any setting'}"
               + (f"\n  changed: {c.changed}" if c.changed else ""))
-
-
-def read_claims(recorder, run_id: str) -> list[dict]:
-    """A main run's claims.json, checked: a list of claims with every field."""
-    from analysis.claims import CLAIMS
-    from jobs.verdicts import CLAIMS_FILE
-    from latentatlas.errors import UserError
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = recorder.client.download_artifacts(run_id, CLAIMS_FILE, tmp)
-        except Exception:  # MLflow raises several types for a missing run or artifact
-            raise UserError(f"claims {run_id}: no {CLAIMS_FILE} in that run of {recorder.uri} "
-                            "(main-job runs log one since 2026-12-02)") from None
-        try:
-            claims = json.loads(Path(local).read_text())
-        except ValueError as e:
-            raise UserError(f"claims {run_id}: {CLAIMS_FILE} is not JSON ({e})") from None
-    if not isinstance(claims, list):
-        raise UserError(f"claims {run_id}: {CLAIMS_FILE} holds a {type(claims).__name__}, "
-                        "not a list of claims")
-    for i, c in enumerate(claims):
-        missing = [f for f in FIELDS if not isinstance(c, dict) or f not in c]
-        if missing:
-            raise UserError(f"claims {run_id}: {CLAIMS_FILE}[{i}] lacks {', '.join(missing)}")
-        if c["key"] not in CLAIMS:
-            raise UserError(f"claims {run_id}: {CLAIMS_FILE}[{i}]: unknown claim {c['key']!r}")
-    return claims
 
 
 def numbers_from_runs(recorder, claim: dict, cache: dict) -> dict:

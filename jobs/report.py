@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         import contextlib
         import io
 
-        from jobs.claims import read_claims
+        from jobs.verdicts import read_claims
         from latentatlas.errors import UserError
         from latentatlas.tracking import Recorder
 

@@ -108,3 +108,34 @@ def test_runs_carry_mlflows_source_tags_and_the_experiment_opens_on_training(
     assert tracking.runs_url("http://10.0.0.5:5000/", "7") == \
         "http://10.0.0.5:5000/#/experiments/7/runs"
     assert tracking.runs_url("sqlite:///x.db", "1") == "http://127.0.0.1:5000/#/experiments/1/runs"
+
+
+def test_runs_of_the_same_data_starting_together_all_log_it(recorder):
+    """MLflow stores a dataset once per experiment; runs logging the same one at the same
+    moment (a job's trainings in threads) collide on its unique key, and the losers retry."""
+    import threading
+
+    from latentatlas.record import DatasetRecord
+    from latentatlas.tracking import dataset_input
+
+    data = DatasetRecord("mnist:train", "0123456789abcdef", "/data/train.gz", "training", 64,
+                         (1, 28, 28))
+    runs = [recorder.create(f"r{i}", "train") for i in range(8)]
+    start, errors = threading.Barrier(len(runs)), []
+
+    def log(run_id):
+        start.wait()
+        try:
+            recorder.log_inputs(run_id, [dataset_input(data)])
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            errors.append(e)
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for run_id in runs:
+        (logged,) = recorder.client.get_run(run_id).inputs.dataset_inputs
+        assert (logged.dataset.name, logged.dataset.digest) == ("mnist:train", data.digest)

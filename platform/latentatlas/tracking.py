@@ -396,13 +396,27 @@ class Recorder:
         for name, image in record.images.items():
             self.client.log_image(run_id, image, artifact_file=f"{name}.png")
         if record.datasets:
-            self.client.log_inputs(run_id, datasets=[dataset_input(d) for d in record.datasets])
+            self.log_inputs(run_id, [dataset_input(d) for d in record.datasets])
         for name, write in record.files.items():
             with tempfile.TemporaryDirectory() as tmp:
                 local = Path(tmp) / Path(name).name
                 write(local)
                 self.client.log_artifact(run_id, str(local), str(Path(name).parent)
                                          if Path(name).parent != Path(".") else None)
+
+    def log_inputs(self, run_id: str, inputs: list, attempts: int = 5) -> None:
+        """Dataset inputs into a run. MLflow stores a dataset once per experiment and checks
+        before it inserts, so trainings of the same data starting together (threads of one
+        job, sweep trials) can collide on its unique key; the one that loses retries and
+        finds the dataset there."""
+        for attempt in range(attempts):
+            try:
+                self.client.log_inputs(run_id, datasets=inputs)
+                return
+            except mlflow.exceptions.MlflowException as e:
+                if "UNIQUE constraint failed" not in str(e) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def record(self, record: Record, parent_run_id: str | None = None) -> str:
         """A run holding `record`, ended FINISHED (or FAILED / KILLED if writing failed);
