@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_section, median  # noqa: E402
+from common import append_section, before_now_table, median  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,16 +61,10 @@ def main() -> None:
         commands = [[verb, "--help"] for verb in VERBS] + [["runs", "--limit", "100"]]
         rows = {" ".join(c): {name: seconds(tree, c, Path(tmp), args.repeats)
                               for name, tree in trees.items()} for c in commands}
-    head = "| command | " + " | ".join(f"{n} (s)" for n in trees) + \
-        (" | before / now |" if args.against else " |")
     lines = [f"Wall time of `python -m jobs.cli ...` in a fresh interpreter, median of "
              f"{args.repeats}; `runs` on a SQLite store of 100 runs. Targets: `--help` under "
-             "0.3 s, `runs` under 1.5 s.", "", head,
-             "|" + " --- |" * (len(trees) + 1 + bool(args.against))]
-    for command, t in rows.items():
-        ratio = f" | x{t['before'] / t['now']:.1f}" if args.against else ""
-        lines.append(f"| `{command}` | " + " | ".join(f"{t[n]:.2f}" for n in trees) +
-                     ratio + " |")
+             "0.3 s, `runs` under 1.5 s.", "",
+             *before_now_table({f"`{c}`": t for c, t in rows.items()}, list(trees), 2, 1)]
     append_section("Command start (bench/command_start.py)", lines)
 
 

@@ -22,6 +22,21 @@ def machine() -> str:
             f"torch {torch.__version__}")
 
 
+def before_now_table(rows: dict[str, dict[str, float]], sides: list[str], digits: int,
+                      ratio_digits: int) -> list[str]:
+    """Markdown rows `| label | side... | before / now |` of {label: {side: seconds}}; the
+    ratio column only when a "before" side was measured."""
+    against = "before" in sides
+    lines = ["| | " + " | ".join(f"{n} (s)" for n in sides) +
+             (" | before / now |" if against else " |"),
+             "|" + " --- |" * (len(sides) + 1 + against)]
+    for label, t in rows.items():
+        ratio = f" | x{t['before'] / t['now']:.{ratio_digits}f}" if against else ""
+        lines.append(f"| {label} | " + " | ".join(f"{t[n]:.{digits}f}" for n in sides) +
+                     ratio + " |")
+    return lines
+
+
 def append_section(title: str, lines: list[str]) -> None:
     """Append one dated section; earlier runs stay, so the history is visible."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

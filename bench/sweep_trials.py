@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_section, median  # noqa: E402
+from common import append_section, before_now_table, median  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -78,18 +78,13 @@ def main() -> None:
                 print(name, i, samples[name][-1], flush=True)
     rows = {name: {k: median(s[k] for s in runs) for k in runs[0]}
             for name, runs in samples.items()}
-    head = "| | " + " | ".join(f"{n} (s)" for n in trees) + \
-        (" | before / now |" if args.against else " |")
-    lines = [f"The seed's sweep, 6 trials (2 KL policies x latent 8/16/32) of the dense VAE, "
-             f"{args.epochs} epochs on {args.limit} Fashion-MNIST images, latent stats off; "
-             f"`latentatlas sweep` in a fresh process, medians of {args.repeats}.", "", head,
-             "|" + " --- |" * (len(trees) + 1 + bool(args.against))]
     labels = {"wall": "sweep, wall", "trial": "one trial's run (median)",
               "trials_sum": "the 6 trials' runs, summed"}
-    for key, label in labels.items():
-        ratio = f" | x{rows['before'][key] / rows['now'][key]:.2f}" if args.against else ""
-        lines.append(f"| {label} | " + " | ".join(f"{rows[n][key]:.1f}" for n in trees) +
-                     ratio + " |")
+    lines = [f"The seed's sweep, 6 trials (2 KL policies x latent 8/16/32) of the dense VAE, "
+             f"{args.epochs} epochs on {args.limit} Fashion-MNIST images, latent stats off; "
+             f"`latentatlas sweep` in a fresh process, medians of {args.repeats}.", "",
+             *before_now_table({label: {n: rows[n][key] for n in trees}
+                                for key, label in labels.items()}, list(trees), 1, 2)]
     append_section("Sweep trials (bench/sweep_trials.py)", lines)
 
 
