@@ -30,7 +30,7 @@ KIND_COLUMNS = {
     "regularisation": ["regularity/prior_fid_sampling", "regularity/prior_fid_no_sampling"],
     "sparsity": ["sparsity/variable", "sparsity/collapsed", "sparsity/revived"],
     "translate-study": ["translate/pairs", "translate/cka_mean", "translate/svcca_mean"],
-    "fid": ["model", "fid", "fid space"],
+    "fid": ["scored", "fid", "fid space", "reference"],
     "sweep": ["sweep/trials", "sweep/finished", "sweep/stopped_early", "sweep/failed"],
 }
 IDENTITY = ["run_id", "name", "status"]
@@ -53,6 +53,9 @@ def run_row(r) -> dict:
     prior_fid = sorted(k for k in m if k.startswith("fid/") and k.count("/") == 1)
     if prior_fid:
         row.update({"fid": m[prior_fid[0]], "fid space": prior_fid[0][len("fid/"):]})
+    if row["kind"] == "fid":  # a model's samples, or images a user brought
+        row |= {"scored": p.get("images") or p.get("model", ""),
+                "reference": p.get("fid/reference", "")}
     if m.get("relocation/M_target_own"):
         row["M / own"] = m["relocation/M"] / m["relocation/M_target_own"]
     return row

@@ -147,10 +147,10 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
     from concurrent.futures import ThreadPoolExecutor
 
     from analysis.studies.regularity import measure_regularity
+    from latentatlas import quality
     from latentatlas.config import validate
     from latentatlas.data import load_split
     from latentatlas.encode.pipeline import encode
-    from latentatlas.quality import classifier_extractor
     from latentatlas.record import Record
     from latentatlas.train.runner import train
 
@@ -158,10 +158,10 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
                in regularisation_plans(dataset, data_path, limit, epochs).items()}
     rows = min(points, limit or points)
     images = load_split(dataset, "test", data_path, rows).images if classifier else None
-    extractor = classifier and classifier_extractor(classifier, tracking_uri=recorder.uri,
-                                                    input_shape=images.shape[1:])
-    params = {"fid_extractor": extractor.name,
-              "fid_extractor_source": extractor.source} if extractor else {}
+    extractor = classifier and quality.classifier_extractor(
+        classifier, tracking_uri=recorder.uri, input_shape=images.shape[1:])
+    params = quality.fid_params([extractor], len(images), quality.described_images(
+        dataset, "test", len(images))) if extractor else {}
     with recorder.run("regularisation", "regularisation", parent_run_id) as run_id:
         with ThreadPoolExecutor(len(configs)) as pool:
             futures = {label: pool.submit(train, cfg, tracking_uri=recorder.uri,
@@ -234,40 +234,103 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
     return recorder.record(result.record(name), parent_run_id or owner), result
 
 
-def extractors_for(dataset: str, names: list[str] | None, inception_weights: str | None,
-                   tracking_uri: str | None, input_shape) -> list:
+def extractors_for(dataset: str | None, names: list[str] | None,
+                   inception_weights: str | None, tracking_uri: str | None, input_shape) -> list:
     """The named feature extractors (default: the dataset's classifier, and Inception when
     its weights file is given), resolved and pinned."""
+    from latentatlas.errors import UserError
     from latentatlas.quality import classifier_name, resolve_extractor
 
+    if not (names or dataset):
+        raise UserError("--extractor: name the feature space of the statistics "
+                        "(classifier-<dataset>[:version] or inception)")
     names = names or [classifier_name(dataset), *(["inception"] if inception_weights else [])]
     return [resolve_extractor(n, inception_weights=inception_weights, tracking_uri=tracking_uri,
                               input_shape=input_shape) for n in dict.fromkeys(names)]
 
 
-def sample_quality(recorder: Recorder, model_uri: str, data: tuple[str, str], *,
-                   extractors: list[str] | None = None, inception_weights: str | None = None,
-                   second_stage: str | None = None, gmm_components: int = 100,
-                   samples: int = 10000, data_path: str | None = None,
-                   limit: int | None = None, seed: int = 0, actors: int | None = None,
-                   use_gpu: bool = False, parent_run_id: str | None = None, name: str = "fid"):
+def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, str] | None,
+                   *, images_path: str | None = None, ref_stats: str | None = None,
+                   save_ref_stats: str | None = None, extractors: list[str] | None = None,
+                   inception_weights: str | None = None, second_stage: str | None = None,
+                   gmm_components: int = 100, samples: int = 10000,
+                   data_path: str | None = None, limit: int | None = None, seed: int = 0,
+                   actors: int | None = None, use_gpu: bool = False,
+                   parent_run_id: str | None = None, name: str = "fid"):
     """FID / KID / variance loss of `model_uri`'s samples from each sampler (prior, GMM, a
-    second stage raw and renormalised: the authors' one scale, a scale per variable) against
-    a dataset split."""
-    from analysis.studies.sample_quality import measure_quality
+    second stage raw and renormalised: the authors' one scale, a scale per variable), or of
+    the images at `images_path`, against a dataset split (`data`) or the statistics of
+    `ref_stats` (one extractor); `save_ref_stats`: write the split's statistics there too."""
+    from analysis.studies.sample_quality import measure_images, measure_quality
+    from latentatlas.data import load_split
+    from latentatlas.data.image_files import read_images
+    from latentatlas.quality import read_reference
+
+    model = spec = images = None
+    if model_uri:
+        model, spec = load_model(model_uri)
+        shape = tuple(spec["input_shape"])
+    else:
+        images = read_images(images_path)
+        shape = images.shape[1:]
+    real = None if ref_stats else load_split(data[0], data[1], data_path, limit)
+    chosen = one_extractor_for_a_file(
+        extractors_for(data and data[0], extractors, inception_weights, recorder.uri,
+                       real.shape if real else shape), ref_stats or save_ref_stats)
+    side = {chosen[0].name: read_reference(ref_stats, chosen[0])} if ref_stats else real
+    where = {"actors": actors, "use_gpu": use_gpu}
+    if model is not None:
+        stage2 = None
+        if second_stage:
+            stage2 = (*load_model(second_stage, role="--second-stage"), second_stage)
+        result = measure_quality(model, spec, model_uri, chosen, side, second_stage=stage2,
+                                 gmm_components=gmm_components, samples=samples, seed=seed,
+                                 **where)
+        owner = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
+    else:
+        result = measure_images(images, images_path, chosen, side, samples=samples, seed=seed,
+                                **where)
+        owner = None
+    if save_ref_stats:
+        write_reference_stats(result.references[chosen[0].name], save_ref_stats)
+    return recorder.record(result.record(name), parent_run_id or owner), result
+
+
+def reference_stats(recorder: Recorder, data: tuple[str, str], out: str, *,
+                    extractors: list[str] | None = None, inception_weights: str | None = None,
+                    samples: int = 10000, data_path: str | None = None,
+                    limit: int | None = None, actors: int | None = None,
+                    use_gpu: bool = False):
+    """The statistics (pytorch-fid's `mu`, `sigma`) of a split's first `samples` images in one
+    extractor's features, written to `out`; returns the extractor and the reference."""
+    from analysis.studies.sample_quality import references_of
     from latentatlas.data import load_split
 
-    model, spec = load_model(model_uri)
     real = load_split(data[0], data[1], data_path, limit)
-    chosen = extractors_for(data[0], extractors, inception_weights, recorder.uri, real.shape)
-    stage2 = None
-    if second_stage:
-        stage2 = (*load_model(second_stage, role="--second-stage"), second_stage)
-    result = measure_quality(model, spec, model_uri, real, chosen, second_stage=stage2,
-                             gmm_components=gmm_components, samples=samples, seed=seed,
-                             actors=actors, use_gpu=use_gpu)
-    owner = model_uri.split("/")[1] if model_uri.startswith("runs:/") else None
-    return recorder.record(result.record(name), parent_run_id or owner), result
+    (extractor,) = one_extractor_for_a_file(
+        extractors_for(data[0], extractors, inception_weights, recorder.uri, real.shape), out)
+    reference = references_of([extractor], real, samples, actors=actors,
+                              use_gpu=use_gpu)[extractor.name]
+    write_reference_stats(reference, out)
+    return extractor, reference
+
+
+def one_extractor_for_a_file(chosen: list, path: str | None) -> list:
+    from latentatlas.errors import UserError
+
+    if path and len(chosen) != 1:
+        raise UserError(f"{path}: a statistics file is of one feature space; name one "
+                        f"--extractor (here: {', '.join(e.name for e in chosen)})")
+    return chosen
+
+
+def write_reference_stats(reference, path: str) -> None:
+    from latentatlas.errors import UserError
+    from latentatlas.quality import write_reference
+
+    if not Path(path).expanduser().parent.is_dir():
+        raise UserError(f"--save-ref-stats {path}: no such folder")
+    write_reference(reference, Path(path).expanduser())
 
 
 def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[str] | None = None,

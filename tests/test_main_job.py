@@ -483,7 +483,7 @@ def check_regularisation_pictures(parent, trained, workdir, claims, extractor):
 
     client = mlflow.MlflowClient()
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["fid_extractor"] == extractor  # the job's pinned classifier
+    assert parent.data.params["fid/extractors"] == extractor  # the job's pinned classifier
     by_latent = sorted((r.data.params["model.latent_dim"], r.data.params.get(
         "model.sample_posterior"), r) for r in trained)
     assert [(d, s) for d, s, _ in by_latent] == [("2", "True"), ("3", "False"), ("3", "True")]

@@ -5,6 +5,9 @@ from a weights file the test writes; FID scored after training and by `latentatl
 (The classifier and the second stage trained by Ray Train, and the two-stage samplers of
 a trained second stage, run in the main job's test.)"""
 
+import hashlib
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -40,15 +43,31 @@ def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_fid_and_kid_equal_independent_computations():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     rng = np.random.default_rng(0)
     a = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
     b = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 0.5
-    got = quality.fid_kid(a, b)
+    got = quality.compare(quality.Reference.of(a), b)
     assert got["fid"] == pytest.approx(frechet_by_scipy(a, b), rel=1e-6)
+
+    class Given(torch.nn.Module):  # torchmetrics' FID fed the features themselves
+        num_features = 6
+
+        def forward(self, x):
+            return x
+
+    fid = FrechetInceptionDistance(feature=Given())
+    fid.update(torch.as_tensor(a), real=True)
+    fid.update(torch.as_tensor(b), real=False)
+    assert got["fid"] == pytest.approx(float(fid.compute()), rel=1e-6)
     # subsets as large as the sets: every subset is the whole set, so KID is the full MMD
     assert got["kid_mean"] == pytest.approx(mmd_poly_unbiased(a, b), rel=1e-6)
     assert got["kid_std"] == pytest.approx(0, abs=1e-9)
-    assert quality.fid_kid(a, a)["fid"] == pytest.approx(0, abs=1e-6)
+    assert quality.compare(quality.Reference.of(a), a)["fid"] == pytest.approx(0, abs=1e-6)
+    # a reference without its features (a statistics file) gives FID alone
+    stats = quality.Reference(a.mean(0), np.cov(a, rowvar=False), None, "stats")
+    assert quality.compare(stats, b) == {"fid": pytest.approx(got["fid"], rel=1e-12)}
 
 
 def trained_digits_classifier() -> Classifier:
@@ -81,7 +100,7 @@ def test_fid_grows_with_noise_and_blur_in_classifier_features(ray_session):
 
     def fid_of(images: np.ndarray) -> float:
         feats = quality.image_features(extractor, len(images), images=images)
-        return quality.fid_kid(ref, feats)["fid"]
+        return quality.compare(quality.Reference.of(ref), feats)["fid"]
 
     x = real.astype(np.float64)
     rng = np.random.default_rng(1)
@@ -175,7 +194,7 @@ def test_sampler_codes_and_metric_keys_name_both_renormalisations():
             return 2 * u
 
     spec = {"var_mu": [1.0, 0.0], "mean_sigma2": [0.0, 4.0]}
-    codes = sampler_codes(Prior(), np.zeros((500, 1, 2, 2), np.uint8), 0,
+    codes = sampler_codes(Prior(), np.zeros((500, 1, 2, 2), np.uint8), 0, samples=500,
                           second_stage=(Doubles(), spec))
     assert list(codes) == ["prior", "two_stage", "two_stage_renorm_authors",
                            "two_stage_renorm_variable"]
@@ -227,7 +246,9 @@ def test_inception_loads_from_a_weights_file_and_names_what_is_wrong(tmp_path):
         np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
         assert net(x).shape == (2, 2048)
     ext = quality.resolve_extractor("inception", inception_weights=str(path))
-    assert ext.name == "inception" and "sha256" in ext.source
+    assert ext.name == "inception" and ext.source == str(path) and ext.features == 2048
+    assert ext.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ext.resize.startswith("bilinear to 299x299") and ext.antialias is False
     with pytest.raises(UserError, match="--inception-weights"):
         quality.resolve_extractor("inception")
     with pytest.raises(UserError, match="file not found"):
@@ -292,8 +313,13 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
     real = load_split("mnist", "test", str(idx_folder)).images
     fake = quality.image_features(ext.shared, len(real), model=share_model(model, mspec),
                                   codes=quality.prior_codes(model, len(real), 0))
-    by_hand = quality.fid_kid(quality.image_features(ext.shared, len(real), images=real), fake)
+    by_hand = quality.compare(quality.Reference.of(
+        quality.image_features(ext.shared, len(real), images=real)), fake)
     assert m["fid/classifier-mnist-v1"] == pytest.approx(by_hand["fid"], rel=1e-6)
+    assert run.data.params["fid/samples"] == str(len(real))
+    assert run.data.params["fid/reference"] == f"mnist:test, {len(real)} images"
+    assert run.data.params["fid/classifier-mnist-v1/weights_sha256"] == ext.digest
+    check_statistics_and_image_inputs(vae.model_uri, model, m, uri, idx_folder, capsys)
 
     assert fid_verb.main(["--model", vae.model_uri, "--data", "mnist:test", "--data-path",
                           str(idx_folder), "--extractor", "inception",
@@ -305,6 +331,68 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
         capsys.readouterr().err
     with pytest.raises(UserError, match="takes \\(1, 28, 28\\) images"):
         quality.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))
+
+
+def run_of(out: str):
+    return mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
+
+
+def check_statistics_and_image_inputs(model_uri, model, from_data: dict, uri, idx_folder,
+                                      capsys):
+    """Statistics saved by the verb give the FID from the data back; the model's prior
+    samples saved as PNG files or as an array score as the model path scored them."""
+    from PIL import Image
+
+    key = "fid/classifier-mnist-v1"
+    common = ["--extractor", "classifier-mnist:1", "--tracking-uri", uri, "--experiment", "test"]
+    data = ["--data", "mnist:test", "--data-path", str(idx_folder)]
+    stats = Path("mnist-test.npz").resolve()
+    capsys.readouterr()
+    assert fid_verb.main(["--model", model_uri, *data, "--gmm", "0", "--save-ref-stats",
+                          str(stats), *common]) == 0
+    assert f"wrote {stats}" in capsys.readouterr().out
+    n = len(load_split("mnist", "test", str(idx_folder)))
+    # without real images the verb draws --samples; as many as the data run had
+    assert fid_verb.main(["--model", model_uri, "--ref-stats", str(stats), "--samples", str(n),
+                          *common]) == 0
+    out = capsys.readouterr().out
+    assert "note: gmm: not scored" in out and "no KID" in out
+    from_stats = run_of(out)
+    m = from_stats.data.metrics
+    assert m[key] == pytest.approx(from_data[key], rel=1e-9)
+    assert m["variance_loss/delta_var_gen"] == pytest.approx(
+        from_data["variance_loss/delta_var_gen"], rel=1e-9)
+    assert "kid/classifier-mnist-v1" not in m and f"{key}/gmm" not in m
+    assert from_stats.data.params["fid/reference"].startswith(f"{stats} (sha256 ")
+    # the statistics alone, without a model, are the same
+    assert fid_verb.main([*data, "--save-ref-stats", "alone.npz", *common]) == 0
+    with np.load(stats) as a, np.load("alone.npz") as b:
+        assert np.array_equal(a["mu"], b["mu"]) and np.array_equal(a["sigma"], b["sigma"])
+
+    codes = quality.prior_codes(model, n, 0)  # the verb's prior draws: seed 0
+    floats = np.concatenate(list(quality.decoded(model, codes, batch_size=500)))
+    samples = np.round(floats * 255).astype(np.uint8)  # (n, 1, 28, 28), exactly 8-bit
+    folder = Path("samples")
+    folder.mkdir()
+    for i, img in enumerate(samples):
+        Image.fromarray(img[0]).save(folder / f"{i:05d}.png")
+    np.save("samples.npy", floats.transpose(0, 2, 3, 1))  # floats in [0, 1], N H W C
+    for path in (folder, "samples.npy"):
+        capsys.readouterr()
+        assert fid_verb.main(["--images", str(path), *data, *common]) == 0
+        run = run_of(capsys.readouterr().out)
+        got = run.data.metrics
+        # the same 8-bit images in the same batches: the same features, to rounding
+        assert got[key] == pytest.approx(from_data[key], rel=1e-6), path
+        assert got["kid/classifier-mnist-v1"] == pytest.approx(
+            from_data["kid/classifier-mnist-v1"], rel=1e-6, abs=1e-9), path
+        assert got["variance_loss/delta_var_gen"] == pytest.approx(
+            from_data["variance_loss/delta_var_gen"], abs=1e-6), path
+        assert run.data.params["images"] == str(path)
+    np.save("rgb.npy", np.repeat(samples, 3, axis=1))
+    assert fid_verb.main(["--images", "rgb.npy", *data, *common]) != 0
+    assert "error: --images rgb.npy: (3, 28, 28) images, the data are (1, 28, 28)" in \
+        capsys.readouterr().err
 
 
 def test_second_stage_variance_loss_closed_form():

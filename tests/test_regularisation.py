@@ -99,7 +99,7 @@ def test_the_verb_measures_prior_samples_with_and_without_sampling(ray_session, 
     out = capsys.readouterr().out
     run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
     m = run.data.metrics
-    assert run.data.params["fid_extractor"] == "classifier-mnist-v1"
+    assert run.data.params["fid/extractors"] == "classifier-mnist-v1"
     for label in ("sampling", "no_sampling"):
         for measure in ("prior_fid", "prior_kid", "prior_precision", "prior_recall",
                         "prior_density", "prior_coverage", "aggregate_kl"):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 
 from jobs import runs as runs_job
 from latentatlas.store_reader import OWNER_TAG, newest_runs, sqlite_path
@@ -94,6 +94,10 @@ def test_runs_prints_a_table_per_kind_and_records_for_scripts(workdir, capsys):
     client.log_batch(moved.info.run_id, metrics=[Metric("relocation/M", 0.03, 0, 0),
                                                  Metric("relocation/M_target_own", 0.02, 0, 0)])
     client.create_run(eid, run_name="alone", tags={"latentatlas.kind": "stats"})
+    scored = client.create_run(eid, run_name="fid", tags={
+        "latentatlas.kind": "fid", "mlflow.parentRunId": pid})
+    client.log_batch(scored.info.run_id, metrics=[Metric("fid/inception", 12.5, 0, 0)],
+                     params=[Param("images", "samples/"), Param("fid/reference", "ref.npz")])
     assert runs_job.main(["--tracking-uri", uri, "--parent", pid]) == 0
     out = capsys.readouterr().out
     assert "train (vae): 1 run" in out and "relocate: 1 run" in out and "alone" not in out
@@ -102,6 +106,8 @@ def test_runs_prints_a_table_per_kind_and_records_for_scripts(workdir, capsys):
     cell = {name: row[header.index(name):].split()[0] for name in ("M / own", "relocation/M ")}
     assert cell == {"M / own": "1.5", "relocation/M ": "0.03"}  # columns start aligned
     assert "val/mse" in out and "0.0234" in out and "relocation/R" not in out  # no empty column
+    row = next(line for line in out.splitlines() if scored.info.run_id in line)
+    assert row.split()[3:] == ["samples/", "12.5", "inception", "ref.npz"]
 
     assert runs_job.main(["--tracking-uri", uri, "--kind", "relocate", "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
@@ -109,5 +115,5 @@ def test_runs_prints_a_table_per_kind_and_records_for_scripts(workdir, capsys):
     assert records[0]["M / own"] == 1.5 and records[0]["parent"] == pid
     assert runs_job.main(["--tracking-uri", uri, "--format", "csv"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert {r["name"] for r in table} == {"job", "a-vae", "moved", "alone"}
+    assert {r["name"] for r in table} == {"job", "a-vae", "moved", "alone", "fid"}
     assert next(r for r in table if r["name"] == "a-vae")["val/mse"] == "0.0234"

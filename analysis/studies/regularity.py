@@ -65,7 +65,10 @@ def measure_regularity(enc: Encoding, model: torch.nn.Module, spec: dict, *,
                    np.linalg.norm(codes, axis=1), 99)),
                **{f"regularity/prior_{k}": v for k, v in prdc(codes, draws, PRDC_K).items()}}
     if extractor is not None:
-        (scores,) = quality.score_samplers(extractor, images[:len(codes)], model, spec,
+        real = images[:len(codes)]
+        reference = quality.reference_of(extractor, real, quality.described_images(
+            enc.meta.dataset, enc.meta.split, len(real)))
+        (scores,) = quality.score_samplers(extractor, reference, model, spec,
                                            {"prior": draws}, seed).values()
         metrics |= {"regularity/prior_fid": scores["fid"],
                     "regularity/prior_kid": scores["kid_mean"]}

@@ -3,7 +3,8 @@ the variance loss of samples drawn from the prior, from a Gaussian mixture fitte
 model's codes of real images (Split-VAE's sampler), and through a second-stage VAE (Dai &
 Wipf), raw and renormalised: by the authors' one scale (Asperti's variance-loss paper) and
 by a scale per variable, all on the same first stage, in one or more named feature
-spaces."""
+spaces; or of images a user brings. The real side is a dataset split, or statistics
+(pytorch-fid's `mu`, `sigma`) read from a file."""
 
 from __future__ import annotations
 
@@ -18,48 +19,65 @@ from latentatlas.data.base import Split
 from latentatlas.errors import UserError
 from latentatlas.images import image_grid
 from latentatlas.models import VAE
-from latentatlas.quality import Extractor
+from latentatlas.quality import Extractor, Reference
 from latentatlas.record import Record
 
-__all__ = ["SampleQuality", "measure_quality", "sampler_codes"]
+__all__ = ["SampleQuality", "measure_images", "measure_quality", "references_of",
+           "sampler_codes"]
 
 GRID = 64  # samples per sampler in the side-by-side picture
 
 
 @dataclass
 class SampleQuality:
-    model: str  # the first stage's (or generator's) address
+    generated: dict[str, str]  # {"model": address} or {"images": path}
     second_stage: str | None
     extractors: list[Extractor]
-    samples: int
+    references: dict[str, Reference]  # extractor name -> the real side
+    samples: int  # generated images per sampler
     scores: dict[str, dict[str, dict]]  # extractor name -> sampler -> fid, kid_mean, ...
     grids: dict[str, np.ndarray]  # sampler -> image grid
     metrics: dict
+    notes: list[str]  # what was not scored, and why
 
     def table(self) -> dict[str, list]:
         rows = [{"extractor": e, "sampler": s, **v} for e, by in self.scores.items()
                 for s, v in by.items()]
-        return {c: [r[c] for r in rows] for c in rows[0]}
+        columns = dict.fromkeys(k for r in rows for k in r)
+        return {c: [r.get(c) for r in rows] for c in columns}
 
     def record(self, name: str = "fid") -> Record:
+        reference = next(iter(self.references.values())).described
         return Record(
             "fid", name,
-            params={"model": self.model, "second_stage": self.second_stage,
-                    "samples": self.samples, "samplers": ",".join(self.grids),
-                    **{f"extractor/{e.name}": e.source for e in self.extractors}},
+            params={**self.generated, "second_stage": self.second_stage,
+                    "samplers": ",".join(self.grids),
+                    **quality.fid_params(self.extractors, self.samples, reference)},
             metrics=self.metrics,
             tags={"latentatlas.fid_extractor": ",".join(e.source for e in self.extractors)},
             tables={"sample_quality.json": self.table()},
             figures={"sample_grids.png": lambda: figures.sample_grids(self.grids)})
 
 
-def sampler_codes(model, images: np.ndarray, seed: int, *, gmm_components: int = 0,
-                  second_stage=None) -> dict[str, np.ndarray]:
-    """As many codes per sampler as `images`: `prior` always; `gmm` for a VAE when
-    components are given (fitted to its codes of `images`); with a second stage (its model
-    and logged spec) `two_stage`, and the same codes renormalised to the first stage's
-    spread, `two_stage_renorm_authors` (one scale) and `two_stage_renorm_variable`."""
-    samples = len(images)
+def references_of(extractors: list[Extractor], real: Split, samples: int,
+                  **where) -> dict[str, Reference]:
+    """The real side in each extractor's space: the split's first `samples` images."""
+    images = real.images[:samples]
+    described = quality.described_images(real.dataset, real.split, len(images))
+    return {e.name: quality.reference_of(e, images, described, **where) for e in extractors}
+
+
+def no_kid_note(references: dict[str, Reference]) -> list[str]:
+    return [f"{name}: no KID (the reference is statistics, {ref.described}, without the "
+            "features KID needs)" for name, ref in references.items() if ref.features is None]
+
+
+def sampler_codes(model, images: np.ndarray | None, seed: int, *, samples: int,
+                  gmm_components: int = 0, second_stage=None) -> dict[str, np.ndarray]:
+    """`samples` codes per sampler: `prior` always; `gmm` for a VAE when components are
+    given (fitted to its codes of `images`); with a second stage (its model and logged
+    spec) `two_stage`, and the same codes renormalised to the first stage's spread,
+    `two_stage_renorm_authors` (one scale) and `two_stage_renorm_variable`."""
     codes = {"prior": quality.prior_codes(model, samples, seed)}
     if isinstance(model, VAE) and gmm_components:
         codes["gmm"] = quality.gmm_codes(model, images, gmm_components, samples, seed)
@@ -105,29 +123,69 @@ def second_stage_variance_loss(stage2, mu: np.ndarray) -> dict[str, float]:
             "second_stage/authors_renormalise": float(delta > AUTHORS_RENORM_RATIO * mse)}
 
 
-def measure_quality(model, spec: dict, address: str, real: Split, extractors: list[Extractor],
-                    *, second_stage=None, gmm_components: int = 100, samples: int = 10000,
-                    seed: int = 0, **where) -> SampleQuality:
-    """`real`: the real images scored (their first `samples`); `second_stage`: (model, spec,
-    address) or None; `where`: actors, use_gpu, here."""
-    if tuple(spec["input_shape"]) != real.shape:
-        raise UserError(f"--model {address}: makes {tuple(spec['input_shape'])} images, the "
-                        f"data are {real.shape}")
+def measure_quality(model, spec: dict, address: str, extractors: list[Extractor],
+                    real: Split | dict[str, Reference], *, second_stage=None,
+                    gmm_components: int = 100, samples: int = 10000, seed: int = 0,
+                    **where) -> SampleQuality:
+    """`real`: the real images scored (their first `samples`), or the references (extractor
+    name -> statistics read from a file: no KID, and no GMM sampler, which fits the model's
+    codes of real images); `second_stage`: (model, spec, address) or None; `where`: actors,
+    use_gpu, here."""
+    notes = []
+    if isinstance(real, Split):
+        if tuple(spec["input_shape"]) != real.shape:
+            raise UserError(f"--model {address}: makes {tuple(spec['input_shape'])} images, "
+                            f"the data are {real.shape}")
+        images = real.images[:samples]
+        references = references_of(extractors, real, samples, **where)
+        samples = len(images)
+    else:
+        images, references = None, real
+        if gmm_components and isinstance(model, VAE):
+            notes.append("gmm: not scored (it fits the model's codes of real images; give "
+                         "--data rather than --ref-stats)")
+            gmm_components = 0
     if second_stage is not None:
         check_second_stage(model, address, *second_stage)
-    images = real.images[:samples]
-    codes = sampler_codes(model, images, seed, gmm_components=gmm_components,
+    codes = sampler_codes(model, images, seed, samples=samples, gmm_components=gmm_components,
                           second_stage=second_stage and second_stage[:2])
     scores, metrics = {}, {}
     for extractor in extractors:
-        scores[extractor.name] = quality.score_samplers(extractor, images, model, spec, codes,
-                                                        seed, **where)
+        scores[extractor.name] = quality.score_samplers(
+            extractor, references[extractor.name], model, spec, codes, seed, **where)
         metrics.update(quality.quality_metrics(extractor.name, scores[extractor.name]))
-    if second_stage is not None:
+    if second_stage is not None and images is not None:
         metrics.update(second_stage_variance_loss(second_stage[0],
                                                   quality.posterior_means(model, images)))
+    elif second_stage is not None:
+        notes.append("second_stage/*: not measured (the second stage's variance loss is on "
+                     "the model's codes of real images; give --data)")
     with torch.no_grad():
         grids = {name: image_grid(model.decode(torch.as_tensor(c[:GRID])).numpy(), ncols=8)
                  for name, c in codes.items()}
-    return SampleQuality(address, second_stage and second_stage[2], extractors, len(images),
-                         scores, grids, metrics)
+    return SampleQuality({"model": address}, second_stage and second_stage[2], extractors,
+                         references, samples, scores, grids, metrics,
+                         notes + no_kid_note(references))
+
+
+def measure_images(images: np.ndarray, path: str, extractors: list[Extractor],
+                   real: Split | dict[str, Reference], *, samples: int = 10000, seed: int = 0,
+                   **where) -> SampleQuality:
+    """FID, KID and variance loss of uint8 `images` (N, C, H, W; their first `samples`), read
+    from `path`, against `real` (as `measure_quality` takes it)."""
+    images = images[:samples]
+    if isinstance(real, Split):
+        if images.shape[1:] != real.shape:
+            raise UserError(f"--images {path}: {images.shape[1:]} images, the data are "
+                            f"{real.shape}")
+        references = references_of(extractors, real, samples, **where)
+    else:
+        references = real
+    scores, metrics = {}, {}
+    for e in extractors:
+        scores[e.name] = {"images": quality.score_images(e, references[e.name], images,
+                                                         f"--images {path}", seed, **where)}
+        metrics.update(quality.quality_metrics(e.name, scores[e.name]))
+    grid = image_grid(images[:GRID] / 255.0, ncols=8)
+    return SampleQuality({"images": path}, None, extractors, references, len(images), scores,
+                         {"images": grid}, metrics, no_kid_note(references))

@@ -18,6 +18,11 @@ from latentatlas.errors import UserError
 
 SIZE = 299
 FEATURES = 2048
+# pytorch-fid's resize (F.interpolate, bilinear, no antialiasing): statistics published by
+# pytorch-fid are comparable with ours; clean-fid's (PIL bicubic, antialiased) are not.
+RESIZE_MODE = "bilinear"
+ANTIALIAS = False
+RESIZE = f"{RESIZE_MODE} to {SIZE}x{SIZE} (torch interpolate, align_corners=False)"
 
 
 class BasicConv2d(nn.Module):
@@ -161,7 +166,8 @@ class FIDInception(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(SIZE, SIZE), mode=RESIZE_MODE, align_corners=False,
+                          antialias=ANTIALIAS)
         x = 2 * x - 1  # the graph's input range
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)

@@ -1,13 +1,21 @@
-"""Sample quality: FID and KID (torchmetrics) between real images and a generator's samples in
-a named feature space, and the variance loss of the samples. Samplers turn a model into
-codes: its prior, a Gaussian mixture fitted to its codes of real images, or a second stage
-VAE (raw, or renormalised by the authors' one scale or by one scale per variable). The
-features are computed by the map-over-batches machinery (`latentatlas.batches`): in this
-process for small sets, on a Ray Data actor pool at scale."""
+"""Sample quality: FID and KID between real images and generated ones in a named feature
+space, and the variance loss of the samples. The real side is a `Reference`: the Gaussian
+of its features (pytorch-fid's `mu`, `sigma`, which a `.npz` file saves and gives back) and,
+when computed here, the features themselves (KID needs them). The generated side is a
+model's samples or images a user brings; a model's samples are scored as the 8-bit images a
+saved PNG would hold, so both sides are scored alike. Samplers turn a model into codes: its
+prior, a Gaussian mixture fitted to its codes of real images, or a second stage VAE (raw, or
+renormalised by the authors' one scale or by one scale per variable). The features are
+computed by the map-over-batches machinery (`latentatlas.batches`): in this process for
+small sets, on a Ray Data actor pool at scale."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,6 +133,12 @@ def second_stage_codes(stage2, n: int, seed: int) -> np.ndarray:
 
 # --- features ----------------------------------------------------------------------------
 
+def as_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Generated images in [0, 1] as a saved 8-bit image holds them (round(255 x) / 255), so a
+    model's samples and the same samples read back from PNG files score alike."""
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
 class ClassifierFeatures(torch.nn.Module):
     """A classifier's penultimate layer, as torchmetrics' custom feature module."""
 
@@ -138,7 +152,7 @@ class ClassifierFeatures(torch.nn.Module):
 
 
 def build_extractor(shared: dict, device) -> torch.nn.Module:
-    """The feature network an `extractor` value (`features.resolve_extractor`) describes."""
+    """The feature network an `Extractor.shared` value describes."""
     from latentatlas.inception import load_inception
 
     shared = resolve(shared)
@@ -149,7 +163,7 @@ def build_extractor(shared: dict, device) -> torch.nn.Module:
 
 class FeatureBatch:
     """Per batch of row ids: features of real images (`split`) or of generated ones
-    (`codes` decoded by `model`)."""
+    (`codes` decoded by `model`, as 8-bit images)."""
 
     def __init__(self, extractor, images=None, model=None, codes=None, use_gpu: bool = False):
         self.device = device_for(use_gpu)
@@ -164,7 +178,7 @@ class FeatureBatch:
         if self.images is not None:
             x = to_unit_float(self.images[ids], self.device)
         else:
-            x = self.model.decode(torch.as_tensor(self.codes[ids], device=self.device))
+            x = as_8bit(self.model.decode(torch.as_tensor(self.codes[ids], device=self.device)))
         return {"id": ids, "features": self.extractor(x).cpu().numpy()}
 
 
@@ -195,40 +209,178 @@ def mean_pixel_variance(images) -> float:
     return float((squares / n - mean**2).mean())
 
 
+def uint8_pixel_variance(images: np.ndarray) -> float:
+    """`mean_pixel_variance` of uint8 images (N, C, H, W)."""
+    return mean_pixel_variance(images[i:i + 1000] / 255.0 for i in range(0, len(images), 1000))
+
+
 def decoded(model, codes: np.ndarray, batch_size: int = 1000):
-    """The images `codes` decode to, batch by batch (numpy, in [0, 1])."""
+    """The 8-bit images `codes` decode to, batch by batch (numpy, in [0, 1])."""
     with torch.no_grad():
         for i in range(0, len(codes), batch_size):
-            yield model.decode(torch.as_tensor(codes[i:i + batch_size])).numpy()
+            yield as_8bit(model.decode(torch.as_tensor(codes[i:i + batch_size]))).numpy()
 
 
-def fid_kid(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """FID and KID (mean, std over subsets) of two feature sets, by torchmetrics' metrics fed
-    the features themselves (the feature network ran before, on Ray Data or here)."""
+# --- the real side, and the distances ------------------------------------------------------
+
+def sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance (eigenvalues rounding made negative are 0)."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """The real side of FID in one feature space: the Gaussian of its features (`mu`,
+    `sigma`: pytorch-fid's statistics), the features themselves when computed here (KID
+    needs them; a statistics file holds none), the mean pixel variance of its images (the
+    variance loss; None when a file does not carry it), what it is (`described`), and the
+    extractor and weights it was computed with (None when a file does not say)."""
+
+    mu: np.ndarray  # (F,) float64
+    sigma: np.ndarray  # (F, F) float64
+    count: int | None
+    described: str  # "fashion-mnist:test, 10000 images" or "<file> (sha256 ...)"
+    features: np.ndarray | None = None
+    pixel_variance: float | None = None
+    extractor: str | None = None
+    weights_sha256: str | None = None
+
+    @classmethod
+    def of(cls, features: np.ndarray, described: str = "", **known) -> Reference:
+        features = np.asarray(features, np.float64)
+        return cls(features.mean(0), np.cov(features, rowvar=False), len(features), described,
+                   features, **known)
+
+    @cached_property
+    def sigma_root(self) -> np.ndarray:  # one per reference, however many samplers it scores
+        return sqrt_psd(self.sigma)
+
+
+def frechet_distance(reference: Reference, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """|mu_r - mu|^2 + tr(sigma_r + sigma - 2 (sigma_r sigma)^(1/2)). The trace of the root is
+    the sum of the roots of the eigenvalues of sigma_r^(1/2) sigma sigma_r^(1/2), a symmetric
+    PSD matrix with the same eigenvalues (eigvalsh: real, stable; pytorch-fid's sqrtm of the
+    non-symmetric product needs an offset when it is near singular)."""
+    root = reference.sigma_root
+    inner = root @ sigma @ root
+    eigen = np.linalg.eigvalsh((inner + inner.T) / 2)
+    distance = (((reference.mu - mu) ** 2).sum() + np.trace(reference.sigma) + np.trace(sigma)
+                - 2 * np.sqrt(np.clip(eigen, 0, None)).sum())
+    return max(float(distance), 0.0)  # >= 0 exactly; rounding can leave -1e-12
+
+
+def compare(reference: Reference, fake: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """FID of generated features against the reference, and KID (mean, std over subsets, by
+    torchmetrics fed the features) when the reference has its features."""
+    fake = np.asarray(fake, np.float64)
+    out = {"fid": frechet_distance(reference, fake.mean(0), np.cov(fake, rowvar=False))}
+    if reference.features is None:
+        return out
     import warnings
 
-    from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
     class Given(torch.nn.Module):  # the features are the input
-        num_features = real.shape[1]
+        num_features = fake.shape[1]
 
         def forward(self, x):
             return x
 
-    real_t, fake_t = (torch.as_tensor(np.asarray(f, np.float64)) for f in (real, fake))
-    fid = FrechetInceptionDistance(feature=Given())
-    size = min(KID_SUBSET, len(real), len(fake))
+    size = min(KID_SUBSET, len(reference.features), len(fake))
     with warnings.catch_warnings():  # "KID will save all extracted features": it must
         warnings.simplefilter("ignore")
         kid = KernelInceptionDistance(feature=Given(), subsets=KID_SUBSETS, subset_size=size)
-    for metric in (fid, kid):
-        metric.update(real_t, real=True)
-        metric.update(fake_t, real=False)
+    kid.update(torch.as_tensor(reference.features), real=True)
+    kid.update(torch.as_tensor(fake), real=False)
     with torch.random.fork_rng(devices=[]):  # KID draws its subsets from torch's global RNG
         torch.manual_seed(seed)
         kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+    return {**out, "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def described_images(dataset: str, split: str, rows: int) -> str:
+    """What a reference of real images is of, as its runs record it."""
+    return f"{dataset}:{split}, {rows} images"
+
+
+def reference_of(extractor: Extractor, images: np.ndarray, described: str,
+                 **where) -> Reference:
+    """The reference of uint8 real `images` (N, C, H, W) in the extractor's space."""
+    features = checked_features(image_features(extractor.shared, len(images), images=images,
+                                               **where), described)
+    return Reference.of(features, described, pixel_variance=uint8_pixel_variance(images),
+                        extractor=extractor.name, weights_sha256=extractor.digest)
+
+
+def checked_features(features: np.ndarray, what: str) -> np.ndarray:
+    from latentatlas.errors import UserError
+
+    if not np.isfinite(features).all():
+        raise UserError(f"{what}: the feature network returns NaN or inf on these images (a "
+                        "model that decodes NaN?)")
+    if len(features) < 2:
+        raise UserError(f"{what}: {len(features)} image; FID needs at least 2")
+    return features
+
+
+# pytorch-fid's file holds `mu` and `sigma`; these keys say what LatentAtlas knows beside.
+STATS_KEYS = ("count", "extractor", "weights_sha256", "described", "pixel_variance")
+
+
+def write_reference(reference: Reference, path: str | Path) -> Path:
+    """`reference` as pytorch-fid's `.npz` (`mu`, `sigma`, float64) with LatentAtlas' own keys
+    beside; written to a temporary file and renamed."""
+    path = Path(path)
+    known = {k: getattr(reference, k) for k in STATS_KEYS if getattr(reference, k) is not None}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez(f, mu=reference.mu, sigma=reference.sigma, **known)
+    os.replace(tmp, path)
+    return path
+
+
+def read_reference(path: str | Path, extractor: Extractor, role: str = "--ref-stats"
+                   ) -> Reference:
+    """A `.npz` of `mu` and `sigma` (pytorch-fid's, or ours) checked against the extractor:
+    shapes, finite values, a symmetric sigma, and, where the file says, the same extractor
+    and weights; one line naming the file and what is wrong otherwise."""
+    from latentatlas.errors import UserError
+
+    path = Path(path).expanduser()
+    where = f"{role} {path}"
+    if not path.is_file():
+        raise UserError(f"{where}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # not a zip, truncated, pickled objects
+        raise UserError(f"{where}: not a .npz of arrays ({str(e).splitlines()[0][:100]})") \
+            from None
+    for key in ("mu", "sigma"):
+        if key not in arrays:
+            raise UserError(f"{where}: no {key!r} array (pytorch-fid's statistics hold mu and "
+                            f"sigma; found {', '.join(sorted(arrays)) or 'nothing'})")
+    mu, sigma = (np.asarray(arrays[k], np.float64) for k in ("mu", "sigma"))
+    width = extractor.features
+    if mu.shape != (width,) or sigma.shape != (width, width):
+        raise UserError(f"{where}: mu {mu.shape} and sigma {sigma.shape}; {extractor.name} "
+                        f"has {width} features, so ({width},) and ({width}, {width})")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"{where}: mu or sigma holds NaN or inf")
+    if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * np.abs(sigma).max()):
+        raise UserError(f"{where}: sigma is not symmetric, so not a covariance")
+    known = {k: arrays[k].item() for k in STATS_KEYS if k in arrays}
+    for key, ours in (("extractor", extractor.name), ("weights_sha256", extractor.digest)):
+        if key in known and known[key] != ours:
+            raise UserError(f"{where}: computed with {key} {known[key]}, the extractor here "
+                            f"has {ours}: features of other networks are not comparable")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    count = known.get("count")
+    return Reference(mu, sigma, None if count is None else int(count),
+                     f"{path} (sha256 {digest}" + (f", {count} images)" if count else ")"),
+                     pixel_variance=known.get("pixel_variance"), extractor=known.get("extractor"),
+                     weights_sha256=known.get("weights_sha256"))
 
 
 # --- extractors by name, and the scores of samplers ----------------------------------------
@@ -236,15 +388,30 @@ def fid_kid(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> dict[str, floa
 @dataclass(frozen=True)
 class Extractor:
     """A resolved feature network: `name` is what metric keys carry (a classifier's pinned
-    registry version included: features of two versions are not comparable)."""
+    registry version included: features of two versions are not comparable); `digest`, the
+    sha256 of its weights; `resize`, what it does to an image's size before its layers."""
 
     name: str  # classifier-fashion-mnist-v2, inception
-    source: str  # models:/classifier-fashion-mnist/2, or the weights file and its digest
+    source: str  # models:/classifier-fashion-mnist/2, or the weights file
     shared: dict  # what `build_extractor` takes
+    digest: str
+    features: int
+    resize: str
+    antialias: bool = False
 
 
 def classifier_name(dataset: str) -> str:
     return f"classifier-{dataset}"
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and values (the same on any machine)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 EXTRACTOR_KINDS = "classifier-<dataset>[:version], inception"
@@ -255,22 +422,20 @@ def resolve_extractor(address: str, *, inception_weights: str | None = None,
                       input_shape=None) -> Extractor:
     """`classifier-<dataset>` (the registry's latest version unless `:version` pins one), or
     `inception` from a local weights file; one line naming the option when it cannot be."""
-    import hashlib
-
     from latentatlas.errors import UserError
 
     if address == "inception":
-        from latentatlas.inception import read_inception_weights
+        from latentatlas import inception
 
         if not inception_weights:
             raise UserError(f"{role} inception needs --inception-weights PATH (the "
                             "pt_inception-2015-12-05 file of pytorch-fid or torch-fidelity); "
                             "LatentAtlas never downloads it")
-        state = read_inception_weights(inception_weights)
-        with open(inception_weights, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:12]
-        return Extractor("inception", f"{inception_weights} (sha256 {digest})",
-                         {"kind": "inception", "state": state})
+        state = inception.read_inception_weights(inception_weights)
+        digest = hashlib.sha256(Path(inception_weights).expanduser().read_bytes()).hexdigest()
+        return Extractor("inception", str(inception_weights), {"kind": "inception",
+                                                               "state": state},
+                         digest, inception.FEATURES, inception.RESIZE, inception.ANTIALIAS)
     if not address.startswith("classifier-"):
         raise UserError(f"{role} {address}: unknown feature extractor; known: "
                         f"{EXTRACTOR_KINDS}")
@@ -295,8 +460,11 @@ def resolve_extractor(address: str, *, inception_weights: str | None = None,
     if input_shape is not None and tuple(spec["input_shape"]) != tuple(input_shape):
         raise UserError(f"{role} {source}: takes {tuple(spec['input_shape'])} images, the "
                         f"images scored are {tuple(input_shape)}")
+    shape = "x".join(str(n) for n in spec["input_shape"][1:])
     return Extractor(f"{name}-v{version}", source,
-                     {"kind": "classifier", "model": share_model(model, spec)})
+                     {"kind": "classifier", "model": share_model(model, spec)},
+                     state_digest(model.state_dict()), model.num_features,
+                     f"none (takes {shape} images)")
 
 
 def classifier_extractor(uri: str, *, tracking_uri: str | None = None,
@@ -326,34 +494,65 @@ def classifier_extractor(uri: str, *, tracking_uri: str | None = None,
                              input_shape=input_shape)
 
 
-def score_samplers(extractor: Extractor, real_images: np.ndarray, model, spec: dict,
+def fid_params(extractors: list[Extractor], samples: int, reference: str) -> dict[str, object]:
+    """What an FID depends on beside the images, as run params: per extractor its source,
+    weights digest and resize; the generated images per sampler; the reference; that
+    generated images are scored as 8-bit images."""
+    params = {"fid/extractors": ",".join(e.name for e in extractors), "fid/samples": samples,
+              "fid/reference": reference, "fid/generated_as": "uint8 (round(255 x))"}
+    for e in extractors:
+        params |= {f"fid/{e.name}/source": e.source, f"fid/{e.name}/weights_sha256": e.digest,
+                   f"fid/{e.name}/features": e.features, f"fid/{e.name}/resize": e.resize,
+                   f"fid/{e.name}/antialias": e.antialias}
+    return params
+
+
+def score_images(extractor: Extractor, reference: Reference, images: np.ndarray,
+                 what: str = "--images", seed: int = 0, **where) -> dict[str, float]:
+    """FID, KID and variance loss of uint8 `images` (N, C, H, W) against the reference."""
+    fake = checked_features(image_features(extractor.shared, len(images), images=images,
+                                           **where), what)
+    return scored(reference, fake, uint8_pixel_variance(images), seed)
+
+
+def scored(reference: Reference, fake: np.ndarray, pixel_variance: float,
+           seed: int) -> dict[str, float]:
+    out = compare(reference, fake, seed)
+    if reference.pixel_variance is not None:
+        out["delta_var_gen"] = reference.pixel_variance - pixel_variance
+    return out
+
+
+def score_samplers(extractor: Extractor, reference: Reference, model, spec: dict,
                    samplers: dict[str, np.ndarray], seed: int = 0, **where) -> dict[str, dict]:
-    """Per sampler (name -> codes the model decodes): FID, KID (mean, std) against
-    `real_images` (uint8) in the extractor's space, and the variance loss of its samples
-    (mean pixel variance of the real images minus that of the samples). `model` and its
-    logged `spec`; `where`: actors, use_gpu, here (as `image_features`)."""
+    """Per sampler (name -> codes the model decodes): FID, KID (mean, std) against the
+    reference in the extractor's space, and the variance loss of its samples (mean pixel
+    variance of the real images minus that of the samples), each where the reference allows.
+    `model` and its logged `spec`; `where`: actors, use_gpu, here (as `image_features`)."""
     from latentatlas.models import share_model
 
-    real = image_features(extractor.shared, len(real_images), images=real_images, **where)
-    real_var = mean_pixel_variance(real_images[i:i + 1000] / 255.0
-                                   for i in range(0, len(real_images), 1000))
     shared = share_model(model, spec)
     scores = {}
     for name, codes in samplers.items():
         fake = image_features(extractor.shared, len(codes), model=shared,
                               codes=np.asarray(codes, np.float32), **where)
-        scores[name] = {**fid_kid(real, fake, seed),
-                        "delta_var_gen": real_var - mean_pixel_variance(decoded(model, codes))}
+        scores[name] = scored(reference, checked_features(fake, f"sampler {name}"),
+                              mean_pixel_variance(decoded(model, codes)), seed)
     return scores
+
+
+# The generated side's sampler whose metric keys carry no suffix.
+UNSUFFIXED = ("prior", "images")
 
 
 def quality_metrics(extractor: str, scores: dict[str, dict]) -> dict[str, float]:
     """Metric keys: `fid/<extractor>`, `kid/<extractor>`, `kid_std/<extractor>` and
-    `variance_loss/delta_var_gen` for the prior; other samplers append `/<sampler>`."""
+    `variance_loss/delta_var_gen` for the prior (or the images scored); other samplers append
+    `/<sampler>`; a score the reference cannot give (KID from a statistics file) is absent."""
+    names = {"fid": f"fid/{extractor}", "kid_mean": f"kid/{extractor}",
+             "kid_std": f"kid_std/{extractor}", "delta_var_gen": "variance_loss/delta_var_gen"}
     out = {}
     for sampler, s in scores.items():
-        tail = "" if sampler == "prior" else f"/{sampler}"
-        out.update({f"fid/{extractor}{tail}": s["fid"], f"kid/{extractor}{tail}": s["kid_mean"],
-                    f"kid_std/{extractor}{tail}": s["kid_std"],
-                    f"variance_loss/delta_var_gen{tail}": s["delta_var_gen"]})
+        tail = "" if sampler in UNSUFFIXED else f"/{sampler}"
+        out.update({f"{names[k]}{tail}": v for k, v in s.items()})
     return out

@@ -110,12 +110,16 @@ def sample_scores(trained: Trained) -> Record:
                                           tracking_uri=trained.tracking_uri,
                                           role="fid.extractor", input_shape=inputs.input_shape)
     real = inputs.val_images[:f.samples]
+    reference = quality.reference_of(extractor, real, quality.described_images(
+        cfg.data.name, cfg.data.val_split, len(real)))
     samplers = {"prior": quality.prior_codes(model, len(real), cfg.seed)}
     if "gmm" in f.samplers:
         samplers["gmm"] = quality.gmm_codes(model, real, f.gmm_components, len(real), cfg.seed)
     spec = {"model": cfg.model.model_dump(), "input_shape": list(inputs.input_shape)}
-    scores = quality.score_samplers(extractor, real, model, spec, samplers, cfg.seed)
-    return Record("train", "", metrics=quality.quality_metrics(extractor.name, scores),
+    scores = quality.score_samplers(extractor, reference, model, spec, samplers, cfg.seed)
+    return Record("train", "", params=quality.fid_params([extractor], len(real),
+                                                         reference.described),
+                  metrics=quality.quality_metrics(extractor.name, scores),
                   tags={"latentatlas.fid_extractor": extractor.source})
 
 
