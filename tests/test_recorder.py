@@ -106,8 +106,9 @@ def test_runs_carry_mlflows_source_tags_and_the_experiment_opens_on_training(
     assert recorder.client.get_experiment(recorder.experiment_id).tags[
         tracking.EXPERIMENT_KIND_TAG] == "genai_development"
     assert tracking.runs_url("http://10.0.0.5:5000/", "7") == \
-        "http://10.0.0.5:5000/#/experiments/7/runs"
-    assert tracking.runs_url("sqlite:///x.db", "1") == "http://127.0.0.1:5000/#/experiments/1/runs"
+        "http://10.0.0.5:5000/#/experiments/7/runs?workflowType=machine_learning"
+    assert tracking.runs_url("sqlite:///x.db", "1") == \
+        "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
 
 
 def test_runs_of_the_same_data_starting_together_all_log_it(recorder):
