@@ -85,12 +85,12 @@ def run(args) -> int:
         print("note: no --inception-weights: FID in the classifier's features only (Inception "
               "FID needs its weights file; nothing is downloaded)")
     progress = Progress("fid")
-    where = {"extractors": args.extractor, "inception_weights": args.inception_weights,
+    scoring = {"extractors": args.extractor, "inception_weights": args.inception_weights,
              "samples": args.samples, "data_path": args.data_path, "limit": args.limit,
              "actors": args.actors, "use_gpu": args.use_gpu}
     if not (args.model or args.images):
         progress(f"statistics of {args.data or DEFAULT_DATA} (first {args.samples} images)")
-        extractor, ref = steps.reference_stats(recorder, data, args.save_ref_stats, **where)
+        extractor, ref = steps.reference_stats(recorder, data, args.save_ref_stats, **scoring)
         print(f"wrote {args.save_ref_stats}: mu {ref.mu.shape}, sigma {ref.sigma.shape} of "
               f"{ref.described} in {extractor.name}'s features ({extractor.source})")
         return 0
@@ -100,7 +100,7 @@ def run(args) -> int:
     run_id, q = steps.sample_quality(
         recorder, args.model, data, images_path=args.images, ref_stats=args.ref_stats,
         save_ref_stats=args.save_ref_stats, second_stage=args.second_stage,
-        gmm_components=args.gmm, seed=args.seed, **where)
+        gmm_components=args.gmm, seed=args.seed, **scoring)
     table = q.table()
     print_table([dict(zip(table, row, strict=True)) for row in zip(*table.values(), strict=True)],
                 title="sample quality")

@@ -158,10 +158,13 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
                in regularisation_plans(dataset, data_path, limit, epochs).items()}
     rows = min(points, limit or points)
     images = load_split(dataset, "test", data_path, rows).images if classifier else None
-    extractor = classifier and quality.classifier_extractor(
-        classifier, tracking_uri=recorder.uri, input_shape=images.shape[1:])
-    params = quality.fid_params([extractor], len(images), quality.described_images(
-        dataset, "test", len(images))) if extractor else {}
+    fid, params = None, {}
+    if classifier:  # one reference of the test images, for both 3-D models
+        extractor = quality.classifier_extractor(classifier, tracking_uri=recorder.uri,
+                                                 input_shape=images.shape[1:])
+        fid = extractor, quality.reference_of(extractor, images, quality.described_images(
+            dataset, "test", len(images)))
+        params = quality.fid_params([extractor], len(images), fid[1].described)
     with recorder.run("regularisation", "regularisation", parent_run_id) as run_id:
         with ThreadPoolExecutor(len(configs)) as pool:
             futures = {label: pool.submit(train, cfg, tracking_uri=recorder.uri,
@@ -175,8 +178,7 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
             enc = encode(out.model_uri, dataset, "test",
                          Path("encodings") / f"regularisation-{run_id[:8]}" / label,
                          data_path=data_path, limit=rows, actors=1)
-            measured = measure_regularity(enc, *load_vae(out.model_uri), images=images,
-                                          extractor=extractor)
+            measured = measure_regularity(enc, *load_vae(out.model_uri), fid=fid)
             recorder.write(out.run_id, measured.record())
             suffix = label.removeprefix("3d-").replace("-", "_")
             metrics.update({f"{k}_{suffix}": v for k, v in measured.metrics.items()})
@@ -235,18 +237,25 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
 
 
 def extractors_for(dataset: str | None, names: list[str] | None,
-                   inception_weights: str | None, tracking_uri: str | None, input_shape) -> list:
+                   inception_weights: str | None, tracking_uri: str | None, input_shape,
+                   one_for: tuple[str, str | None] = ("", None)) -> list:
     """The named feature extractors (default: the dataset's classifier, and Inception when
-    its weights file is given), resolved and pinned."""
+    its weights file is given), resolved and pinned; `one_for` (option, file): a statistics
+    file, which is of one feature space."""
     from latentatlas.errors import UserError
     from latentatlas.quality import classifier_name, resolve_extractor
 
+    option, path = one_for
     if not (names or dataset):
-        raise UserError("--extractor: name the feature space of the statistics "
-                        "(classifier-<dataset>[:version] or inception)")
-    names = names or [classifier_name(dataset), *(["inception"] if inception_weights else [])]
+        raise UserError(f"{option} {path}: name the feature space of the statistics with "
+                        "--extractor (classifier-<dataset>[:version] or inception)")
+    names = list(dict.fromkeys(names or [classifier_name(dataset),
+                                         *(["inception"] if inception_weights else [])]))
+    if path and len(names) != 1:
+        raise UserError(f"{option} {path}: a statistics file is of one feature space; name "
+                        f"one --extractor (here: {', '.join(names)})")
     return [resolve_extractor(n, inception_weights=inception_weights, tracking_uri=tracking_uri,
-                              input_shape=input_shape) for n in dict.fromkeys(names)]
+                              input_shape=input_shape) for n in names]
 
 
 def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, str] | None,
@@ -262,10 +271,11 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
     the images at `images_path`, against a dataset split (`data`) or the statistics of
     `ref_stats` (one extractor); `save_ref_stats`: write the split's statistics there too."""
     from analysis.studies.sample_quality import measure_images, measure_quality
+    from latentatlas import quality
     from latentatlas.data import load_split
     from latentatlas.data.image_files import read_images
-    from latentatlas.quality import read_reference
 
+    out = save_ref_stats and quality.check_writable(save_ref_stats)  # before any work
     model = spec = images = None
     if model_uri:
         model, spec = load_model(model_uri)
@@ -274,10 +284,11 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
         images = read_images(images_path)
         shape = images.shape[1:]
     real = None if ref_stats else load_split(data[0], data[1], data_path, limit)
-    chosen = one_extractor_for_a_file(
-        extractors_for(data and data[0], extractors, inception_weights, recorder.uri,
-                       real.shape if real else shape), ref_stats or save_ref_stats)
-    side = {chosen[0].name: read_reference(ref_stats, chosen[0])} if ref_stats else real
+    chosen = extractors_for(data and data[0], extractors, inception_weights, recorder.uri,
+                            shape if real is None else real.shape,
+                            one_for=("--ref-stats", ref_stats) if ref_stats else
+                            ("--save-ref-stats", save_ref_stats))
+    side = {chosen[0].name: quality.read_reference(ref_stats, chosen[0])} if ref_stats else real
     where = {"actors": actors, "use_gpu": use_gpu}
     if model is not None:
         stage2 = None
@@ -291,9 +302,10 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
         result = measure_images(images, images_path, chosen, side, samples=samples, seed=seed,
                                 **where)
         owner = None
-    if save_ref_stats:
-        write_reference_stats(result.references[chosen[0].name], save_ref_stats)
-    return recorder.record(result.record(name), parent_run_id or owner), result
+    run_id = recorder.record(result.record(name), parent_run_id or owner)
+    if out:
+        quality.write_reference(result.references[chosen[0].name], out)
+    return run_id, result
 
 
 def reference_stats(recorder: Recorder, data: tuple[str, str], out: str, *,
@@ -304,33 +316,17 @@ def reference_stats(recorder: Recorder, data: tuple[str, str], out: str, *,
     """The statistics (pytorch-fid's `mu`, `sigma`) of a split's first `samples` images in one
     extractor's features, written to `out`; returns the extractor and the reference."""
     from analysis.studies.sample_quality import references_of
+    from latentatlas import quality
     from latentatlas.data import load_split
 
+    path = quality.check_writable(out)
     real = load_split(data[0], data[1], data_path, limit)
-    (extractor,) = one_extractor_for_a_file(
-        extractors_for(data[0], extractors, inception_weights, recorder.uri, real.shape), out)
+    (extractor,) = extractors_for(data[0], extractors, inception_weights, recorder.uri,
+                                  real.shape, one_for=("--save-ref-stats", out))
     reference = references_of([extractor], real, samples, actors=actors,
                               use_gpu=use_gpu)[extractor.name]
-    write_reference_stats(reference, out)
+    quality.write_reference(reference, path)
     return extractor, reference
-
-
-def one_extractor_for_a_file(chosen: list, path: str | None) -> list:
-    from latentatlas.errors import UserError
-
-    if path and len(chosen) != 1:
-        raise UserError(f"{path}: a statistics file is of one feature space; name one "
-                        f"--extractor (here: {', '.join(e.name for e in chosen)})")
-    return chosen
-
-
-def write_reference_stats(reference, path: str) -> None:
-    from latentatlas.errors import UserError
-    from latentatlas.quality import write_reference
-
-    if not Path(path).expanduser().parent.is_dir():
-        raise UserError(f"--save-ref-stats {path}: no such folder")
-    write_reference(reference, Path(path).expanduser())
 
 
 def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[str] | None = None,

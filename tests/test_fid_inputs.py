@@ -40,6 +40,16 @@ def test_a_png_folder_and_arrays_in_every_layout_read_back_the_same_images(tmp_p
     assert np.array_equal(read_images(tmp_path / "floats.npz"), images)
     np.savez(tmp_path / "one.npz", images.astype(np.int64))
     assert np.array_equal(read_images(tmp_path / "one.npz"), images)
+    alpha = np.full((5, 6, 7, 1), 9, np.uint8)
+    if channels == 3:  # an alpha channel is dropped, from an array as from a file
+        np.save(tmp_path / "rgba.npy", np.concatenate([layouts["nhwc"], alpha], axis=3))
+        assert np.array_equal(read_images(tmp_path / "rgba.npy"), images)
+    else:  # a palette PNG of grays reads as gray
+        folder = tmp_path / "palette"
+        folder.mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img[0]).convert("P").save(folder / f"{i}.png")
+        assert np.array_equal(read_images(folder), images)
 
 
 def test_jpeg_files_read_as_rgb_and_alpha_is_dropped(tmp_path):
@@ -77,10 +87,22 @@ def test_bad_image_inputs_are_named_in_one_line(tmp_path):
         "range.npy": (np.full((2, 4, 4), 1.5), r"floats in \[1.5, 1.5\]; images as floats are in "
                                                 r"\[0, 1\]"),
         "nan.npy": (np.full((2, 4, 4), np.nan), "holds NaN or inf"),
-        "shape.npy": (np.zeros((2, 5, 4, 4), np.uint8), r"shape \(2, 5, 4, 4\)"),
+        "shape.npy": (np.zeros((2, 5, 4, 6), np.uint8), r"shape \(2, 5, 4, 6\)"),
         "big.npy": (np.full((2, 4, 4), 300), "int64 values"),
     }
     for name, (array, message) in cases.items():
+        np.save(tmp_path / name, array)
+        with pytest.raises(UserError, match=message):
+            read_images(tmp_path / name)
+    more = {
+        "empty.npy": (np.zeros((0, 4, 4), np.float32), r"no images \(shape \(0, 1, 4, 4\)\)"),
+        "ambiguous.npy": (np.zeros((2, 3, 5, 3), np.uint8), r"reads as \(N, C, H, W\) or as "
+                                                            r"\(N, H, W, C\)"),
+        "one_image.npy": (np.zeros((32, 32, 3), np.uint8), "reads as one H x W x C image"),
+        "binary.npy": (np.ones((2, 4, 4), np.uint8), r"integers in 1..1; 8-bit images are "
+                                                     r"0..255 \(binary images"),
+    }
+    for name, (array, message) in more.items():
         np.save(tmp_path / name, array)
         with pytest.raises(UserError, match=message):
             read_images(tmp_path / name)
@@ -110,14 +132,37 @@ def test_reference_statistics_round_trip_through_pytorch_fids_format(tmp_path):
     back = quality.read_reference(path, ext)
     assert np.array_equal(back.mu, ref.mu) and np.array_equal(back.sigma, ref.sigma)
     assert back.count == 300 and back.pixel_variance == 0.05 and back.features is None
-    assert "ref.npz (sha256 " in back.described and "300 images" in back.described
-    assert quality.compare(back, fake)["fid"] == quality.compare(ref, fake)["fid"]
-    assert not list(tmp_path.glob(".*tmp"))  # written to a temporary name, then renamed
+    assert "ref.npz (sha256 " in back.described and back.described.endswith(
+        ": x:test, 300 images")
 
-    # a published file (mu and sigma alone) is taken as it is
-    np.savez(tmp_path / "published.npz", mu=ref.mu, sigma=ref.sigma)
+    # pytorch-fid's own file: compressed, mu and sigma alone, mu in float32
+    np.savez_compressed(tmp_path / "published.npz", mu=ref.mu.astype(np.float32),
+                        sigma=ref.sigma)
     published = quality.read_reference(tmp_path / "published.npz", ext)
     assert published.count is None and published.pixel_variance is None
+    assert quality.compare(published, fake)["fid"] == pytest.approx(
+        quality.compare(ref, fake)["fid"], rel=1e-5)  # mu rounded to float32: 1e-7 of it
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path, monkeypatch):
+    ref = quality.Reference(np.zeros(2), np.eye(2), 10, "x")
+    target = tmp_path / "ref.npz"
+    target.write_bytes(b"what was there")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(UserError, match="--save-ref-stats .*ref.npz: cannot write it \\(No "
+                                        "space left on device\\)"):
+        quality.write_reference(ref, target)
+    assert target.read_bytes() == b"what was there"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.npz"]
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="a folder; give a file name"):
+        quality.check_writable(tmp_path)
+    with pytest.raises(UserError, match="no such folder"):
+        quality.check_writable(tmp_path / "nope" / "ref.npz")
 
 
 def test_bad_reference_statistics_are_named_in_one_line(tmp_path):
@@ -137,6 +182,15 @@ def test_bad_reference_statistics_are_named_in_one_line(tmp_path):
                       "classifier-x-v1"),
         "weights.npz": ({"mu": mu, "sigma": sigma, "weights_sha256": "cd" * 32},
                         "computed with weights_sha256 cdcd"),
+        "indefinite.npz": ({"mu": mu, "sigma": -sigma},
+                           "sigma has eigenvalue -1 < 0, so not a covariance"),
+        "count.npz": ({"mu": mu, "sigma": sigma, "count": np.arange(3)},
+                      "key 'count' is int64 \\(3,\\)"),
+        "count_text.npz": ({"mu": mu, "sigma": sigma, "count": "many"},
+                           "key 'count' is <U4 \\(\\)"),
+        "variance.npz": ({"mu": mu, "sigma": sigma, "pixel_variance": np.nan},
+                         "key 'pixel_variance' is float64 \\(\\) .*not a number in "
+                         "\\[0, 0.25\\]"),
     }
     for name, (arrays, message) in cases.items():
         np.savez(tmp_path / name, **arrays)
@@ -149,11 +203,12 @@ def test_bad_reference_statistics_are_named_in_one_line(tmp_path):
         quality.read_reference(tmp_path / "nope.npz", ext)
 
 
-def test_frechet_distance_is_symmetric_and_zero_only_for_equal_gaussians():
+def test_frechet_distance_is_symmetric_zero_for_equal_gaussians_and_its_closed_forms():
     rng = np.random.default_rng(1)
     a = quality.Reference.of(rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5)))
     b = quality.Reference.of(rng.normal(size=(400, 5)) * 2 + 1)
     ab = quality.frechet_distance(a, b.mu, b.sigma)
+    assert ab > 1
     assert ab == pytest.approx(quality.frechet_distance(b, a.mu, a.sigma), rel=1e-9)
     assert quality.frechet_distance(a, a.mu, a.sigma) == pytest.approx(0, abs=1e-9)
     # equal covariances: the distance is the squared distance of the means, exactly

@@ -246,9 +246,20 @@ def test_inception_loads_from_a_weights_file_and_names_what_is_wrong(tmp_path):
         np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
         assert net(x).shape == (2, 2048)
     ext = quality.resolve_extractor("inception", inception_weights=str(path))
-    assert ext.name == "inception" and ext.source == str(path) and ext.features == 2048
-    assert ext.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ext.name == "inception" and ext.features == 2048
+    file_digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    assert ext.source == f"{path} (file sha256 {file_digest})"
     assert ext.resize.startswith("bilinear to 299x299") and ext.antialias is False
+    # the digest is of the weights, not the file: a file with the counters torch-fidelity's
+    # holds (other bytes) is the same network; other weights are not
+    torch.save(net.state_dict(), tmp_path / "with_counters.pth")
+    same = quality.resolve_extractor("inception", inception_weights=str(tmp_path /
+                                                                        "with_counters.pth"))
+    assert same.digest == ext.digest and same.source != ext.source
+    state["fc.bias"] = state["fc.bias"] + 1
+    torch.save(state, tmp_path / "other_weights.pth")
+    assert quality.resolve_extractor("inception", inception_weights=str(
+        tmp_path / "other_weights.pth")).digest != ext.digest
     with pytest.raises(UserError, match="--inception-weights"):
         quality.resolve_extractor("inception")
     with pytest.raises(UserError, match="file not found"):
@@ -369,14 +380,15 @@ def check_statistics_and_image_inputs(model_uri, model, from_data: dict, uri, id
     with np.load(stats) as a, np.load("alone.npz") as b:
         assert np.array_equal(a["mu"], b["mu"]) and np.array_equal(a["sigma"], b["sigma"])
 
-    codes = quality.prior_codes(model, n, 0)  # the verb's prior draws: seed 0
-    floats = np.concatenate(list(quality.decoded(model, codes, batch_size=500)))
-    samples = np.round(floats * 255).astype(np.uint8)  # (n, 1, 28, 28), exactly 8-bit
+    codes = torch.as_tensor(quality.prior_codes(model, n, 0))  # the verb's draws: seed 0
+    with torch.no_grad():  # decoded as the verb decodes them: in batches of 500
+        floats = torch.cat([model.decode(codes[i:i + 500]) for i in range(0, n, 500)]).numpy()
+    samples = np.round(floats * np.float32(255)).astype(np.uint8)  # (n, 1, 28, 28)
     folder = Path("samples")
     folder.mkdir()
     for i, img in enumerate(samples):
         Image.fromarray(img[0]).save(folder / f"{i:05d}.png")
-    np.save("samples.npy", floats.transpose(0, 2, 3, 1))  # floats in [0, 1], N H W C
+    np.save("samples.npy", floats.transpose(0, 2, 3, 1))  # the raw floats, N H W C
     for path in (folder, "samples.npy"):
         capsys.readouterr()
         assert fid_verb.main(["--images", str(path), *data, *common]) == 0

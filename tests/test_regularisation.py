@@ -112,5 +112,8 @@ def test_the_verb_measures_prior_samples_with_and_without_sampling(ray_session, 
     assert set(three_d) == {"True", "False"}
     for r in three_d.values():
         assert r.data.params["kl.policy"] == "elbo" and r.data.params["train.epochs"] == "2"
+        # each FID says what it was measured against, as its parent does
+        assert {k: r.data.params[k] for k in ("fid/reference", "fid/samples")} == \
+            {k: run.data.params[k] for k in ("fid/reference", "fid/samples")}
     assert three_d["True"].data.metrics["regularity/prior_fid"] == pytest.approx(
         m["regularity/prior_fid_sampling"])

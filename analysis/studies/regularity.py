@@ -19,7 +19,7 @@ from analysis.regularity import aggregate_gaussian_kl, slice_grid
 from latentatlas import quality
 from latentatlas.encode import Encoding
 from latentatlas.images import image_grid
-from latentatlas.quality import Extractor
+from latentatlas.quality import Extractor, Reference
 from latentatlas.record import Record
 
 __all__ = ["CodeRegularity", "measure_regularity", "SLICES", "GRID", "SPAN"]
@@ -35,10 +35,12 @@ class CodeRegularity:
     codes: np.ndarray
     labels: np.ndarray
     slices: np.ndarray  # the prior-sample grids side by side
+    params: dict  # what the prior draws' FID depends on (`quality.fid_params`), if scored
 
     def record(self) -> Record:
         """Pictures and metrics for the trained model's own run."""
-        return Record("train", "", metrics=self.metrics, images={"prior_slices": self.slices},
+        return Record("train", "", params=self.params, metrics=self.metrics,
+                      images={"prior_slices": self.slices},
                       figures={"codes_3d.png": lambda: scatter3d(
                           self.codes, self.labels, f"{len(self.codes)} test codes")})
 
@@ -53,10 +55,11 @@ def slice_pictures(model: torch.nn.Module) -> np.ndarray:
 
 
 def measure_regularity(enc: Encoding, model: torch.nn.Module, spec: dict, *,
-                       images: np.ndarray | None = None, extractor: Extractor | None = None,
+                       fid: tuple[Extractor, Reference] | None = None,
                        seed: int = 0) -> CodeRegularity:
     """`enc`: the model's test codes; as many N(0, I) draws are compared with them, and, with
-    an `extractor`, decoded and scored against `images` (uint8, the encoded test images)."""
+    `fid` (an extractor and its reference of the encoded test images), decoded and
+    scored."""
     rows = enc.arrays(["mu", "label"])
     codes = rows["mu"]
     draws = quality.prior_codes(model, len(codes), seed)
@@ -64,12 +67,12 @@ def measure_regularity(enc: Encoding, model: torch.nn.Module, spec: dict, *,
                "regularity/code_radius_p99": float(np.percentile(
                    np.linalg.norm(codes, axis=1), 99)),
                **{f"regularity/prior_{k}": v for k, v in prdc(codes, draws, PRDC_K).items()}}
-    if extractor is not None:
-        real = images[:len(codes)]
-        reference = quality.reference_of(extractor, real, quality.described_images(
-            enc.meta.dataset, enc.meta.split, len(real)))
+    params = {}
+    if fid is not None:
+        extractor, reference = fid
         (scores,) = quality.score_samplers(extractor, reference, model, spec,
                                            {"prior": draws}, seed).values()
         metrics |= {"regularity/prior_fid": scores["fid"],
                     "regularity/prior_kid": scores["kid_mean"]}
-    return CodeRegularity(metrics, codes, rows["label"], slice_pictures(model))
+        params = quality.fid_params([extractor], len(draws), reference.described)
+    return CodeRegularity(metrics, codes, rows["label"], slice_pictures(model), params)

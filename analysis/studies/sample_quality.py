@@ -123,6 +123,28 @@ def second_stage_variance_loss(stage2, mu: np.ndarray) -> dict[str, float]:
             "second_stage/authors_renormalise": float(delta > AUTHORS_RENORM_RATIO * mse)}
 
 
+def real_side(real: Split | dict[str, Reference], shape: tuple, what: str,
+              extractors: list[Extractor], samples: int, **where) -> dict[str, Reference]:
+    """The references: given (statistics read from a file), or of the split's first `samples`
+    images, which must have the generated images' `shape`."""
+    if not isinstance(real, Split):
+        return real
+    if tuple(shape) != real.shape:
+        raise UserError(f"{what} {tuple(shape)} images, the data are {real.shape}")
+    return references_of(extractors, real, samples, **where)
+
+
+def by_extractor(extractors: list[Extractor], references: dict[str, Reference], score
+                 ) -> tuple[dict, dict]:
+    """`score(extractor, reference)` -> {sampler: scores} for each extractor, and the
+    metrics of them all."""
+    scores, metrics = {}, {}
+    for e in extractors:
+        scores[e.name] = score(e, references[e.name])
+        metrics.update(quality.quality_metrics(e.name, scores[e.name]))
+    return scores, metrics
+
+
 def measure_quality(model, spec: dict, address: str, extractors: list[Extractor],
                     real: Split | dict[str, Reference], *, second_stage=None,
                     gmm_components: int = 100, samples: int = 10000, seed: int = 0,
@@ -131,29 +153,22 @@ def measure_quality(model, spec: dict, address: str, extractors: list[Extractor]
     name -> statistics read from a file: no KID, and no GMM sampler, which fits the model's
     codes of real images); `second_stage`: (model, spec, address) or None; `where`: actors,
     use_gpu, here."""
-    notes = []
-    if isinstance(real, Split):
-        if tuple(spec["input_shape"]) != real.shape:
-            raise UserError(f"--model {address}: makes {tuple(spec['input_shape'])} images, "
-                            f"the data are {real.shape}")
-        images = real.images[:samples]
-        references = references_of(extractors, real, samples, **where)
-        samples = len(images)
-    else:
-        images, references = None, real
-        if gmm_components and isinstance(model, VAE):
-            notes.append("gmm: not scored (it fits the model's codes of real images; give "
-                         "--data rather than --ref-stats)")
-            gmm_components = 0
     if second_stage is not None:
         check_second_stage(model, address, *second_stage)
+    references = real_side(real, spec["input_shape"], f"--model {address}: makes", extractors,
+                           samples, **where)
+    notes, images = [], None
+    if isinstance(real, Split):
+        images = real.images[:samples]
+        samples = len(images)
+    elif gmm_components and isinstance(model, VAE):
+        notes.append("gmm: not scored (it fits the model's codes of real images; give "
+                     "--data rather than --ref-stats)")
+        gmm_components = 0
     codes = sampler_codes(model, images, seed, samples=samples, gmm_components=gmm_components,
                           second_stage=second_stage and second_stage[:2])
-    scores, metrics = {}, {}
-    for extractor in extractors:
-        scores[extractor.name] = quality.score_samplers(
-            extractor, references[extractor.name], model, spec, codes, seed, **where)
-        metrics.update(quality.quality_metrics(extractor.name, scores[extractor.name]))
+    scores, metrics = by_extractor(extractors, references, lambda e, ref: quality.score_samplers(
+        e, ref, model, spec, codes, seed, **where))
     if second_stage is not None and images is not None:
         metrics.update(second_stage_variance_loss(second_stage[0],
                                                   quality.posterior_means(model, images)))
@@ -174,18 +189,10 @@ def measure_images(images: np.ndarray, path: str, extractors: list[Extractor],
     """FID, KID and variance loss of uint8 `images` (N, C, H, W; their first `samples`), read
     from `path`, against `real` (as `measure_quality` takes it)."""
     images = images[:samples]
-    if isinstance(real, Split):
-        if images.shape[1:] != real.shape:
-            raise UserError(f"--images {path}: {images.shape[1:]} images, the data are "
-                            f"{real.shape}")
-        references = references_of(extractors, real, samples, **where)
-    else:
-        references = real
-    scores, metrics = {}, {}
-    for e in extractors:
-        scores[e.name] = {"images": quality.score_images(e, references[e.name], images,
-                                                         f"--images {path}", seed, **where)}
-        metrics.update(quality.quality_metrics(e.name, scores[e.name]))
+    references = real_side(real, images.shape[1:], f"--images {path}:", extractors, samples,
+                           **where)
+    scores, metrics = by_extractor(extractors, references, lambda e, ref: {
+        "images": quality.score_images(e, ref, images, f"--images {path}", seed, **where)})
     grid = image_grid(images[:GRID] / 255.0, ncols=8)
     return SampleQuality({"images": path}, None, extractors, references, len(images), scores,
                          {"images": grid}, metrics, no_kid_note(references))

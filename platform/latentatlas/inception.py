@@ -202,10 +202,12 @@ def read_inception_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if k in state and tuple(state[k].shape) != tuple(v.shape):
             raise UserError(f"--inception-weights {path}: {k} has shape "
                             f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
-    return {k: state[k] for k in expected if k in state}
+    # BatchNorm's step counters are absent from some files and do not act in eval: left out,
+    # so the same weights give the same state (and digest) from either file
+    return {k: state[k] for k in expected if not k.endswith("num_batches_tracked")}
 
 
 def load_inception(state: dict[str, torch.Tensor], device="cpu") -> FIDInception:
     net = FIDInception()
-    net.load_state_dict(state, strict=False)  # num_batches_tracked is absent from some files
+    net.load_state_dict(state, strict=False)  # without num_batches_tracked
     return net.to(device).eval().requires_grad_(False)

@@ -11,7 +11,8 @@ import numpy as np
 from latentatlas.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-# PIL modes read as gray or as RGB; alpha is dropped, a palette is expanded to RGB
+# PIL modes read as gray or as RGB; alpha is dropped, a palette is expanded to RGB (to gray
+# when every colour in it is a gray)
 MODES = {"L": "L", "LA": "L", "1": "L", "RGB": "RGB", "RGBA": "RGB", "P": "RGB", "CMYK": "RGB"}
 
 
@@ -42,8 +43,11 @@ def read_folder(folder: Path, role: str) -> np.ndarray:
                 if img.mode not in MODES:
                     raise UserError(f"{role} {file}: {img.mode} pixels; 8-bit gray or RGB "
                                     "images are read")
-                found = (MODES[img.mode], img.size)
                 pixels = np.asarray(img.convert(MODES[img.mode]))
+                mode = MODES[img.mode]
+                if img.mode == "P" and (pixels == pixels[..., :1]).all():
+                    pixels, mode = pixels[..., 0], "L"  # a gray palette
+                found = (mode, img.size)
         except (OSError, UnidentifiedImageError) as e:
             raise UserError(f"{role} {file}: not a readable image ({e})") from None
         if first is None:
@@ -80,17 +84,28 @@ def read_array(path: Path, role: str) -> np.ndarray:
 
 
 def as_uint8_images(array: np.ndarray, where: str) -> np.ndarray:
-    """(N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3; uint8, other integers within
-    0..255, or floats in [0, 1] (rounded to 8 bits, as a saved image would be)."""
+    """(N, H, W), (N, H, W, C) or (N, C, H, W) with C 1 or 3 (a 4th, alpha, channel is
+    dropped, as it is from files); uint8 or other integers within 0..255, or floats in [0, 1]
+    (rounded to 8 bits in their own precision, as a model's samples are). A layout that reads
+    two ways is refused rather than guessed."""
+    if array.ndim == 4 and array.shape[-1] == 4 and array.shape[1] not in (1, 3, 4):
+        array = array[..., :3]
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and array.shape[1] > 4:
+        raise UserError(f"{where}: shape {array.shape} reads as one H x W x C image or as "
+                        f"{array.shape[0]} gray images {array.shape[1]} x {array.shape[2]}; "
+                        "save images as (N, H, W, C) or (N, C, H, W)")
     if array.ndim == 3:
         array = array[:, None]
+    elif array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] in (1, 3):
+        raise UserError(f"{where}: shape {array.shape} reads as (N, C, H, W) or as "
+                        "(N, H, W, C); save it as (N, C, H, W)")
     elif array.ndim == 4 and array.shape[1] not in (1, 3) and array.shape[3] in (1, 3):
         array = array.transpose(0, 3, 1, 2)
     elif array.ndim != 4 or array.shape[1] not in (1, 3):
         raise UserError(f"{where}: shape {array.shape}; images are (N, H, W), (N, H, W, C) or "
                         "(N, C, H, W) with C 1 or 3")
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
+    if len(array) == 0 or array.size == 0:
+        raise UserError(f"{where}: no images (shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise UserError(f"{where}: holds NaN or inf")
@@ -98,9 +113,17 @@ def as_uint8_images(array: np.ndarray, where: str) -> np.ndarray:
         if low < 0 or high > 1:
             raise UserError(f"{where}: floats in [{low:.3g}, {high:.3g}]; images as floats are "
                             "in [0, 1] (a tanh output: (x + 1) / 2)")
-        return np.ascontiguousarray(np.round(array.astype(np.float64) * 255).astype(np.uint8))
-    if np.issubdtype(array.dtype, np.integer) and array.size and \
-            0 <= array.min() and array.max() <= 255:
-        return np.ascontiguousarray(array.astype(np.uint8))
-    raise UserError(f"{where}: {array.dtype} values; images are uint8, integers in 0..255 or "
-                    "floats in [0, 1]")
+        # float32 rounds as the model path's torch.round(255 x) does: bit for bit
+        x = array.astype(np.float32) if array.dtype.itemsize < 4 else array
+        return np.ascontiguousarray(np.round(x * x.dtype.type(255)).astype(np.uint8))
+    if not np.issubdtype(array.dtype, np.integer):
+        raise UserError(f"{where}: {array.dtype} values; images are uint8, integers in 0..255 "
+                        "or floats in [0, 1]")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high > 255:
+        raise UserError(f"{where}: {array.dtype} values in {low}..{high}; images are uint8, "
+                        "integers in 0..255 or floats in [0, 1]")
+    if high <= 1:
+        raise UserError(f"{where}: integers in {low}..{high}; 8-bit images are 0..255 (binary "
+                        "images: multiply by 255)")
+    return np.ascontiguousarray(array.astype(np.uint8))
