@@ -51,7 +51,7 @@ class LatentSpaceStats:
                                      self.metrics["variance_loss/delta_var_recon"], "this run")]
         gain = self.gain
         return Record(
-            "stats", "stats",
+            "stats", f"stats {self.encoding.path.name}",  # one per encoding: named by it
             params={"dataset": meta.dataset, "split": meta.split, "rows": meta.rows,
                     "latent_dim": meta.latent_dim, "information_gain_rows": self.gain_rows,
                     # the rows of traversal_top7, most informative first (as `sectors`
