@@ -217,3 +217,31 @@ def test_frechet_distance_is_symmetric_zero_for_equal_gaussians_and_its_closed_f
     one = quality.Reference(np.array([0.0]), np.array([[4.0]]), None, "")
     assert quality.frechet_distance(one, np.array([1.0]), np.array([[9.0]])) == \
         pytest.approx(1 + 1, rel=1e-12)
+
+
+def test_the_verbs_contradictory_or_incomplete_inputs_are_one_line(workdir, capsys):
+    from jobs import fid as fid_verb
+
+    write_folder(workdir / "imgs", random_images(n=3, c=1, h=28, w=28))
+    np.savez(workdir / "ref.npz", mu=np.zeros(4), sigma=np.eye(4))
+    store = ["--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
+    cases = [
+        ([], "error: give --model URI or --images PATH to score"),
+        (["--images", "imgs", "--ref-stats", "ref.npz", "--save-ref-stats", "out.npz"],
+         "error: --save-ref-stats: the real side is --ref-stats' file already"),
+        (["--images", "imgs", "--second-stage", "runs:/x/model"],
+         "error: --second-stage: samples a model; --images are images"),
+        (["--images", "imgs", "--ref-stats", "ref.npz"],
+         "error: --ref-stats ref.npz: name the feature space of the statistics with "
+         "--extractor"),
+        (["--images", "imgs", "--extractor", "inception", "--extractor", "classifier-x",
+          "--save-ref-stats", "out.npz"],
+         "error: --save-ref-stats out.npz: a statistics file is of one feature space"),
+        (["--images", "imgs", "--save-ref-stats", "nope/out.npz"],
+         "error: --save-ref-stats nope/out.npz: no such folder nope"),
+    ]
+    for argv, message in cases:
+        assert fid_verb.main([*argv, *store]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, (argv, err)
+    assert not (workdir / "out.npz").exists()
