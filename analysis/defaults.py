@@ -19,9 +19,9 @@ DEFAULT_ESTIMATORS = ("ridge_authors", "ols", "ols_nobias", "ridge", "procrustes
 FITS = ("all", "support", "indices", "generated", "random")
 GENERATED_PAIRS = 10000  # the authors fit a GAN's side on fresh samples, not on real rows
 
-# the translator study's map families (the authors' map first; any of
+# the translator study's translators (the authors' map first; any of
 # analysis.linear_maps.ESTIMATORS may be asked for), anchor choices and budgets
-TRANSLATOR_FAMILIES = ("ridge_authors", "ols", "procrustes", "lstsq_ortho", "sgd_authors")
+TRANSLATORS = ("ridge_authors", "ols", "procrustes", "lstsq_ortho", "sgd_authors")
 ANCHOR_NAMES = ("support", "random", "fps")
 ANCHOR_CHOICES = (*ANCHOR_NAMES, "all")
 BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # anchor rows, in multiples of the source's dimension

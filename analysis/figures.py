@@ -143,8 +143,8 @@ def sample_grids(grids: dict[str, np.ndarray]):
     return fig
 
 
-def translator_grid(family: str, labels: list[str], panels: dict, every_row: np.ndarray | None):
-    """One map family: M / M_target_own for every ordered pair (rows: source), a block per
+def translator_grid(translator: str, labels: list[str], panels: dict, every_row: np.ndarray | None):
+    """One map translator: M / M_target_own for every ordered pair (rows: source), a block per
     (anchor choice, budget) and one for the fit on every row, on one log colour scale. One
     axes holds every block (a grid of axes costs seconds to lay out)."""
     anchors = list(dict.fromkeys(a for a, _ in panels))
@@ -177,7 +177,7 @@ def translator_grid(family: str, labels: list[str], panels: dict, every_row: np.
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(f"{family}: M / M_target_own (rows: source, columns: target)", fontsize=9,
+    ax.set_title(f"{translator}: M / M_target_own (rows: source, columns: target)", fontsize=9,
                  pad=22)
     fig.colorbar(im, ax=ax, shrink=0.6)
     return fig
@@ -185,21 +185,21 @@ def translator_grid(family: str, labels: list[str], panels: dict, every_row: np.
 
 def budget_curves(multiples: list[float], curves: dict[str, dict[str, list[float]]],
                   every_row: dict[str, float]):
-    """Mean M / M_target_own over the pairs against the anchor budget, one panel per map
-    family, one line per anchor choice; dashed: the fit on every row."""
+    """Mean M / M_target_own over the pairs against the anchor budget, one panel per
+    translator, one line per anchor choice; dashed: the fit on every row."""
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), squeeze=False,
                              sharey=True)
-    for ax, (family, lines) in zip(axes[0], curves.items(), strict=True):
+    for ax, (translator, lines) in zip(axes[0], curves.items(), strict=True):
         for anchor, values in lines.items():
             ax.plot(multiples, values, "o-", ms=3, label=anchor)
-        if family in every_row:
-            ax.axhline(every_row[family], color="k", ls="--", lw=0.8, label="all fit rows")
+        if translator in every_row:
+            ax.axhline(every_row[translator], color="k", ls="--", lw=0.8, label="all fit rows")
         ax.axhline(1.0, color="grey", ls=":", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set(title=family, xlabel="anchors / source dimension")
+        ax.set(title=translator, xlabel="anchors / source dimension")
     axes[0, 0].set_ylabel("M / M_target_own (mean over pairs)")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()

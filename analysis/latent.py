@@ -36,8 +36,11 @@ def latent_stats(mu: Moments, sigma2_sum: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def summary(stats: dict[str, np.ndarray]) -> dict[str, float]:
+    # Split-VAE's get_stats reports its two tests as two counts; `inactive` is their union
     return {"latent/active_units": int(stats["active"].sum()),
             "latent/inactive": int(stats["inactive"].sum()),
+            "latent/inactive_var_mu": int((stats["var_mu"] < INACTIVE_VAR).sum()),
+            "latent/inactive_sigma2": int((stats["mean_sigma2"] > INACTIVE_SIGMA2).sum()),
             "latent/stationary_mean": float(stats["stationary"].mean()),
             "latent/stationary_min": float(stats["stationary"].min()),
             "latent/stationary_max": float(stats["stationary"].max()),

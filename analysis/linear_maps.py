@@ -18,7 +18,7 @@ __all__ = ["STATS_CHUNK", "AUTHORS_L2", "AUTHORS_L2_GAN", "authors_l2",
            "ridge", "ridge_authors", "standardised", "nearest_orthogonal", "orthogonal_map",
            "procrustes", "lstsq_ortho", "ADAM_STEPS", "ADAM_LR", "adam_authors",
            "sgd_authors", "Estimator", "ESTIMATORS", "fit_from_stats",
-           "fit_linear_map", "fit_families"]
+           "fit_linear_map", "fit_translators"]
 
 STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
 # The L2 of the authors' Keras map (comparison.py), larger when one side is a GAN.
@@ -236,7 +236,7 @@ def sgd_authors(s: SufficientStats, l2: float = 1e-4) -> LinearMap:
 
 @dataclass(frozen=True)
 class Estimator:
-    """A map family by its registry name, with the parameters it takes (and their defaults)."""
+    """An estimator by its registry name, with the parameters it takes (and their defaults)."""
 
     name: str
     fit: Callable[..., LinearMap]
@@ -272,16 +272,16 @@ def fit_linear_map(x: np.ndarray, y: np.ndarray, estimator: str = "ols", **param
     return fit_from_stats(SufficientStats.of(x, y), estimator, **params)
 
 
-def fit_families(stats: dict[str, SufficientStats], families, seed: int = 0,
+def fit_translators(stats: dict[str, SufficientStats], translators, seed: int = 0,
                  **params) -> dict[str, LinearMap]:
-    """Every estimator in `families` on every named set of statistics, keyed
+    """Every estimator in `translators` on every named set of statistics, keyed
     `<estimator>|<name>`; the authors' optimiser runs on all the sets at once. Light
     imports: what a Ray task of the translator study runs."""
     maps = {}
-    for family in families:
-        if family == "sgd_authors":
+    for name in translators:
+        if name == "sgd_authors":
             fitted = adam_authors(list(stats.values()), params.get("l2", 1e-4), seed=seed)
         else:
-            fitted = [fit_from_stats(s, family, **params) for s in stats.values()]
-        maps.update({f"{family}|{key}": m for key, m in zip(stats, fitted, strict=True)})
+            fitted = [fit_from_stats(s, name, **params) for s in stats.values()]
+        maps.update({f"{name}|{key}": m for key, m in zip(stats, fitted, strict=True)})
     return maps

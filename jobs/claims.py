@@ -13,25 +13,34 @@ from latentatlas.command import common_parser, guarded
 
 
 def where_judged(c) -> list[str]:
-    """What a setting must match for claim `c` to get a verdict."""
-    from analysis.claims import SETTLED_CHANGE
-
+    """What a setting must match for claim `c`'s verdict to be a replication."""
     return [n for n in (
-        f"dataset family {c.family}" if c.family else "",
-        f"model `{c.model}`" if c.model else "", f"loss {c.loss}" if c.loss else "",
-        f"VAE trainings settled (last epoch moved val/mse < {SETTLED_CHANGE:.0%})"
-        if c.needs_settled else "") if n]
+        f"dataset group {c.group}" if c.group else "",
+        f"model `{c.model}`" if c.model else "", f"loss {c.loss}" if c.loss else "") if n]
+
+
+def components_needed(c) -> str:
+    """What every component must pass for claim `c` to be judged at all."""
+    from analysis.claims import CLASSIFIER_ACCURACY, LEARNED_FRACTION, SETTLED_EPOCHS, SETTLED_SLOPE
+
+    settled = (f"VAE trainings settled (val/mse trend under {SETTLED_SLOPE:.0%} per epoch over "
+               f"the last {SETTLED_EPOCHS}); " if c.needs_settled else "")
+    return (f"{settled}no reduced step; recoders and second stages learned (held-out error "
+            f"under {LEARNED_FRACTION:g} x the variance of what they predict); classifiers "
+            f"at least {CLASSIFIER_ACCURACY:.0%} accurate")
 
 
 def rules_table() -> str:
-    """The rules as the README's markdown table (a test keeps the two equal)."""
+    """The rules as the docs' markdown table (a test keeps the two equal)."""
     from analysis.claims import CLAIMS
 
-    rows = ["| claim | rule | why | judged where | the seed |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| claim | in general | rule | why | a replication where | the seed |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for c in CLAIMS.values():
         changed = f" Changed {c.changed}." if c.changed else ""
-        rows.append(f"| `{c.key}`: {c.claim} | {c.rule}.{changed} | {c.reason} | "
-                    f"{'; '.join(where_judged(c))} | {c.figure} ({c.seed_setting}) |")
+        rows.append(f"| `{c.key}`: {c.claim} | {c.general} | {c.rule}.{changed} | {c.reason} "
+                    f"| {'; '.join(where_judged(c)) or 'any setting'} | {c.figure} "
+                    f"({c.seed_setting}) |")
     return "\n".join(rows)
 
 
@@ -42,9 +51,10 @@ def print_rules(markdown: bool = False) -> None:
         print(rules_table())
         return
     for c in CLAIMS.values():
-        print(f"{c.key}: {c.claim}\n  rule:   {c.rule}\n  why:    {c.reason}\n"
-              f"  seed:   {c.figure} ({c.seed_setting}; {c.source})\n"
-              f"  judged where: {', '.join(where_judged(c)) or 'any setting'}"
+        print(f"{c.key}: {c.claim}\n  in general: {c.general}\n  rule:   {c.rule}\n"
+              f"  why:    {c.reason}\n  seed:   {c.figure} ({c.seed_setting}; {c.source})\n"
+              f"  a replication where: {', '.join(where_judged(c)) or 'any setting'}\n"
+              f"  judged when: {components_needed(c)}"
               + (f"\n  changed: {c.changed}" if c.changed else ""))
 
 

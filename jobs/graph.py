@@ -1,7 +1,7 @@
-"""A job declared as a graph of steps (jobs/configs/main.yaml, the main job, or another job
-file such as jobs/configs/support150.yaml): the spec, its overrides,
-which steps a rerun repeats, and the runner that starts every step whose inputs are done,
-as many at once as the cluster's CPUs allow."""
+"""A study declared as a graph of steps (jobs/configs/main.yaml, the main job, or another
+study file such as jobs/configs/support150.yaml): the spec, its overrides, which steps a rerun
+repeats, and the runner that starts every step whose inputs are done, as many at once as the
+cluster's CPUs allow. What each kind of step is lives in jobs/kinds."""
 
 from __future__ import annotations
 
@@ -15,19 +15,17 @@ from pydantic import Field, PrivateAttr, model_validator
 from latentatlas.config import Strict, parse_override, read_yaml, set_path, validate
 from latentatlas.errors import UserError
 
-KINDS = ("train", "encode", "stats", "sectors", "support-set", "relocate", "range",
-         "translate-study", "fid", "regularisation", "sparsity")
-
 
 class StepSpec(Strict):
-    kind: Literal[KINDS]
-    """Type: ignore[valid-type]."""
+    kind: str
+    """A registered step kind (jobs/kinds, or a module of `imports`)."""
     config: str | None = None
     """A YAML file of the configs folder (train steps)"""
     set: dict[str, Any] = {}
     """Dotted keys of the step's config -> values."""
     inputs: dict[str, str | list[str]] = {}
-    """Role -> earlier step(s)"""
+    """Role -> earlier step(s), or a model or encoding from outside the study (runs:/...,
+    models:/..., a model or encoding directory, module:function)"""
     exclusive: list[Literal["data"]] = []
     """Held alone while the step runs."""
     cpus: float | None = Field(default=None, ge=0)
@@ -41,7 +39,19 @@ class StepSpec(Strict):
         return f"{self._job}: steps.{name}"
 
 
+def is_reference(value: str) -> bool:
+    """Whether an input names something outside the study (a step name has no ':' or '/')."""
+    return ":" in value or "/" in value
+
+
+def names_of(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
 class JobSpec(Strict):
+    imports: list[str] = []
+    """Python modules imported before the steps are read: they register step kinds of their
+    own (jobs.kinds.register)."""
     steps: dict[str, StepSpec]
     """Step name -> step, in the report's order and the runner's priority."""
 
@@ -50,22 +60,41 @@ class JobSpec(Strict):
         seen: list[str] = []
         for name, step in self.steps.items():
             for role, names in step.inputs.items():
-                for upstream in [names] if isinstance(names, str) else names:
-                    if upstream not in seen:
+                for upstream in names_of(names):
+                    if upstream not in seen and not is_reference(upstream):
                         what = "is a later step" if upstream in self.steps else "is no step"
                         raise ValueError(f"steps.{name}.inputs.{role}: {upstream!r} {what}; "
-                                         "a step's inputs are earlier steps")
+                                         "a step's inputs are earlier steps, or a model or "
+                                         "encoding from outside (runs:/..., models:/..., a "
+                                         "path, module:function)")
             seen.append(name)
         return self
 
 
 def upstream(step: StepSpec) -> list[str]:
-    return [n for names in step.inputs.values() for n in ([names] if isinstance(names, str)
-                                                           else names)]
+    """The steps of the study it reads (not its inputs from outside)."""
+    return [n for names in step.inputs.values() for n in names_of(names)
+            if not is_reference(n)]
+
+
+def references(job: JobSpec) -> list[tuple[str, str, str]]:
+    """(step, role, reference) of every input from outside the study."""
+    return [(name, role, n) for name, step in job.steps.items()
+            for role, names in step.inputs.items() for n in names_of(names)
+            if is_reference(n)]
 
 
 def load_job(path: str | Path) -> JobSpec:
+    """The study file, validated; the step kinds its `imports:` register, imported."""
+    from jobs.kinds import registered
+
     job = validate(read_yaml(path), str(path), JobSpec)
+    kinds = registered(job.imports)
+    for name, step in job.steps.items():
+        if step.kind not in kinds:
+            raise UserError(f"{Path(path).name}: steps.{name}.kind: unknown kind {step.kind!r} "
+                            f"(known: {', '.join(sorted(kinds))}; a kind of your own: name its "
+                            "module in imports:)")
     for step in job.steps.values():
         step._job = Path(path).name
     return job
@@ -172,7 +201,7 @@ def run_graph(job: JobSpec, todo: list[str], outputs: dict[str, Any],
             for name in starting:
                 step = job.steps[name]
                 inputs = {role: outputs[n] if isinstance(n, str) else [outputs[m] for m in n]
-                          for role, n in step.inputs.items()}
+                          for role, n in step.inputs.items()}  # (references: resolved)
                 need = min(cpus(name), total_cpus)
                 used += need
                 held |= set(step.exclusive)

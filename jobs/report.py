@@ -36,7 +36,7 @@ def provenance(run) -> dict[str, str]:
 
 
 def markdown(run, steps: list[dict], claims: list[dict], uri: str) -> str:
-    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
+    from analysis.claims import counts, describe_setting, explained, headline
     from latentatlas.report import fmt
 
     cell = lambda v: fmt(v).replace("|", "\\|")  # noqa: E731
@@ -47,12 +47,10 @@ def markdown(run, steps: list[dict], claims: list[dict], uri: str) -> str:
     lines += ["", "## The seed's claims", "", f"Verdicts: {counts(claims)}.", ""]
     for c in claims:
         on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
-        lines += [f"### {c['claim']} [{c['subject']}]: {c['verdict'].upper()}", "",
+        lines += [f"### {c['claim']} [{c['subject']}]: {headline(c).upper()}", "",
                   f"- measured: {c['summary']} ({on})",
-                  f"- seed: {c['seed']} ({c['setting']['seed']})", f"- rule: {c['rule']}"]
-        if c["verdict"] == NOT_COMPARABLE:
-            lines.append(f"- not comparable: {'; '.join(c['differences'])} (the rule "
-                         f"gives: {c['rule_outcome']})")
+                  f"- seed: {c['seed']} ({c['setting']['seed']})", f"- rule: {c['rule']}",
+                  *(f"- {line}" for line in explained(c))]
         lines.append("")
     lines += ["## Every step's numbers", ""]
     for row in steps:

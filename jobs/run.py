@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--from", dest="start", metavar="STEP", default=None,
                    help="with --resume: rerun this step and every step after it that reads it")
     args = p.parse_args(argv)
-    from jobs.main_job import run
+    from jobs.study import run
 
     return guarded(lambda: run(args), args)
 

@@ -11,14 +11,7 @@ from latentatlas.command import common_parser, guarded
 from latentatlas.report import print_rich_table
 
 # What a table of each kind shows after the run's id, name and status; a training's columns
-# depend on what its model learns. Kinds not listed show those three only.
-FAMILY_COLUMNS = {
-    "vae": ["model", "policy", "latent", "val/mse", "val/kl", "fid", "fid space"],
-    "second_stage": ["model", "latent", "val/mse", "val/kl"],
-    "gan": ["model", "latent", "gan/d_real", "gan/d_fake", "fid", "fid space"],
-    "recoder": ["model", "latent", "inversion/latent_mse", "inversion/pixel_mse"],
-    "classifier": ["model", "val/accuracy"],
-}
+# are its model family's headline (latentatlas.families). Kinds not listed show those three.
 KIND_COLUMNS = {
     "stats": ["latent/active_units", "latent/inactive", "variance_loss/delta_var_recon",
               "variance_loss/mse_recon"],
@@ -68,7 +61,10 @@ def table_of(row: dict) -> str:
 
 def columns_of(table: str) -> list[str]:
     if table.startswith("train ("):
-        return IDENTITY + FAMILY_COLUMNS.get(table[len("train ("):-1], [])
+        from latentatlas.families import FAMILIES
+
+        family = FAMILIES.get(table[len("train ("):-1])
+        return IDENTITY + (list(family.headline) if family else [])
     return IDENTITY + KIND_COLUMNS.get(table, [])
 
 

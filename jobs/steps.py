@@ -33,14 +33,28 @@ if TYPE_CHECKING:  # the studies that run models import torch: only the steps th
     from analysis.studies.maps import Relocation
 
 
+# A verb's convenience at its edge: the information gain of the encoding's latest `stats`
+# run. A study never looks it up: its steps hand the gain on (jobs/kinds).
+LATEST = "latest"
+
+
 def information_gain_of(recorder: Recorder, enc: Encoding) -> np.ndarray | None:
-    """The information gain of the encoding's latest `stats` run, if any."""
+    """The information gain of the encoding's latest `stats` run, if any; says which run it
+    took."""
     run = recorder.latest_run("stats", encoding=str(enc.path))
     table = run and recorder.table(run.info.run_id, "information_gain.json")
     if not table:
         return None
+    print(f"note: {enc.path.name}'s sector variables ranked by the information gain of its "
+          f"latest stats run, {run.info.run_id}")
     order = np.argsort(table["variable"])
     return np.asarray(table["information_gain"], dtype=np.float64)[order]
+
+
+def gain_for(recorder: Recorder, enc: Encoding, gain) -> np.ndarray | None:
+    """`gain` as given (an array, or None: rank by var(mu)), or the latest run's (LATEST)."""
+    return information_gain_of(recorder, enc) if isinstance(gain, str) and gain == LATEST \
+        else gain
 
 
 def variance_points(recorder: Recorder) -> list[tuple[float, float, str]]:
@@ -70,20 +84,24 @@ def stats(recorder: Recorder, encoding: str, *, actors: int | None = None,
 
 
 def sectors(recorder: Recorder, encoding: str, *, k: int = DEFAULT_K,
-            threshold: float = DEFAULT_THRESHOLD, seed: int = 0,
+            threshold: float = DEFAULT_THRESHOLD, seed: int = 0, gain=LATEST,
             parent_run_id: str | None = None) -> tuple[str, SectorCounts]:
+    """Sectors of the k variables of highest `gain` (LATEST: the latest stats run's)."""
     enc = open_encoding(encoding)
-    result = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
+    result = count_sectors(enc, gain_for(recorder, enc, gain), k, threshold)
     return recorder.record(result.record(seed), parent_run_id or enc.meta.model_run_id), result
 
 
 def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
                 exclude: str | None = None, k: int = DEFAULT_K,
-                threshold: float = DEFAULT_THRESHOLD, seed: int = 0,
+                threshold: float = DEFAULT_THRESHOLD, seed: int = 0, gain=LATEST,
+                among: str = "all",
                 parent_run_id: str | None = None) -> tuple[str, SupportSet]:
+    """A support set of the sectors of `gain` (as `sectors`), among all rows or only the
+    rows a relocation fits on (`among="fit"`: not its held-out rows)."""
     enc = open_encoding(encoding)
-    sectors_ = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
-    result = choose_support_set(sectors_, size, exclude, seed)
+    sectors_ = count_sectors(enc, gain_for(recorder, enc, gain), k, threshold)
+    result = choose_support_set(sectors_, size, exclude, seed, among)
     return recorder.record(result.record(), parent_run_id or enc.meta.model_run_id), result
 
 
@@ -92,20 +110,22 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
              random_rows: int | None = None, seed: int = 0,
              lam: float = 1e-4, l2: float | None = None, actors: int = 1,
              use_gpu: bool = False, extra_maps: dict | None = None, name: str = "relocate",
-             parent_run_id: str | None = None,
+             gain=LATEST, support=None, parent_run_id: str | None = None,
              progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
     """`relocate_codes` between two encodings and their models (both decode; a generated
     fit also samples the generator and encodes with the VAE); fit and l2 None: the pair's
-    defaults (the authors')."""
+    defaults (the authors'). A support fit chooses its support set by the sectors of `gain`
+    (LATEST: the latest stats run's), or fits on `support` (analysis.studies.maps.
+    GivenSupport: rows chosen by a support-set step)."""
     from analysis.studies.maps import relocate_codes, resolve_fit
 
     src, tgt = open_encoding(source), open_encoding(target)
     fit = resolve_fit(src, tgt, fit)  # before loading models: a fit that cannot work is refused
-    score = information_gain_of(recorder, src) if fit == "support" else None
+    score = gain_for(recorder, src, gain) if fit == "support" and support is None else None
     result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
                             load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
                             indices=indices, pairs=pairs, random_rows=random_rows, seed=seed,
-                            lam=lam, l2=l2, score=score,
+                            lam=lam, l2=l2, score=score, support=support,
                             actors=actors, use_gpu=use_gpu, extra_maps=extra_maps,
                             progress=progress)
     progress("recording the run")
@@ -194,7 +214,7 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
                      real_images: int | None = None, samples: int = 2000, k: int = DEFAULT_K,
                      threshold: float = DEFAULT_THRESHOLD, size: int | None = None,
                      exclude: str | None = None, quantile: float = 0.95, seed: int = 0,
-                     actors: int | None = None, use_gpu: bool = False,
+                     actors: int | None = None, use_gpu: bool = False, gain=LATEST,
                      parent_run_id: str | None = None, name: str = "range"):
     """The generative range of `generator` (an MLflow model or module:function; a VAE uses
     its own encoder) on a dataset split, with sectors and support set of `support_from` (a
@@ -227,7 +247,7 @@ def generative_range(recorder: Recorder, generator: str, data: tuple[str, str],
         raise UserError(f"--support-from {support_from}: a VAE's encoding is needed (its "
                         "encoder places generated samples in its sectors)")
     real = load_split(data[0], data[1], data_path, limit)
-    sectors = count_sectors(enc, information_gain_of(recorder, enc), k, threshold)
+    sectors = count_sectors(enc, gain_for(recorder, enc, gain), k, threshold)
     result = measure_range(model, spec, generator, real, sectors, reference, recoder=inverter,
                            refine=refine, samples=samples, real_images=real_images,
                            support_size=size, exclude=exclude, quantile=quantile, seed=seed,
@@ -330,13 +350,13 @@ def reference_stats(recorder: Recorder, data: tuple[str, str], out: str, *,
 
 
 def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[str] | None = None,
-                    families=None, anchors=None, budgets=None, repeats: int = 3,
-                    eval_rows: int | None = None, seed: int = 0,
+                    translators=None, anchors=None, budgets=None, repeats: int = 3,
+                    eval_rows: int | None = None, seed: int = 0, gains=None,
                     parent_run_id: str | None = None, name: str = "translate study",
                     progress: Callable[[str], None] = quiet):
-    """Every map family on every anchor choice and budget, for every ordered pair of
+    """Every translator on every anchor choice and budget, for every ordered pair of
     `encodings` (their models decode), in one run; sectors ordered by each encoding's
-    information gain when a `stats` run has it."""
+    information gain (`gains`, one per encoding; unset: each one's latest `stats` run's)."""
     from analysis.studies import translators as t
 
     encs = [open_encoding(path) for path in encodings]
@@ -346,9 +366,11 @@ def translate_study(recorder: Recorder, encodings: list[str], *, labels: list[st
     progress(f"loading {len(encs)} models")
     models = [load_model(enc.meta.model_uri) for enc in encs]
     result = t.translate_study(
-        encs, models, labels, families=families or t.FAMILIES, anchors=anchors or t.ANCHOR_CHOICES,
+        encs, models, labels, translators=translators or t.TRANSLATORS,
+        anchors=anchors or t.ANCHOR_CHOICES,
         budgets=budgets or t.BUDGETS, repeats=repeats, eval_rows=eval_rows,
-        scores=[information_gain_of(recorder, enc) for enc in encs], seed=seed,
+        scores=[gain_for(recorder, enc, g) for enc, g in zip(encs, gains or [LATEST] * len(encs),
+                                                              strict=True)], seed=seed,
         progress=progress)
     progress("recording the run")
     return recorder.record(result.record(name), parent_run_id), result

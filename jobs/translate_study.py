@@ -1,18 +1,17 @@
 """`latentatlas translate-study ENC ENC ...`: for every ordered pair of encodings (of one
-dataset split), fit every map family (the authors' ridge, OLS, Procrustes after standard
+dataset split), fit every translator (the authors' ridge, OLS, Procrustes after standard
 scaling, least squares projected to orthogonal, the authors' own Adam fit) on every anchor
 choice (the source's support set, random rows, farthest-point sampling, every fit row) at
 budgets from d/4 to 4d source rows, and score them on held-out rows: L, M and
 M / M_target_own, beside the linear CKA and SVCCA of the raw spaces. One MLflow run: the
-table, heatmaps per family, M against the anchor budget."""
+table, heatmaps per translator, M against the anchor budget."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from analysis.defaults import ANCHOR_CHOICES, BUDGETS
-from analysis.defaults import TRANSLATOR_FAMILIES as FAMILIES
+from analysis.defaults import ANCHOR_CHOICES, BUDGETS, TRANSLATORS
 from latentatlas.command import common_parser, guarded
 from latentatlas.report import Progress, print_metrics, print_table
 
@@ -23,8 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("encodings", nargs="+", metavar="ENC", help="encoding directories (>= 2)")
     p.add_argument("--label", action="append", default=None,
                    help="a short name per encoding, in order (default: folder names)")
-    p.add_argument("--family", action="append", default=None,
-                   help=f"map family, repeatable (default: {', '.join(FAMILIES)}; any "
+    p.add_argument("--translator", action="append", default=None,
+                   help=f"translator, repeatable (default: {', '.join(TRANSLATORS)}; any "
                         "`relocate --estimator` name)")
     p.add_argument("--anchor", action="append", default=None,
                    help=f"anchor choice, repeatable (default: {', '.join(ANCHOR_CHOICES)})")
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
             raise UserError(f"--eval-rows {args.eval_rows}: at least 1")
         recorder = Recorder(args.tracking_uri, args.experiment)
         run_id, out = steps.translate_study(
-            recorder, args.encodings, labels=args.label, families=args.family,
+            recorder, args.encodings, labels=args.label, translators=args.translator,
             anchors=args.anchor, budgets=args.budget, repeats=args.repeats,
             eval_rows=args.eval_rows, seed=args.seed, progress=Progress("translate"))
         for note in out.notes:
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
         print_table(out.pairs, title="ordered pairs: similarity of the raw spaces, own errors")
         s = out.summary()
         print_table([dict(zip(s, row, strict=True)) for row in zip(*s.values(), strict=True)],
-                    title="M / M_target_own per family, anchor choice and budget "
+                    title="M / M_target_own per translator, anchor choice and budget "
                           "(over pairs and repeats)")
         print_metrics({k: v for k, v in out.metrics.items() if "/ratio/" not in k},
                       "translator study")

@@ -15,23 +15,80 @@ FIELDS = ("claim", "key", "subject", "measured", "summary", "setting", "rule", "
 def print_claims(claims: list[dict], before: list[dict] | None = None) -> None:
     """One short block per claim (prose in table cells made a 400-character-wide table);
     with `before`, a verdict that changed says what it was."""
-    from analysis.claims import NOT_COMPARABLE, counts, describe_setting
+    from analysis.claims import counts, describe_setting, explained, headline
 
     print("\n== the seed's claims beside what was measured ==")
     for i, c in enumerate(claims):
         was = ""
-        if before is not None and before[i]["verdict"] != c["verdict"]:
-            was = f" (was: {before[i]['verdict']})"
+        if before is not None and headline(before[i]) != headline(c):
+            was = f" (was: {headline(before[i])})"
         on = " -> ".join(dict.fromkeys(describe_setting(s) for s in c["setting"]["measured"]))
-        print(f"- {c['claim']} [{c['subject']}]: {c['verdict'].upper()}{was}\n"
+        print(f"- {c['claim']} [{c['subject']}]: {headline(c).upper()}{was}\n"
               f"    measured: {c['summary']}\n"
               f"              ({on})\n"
               f"    seed:     {c['seed']} ({c['setting']['seed']})\n"
               f"    rule:     {c['rule']}")
-        if c["verdict"] == NOT_COMPARABLE:
-            print(f"    not comparable: {'; '.join(c['differences'])} (the rule gives: "
-                  f"{c['rule_outcome']})")
+        for line in explained(c):
+            print(f"    {line}")
     print("verdicts: " + counts(claims))
+
+
+def verdict_metrics(claims: list[dict]) -> dict[str, int]:
+    """The verdict counts as a study's parent run logs them: `verdicts/<kind>` and, for the
+    judged kinds, `verdicts/<kind>/<outcome>`."""
+    from analysis.claims import VERDICTS
+
+    out = {f"verdicts/{kind.replace(' ', '_')}": sum(c["verdict"] == kind for c in claims)
+           for kind in VERDICTS}
+    for c in claims:
+        if c["verdict"] in ("replication", "generalisation"):
+            key = f"verdicts/{c['verdict']}/{c['rule_outcome'].replace(' ', '_')}"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def claims_table(claims: list[dict]) -> dict[str, list]:
+    """The claims as an MLflow table (the UI sorts and filters it)."""
+    from analysis.claims import headline
+
+    return {"claim": [c["claim"] for c in claims], "key": [c["key"] for c in claims],
+            "subject": [c["subject"] for c in claims], "verdict": [c["verdict"] for c in claims],
+            "rule_outcome": [c["rule_outcome"] for c in claims],
+            "headline": [headline(c) for c in claims],
+            "measured": [c["summary"] for c in claims],
+            "withheld": ["; ".join(c.get("withheld", [])) for c in claims],
+            "differs": ["; ".join(c.get("differences", [])) for c in claims],
+            "runs": [", ".join(c["runs"]) for c in claims]}
+
+
+def study_description(study: str, claims: list[dict], link) -> str:
+    """The parent run's description (MLflow shows `mlflow.note.content` as Markdown on the
+    run page): the verdict counts and a row per claim, with links to the runs that hold its
+    numbers (`link(run_id)`)."""
+    from analysis.claims import counts, explained, headline
+
+    lines = [f"**Study `{study}`**: the seed's claims judged on what its steps measured.", "",
+             f"Verdicts: {counts(claims) or 'no claims'}.", ""]
+    if claims:
+        cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+        lines += ["| claim | on | verdict | measured | why | runs |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {cell(c['claim'])} | {cell(c['subject'])} | {cell(headline(c))} | "
+                  f"{cell(c['summary'])} | {cell('; '.join(explained(c)))} | "
+                  + " ".join(f"[{r[:8]}]({link(r)})" for r in c["runs"]) + " |"
+                  for c in claims]
+    return "\n".join(lines)
+
+
+def step_description(name: str, kind: str, study: str, reads: list[str],
+                     claims: list[dict]) -> str:
+    """A step's run description: what it measured, on what, and the claims it fed."""
+    from analysis.claims import headline
+
+    text = (f"Step `{name}` ({kind}) of study `{study}`"
+            + (f", reading {', '.join(reads)}" if reads else "") + ".")
+    return "\n".join([text, *(f"- {c['claim']} [{c['subject']}]: {headline(c)}: "
+                               f"{c['summary']}" for c in claims)])
 
 
 def claims_file(claims: list[dict]):

@@ -32,7 +32,9 @@ def test_active_and_inactive_counts_on_codes_with_known_variances():
     assert stats["active"].tolist() == [True, True, True, True, False, False]  # > 0.01
     # inactive: var < 0.05 (vars 3, 4, 5) or mean sigma^2 > 0.95 (vars 2, 4, 5)
     assert stats["inactive"].tolist() == [False, False, True, True, True, True]
+    # the authors' two counts apart (vars 3, 4, 5; vars 2, 4, 5) and their union
     assert summary(stats) == {"latent/active_units": 4, "latent/inactive": 4,
+                              "latent/inactive_var_mu": 3, "latent/inactive_sigma2": 3,
                               "latent/stationary_mean": pytest.approx(
                                   float(np.mean(std**2 + sigma2)), rel=0.01),
                               "latent/stationary_min": pytest.approx(

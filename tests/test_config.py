@@ -117,3 +117,30 @@ def test_without_posterior_sampling_the_forward_pass_is_deterministic():
     x = torch.rand(3, 1, 28, 28)
     assert torch.equal(model(x)[0], model(x)[0])
     assert torch.equal(model(x)[0], model.decode(model.encode(x)[0]))
+
+
+def test_every_registry_of_model_families_derives_from_one_list():
+    """The model schemas, the training hooks and the families' table (what a model of each
+    is, what it logs, its runs columns) name the same families; a sweep's metrics are what
+    the families log."""
+    from latentatlas import families
+    from latentatlas.config import FAMILIES as SCHEMA_FAMILIES
+    from latentatlas.train.families import FAMILIES as TRAINING
+    from latentatlas.tune.spec import FAMILY_METRICS, METRICS
+
+    assert set(SCHEMA_FAMILIES.values()) == set(families.FAMILIES) == set(TRAINING)
+    assert FAMILY_METRICS == {n: f.logs for n, f in families.FAMILIES.items()}
+    assert set(METRICS.__args__) == {m for f in families.FAMILIES.values() for m in f.logs}
+    # what a model is decides what a config may ask of it
+    for name, family in families.FAMILIES.items():
+        schema = next(n for n, f in SCHEMA_FAMILIES.items() if f == name)
+        raw = {"model": {"name": schema}, "fid": {"extractor": "inception"}}
+        if schema == "second_stage":
+            raw |= {"second_stage": {"encoding": "x"}, "kl": {"policy": "balanced"}}
+        if schema == "recoder":
+            raw |= {"invert": {"generator": "runs:/x/model"}}
+        if family.generates:
+            validate(raw, "t")
+        else:
+            with pytest.raises(UserError, match="does not generate images"):
+                validate(raw, "t")

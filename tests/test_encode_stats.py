@@ -262,22 +262,23 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
     rows they produce."""
     import argparse
 
-    from jobs import main_job
+    from jobs import study
+    from jobs.kinds import KINDS, Context, Encoding, Stats
 
     parent = mlflow.MlflowClient().create_run(
         mlflow.get_experiment_by_name("encode-test").experiment_id, run_name="main")
     from analysis.claims import training_setting
 
-    ctx = main_job.Context(argparse.Namespace(), "mnist", crafted["recorder"],
-                           parent.info.run_id, 784)
-    spec = main_job.load_job(main_job.MAIN).steps
+    ctx = Context(argparse.Namespace(), "mnist", crafted["recorder"], parent.info.run_id, 784)
+    declared = study.resolve(study.load_job(study.MAIN))
     trained_as = training_setting("mnist", "dense 784-256-64-32-16", "elbo", 10, [1.0, 0.999],
                                   "run")
-    enc = {label: {"label": label, "address": str(e.path), "setting": trained_as,
-                   "model_name": "dense_vae"}
+    enc = {label: Encoding(label=label, address=str(e.path), setting=trained_as,
+                           model_name="dense_vae", rows=e.meta.rows, latent_dim=e.latent_dim)
            for label, e in zip(("dense-s0", "dense-s1"), encodings, strict=True)}
     _, measured = steps.stats(crafted["recorder"], str(encodings[0].path), actors=1)
-    stats = {"inactive_all": bool(measured.stats["inactive"].all())}
+    stats = Stats(label="dense-s0", inactive_all=bool(measured.stats["inactive"].all()),
+                  information_gain=measured.gain.tolist())
     outs = []
     for name, inputs in (
             ("sectors-dense-s0", {"encoding": enc["dense-s0"], "stats": stats}),
@@ -285,8 +286,11 @@ def test_the_main_jobs_sector_step_reports_density_support_and_rank(crafted, enc
             ("relocate-dense-s0-dense-s1", {"source": enc["dense-s0"],
                                             "target": enc["dense-s1"], "support": None})):
         inputs = {k: outs[-1] if v is None else v for k, v in inputs.items()}
-        step = spec[name]
-        outs.append(main_job.KIND_STEPS[step.kind](ctx, name, step, inputs))
+        outs.append(KINDS[declared[name].spec.kind].run(ctx, declared[name], inputs))
+    # the relocation fitted on the support set its chain chose, not one of its own
+    assert outs[2].metrics["relocation/fit_rows"] == len(outs[1].index)
+    assert all(i % 5 for i in outs[1].index)  # chosen among the fit rows, not held-out ones
+    outs = [out.model_dump() for out in outs]
     claims = {c["key"]: c for out in outs for c in out["claims"]}
     density = claims["density_uneven"]
     assert density["setting"]["measured"] == [trained_as]
@@ -387,7 +391,7 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     for every pair; the verb writes one run with the table and the figures."""
     import copy
 
-    from analysis.studies.translators import FAMILIES
+    from analysis.studies.translators import TRANSLATORS
     from jobs import translate_study as verb
 
     model = crafted["model"]
@@ -410,9 +414,9 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     run_id, out = steps.translate_study(crafted["recorder"], paths, labels=labels, repeats=2)
     assert len(out.pairs) == 12 and out.eval_rows == 60
     sets_per_source = 3 * 5 * 2 + 1  # support/random/fps x 5 budgets x 2 repeats, all rows
-    assert len(out.rows) == 12 * sets_per_source * len(FAMILIES)
+    assert len(out.rows) == 12 * sets_per_source * len(TRANSLATORS)
     for r in out.rows:
-        if (r["family"], r["anchor"]) == ("ols", "all"):
+        if (r["translator"], r["anchor"]) == ("ols", "all"):
             assert r["anchor_rows"] == 240
             assert r["L"] < 1e-8 * 900  # codes spread ~30
             assert r["M"] == pytest.approx(r["M_target_own"], rel=1e-4)
@@ -423,7 +427,7 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     assert all(p["svcca"] == pytest.approx(1, abs=1e-5) for p in out.pairs)
     m = out.metrics
     assert m["translate/ratio/ols/all/all"] == pytest.approx(1, rel=1e-4)
-    few = [r["L"] for r in out.rows if (r["family"], r["anchor"], r["budget"])
+    few = [r["L"] for r in out.rows if (r["translator"], r["anchor"], r["budget"])
            == ("ols", "random", "0.25d")]
     assert np.mean(few) > 1.0  # 2 rows cannot fix a map of the 3 active variables
     client = mlflow.MlflowClient()
@@ -433,12 +437,12 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     assert client.get_run(run_id).data.tags["latentatlas.kind"] == "translate-study"
 
     common = ["--tracking-uri", crafted["uri"], "--experiment", "encode-test"]
-    assert verb.main([*paths[:3], *common, "--family", "procrustes", "--anchor", "fps",
+    assert verb.main([*paths[:3], *common, "--translator", "procrustes", "--anchor", "fps",
                       "--budget", "1", "--repeats", "1", "--eval-rows", "10"]) == 0
     printed = capsys.readouterr().out
     assert "translate/ratio" not in printed and "translate/cka_mean" in printed
-    assert verb.main([*paths[:2], *common, "--family", "cubic"]) == 2
-    assert capsys.readouterr().err.splitlines()[0].startswith("error: --family: unknown cubic")
+    assert verb.main([*paths[:2], *common, "--translator", "cubic"]) == 2
+    assert capsys.readouterr().err.splitlines()[0].startswith("error: --translator: unknown cubic")
     small = encode(crafted["model_uri"], "mnist", "test", crafted["root"] / "small100",
                    limit=100, data_path=str(crafted["data"]), actors=1)
     assert verb.main([paths[0], str(small.path), *common]) == 2

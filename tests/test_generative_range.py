@@ -6,6 +6,7 @@ come out missed; gradient ascent alone (no recoder, no encoder) on a generator w
 by construction holds only the upper half; and a VAE as generator, whose real-image error is
 its own reconstruction error."""
 
+import json
 import sys
 import textwrap
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 from conftest import make_idx_dataset, run_cli_module
 
+from analysis.claims import counts
 from analysis.generative_range import (
     MEAN_CODE,
     inversions,
@@ -326,3 +328,72 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     assert m["range/guess_ratio_support"] == m["range/ratio_support"]
     assert (m["range/guess_random_lo"], m["range/guess_random_hi"], m["range/guess_random_p"]) \
         == (m["range/random_lo"], m["range/random_hi"], m["range/random_p"])
+
+    # The same models in a study file of the researcher's: their VAE from an earlier
+    # experiment (runs:/), their generator and its recoder (module:function) as inputs. It
+    # gives verdicts, stored with the run and judged again by `latentatlas claims`.
+    from jobs import claims as claims_verb
+    from jobs.run import main as run_job
+
+    study = tmp_path / "mine.yaml"
+    study.write_text(textwrap.dedent(f"""\
+        steps:
+          encode-vae: {{kind: encode, inputs: {{model: "{vae.model_uri}"}}}}
+          stats-vae: {{kind: stats, inputs: {{encoding: encode-vae}}}}
+          range:
+            kind: range
+            inputs: {{generator: "half_blobs:make", recoder: "half_blobs:make_recoder",
+                     vae: "{vae.model_uri}", reference: encode-vae, stats: stats-vae}}
+            set: {{samples: 500, refine_steps: 0, k: 2, threshold: 0.3}}
+          encode-byo: {{kind: encode, inputs: {{model: "half_blobs:make"}}}}
+          relocate:
+            kind: relocate
+            inputs: {{source: encode-vae, target: encode-byo}}
+            set: {{relocation: type 3, estimators: [ols]}}
+        """))
+    capsys.readouterr()
+    mine = ["--tracking-uri", uri, "--experiment", "test", "--dataset", "mnist",
+            "--data-path", str(data)]
+    assert run_job(["--config", str(study), *mine]) == 0
+    out = capsys.readouterr().out
+    parent_id = out.split("MLflow run id: ")[1].split()[0]
+    stored = json.loads(open(mlflow.artifacts.download_artifacts(
+        run_id=parent_id, artifact_path="claims.json")).read())
+    by_key = {c["key"]: c for c in stored}
+    assert {"variance_loss", "generative_range", "relocation"} <= set(by_key)
+    # measured everywhere but the zero-out (this 2-d VAE has no inactive variable to zero)
+    assert {c["key"] for c in stored if c["verdict"] == "not measured"} <= {"zero_out"}
+    # the VAE's setting is read back from its training run; the user's generator has none
+    (reference_setting,) = by_key["variance_loss"]["setting"]["measured"]
+    assert reference_setting["run_id"] == vae.run_id and reference_setting["epochs"] == 6
+    assert reference_setting["dataset"] == "mnist" and reference_setting["loss"] == \
+        "KL balancing"
+    generator_setting = by_key["generative_range"]["setting"]["measured"][0]
+    assert generator_setting["model"] == "external half_blobs:make"
+    # nothing of it compares with the seed's: never a replication (the reference VAE's
+    # settledness decides between a generalisation and no verdict)
+    ranged = by_key["generative_range"]
+    assert "unknown (unknown), the seed's CelebA" in ranged["differences"]
+    assert ranged["verdict"] == ("not judged" if ranged["withheld"] else "generalisation")
+    # the range claim reads the runs the study made of the inputs it was given
+    gen = mlflow.get_run(by_key["generative_range"]["runs"][0])
+    assert gen.data.tags["mlflow.parentRunId"] == parent_id
+    # the parent run tells the study's story: its claims as its description (with links to
+    # the runs holding their numbers), the counts as metrics, a table the UI sorts
+    parent = mlflow.get_run(parent_id)
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"Verdicts: {counts(stored)}." in note
+    assert note.count("\n| ") == len(stored) + 2  # header, separator, a row per claim
+    assert f"runs/{gen.info.run_id}?workflowType=machine_learning" in note
+    verdicts = {k: v for k, v in parent.data.metrics.items() if k.startswith("verdicts/")}
+    assert sum(verdicts[f"verdicts/{kind}"] for kind in ("replication", "generalisation",
+                                                         "not_judged", "not_measured")) \
+        == len(stored)
+    table = tracking.Recorder(uri, "test").table(parent_id, "claims_table.json")
+    assert table["key"] == [c["key"] for c in stored]
+    # each step's run says what it measured, on what, and the claims it fed
+    assert gen.data.tags["mlflow.note.content"].startswith(
+        "Step `range` (range) of study `mine`, reading generator: half_blobs:make, ")
+    assert claims_verb.main([parent_id, "--tracking-uri", uri, "--experiment", "test"]) == 0
+    again = capsys.readouterr().out
+    assert f"verdicts: {counts(stored)}" in again and "(was: " not in again

@@ -65,7 +65,7 @@ def test_the_light_names_are_the_registries_names():
 
     assert defaults.DEFAULT_ESTIMATORS == (
         "ridge_authors", *(e for e in ESTIMATORS if e not in ("ridge_authors", "sgd_authors")))
-    assert set(defaults.TRANSLATOR_FAMILIES) <= set(ESTIMATORS)
+    assert set(defaults.TRANSLATORS) <= set(ESTIMATORS)
     assert defaults.ANCHOR_NAMES == tuple(ANCHORS)
 
 

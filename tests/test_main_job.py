@@ -3,8 +3,10 @@ where every step runs: dense-s0, trained long enough in small batches, keeps act
 variables (BCE + KL leaves none active on 8x8 digits, even after 30 epochs), so the sector,
 support-set, generative-range and translator steps all run. Each claim kind's rule outcome
 is checked against numbers recomputed from what the job logged (encodings, tables, runs);
-its verdict is that outcome where the settings compare with the seed's, else "not
-comparable"; the logged claims.json is judged again by `latentatlas claims`."""
+its verdict is a replication where the setting is the seed's, a generalisation where it
+differs, not judged where a component (a reduced step, an unsettled training, a predictor
+that did not learn) cannot carry it; the logged claims.json is judged again by
+`latentatlas claims`."""
 
 import json
 import re
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import make_idx_dataset
 
-from jobs import main_job
+from jobs import study
 from jobs.run import main as run_job
 
 N_TRAIN, N_TEST = 512, 300
@@ -70,16 +72,31 @@ def check_job(out, uri, workdir, common, capsys):
                 if r.data.tags["latentatlas.kind"] == "stats"]
     assert trained["main-recoder"].data.metrics["inversion/latent_mse"] < 1  # beats guessing 0
     steps = load_steps(parent_id)
-    assert set(steps) == set(main_job.load_job(main_job.MAIN).steps)
-    steps = {name: steps[name] for name in main_job.load_job(main_job.MAIN).steps}  # in order
+    assert set(steps) == set(study.load_job(study.MAIN).steps)
+    steps = {name: steps[name] for name in study.load_job(study.MAIN).steps}  # in order
     claims = {name: out_["claims"] for name, out_ in steps.items()}
     every = [c for cs in claims.values() for c in cs]
     # measured everywhere but the zero-out of a model with no inactive variable, or with
     # fewer active than inactive ones (conv-s0 after one epoch: none active)
     assert {c["key"] for c in every if c["verdict"] == "not measured"} <= {"zero_out"}, every
-    for c in (c for c in every if c["verdict"] != "not measured"):  # only where comparable
-        assert c["verdict"] == (c["rule_outcome"] if c["comparable"] else "not comparable"), c
-        assert c["comparable"] == (not c["differences"]) and c["runs"], c
+    for c in (c for c in every if c["verdict"] != "not measured"):
+        assert c["verdict"] == ("not judged" if c["withheld"] else "generalisation"
+                                if c["differences"] else "replication"), c
+        assert c["rule_outcome"] in ("holds", "does not hold", "mixed") and c["runs"], c
+    # a reduced step withholds what it feeds: the translator grid's claims, and those that
+    # read the DCGAN, trained at a reduced size
+    for c in claims["translators"]:
+        assert c["verdict"] == "not judged" and any(
+            w.startswith("a reduced step (translators: reduced") for w in c["withheld"]), c
+    for c in claims["range"] + claims["relocate-dense-s0-dcgan"]:
+        assert any(w.startswith("dcgan ") and "a reduced step" in w
+                   for w in c["withheld"]), c
+    # every component a claim reads carries its setting: the recoder's and the classifier's
+    (ranged,) = claims["range"]
+    assert [s["model"].split()[0] for s in ranged["setting"]["measured"]] == [
+        "dcgan", "recoder", "dense"]
+    assert ranged["setting"]["measured"][1]["auxiliary"]
+    assert ranged["setting"]["measured"][1]["learning"]["what"] == "held-out latent MSE"
 
     check_stats_verdicts(steps, claims, stats_runs)
     check_sector_verdicts(steps, claims, kids)
@@ -106,15 +123,15 @@ def check_job(out, uri, workdir, common, capsys):
         assert heading in out
     report = out.split("the seed's claims beside what was measured")[1]
     # both sides' settings, the two MSEs named apart, the seed's figures from its table
-    assert re.search(r"\(mnist, dense 784-256-64-32-4, BCE \+ KL, 20 epochs \(last epoch "
-                     r"moved val/mse [\d.]+%\)\)", report)
+    assert re.search(r"\(mnist, dense 784-256-64-32-4, BCE \+ KL, 20 epochs \(val/mse trend "
+                     r"[\d.]+% per epoch over the last 3\)\)", report)
     assert "(mnist, conv 16-32-64 latent 16, KL balancing, 1 epoch)" in report
     assert "dense-s0->dcgan (type 3)" in report and "dcgan->dense-s0 (type 3)" in report
     assert "reduced to fit the job" in out
     assert "mse(z=mu)" in report and "prior samples: delta_var" in report
     assert "8 of 16 inactive (MNIST, dense 784-256-64-32-16, BCE + KL)" in report
-    # dense-s0 has 4 variables here, the seed's 16: its sparsity does not compare
-    assert "not comparable: dense 784-256-64-32-4, the seed's dense 784-256-64-32-16" in report
+    # dense-s0 has 4 variables here, the seed's 16: its sparsity is no replication
+    assert "dense 784-256-64-32-4, the seed's dense 784-256-64-32-16" in report
     assert f"verdicts: {counts(every)}" in report
     # the claims as judged are in the parent run, and judge again to the same verdicts
     assert json.loads(open(mlflow.artifacts.download_artifacts(
@@ -544,33 +561,49 @@ def check_sparsity(run, claims):
     assert claim["sources"]["collapsed"] == [run.info.run_id, "sparsity/collapsed"]
 
 
-def test_a_range_step_names_what_its_claim_reads_beside_it():
+def test_a_range_step_names_what_its_claim_reads_beside_it(tmp_path):
     """With a recoder the range claim reads the VAE beside it; without, the gradient-ascent
     claim reads the recoder's range step it is compared with: each refused at the start."""
-    from jobs.graph import StepSpec
+    import yaml
+
     from latentatlas.errors import UserError
+
+    main = yaml.safe_load(study.MAIN.read_text())
+
+    def resolved(**range_step):
+        spec = tmp_path / "main.yaml"
+        spec.write_text(yaml.safe_dump({"steps": {**main["steps"], "r": range_step}},
+                                    sort_keys=False))
+        return study.resolve(study.load_job(spec))
 
     common = {"generator": "dcgan", "reference": "encode-dense-s1", "stats": "stats-dense-s1"}
     with pytest.raises(UserError, match=r"steps.r.inputs: a range step with a recoder needs "
                                         "vae"):
-        main_job.check_inputs("r", StepSpec(kind="range", inputs={**common,
-                                                                  "recoder": "recoder"}))
-    with pytest.raises(UserError, match=r"steps.a.inputs: a range step without a recoder "
+        resolved(kind="range", inputs={**common, "recoder": "recoder"})
+    with pytest.raises(UserError, match=r"steps.r.inputs: a range step without a recoder "
                                         "needs compare"):
-        main_job.check_inputs("a", StepSpec(kind="range", inputs=common))
-    main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"}))
-    with pytest.raises(UserError, match=r"steps.a.inputs.vae: a range step without a recoder"):
-        main_job.check_inputs("a", StepSpec(kind="range", inputs={
-            **common, "compare": "range", "vae": "dense-s0"}))
-    with pytest.raises(UserError, match=r"steps.a.set.refine_steps: .* needs refine_steps > 0"):
-        main_job.check_inputs("a", StepSpec(kind="range", inputs={**common, "compare": "range"},
-                                            set={"refine_steps": 0}))
-    # before anything starts: what it is compared with is the recoder's range step
-    job = main_job.load_job(main_job.MAIN)
-    job.steps["range-ascent"].inputs["compare"] = "dcgan"
-    with pytest.raises(UserError, match=r"steps.range-ascent.inputs.compare: dcgan is not a "
-                                        "range step with a recoder"):
-        main_job.check(job)
+        resolved(kind="range", inputs=common)
+    resolved(kind="range", inputs={**common, "compare": "range"})
+    with pytest.raises(UserError, match=r"steps.r.inputs.vae: a range step without a recoder"):
+        resolved(kind="range", inputs={**common, "compare": "range", "vae": "dense-s0"})
+    with pytest.raises(UserError, match=r"steps.r.set.refine_steps: .* needs refine_steps > 0"):
+        resolved(kind="range", inputs={**common, "compare": "range"}, set={"refine_steps": 0})
+    # what it is compared with must be a range step (its output type), and the recoder's
+    with pytest.raises(UserError, match=r"steps.r.inputs.compare: dcgan is a train step; a "
+                                        "compare input is Range"):
+        resolved(kind="range", inputs={**common, "compare": "dcgan"})
+    with pytest.raises(UserError, match=r"steps.r.inputs.compare: range-ascent is not a range "
+                                        "step with a recoder"):
+        resolved(kind="range", inputs={**common, "compare": "range-ascent"})
+    # each role's type: a stats role fed an encoding, an unknown role, a missing one
+    with pytest.raises(UserError, match=r"steps.r.inputs.stats: encode-dense-s1 is a encode "
+                                        "step; a stats input is Stats"):
+        resolved(kind="range", inputs={**common, "stats": "encode-dense-s1",
+                                       "compare": "range"})
+    with pytest.raises(UserError, match=r"steps.r.inputs.colour: a range step reads generator"):
+        resolved(kind="range", inputs={**common, "compare": "range", "colour": "dcgan"})
+    with pytest.raises(UserError, match=r"steps.r.kind: unknown kind 'ranges' \(known: .*imports"):
+        resolved(kind="ranges", inputs=common)
 
 
 def test_the_support150_job_is_declared_and_every_step_validates(capsys):
@@ -579,17 +612,16 @@ def test_the_support150_job_is_declared_and_every_step_validates(capsys):
     k = 7 and 150 rows are what it asks, and an unknown job file is one line."""
     from latentatlas.errors import UserError
 
-    path = main_job.job_file("support150.yaml")
-    assert path == main_job.job_file(str(main_job.CONFIGS / "support150.yaml"))
-    assert main_job.job_file(None) == main_job.MAIN
-    job = main_job.load_job(path)
-    cpus = main_job.check(job)
-    assert set(cpus) == set(job.steps)
-    trained = [main_job.training_config(n, s, {}) for n, s in job.steps.items()
-               if s.kind == "train"]
+    path = study.job_file("support150.yaml")
+    assert path == study.job_file(str(study.CONFIGS / "support150.yaml"))
+    assert study.job_file(None) == study.MAIN
+    job = study.load_job(path)
+    steps = study.resolve(job)
+    assert set(steps) == set(job.steps)
+    trained = [s.options.config for s in steps.values() if s.spec.kind == "train"]
     assert [c.seed for c in trained] == [0, 1]
     assert {c.model.latent_dim for c in trained} == {150}
-    opts = {n: main_job.options(n, s) for n, s in job.steps.items() if s.kind != "train"}
+    opts = {n: s.options for n, s in steps.items() if s.spec.kind != "train"}
     assert opts["sectors-s0"].k == opts["support-set-s0"].k == 7
     assert opts["support-set-s0"].size == 150
     assert (opts["relocate-support"].fit, opts["relocate-random"].fit) == ("support", "random")
@@ -597,9 +629,12 @@ def test_the_support150_job_is_declared_and_every_step_validates(capsys):
     assert job.steps["sectors-s0"].where("sectors-s0") == "support150.yaml: steps.sectors-s0"
     with pytest.raises(UserError, match=r"--config nojob.yaml: no such job file \(the "
                                         r"declared jobs: main.yaml, support150.yaml\)"):
-        main_job.job_file("nojob.yaml")
+        study.job_file("nojob.yaml")
+    from jobs.kinds.relocate import RelocateOptions
+    from latentatlas.config import validate
+
     with pytest.raises(UserError, match=r"rows \(the number of random rows\) needs fit: "
                                         r"random"):
-        main_job.validate({"fit": "support", "rows": 150}, "x", main_job.RelocateOptions)
+        validate({"fit": "support", "rows": 150}, "x", RelocateOptions)
     assert run_job(["--config", "support150.yaml", "--steps"]) == 0
     assert "relocate-random" in capsys.readouterr().out

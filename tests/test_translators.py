@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.anchors import farthest_point_rows, random_rows
-from analysis.linear_maps import SufficientStats, adam_authors, fit_families, ridge_authors
+from analysis.linear_maps import SufficientStats, adam_authors, fit_translators, ridge_authors
 from analysis.similarity import canonical_correlations, linear_cka, svcca
 from analysis.studies.translators import TranslatorStudy
 
@@ -117,14 +117,14 @@ def test_the_authors_adam_fit_is_torch_adam_on_their_objective_and_nears_the_clo
     assert np.abs(ours.A - closed).max() > 1e-2  # 300 steps had not got there
 
 
-def test_procrustes_among_the_families_recovers_a_planted_rotation():
+def test_procrustes_among_the_translators_recovers_a_planted_rotation():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(24, 6))
     x -= x.mean(0)
     x = x @ np.linalg.inv(np.linalg.cholesky(np.cov(x.T, bias=True)).T)  # covariance exactly I
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     x += 4.0
-    maps = fit_families({"fps|4d|0": SufficientStats.of(x, x @ q)},
+    maps = fit_translators({"fps|4d|0": SufficientStats.of(x, x @ q)},
                         ["procrustes", "ols", "lstsq_ortho"], l2=1e-4)
     np.testing.assert_allclose(maps["procrustes|fps|4d|0"].A, q, atol=1e-10)
     np.testing.assert_allclose(maps["procrustes|fps|4d|0"].b, 0, atol=1e-9)
@@ -134,7 +134,7 @@ def test_procrustes_among_the_families_recovers_a_planted_rotation():
 
 def test_study_summaries_average_repeats_and_count_wins():
     def row(src, tgt, anchor, repeat, ratio):
-        return {"source": src, "target": tgt, "family": "ols", "anchor": anchor,
+        return {"source": src, "target": tgt, "translator": "ols", "anchor": anchor,
                 "budget": "1d", "repeat": repeat, "L": ratio, "M": ratio, "M_target_own": 1.0,
                 "ratio": ratio}
 

@@ -33,7 +33,7 @@ from latentatlas.record import Record
 from latentatlas.report import quiet
 
 __all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "default_fit",
-           "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
+           "GivenSupport", "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
            "resolve_fit", "support_sizes"]
 
 # The fits whose maps are named apart from a support or explicit-rows fit of the same
@@ -130,13 +130,36 @@ def support_sizes(d: int) -> list[int]:
     return sorted({max(2, d // 4), max(2, d // 2), d, 2 * d, 4 * d})
 
 
-def fit_on_support(src, tgt, estimators, params: dict, score, seed: int):
+@dataclass(frozen=True)
+class GivenSupport:
+    """A support set chosen before the fit (a study's support-set step): its rows, and the
+    sectors it was chosen from (the size sweep draws from the same sectors)."""
+
+    index: np.ndarray
+    gain: np.ndarray | None  # what ranked the sector variables (None: var(mu))
+    k: int
+    threshold: float
+    seed: int
+
+
+def fit_on_support(src, tgt, estimators, params: dict, score, seed: int,
+                   given: GivenSupport | None = None):
     """Fits on a support set selected in the source space among the fit rows (sectors of
-    the `score`-ranked variables), and the first estimator refitted on support sets of d/4
-    ... 4d rows as `<estimator>_support<n>`; the number of support rows, the sweep sizes."""
+    the `score`-ranked variables), or on the `given` one, and the first estimator refitted
+    on support sets of d/4 ... 4d rows of the same sectors as `<estimator>_support<n>`; the
+    number of support rows, the sweep sizes."""
     fit_rows = lambda index: split_mask(index, "fit")  # noqa: E731
-    sectors = count_sectors(src, score)
-    support, _, _ = support_rows(sectors, src.latent_dim, seed=seed, eligible_index=fit_rows)
+    if given is None:
+        sectors = count_sectors(src, score)
+        support, _, _ = support_rows(sectors, src.latent_dim, seed=seed,
+                                     eligible_index=fit_rows)
+    else:
+        support, seed = np.asarray(given.index, dtype=np.int64), given.seed
+        if not fit_rows(support).all():
+            raise UserError(f"{src.path}: {int((~fit_rows(support)).sum())} of the support "
+                            "set's rows are held out (index % 5 == 0), where the maps are "
+                            "scored; choose it among the fit rows")
+        sectors = count_sectors(src, given.gain, given.k, given.threshold)
     maps = fit_on_rows(src, tgt, estimators, support, params)
     sizes = support_sizes(src.latent_dim)
     for size in sizes:
@@ -148,7 +171,7 @@ def fit_on_support(src, tgt, estimators, params: dict, score, seed: int):
 
 def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None = None,
              score: np.ndarray | None = None, seed: int = 0, generated=None,
-             random_rows: int | None = None):
+             random_rows: int | None = None, support: GivenSupport | None = None):
     """Maps by name, the number of fit rows (or pairs), and (for support fits) the sweep
     sizes. Every fit mode fits its estimators, and OLS with a bias whether asked for or not
     (the reference every run logs), on all the fit rows (streamed) as `<estimator>_full`:
@@ -171,7 +194,7 @@ def fit_maps(src, tgt, estimators, fit: str, indices=None, params: dict | None =
                                  random_rows or src.latent_dim, seed)
         maps, rows = fit_on_rows(src, tgt, estimators, chosen, params, "_random"), len(chosen)
     else:
-        maps, rows, sweep = fit_on_support(src, tgt, estimators, params, score, seed)
+        maps, rows, sweep = fit_on_support(src, tgt, estimators, params, score, seed, support)
     return {**maps, **full}, rows, sweep
 
 
@@ -236,15 +259,16 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                    estimators=DEFAULT_ESTIMATORS, fit: str | None = None, indices=None,
                    pairs: int = GENERATED_PAIRS, random_rows: int | None = None,
                    seed: int = 0, lam: float = 1e-4, l2: float | None = None,
-                   score: np.ndarray | None = None, actors: int = 1, use_gpu: bool = False,
-                   extra_maps: dict | None = None,
+                   score: np.ndarray | None = None, support: GivenSupport | None = None,
+                   actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
                    progress: Callable[[str], None] = quiet) -> Relocation:
     """Fit on the non-held-out rows (`all`), on `indices`, on a support set chosen by the
     sectors of the `score`-ranked source variables (`support`), on `random_rows` fit rows
     drawn with `seed` (`random`, default as many as the latent dimension: the support set's
     size), or on `pairs` pairs drawn from the generator side (`generated`: its codes z and
     the VAE's posterior means of G(z)); None: `generated` when one side is a generator,
-    else `support`. Evaluate on the held-out rows. `source_model` / `target_model` are
+    else `support`; `support`: the support set given (GivenSupport) instead of chosen here.
+    Evaluate on the held-out rows. `source_model` / `target_model` are
     (model, spec) pairs; `lam` is `ridge`'s penalty, `l2` the authors' Keras regulariser
     of `ridge_authors` (None: theirs, 0.0015 when one side is a generator, else 1e-4);
     `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones."""
@@ -265,7 +289,9 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     progress(f"fitting {', '.join(estimators)} ({fit} fit), and with OLS on all fit rows "
              "beside")
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, params, score,
-                                     seed, generated=generated, random_rows=random_rows)
+                                     seed, generated=generated, random_rows=random_rows,
+                                     support=support)
+    seed = support.seed if support is not None and fit == "support" else seed
     maps.update(extra_maps or {})
     split = src.meta.load_split()
     labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0

@@ -9,6 +9,7 @@ import numpy as np
 
 from analysis import figures
 from analysis.defaults import DEFAULT_K, DEFAULT_THRESHOLD
+from analysis.pairs import split_mask
 from analysis.passes import latent_moments
 from analysis.sectors import (
     density_vs_gaussian,
@@ -27,7 +28,9 @@ from latentatlas.errors import UserError
 from latentatlas.images import image_grid, mean_pairwise_mse
 from latentatlas.record import Record
 
-__all__ = ["DEFAULT_K", "DEFAULT_THRESHOLD", "SectorCounts", "SupportSet", "count_sectors",
+AMONG = ("all", "fit")  # the rows a support set is chosen among
+
+__all__ = ["AMONG", "DEFAULT_K", "DEFAULT_THRESHOLD", "SectorCounts", "SupportSet", "count_sectors",
            "choose_support_set", "exclusion_mask"]
 
 
@@ -154,6 +157,7 @@ class SupportSet:
     metrics: dict  # support/*
     exclude: str | None
     seed: int
+    among: str = "all"  # the rows it was chosen among: all, or a relocation's fit rows
 
     def record(self) -> Record:
         s, raw = self.sectors, (self.images * 255).round().astype(np.uint8)
@@ -168,18 +172,22 @@ class SupportSet:
         return Record(
             "support-set", "support-set",
             params={"ordering": s.ordering, "k": s.k, "threshold": s.threshold,
-                    "exclude": self.exclude or "", "seed": self.seed},
+                    "exclude": self.exclude or "", "seed": self.seed, "among": self.among},
             metrics=self.metrics, tags={"encoding": str(s.encoding.path)},
             files={"support_set.parquet": write_parquet},
             images={"support_set": image_grid(self.images, ncols=16)})
 
 
 def choose_support_set(s: SectorCounts, size: int | None = None, exclude: str | None = None,
-                       seed: int = 0) -> SupportSet:
+                       seed: int = 0, among: str = "all") -> SupportSet:
     """One random member of each non-empty sector, filled up to `size` (default: the latent
     dimension) from the most crowded sectors; how far apart its images are against random
-    pairs of the eligible rows."""
-    index, sector_of, eligible = support_rows(s, size, exclude, seed)
+    pairs of the eligible rows. `among="fit"`: only rows a relocation fits on (not the
+    held-out rows, index % 5 == 0, where its maps are scored)."""
+    if among not in AMONG:
+        raise UserError(f"--among {among}: expected one of {', '.join(AMONG)}")
+    index, sector_of, eligible = support_rows(
+        s, size, exclude, seed, (lambda i: split_mask(i, "fit")) if among == "fit" else None)
     if len(index) < 2:
         raise UserError(f"{s.encoding.path}: only {len(index)} eligible code(s) lie in any "
                         f"sector at threshold {s.threshold}; lower --threshold or --k")
@@ -190,4 +198,4 @@ def choose_support_set(s: SectorCounts, size: int | None = None, exclude: str | 
     metrics = {"support/size": len(index), "support/pairwise_mse": mean_pairwise_mse(images),
                "support/random_pairwise_mse": random_pairs_mse(
                    pool.astype(np.float32) / 255, max(pairs, 1), seed)}
-    return SupportSet(s, index, sector_of, images, metrics, exclude, seed)
+    return SupportSet(s, index, sector_of, images, metrics, exclude, seed, among)

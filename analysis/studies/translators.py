@@ -1,4 +1,4 @@
-"""The translator study: for every ordered pair of encodings, every map family fitted on
+"""The translator study: for every ordered pair of encodings, every translator fitted on
 every anchor choice at every anchor budget, scored on held-out rows by the target's
 decoder: L = MSE(enc2 x, A enc1 x), M = MSE(x, dec2(A enc1 x)) and M / M_target_own, beside
 the similarity of the raw spaces on the same rows (linear CKA, SVCCA).
@@ -19,15 +19,14 @@ import numpy as np
 
 from analysis import figures
 from analysis.anchors import farthest_point_rows, random_rows
-from analysis.defaults import ANCHOR_CHOICES, BUDGETS
-from analysis.defaults import TRANSLATOR_FAMILIES as FAMILIES
+from analysis.defaults import ANCHOR_CHOICES, BUDGETS, TRANSLATORS
 from analysis.linear_maps import (
     AUTHORS_L2,
     AUTHORS_L2_GAN,
     ESTIMATORS,
     SufficientStats,
     authors_l2,
-    fit_families,
+    fit_translators,
 )
 from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, split_mask, streaming_stats
 from analysis.relocation import relocation_errors
@@ -40,7 +39,7 @@ from latentatlas.models import share_model
 from latentatlas.record import Record
 from latentatlas.report import quiet
 
-__all__ = ["FAMILIES", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS",
+__all__ = ["TRANSLATORS", "ANCHORS", "ANCHOR_CHOICES", "BUDGETS",
            "budget_label", "AnchorSet", "SourceRows", "choose_anchors",
            "TranslatorStudy", "translate_study"]
 
@@ -129,15 +128,15 @@ def anchor_statistics(src: Encoding, tgt: Encoding,
     return out
 
 
-def fit_all(work: dict, families, seed: int) -> dict:
+def fit_all(work: dict, translators, seed: int) -> dict:
     """Pair -> maps: one Ray task per pair when Ray is up, else here."""
     import ray
 
     if not ray.is_initialized():
-        return {pair: fit_families(stats, families, seed, l2=l2)
+        return {pair: fit_translators(stats, translators, seed, l2=l2)
                 for pair, (stats, l2) in work.items()}
-    task = ray.remote(num_cpus=1)(fit_families)
-    refs = {pair: task.remote(stats, families, seed, l2=l2)
+    task = ray.remote(num_cpus=1)(fit_translators)
+    refs = {pair: task.remote(stats, translators, seed, l2=l2)
             for pair, (stats, l2) in work.items()}
     return {pair: ray.get(ref) for pair, ref in refs.items()}
 
@@ -146,38 +145,38 @@ def fit_all(work: dict, families, seed: int) -> dict:
 class TranslatorStudy:
     labels: list[str]  # the encodings' short names, in the order given
     paths: list[str]
-    families: list[str]
+    translators: list[str]
     anchors: list[str]
     budgets: list[str]
     repeats: int
     eval_rows: int  # held-out rows scored per pair
-    rows: list[dict]  # one per (pair, family, anchor set)
+    rows: list[dict]  # one per (pair, translator, anchor set)
     pairs: list[dict]  # one per ordered pair: CKA, SVCCA, R, M_target_own, l2
     notes: list[str]
 
-    def ratios(self, family: str, anchor: str, budget: str) -> np.ndarray:
+    def ratios(self, translator: str, anchor: str, budget: str) -> np.ndarray:
         """(n, n) M / M_target_own, mean over repeats (rows: source; NaN: not fitted)."""
         n = len(self.labels)
         total, count = np.zeros((n, n)), np.zeros((n, n))
         where = {label: i for i, label in enumerate(self.labels)}
         for r in self.rows:
-            if (r["family"], r["anchor"], r["budget"]) == (family, anchor, budget):
+            if (r["translator"], r["anchor"], r["budget"]) == (translator, anchor, budget):
                 i, j = where[r["source"]], where[r["target"]]
                 total[i, j] += r["ratio"]
                 count[i, j] += 1
         with np.errstate(invalid="ignore"):
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
-    def mean_ratio(self, family: str, anchor: str, budget: str) -> float:
-        m = self.ratios(family, anchor, budget)
+    def mean_ratio(self, translator: str, anchor: str, budget: str) -> float:
+        m = self.ratios(translator, anchor, budget)
         return float(np.nanmean(m)) if np.isfinite(m).any() else float("nan")
 
     def wins(self, first: str, second: str) -> float:
-        """Share of (pair, family, budget) where anchor choice `first` gives a lower mean M
+        """Share of (pair, translator, budget) where anchor choice `first` gives a lower mean M
         than `second` (NaN when they never meet)."""
         won, met = 0, 0
-        for family, budget in itertools.product(self.families, self.budgets):
-            a, b = self.ratios(family, first, budget), self.ratios(family, second, budget)
+        for translator, budget in itertools.product(self.translators, self.budgets):
+            a, b = self.ratios(translator, first, budget), self.ratios(translator, second, budget)
             both = np.isfinite(a) & np.isfinite(b)
             won += int((a[both] < b[both]).sum())
             met += int(both.sum())
@@ -196,9 +195,9 @@ class TranslatorStudy:
                "translate/eval_rows": self.eval_rows,
                "translate/cka_mean": float(np.mean([p["cka"] for p in self.pairs])),
                "translate/svcca_mean": float(np.mean([p["svcca"] for p in self.pairs]))}
-        for family, anchor, budget in self.cells:
-            out[f"translate/ratio/{family}/{anchor}/{budget}"] = self.mean_ratio(
-                family, anchor, budget)
+        for translator, anchor, budget in self.cells:
+            out[f"translate/ratio/{translator}/{anchor}/{budget}"] = self.mean_ratio(
+                translator, anchor, budget)
         for first, second in (("support", "random"), ("support", "fps"), ("fps", "random")):
             if {first, second} <= set(self.anchors):
                 out[f"translate/{first}_beats_{second}"] = self.wins(first, second)
@@ -209,48 +208,49 @@ class TranslatorStudy:
 
     @property
     def cells(self) -> list[tuple[str, str, str]]:
-        """(family, anchor, budget) of every fit the study made."""
-        return list(dict.fromkeys((r["family"], r["anchor"], r["budget"]) for r in self.rows))
+        """(translator, anchor, budget) of every fit the study made."""
+        return list(dict.fromkeys((r["translator"], r["anchor"], r["budget"]) for r in self.rows))
 
     @property
     def sgd_excess_l(self) -> float | None:
         """Median of L(authors' optimiser) / L(its closed form) - 1 over every pair and anchor
         set: how far 2000 Adam steps stop from the minimum they approach."""
-        if not {"sgd_authors", "ridge_authors"} <= set(self.families):
+        if not {"sgd_authors", "ridge_authors"} <= set(self.translators):
             return None
         closed = {(r["source"], r["target"], r["anchor"], r["budget"], r["repeat"]): r["L"]
-                  for r in self.rows if r["family"] == "ridge_authors"}
+                  for r in self.rows if r["translator"] == "ridge_authors"}
         gaps = [r["L"] / closed[(r["source"], r["target"], r["anchor"], r["budget"],
                                  r["repeat"])] - 1
-                for r in self.rows if r["family"] == "sgd_authors"]
+                for r in self.rows if r["translator"] == "sgd_authors"]
         return float(np.median(gaps))
 
     def summary(self) -> dict[str, list]:
-        """Mean and spread of M / M_target_own per (family, anchor, budget) over pairs and
+        """Mean and spread of M / M_target_own per (translator, anchor, budget) over pairs and
         repeats."""
-        cols = {"family": [], "anchor": [], "budget": [], "mean_ratio": [], "sd_ratio": [],
+        cols = {"translator": [], "anchor": [], "budget": [], "mean_ratio": [], "sd_ratio": [],
                 "min_ratio": [], "max_ratio": [], "fits": []}
-        for family, anchor, budget in self.cells:
+        for translator, anchor, budget in self.cells:
+            cell = (translator, anchor, budget)
             v = np.array([r["ratio"] for r in self.rows
-                          if (r["family"], r["anchor"], r["budget"]) == (family, anchor, budget)])
-            for k, x in zip(cols, (family, anchor, budget, v.mean(), v.std(), v.min(), v.max(),
-                                   len(v)), strict=True):
+                          if (r["translator"], r["anchor"], r["budget"]) == cell])
+            for k, x in zip(cols, (*cell, v.mean(), v.std(), v.min(), v.max(), len(v)),
+                            strict=True):
                 cols[k].append(x if isinstance(x, str) else float(x))
         return cols
 
     def record(self, name: str = "translate study") -> Record:
         grid = [a for a in self.anchors if a != "all"]
         figs = {
-            f"heatmaps_{family}.png": (lambda family=family: figures.translator_grid(
-                family, self.labels, {(a, b): self.ratios(family, a, b)
-                                      for a, b in itertools.product(grid, self.budgets)},
-                self.ratios(family, "all", "all") if "all" in self.anchors else None))
-            for family in self.families}
+            f"heatmaps_{t}.png": (lambda t=t: figures.translator_grid(
+                t, self.labels, {(a, b): self.ratios(t, a, b)
+                                 for a, b in itertools.product(grid, self.budgets)},
+                self.ratios(t, "all", "all") if "all" in self.anchors else None))
+            for t in self.translators}
         figs["budget_curves.png"] = lambda: figures.budget_curves(
             [float(b.removesuffix("d")) for b in self.budgets],
-            {family: {a: [self.mean_ratio(family, a, b) for b in self.budgets] for a in grid}
-             for family in self.families},
-            {family: self.mean_ratio(family, "all", "all") for family in self.families}
+            {t: {a: [self.mean_ratio(t, a, b) for b in self.budgets] for a in grid}
+             for t in self.translators},
+            {t: self.mean_ratio(t, "all", "all") for t in self.translators}
             if "all" in self.anchors else {})
         for key in ("cka", "svcca"):
             figs[f"similarity_{key}.png"] = (lambda key=key: figures.heatmap(
@@ -259,7 +259,7 @@ class TranslatorStudy:
         columns = lambda rows: {c: [r[c] for r in rows] for c in rows[0]}  # noqa: E731
         return Record(
             "translate-study", name,
-            params={"families": ",".join(self.families), "anchors": ",".join(self.anchors),
+            params={"translators": ",".join(self.translators), "anchors": ",".join(self.anchors),
                     "budgets": ",".join(self.budgets), "repeats": self.repeats,
                     "eval_rows": self.eval_rows, "vae_l2": AUTHORS_L2,
                     "gan_l2": AUTHORS_L2_GAN},
@@ -271,8 +271,8 @@ class TranslatorStudy:
             figures=figs)
 
 
-def check_choices(families, anchors, budgets, repeats: int) -> None:
-    for what, given, known in (("--family", families, list(ESTIMATORS)),
+def check_choices(translators, anchors, budgets, repeats: int) -> None:
+    for what, given, known in (("--translator", translators, list(ESTIMATORS)),
                                ("--anchor", anchors, ANCHOR_CHOICES)):
         unknown = [x for x in given if x not in known]
         if unknown or not given:
@@ -286,14 +286,14 @@ def check_choices(families, anchors, budgets, repeats: int) -> None:
 
 
 def translate_study(encodings: list[Encoding], models: list[tuple], labels: list[str], *,
-                    families=FAMILIES, anchors=ANCHOR_CHOICES, budgets=BUDGETS,
+                    translators=TRANSLATORS, anchors=ANCHOR_CHOICES, budgets=BUDGETS,
                     repeats: int = 3, eval_rows: int | None = None,
                     scores: list[np.ndarray | None] | None = None, seed: int = 0,
                     progress: Callable[[str], None] = quiet) -> TranslatorStudy:
     """`models[i]` is the (model, spec) that decodes `encodings[i]`; `scores[i]` orders its
     variables for the sectors (information gain; default var(mu)); `eval_rows` held-out rows
     are scored per pair (default: all of them)."""
-    check_choices(families, anchors, budgets, repeats)
+    check_choices(translators, anchors, budgets, repeats)
     if len(encodings) < 2:
         raise UserError("translate-study needs at least two encodings")
     for enc in encodings[1:]:
@@ -318,10 +318,10 @@ def translate_study(encodings: list[Encoding], models: list[tuple], labels: list
                         authors_l2(src.meta.family, tgt.meta.family))
         held = streaming_stats(src, tgt, "eval", indices=eval_index)
         similarity[(i, j)] = {"cka": linear_cka(held), "svcca": svcca(held)}
-    fits = sum(len(chosen[i]) for i, _ in pairs) * len(families)
-    progress(f"fitting {fits} maps ({len(families)} families) over {len(pairs)} ordered "
+    fits = sum(len(chosen[i]) for i, _ in pairs) * len(translators)
+    progress(f"fitting {fits} maps ({len(translators)} translators) over {len(pairs)} ordered "
              f"pairs' sufficient statistics (a Ray task per pair)")
-    maps = fit_all(work, families, seed)
+    maps = fit_all(work, translators, seed)
     shared = [share_model(*m) for m in models]
     split = encodings[0].meta.load_split()
     here = runs_here(stop)
@@ -345,13 +345,13 @@ def translate_study(encodings: list[Encoding], models: list[tuple], labels: list
         sizes = {s.key: (s.index.size if s.index is not None else work[(i, j)][0][s.key].n)
                  for s in chosen[i]}
         for key in maps[(i, j)]:
-            family, anchor, budget, repeat = key.split("|")
+            translator, anchor, budget, repeat = key.split("|")
             m = float(err[f"M_{key}"][-1])
-            rows.append({"source": labels[i], "target": labels[j], "family": family,
+            rows.append({"source": labels[i], "target": labels[j], "translator": translator,
                          "anchor": anchor, "budget": budget, "repeat": int(repeat),
                          "anchor_rows": int(sizes[key.partition("|")[2]]),
                          "L": float(err[f"L_{key}"][-1]), "M": m, "M_target_own": own,
                          "ratio": m / own})
-    return TranslatorStudy(list(labels), [str(e.path) for e in encodings], list(families),
+    return TranslatorStudy(list(labels), [str(e.path) for e in encodings], list(translators),
                            list(anchors), [budget_label(b) for b in budgets], repeats,
                            eval_rows, rows, pair_rows, notes)

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from latentatlas.errors import UserError
+from latentatlas.families import FAMILIES as MODEL_FAMILIES
 
 
 class Strict(BaseModel):
@@ -164,7 +165,8 @@ MODEL_CONFIGS = {"dense_vae": DenseVAEConfig, "conv_vae": ConvVAEConfig,
                  "resnet_vae": ResNetVAEConfig, "split_vae": SplitVAEConfig, "dcgan": DCGANConfig,
                  "style_gan": StyleGANConfig, "recoder": RecoderConfig,
                  "classifier": ClassifierConfig, "second_stage": SecondStageConfig}
-# Each model's schema declares its family (latentatlas.train.families: what a training of it
+# Each model's schema declares its family, one of latentatlas.families (what a model of it is,
+# what its training logs and says) and of latentatlas.train.families (what a training of it
 # reads, runs and publishes).
 FAMILIES = {name: schema.family for name, schema in MODEL_CONFIGS.items()}
 
@@ -334,17 +336,18 @@ class ExperimentConfig(Strict):
             if self.kl.policy != "balanced":
                 raise ValueError("a second stage learns unbounded codes: it needs kl.policy "
                                  f"balanced (Gaussian likelihood), not {self.kl.policy}")
-        if self.fid.extractor and self.family not in ("vae", "gan"):
+        if self.fid.extractor and not MODEL_FAMILIES[self.family].generates:
             raise ValueError(f"fid.extractor: a {self.model.name} does not generate images")
-        if "gmm" in self.fid.samplers and self.family != "vae":
+        if "gmm" in self.fid.samplers and not (MODEL_FAMILIES[self.family].encodes
+                                                and MODEL_FAMILIES[self.family].generates):
             raise ValueError(f"fid.samplers: gmm fits a VAE's codes; a {self.model.name} has "
                              "no encoder")
         return self
 
     @property
     def family(self) -> str:
-        """vae, gan, recoder, classifier or second_stage: what the model learns and how it
-        is trained."""
+        """vae, gan, recoder, classifier or second_stage (latentatlas.families): what the
+        model learns and how it is trained."""
         return FAMILIES[self.model.name]
 
 

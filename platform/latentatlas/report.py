@@ -81,12 +81,12 @@ def print_metrics(metrics: dict, title: str) -> None:
 
 
 def print_steps(rows: list[dict], title: str) -> None:
-    """One block per step (`step`, `run_id`, numbers): what a wide table of sparse columns
-    said, in a terminal's width."""
+    """One block per step (`step`, `run_id` when it has a run, numbers): what a wide table of
+    sparse columns said, in a terminal's width."""
     print(f"\n== {title} ==")
     for row in rows:
         numbers = {k: v for k, v in row.items() if k not in ("step", "run_id")}
-        print(f"{row['step']}  (run {row['run_id']})")
+        print(row["step"] + (f"  (run {row['run_id']})" if row.get("run_id") else ""))
         if numbers:
             print(wrapped(numbers))
 

@@ -61,13 +61,15 @@ def setup(uri: str | None = None, experiment: str | None = None) -> str:
     return uri
 
 
-def runs_url(uri: str, experiment_id: str) -> str:
-    """Where the experiment's runs are in the MLflow UI: the server's own page for an HTTP
-    store; for a local store, the page `mlflow ui` serves at its default address. MLflow
-    3.17's UI opens in its GenAI view whatever the experiment's kind tag says (seen in a
-    browser: docs/getting-started.md); the query selects the model-training view."""
+def runs_url(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """Where the experiment's runs (or one run) are in the MLflow UI: the server's own page
+    for an HTTP store; for a local store, the page `mlflow ui` serves at its default
+    address. MLflow 3.17's UI opens in its GenAI view whatever the experiment's kind tag says
+    (seen in a browser: docs/getting-started.md); the query selects the model-training
+    view."""
     base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

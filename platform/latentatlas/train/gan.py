@@ -211,12 +211,16 @@ class RecoderObjective:
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         sums = Sums("inversion/latent_mse", "inversion/pixel_mse")
+        held = []
         for i in range(0, len(self.held_noise), 512):
             codes, x = self.pairs(self.held_noise[i:i + 512])
             guess = self.model(x)
             sums.add(len(x), (guess - codes).pow(2).mean().item(),
                      (self.gan.decode(guess) - x).pow(2).mean().item())
-        return sums.means(self.device)[0]
+            held.append(codes)
+        # what predicting the mean code would score: the scale of the latent MSE
+        variance = torch.cat(held).var(dim=0).mean().item()
+        return {**sums.means(self.device)[0], "inversion/code_variance": variance}
 
     @staticmethod
     def line(metrics: dict) -> str:

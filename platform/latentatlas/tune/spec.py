@@ -18,6 +18,7 @@ from latentatlas.config import (
     validate,
 )
 from latentatlas.errors import UserError
+from latentatlas.families import FAMILIES as MODEL_FAMILIES
 
 SWEEP_STATE = "latentatlas_sweep.json"
 TAG_TRIAL = "latentatlas.trial_id"
@@ -28,19 +29,9 @@ TAG_STOPPED = "latentatlas.stopped_early"
 # `driver_resources`) would break the concurrency arithmetic.
 FIXED_KEYS = ("train", "train.num_workers", "train.cpus_per_worker", "train.use_gpu",
               "train.max_failures", "train.storage_path", "name")
-METRICS = Literal["val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl",
-                  "gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real",
-                  "train/latent_mse", "inversion/latent_mse", "inversion/pixel_mse",
-                  "train/accuracy", "val/accuracy"]
 # What each family of model logs per epoch: a sweep's metric and its table come from these.
-FAMILY_METRICS = {
-    "vae": ("val/loss", "val/mse", "val/kl", "train/loss", "train/mse", "train/kl"),
-    "gan": ("gan/d_loss", "gan/g_loss", "gan/d_real", "gan/d_fake", "val/d_real"),
-    "recoder": ("train/loss", "train/latent_mse", "inversion/latent_mse",
-                "inversion/pixel_mse"),
-    "classifier": ("val/loss", "val/accuracy", "train/loss", "train/accuracy"),
-}
-FAMILY_METRICS["second_stage"] = FAMILY_METRICS["vae"]
+FAMILY_METRICS = {name: family.logs for name, family in MODEL_FAMILIES.items()}
+METRICS = Literal[tuple(dict.fromkeys(m for logs in FAMILY_METRICS.values() for m in logs))]
 
 
 class Domain(Strict):

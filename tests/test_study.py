@@ -1,0 +1,163 @@
+"""A study is a file a researcher writes: a step kind of their own, defined in their module and
+named in the study's `imports:`, runs through `latentatlas run --config` by its registration
+alone; its typed output reaches the steps that read it and the parent run's steps.json; its
+inputs are checked against the roles' types before anything runs; models from outside the
+study (a `module:function` generator) enter as inputs."""
+
+import json
+import sys
+import textwrap
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import make_idx_dataset
+from test_generative_range import HALF_BLOBS
+
+from jobs.kinds import KINDS
+from jobs.run import main as run_job
+from latentatlas.encode import open_encoding
+
+MY_KINDS = '''
+"""A researcher's own step kinds: the mean p-norm of an encoding's codes, and a check that
+reads it (typed) downstream."""
+
+import numpy as np
+from pydantic import Field
+
+from jobs.kinds import Context, Encoding, Output, Role, Step, StepKind, register
+from latentatlas.config import Strict
+from latentatlas.encode import open_encoding
+from latentatlas.record import Record
+
+
+class NormOptions(Strict):
+    power: float = Field(default=2.0, gt=0)
+    """The norm's p."""
+
+
+class Norms(Output):
+    mean_norm: float
+    rows: int
+
+
+@register
+class CodeNorm(StepKind):
+    name = "code-norm"
+    Options = NormOptions
+    inputs = {"encoding": Role(Encoding, help="the codes whose norms are averaged")}
+    output = Norms
+
+    def run(self, ctx: Context, step: Step, inputs: dict) -> Norms:
+        enc = inputs["encoding"]
+        mu = open_encoding(enc.address).arrays(["mu"])["mu"]
+        norm = float((np.abs(mu) ** step.options.power).sum(axis=1).mean()
+                     ** (1 / step.options.power))
+        run_id = ctx.recorder.record(Record("code-norm", f"norms {enc.label}",
+                                            metrics={"norms/mean": norm}), ctx.parent_run_id)
+        ctx.say(f"mean norm of {enc.label}'s codes: {norm:.4f}")
+        return Norms(run_id=run_id, mean_norm=norm, rows=len(mu),
+                     summary=[{"step": step.name, "run_id": run_id, "mean_norm": norm}])
+
+
+@register
+class NormCheck(StepKind):
+    name = "norm-check"
+    inputs = {"norms": Role(Norms)}
+
+    def run(self, ctx: Context, step: Step, inputs: dict) -> Output:
+        norms = inputs["norms"]
+        assert isinstance(norms, Norms)  # typed, not a dict
+        return Output(summary=[{"step": step.name, "checked_rows": norms.rows}])
+'''
+
+STUDY = """
+imports: [my_kinds]
+steps:
+  encode-byo:
+    kind: encode
+    inputs: {model: "half_blobs:make"}
+  norms:
+    kind: code-norm
+    inputs: {encoding: encode-byo}
+    set: {power: 1}
+  check:
+    kind: norm-check
+    inputs: {norms: norms}
+"""
+
+
+@pytest.fixture
+def researcher(tmp_path, monkeypatch, request):
+    """The researcher's modules on the path: their generator and their step kinds."""
+    (tmp_path / "half_blobs.py").write_text(textwrap.dedent(HALF_BLOBS))
+    (tmp_path / "my_kinds.py").write_text(MY_KINDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: [sys.modules.pop(m, None) for m in ("half_blobs", "my_kinds")])
+    request.addfinalizer(lambda: [KINDS.pop(k, None) for k in ("code-norm", "norm-check")])
+    return tmp_path
+
+
+def test_a_step_kind_of_a_researchers_module_runs_by_its_registration_alone(
+        ray_session, workdir, researcher, capsys):
+    data = make_idx_dataset(workdir / "idx", n_train=64, n_test=200)
+    study = researcher / "norms.yaml"
+    study.write_text(STUDY)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    common = ["--tracking-uri", uri, "--experiment", "study", "--dataset", "mnist",
+              "--data-path", str(data)]
+    assert run_job(["--config", str(study), "--steps"]) == 0
+    assert "norms                                code-norm <- encode-byo" in \
+        capsys.readouterr().out
+    assert run_job(["--config", str(study), *common]) == 0
+    out = capsys.readouterr().out
+    assert "input from outside the study: half_blobs:make (make)" in out
+    parent_id = out.split("MLflow run id: ")[1].split()[0]
+    steps = json.loads(open(mlflow.artifacts.download_artifacts(
+        run_id=parent_id, artifact_path="steps.json", tracking_uri=uri)).read())
+    assert list(steps) == ["encode-byo", "norms", "check"]
+    enc = open_encoding(steps["encode-byo"]["address"])
+    mu = enc.arrays(["mu"])["mu"]
+    assert steps["norms"]["mean_norm"] == pytest.approx(np.abs(mu).sum(axis=1).mean(),
+                                                        rel=1e-6)
+    assert steps["check"]["summary"] == [{"step": "check", "checked_rows": 200}]
+    norms_run = mlflow.MlflowClient(uri).get_run(steps["norms"]["run_id"])
+    assert norms_run.data.tags["mlflow.parentRunId"] == parent_id
+    assert norms_run.data.metrics["norms/mean"] == steps["norms"]["mean_norm"]
+    assert "mean norm of make's codes" in out
+
+    # the roles' types are checked before anything runs: a model is not an encoding
+    bad = researcher / "bad.yaml"
+    bad.write_text(STUDY.replace("inputs: {encoding: encode-byo}",
+                                 'inputs: {encoding: "half_blobs:make"}'))
+    runs_before = len(mlflow.search_runs(experiment_names=["study"], output_format="list"))
+    assert run_job(["--config", str(bad), *common]) == 2
+    err = capsys.readouterr().err
+    assert ("error: bad.yaml: steps.norms.inputs.encoding: half_blobs:make: encoding "
+            "directory not found") in err, err
+    bad.write_text(STUDY.replace("inputs: {norms: norms}", "inputs: {norms: encode-byo}"))
+    assert run_job(["--config", str(bad), *common]) == 2
+    assert ("steps.check.inputs.norms: encode-byo is a encode step; a norms input is Norms"
+            in capsys.readouterr().err)
+    bad.write_text(STUDY.replace("imports: [my_kinds]", "imports: [no_such_kinds]"))
+    assert run_job(["--config", str(bad), *common]) == 2
+    assert "imports: no_such_kinds: cannot import it" in capsys.readouterr().err
+    assert len(mlflow.search_runs(experiment_names=["study"], output_format="list")) == \
+        runs_before  # nothing ran
+
+
+def test_an_unknown_step_or_kind_is_one_line(tmp_path):
+    from jobs.graph import load_job
+    from latentatlas.errors import UserError
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("steps:\n  a: {kind: stats, inputs: {encoding: b}}\n")
+    with pytest.raises(UserError, match=r"steps.a.inputs.encoding: 'b' is no step; a step's "
+                                        r"inputs are earlier steps, or a model or encoding "
+                                        r"from outside"):
+        load_job(spec)
+    spec.write_text("steps:\n  a: {kind: statz}\n")
+    with pytest.raises(UserError, match=r"s.yaml: steps.a.kind: unknown kind 'statz' \(known: "
+                                        r"encode, fid, .*; a kind of your own: name its "
+                                        r"module in imports:\)"):
+        load_job(spec)
