@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from latentatlas.settling import SETTLED_EPOCHS, SETTLED_SLOPE, trend
+
 __all__ = ["HOLDS", "FAILS", "MIXED", "REPLICATION", "GENERALISATION", "NOT_JUDGED",
            "NOT_MEASURED", "VERDICTS", "SETTLED_SLOPE", "LEARNED_FRACTION",
            "CLASSIFIER_ACCURACY",
@@ -41,13 +43,10 @@ DATASET_GROUPS = {"mnist": "MNIST-like", "fashion-mnist": "MNIST-like", "celeba"
 POLICY_NAMES = {"elbo": "BCE + KL", "beta": "BCE + beta KL", "balanced": "KL balancing",
                 "split": "Split-VAE loss"}
 
-# A training has settled when val/mse's trend over its last three epochs (the least-squares
-# slope) moves it by less than 1% of their mean per epoch: the seed trains its Keras models
-# to convergence and reports no lengths, so the length is judged by its effect. Changed
-# 2026-12-07 (issue #42), before measuring again: was the last epoch's change alone, which
-# called one recipe settled for seed 0 (0.1%) and not for seed 1 (3.2%).
-SETTLED_SLOPE = 0.01
-SETTLED_EPOCHS = 3
+# When a training has settled (latentatlas.settling: val/mse's trend over its last three
+# epochs under 1% of their mean per epoch) is the rule a training run `until_settled` stops
+# by as well; changed 2026-12-07 (issue #42), before measuring again: it was the last epoch's
+# change alone, which called one recipe settled for seed 0 (0.1%) and not for seed 1 (3.2%).
 # A predictor (a recoder, a second stage) has learned when its held-out error is below half
 # the variance of what it predicts: predicting the mean scores that variance. A classifier's
 # features carry an FID when its validation accuracy is at least 80% (10 classes: chance is
@@ -87,18 +86,6 @@ def training_setting(dataset: str, architecture: str, loss: str, epochs: int | N
             "val_mse_slope": trend(tail), "val_mse_tail": tail,
             "has_val_mse": val_mse is not None, "run_id": run_id, "reduced": reduced,
             "learning": learning, "auxiliary": auxiliary}
-
-
-def trend(values: list[float]) -> float | None:
-    """val/mse's least-squares slope per epoch over `values`, relative to their mean; None
-    for fewer than SETTLED_EPOCHS values."""
-    if len(values) < SETTLED_EPOCHS or sum(values) <= 0:
-        return None
-    n = len(values)
-    x = [i - (n - 1) / 2 for i in range(n)]
-    mean = sum(values) / n
-    slope = sum(xi * v for xi, v in zip(x, values, strict=True)) / sum(xi * xi for xi in x)
-    return abs(slope) / mean
 
 
 def settled(s: dict) -> bool | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from jobs.graph import (
     JobSpec,
     load_job,
+    names_of,
     references,
     rerun,
     run_graph,
@@ -144,9 +145,10 @@ def open_references(job: JobSpec, steps: dict[str, Step], recorder, shape, pixel
 # ---- the job -----------------------------------------------------------------------------
 
 def print_graph(job: JobSpec) -> None:
-    """The steps in order: name, kind, config, inputs."""
+    """The steps in order: name, kind, config, inputs (earlier steps and from outside)."""
     for name, step in job.steps.items():
-        reads = f" <- {', '.join(upstream(step))}" if step.inputs else ""
+        given = [n for names in step.inputs.values() for n in names_of(names)]
+        reads = f" <- {', '.join(given)}" if given else ""
         config = f" {step.config}" if step.config else ""
         print(f"{name:36} {step.kind}{config}{reads}")
 

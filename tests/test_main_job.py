@@ -123,7 +123,7 @@ def check_job(out, uri, workdir, common, capsys):
         assert heading in out
     report = out.split("the seed's claims beside what was measured")[1]
     # both sides' settings, the two MSEs named apart, the seed's figures from its table
-    assert re.search(r"\(mnist, dense 784-256-64-32-4, BCE \+ KL, 20 epochs \(val/mse trend "
+    assert re.search(r"\(mnist, dense 784-256-64-32-4, BCE \+ KL, \d+ epochs \(val/mse trend "
                      r"[\d.]+% per epoch over the last 3\)\)", report)
     assert "(mnist, conv 16-32-64 latent 16, KL balancing, 1 epoch)" in report
     assert "dense-s0->dcgan (type 3)" in report and "dcgan->dense-s0 (type 3)" in report

@@ -194,3 +194,23 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_good_checkpoint(
         # An absurd learning rate for the second epoch drives the weights to inf/NaN.
         train(tiny(idx_folder, train__epochs=2, train__lr=1e30), resume_run_id=good.run_id)
     assert mlflow.get_run(good.run_id).info.status == "FAILED"
+
+
+def test_a_training_until_settled_stops_at_the_claims_rule_and_no_later(
+        ray_session, mlflow_store, idx_folder):
+    """`train.until_settled`: the training stops after the first epoch whose val/mse history
+    passes the rule the claims judge it by (latentatlas.settling), else at train.epochs. At
+    a learning rate of 1e-7 val/mse cannot move: settled after exactly 3 epochs of 12; at
+    the ordinary rate, wherever its logged history first passes the rule."""
+    from latentatlas.settling import SETTLED_EPOCHS, has_settled
+
+    client = mlflow.MlflowClient()
+    still = train(tiny(idx_folder, train__epochs=12, train__lr=1e-7, train__until_settled=True))
+    logged = [m.value for m in sorted(client.get_metric_history(still.run_id, "val/mse"),
+                                      key=lambda m: m.step)]
+    assert len(logged) == SETTLED_EPOCHS and has_settled(logged)
+    moving = train(tiny(idx_folder, train__epochs=6, train__until_settled=True))
+    logged = [m.value for m in sorted(client.get_metric_history(moving.run_id, "val/mse"),
+                                      key=lambda m: m.step)]
+    first = next((n for n in range(1, 7) if has_settled(logged[:n])), 6)
+    assert len(logged) == first

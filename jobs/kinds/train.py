@@ -86,10 +86,11 @@ def trained_setting(ctx: Context, cfg, step: Step, run_id: str, metrics: dict,
     from latentatlas.families import FAMILIES
 
     family = FAMILIES[cfg.family]
+    history = val_mse_history(ctx.recorder, run_id) if family.has_val_mse else None
     return training_setting(
         ctx.dataset, architecture(cfg.model, ctx.pixels), family.loss(cfg) or cfg.family,
-        cfg.train.epochs, val_mse_history(ctx.recorder, run_id) if family.has_val_mse else None,
-        run_id, reduced=step.spec.reduced,
+        len(history) if history else cfg.train.epochs,  # until_settled may stop earlier
+        history, run_id, reduced=step.spec.reduced,
         learning=family.learning(metrics, predicted_variance(cfg, inputs)),
         auxiliary=family.auxiliary)
 

@@ -270,7 +270,10 @@ class KLConfig(Strict):
 
 class TrainConfig(Strict):
     epochs: int = Field(default=10, gt=0)
-    """Passes over the training split."""
+    """Passes over the training split (with until_settled: at most)."""
+    until_settled: bool = False
+    """Stop once val/mse has settled (its trend over the last 3 epochs under 1% of their mean
+    per epoch: latentatlas.settling, the rule the claims judge a training by)."""
     batch_size: int = Field(default=128, gt=0)
     """Images per optimiser step, per worker."""
     lr: float = Field(default=1e-3, gt=0)

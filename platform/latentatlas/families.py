@@ -20,6 +20,12 @@ def learning_test(what: str, value: float, scale: float, higher: bool = False) -
     return {"what": what, "value": float(value), "scale": float(scale), "higher": higher}
 
 
+def epochs(cfg) -> str:
+    """A training's length as a study says it: 'N epochs', or 'until settled, at most N'."""
+    n = cfg.train.epochs
+    return f"until settled, at most {n} epochs" if cfg.train.until_settled else f"{n} epochs"
+
+
 def columns(metrics: dict, group: str) -> dict:
     """A summary row's columns from a group's `group/name` metrics: `name`."""
     return {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{group}/")}
@@ -59,7 +65,7 @@ VAE = ModelFamily(
     "vae", generates=True, encodes=True, logs=VAE_LOGS,
     headline=("model", "policy", "latent", "val/mse", "val/kl", "fid", "fid space"),
     started=lambda cfg, reads: f"{cfg.model.name}, latent {cfg.model.latent_dim}, "
-                               f"{cfg.kl.policy}, {cfg.train.epochs} epochs",
+                               f"{cfg.kl.policy}, {epochs(cfg)}",
     finished=lambda m: (f"val/mse={m['val/mse']:.4f}",
                         {"val mse(z~q)": m.get("val/mse"), "val/kl": m.get("val/kl")}),
     loss=lambda cfg: cfg.kl.policy, has_val_mse=True)
@@ -68,7 +74,7 @@ SECOND_STAGE = ModelFamily(
     "second_stage", generates=False, encodes=True, logs=VAE_LOGS,
     headline=("model", "latent", "val/mse", "val/kl"),
     started=lambda cfg, reads: f"a second stage on {reads}: width {cfg.model.width}, "
-                               f"{cfg.train.epochs} epochs",
+                               f"{epochs(cfg)}",
     finished=lambda m: (f"val latent mse {m['val/mse']:.4f}, val/kl {m['val/kl']:.3f}",
                         {"val mse(z~q)": m["val/mse"], "val/kl": m["val/kl"]}),
     reads_dataset=False, auxiliary=True,

@@ -20,6 +20,7 @@ import ray.train.torch
 import torch
 
 from latentatlas.config import ExperimentConfig
+from latentatlas.settling import has_settled
 from latentatlas.tracking import RunStream
 from latentatlas.train.families import FAMILIES
 
@@ -142,10 +143,11 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
 
     torch.manual_seed(cfg.seed)
     objective = FAMILIES[cfg.family].objective(cfg, data, device, rank, world)
-    state, start_epoch = session.restore(), 0
+    state, start_epoch, val_mse = session.restore(), 0, []
     if state:
         objective.load_state_dict(state)
         start_epoch = state["epoch"] + 1
+        val_mse = list(state.get("val_mse", []))  # what `until_settled` reads, across resumes
     objective.prepare(state, start_epoch, wrap=session.wrap)
 
     logger = config.get("mlflow") and rank == 0 and RunStream(**config["mlflow"])
@@ -168,9 +170,11 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
             return {"history": history, "stopped": f"non-finite loss in epoch {epoch + 1} "
                                f"({first}={metrics[first]})"}
         history.append(metrics)
+        if "val/mse" in metrics:
+            val_mse.append(metrics["val/mse"])
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save({**objective.state_dict(), "epoch": epoch},
+                torch.save({**objective.state_dict(), "epoch": epoch, "val_mse": val_mse},
                            Path(tmp) / CHECKPOINT_FILE)
                 session.report(metrics, Path(tmp))
             if logger:
@@ -182,4 +186,7 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
             session.epoch_ended(metrics)
         else:
             session.report(metrics)
+        # every rank reads the same reduced val/mse, so all stop after the same epoch
+        if cfg.train.until_settled and has_settled(val_mse):
+            break
     return {"history": history, "stopped": None, **objective.result()}
