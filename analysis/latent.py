@@ -55,8 +55,9 @@ def zero_variables(z: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 def least_informative_active(gain: np.ndarray, inactive: np.ndarray) -> np.ndarray:
-    """As many active variables as there are inactive ones, the least informative first: the
-    baseline of the zero-out check (zeroing that many variables that do carry information)."""
+    """As many active variables as there are inactive ones (every active one when there are
+    fewer), the least informative first: the baseline of the zero-out check (zeroing that
+    many variables that do carry information)."""
     inactive = np.asarray(inactive, dtype=bool)
     active = np.flatnonzero(~inactive)
     chosen = active[np.argsort(np.asarray(gain)[active], kind="stable")][:int(inactive.sum())]

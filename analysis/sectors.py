@@ -107,6 +107,30 @@ def density_vs_gaussian(counts: np.ndarray, outside: int, probabilities: np.ndar
             "expected_in_sectors": float(probabilities.sum())}
 
 
+def total_variation(q: np.ndarray, p: np.ndarray) -> float:
+    """Half the L1 distance of two distributions over the same cells: the share of the mass
+    that would have to move to turn one into the other."""
+    return 0.5 * float(np.abs(np.asarray(q, np.float64) - np.asarray(p, np.float64)).sum())
+
+
+def density_vs_prior(counts: np.ndarray, outside: int, k: int, threshold: float,
+                     draws: int = 200, seed: int = 0) -> dict[str, float]:
+    """How far the codes' sector occupancy is from the prior's, N(0, I) on the k sector
+    variables, over every sector and the no-sector cell: the total variation (an effect
+    size: the share of codes that would have to move) and its 99th percentile for as many
+    codes drawn from the prior (multinomial draws): above it, the mismatch is not noise."""
+    prior = gaussian_sector_probabilities(np.zeros(k), np.ones(k), threshold)
+    cells = np.append(prior, max(1.0 - prior.sum(), 0.0))
+    observed = np.append(np.asarray(counts, np.float64), outside)
+    total = int(observed.sum())
+    rng = np.random.default_rng(seed)
+    noise = [total_variation(c / total, cells) for c in rng.multinomial(total, cells, draws)] \
+        if total else [0.0]
+    return {"tv_to_prior": total_variation(observed / max(total, 1), cells),
+            "tv_prior_p99": float(np.quantile(noise, 0.99)),
+            "prior_in_sectors": float(prior.sum())}
+
+
 def few_in_sectors_note(in_sectors: float, threshold: float, sd: np.ndarray) -> str | None:
     """Why almost no code lies in any sector, when that is so."""
     if in_sectors >= MIN_IN_SECTORS:

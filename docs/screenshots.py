@@ -175,8 +175,9 @@ def copy_store(store: str, tmp: Path) -> tuple[str, str]:
     return uri, untagged
 
 
-def pick_run(uri: str, experiment: str) -> tuple[str, str]:
-    """The main job's experiment id and its first VAE training (the newest main run's)."""
+def pick_run(uri: str, experiment: str) -> tuple[str, str, str | None, str | None]:
+    """The main job's experiment id, its first VAE training, the newest main run and its
+    first relocation (None where the store has no main run)."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -193,7 +194,11 @@ def pick_run(uri: str, experiment: str) -> tuple[str, str]:
                                    max_results=1)
     if not trainings:
         sys.exit("no VAE training in the store: run `make run` first")
-    return eid, trainings[0].info.run_id
+    main_id = mains[0].info.run_id if mains else None
+    moved = main_id and client.search_runs(
+        [eid], f"tags.`latentatlas.kind` = 'relocate' and tags.`mlflow.parentRunId` = "
+        f"'{main_id}'", order_by=["attributes.start_time ASC"], max_results=1)
+    return eid, trainings[0].info.run_id, main_id, moved[0].info.run_id if moved else None
 
 
 def serve(uri: str, port: int, log: Path) -> subprocess.Popen:
@@ -242,8 +247,17 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def shots(name: str, eid: str, untagged: str, rid: str) -> list[Shot]:
+def shots(name: str, eid: str, untagged: str, rid: str, main: str | None,
+          moved: str | None) -> list[Shot]:
     run = f"/experiments/{eid}/runs/{rid}"
+    study = [
+        # the study's own page: its report as the description, the verdict counts as metrics
+        Shot("mlflow-study", f"/experiments/{eid}/runs/{main}", ["Verdicts:", "verdicts/"],
+             storage=TRAINING_VIEW, height=1400, scale=0.7)] if main else []
+    if moved:  # a relocation's rows, named, large enough to read
+        study.append(Shot("mlflow-relocation", f"/experiments/{eid}/runs/{moved}/artifacts/"
+                          "relocation_rows.png", ["relocation_rows.png"],
+                          storage=TRAINING_VIEW, crop=(0, 0, 1400, 700), scale=1))
     # the parent row's expander, which shows its child runs (the main job's steps)
     expander = ("(() => { const b = document.querySelector("
                 "'.ag-row button[data-component-id*=runnamecellrenderer]');"
@@ -260,6 +274,10 @@ def shots(name: str, eid: str, untagged: str, rid: str) -> list[Shot]:
         Shot("mlflow-figure", f"{run}/artifacts/reconstructions.png",
              ["reconstructions.png", "samples.png"], storage=TRAINING_VIEW,
              crop=(0, 0, 1300, 400), scale=1),
+        # the training's charts: its images over epochs and its system/* metrics
+        Shot("mlflow-training-charts", f"{run}/model-metrics", ["reconstructions"],
+             storage=TRAINING_VIEW, height=1400, scale=0.7),
+        *study,
     ]
 
 
@@ -290,9 +308,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="latentatlas-shots-") as tmp_name:
         tmp = Path(tmp_name)
         uri, untagged = copy_store(args.store, tmp)
-        eid, rid = pick_run(uri, args.experiment)
+        eid, rid, main, moved = pick_run(uri, args.experiment)
         rid = args.run or rid
-        todo = [s for s in shots(args.experiment, eid, untagged, rid)
+        todo = [s for s in shots(args.experiment, eid, untagged, rid, main, moved)
                 if not args.only or s.name in args.only]
         server = serve(uri, args.port, tmp / "mlflow-ui.log")
         try:

@@ -30,8 +30,10 @@ def main(argv=None) -> int:
             print(f"warning: {s.note}")
         d = s.density
         print(f"ordering: {s.ordering}; variables {s.variables.tolist()}")
-        print(f"density: KL to independent Gaussian codes {d['kl_to_gaussian']:.4f} (sampling "
-              f"noise alone: <= {d['kl_gaussian_p99']:.4f} in 99% of draws)")
+        print(f"density: total variation to the prior's occupancy {d['tv_to_prior']:.4f} "
+              f"(sampling noise alone: <= {d['tv_prior_p99']:.4f} in 99% of draws); KL to "
+              f"independent Gaussian codes of their own moments {d['kl_to_gaussian']:.4f} "
+              f"(noise: <= {d['kl_gaussian_p99']:.4f})")
         print_metrics(s.metrics, "sectors")
         print(f"MLflow run id: {run_id}")
 

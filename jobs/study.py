@@ -13,12 +13,12 @@ from pathlib import Path
 
 from jobs.graph import (
     JobSpec,
+    is_reference,
     load_job,
     names_of,
     references,
     rerun,
     run_graph,
-    upstream,
     with_overrides,
     with_settings,
 )
@@ -113,7 +113,7 @@ def resolve(job: JobSpec) -> dict[str, Step]:
             if expects.many != isinstance(given, list):
                 raise UserError(f"{step.where}.inputs.{role}: expected "
                                 f"{'a list of steps' if expects.many else 'one step'}")
-            for up in upstream(spec.model_copy(update={"inputs": {role: given}})):
+            for up in (n for n in names_of(given) if not is_reference(n)):
                 produces = KINDS[job.steps[up].kind].output
                 if not issubclass(produces, expects.type):
                     raise UserError(f"{step.where}.inputs.{role}: {up} is a "

@@ -143,3 +143,15 @@ def train_workers(state: str = "ALIVE") -> list:
     return list_actors(address=ray.get_runtime_context().gcs_address,
                        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", state)],
                        limit=1000)
+
+
+def images_over_steps(client, run_id: str) -> dict[str, list[int]]:
+    """The images a run logged over steps (MLflow's `log_image(key=, step=)`), key -> steps,
+    read from the file names MLflow 3.17 gives them: images/<key>+step+<n>+timestamp+..."""
+    out: dict[str, list[int]] = {}
+    for f in client.list_artifacts(run_id, "images"):
+        name = f.path.removeprefix("images/")
+        if name.endswith(".png"):
+            key, _, step, *_ = name.split("+")
+            out.setdefault(key.replace("~", "/"), []).append(int(step))
+    return {k: sorted(v) for k, v in out.items()}

@@ -59,7 +59,8 @@ THRESHOLDS = [
     ("support_beats_random", {"wins": 0.51}, {"wins": 0.5}),
     ("support_far_apart", {"support_pairwise": 0.21, "random_pairwise": 0.2},
      {"support_pairwise": 0.2, "random_pairwise": 0.2}),
-    ("density_uneven", {"kl": 0.051, "noise_p99": 0.05}, {"kl": 0.05, "noise_p99": 0.05}),
+    ("density_uneven", {"tv": 0.1, "tv_p99": 0.02}, {"tv": 0.099, "tv_p99": 0.02}),
+    ("density_uneven", {"tv": 0.2, "tv_p99": 0.19}, {"tv": 0.2, "tv_p99": 0.2}),
     ("second_stage", {"fid_two_stage": 29.9, "fid_prior": 30.0},
      {"fid_two_stage": 30.0, "fid_prior": 30.0}),
 ]
@@ -200,7 +201,7 @@ def test_every_rule_has_a_reason_a_seed_figure_and_a_source():
     # the rules changed (after a measurement, or before one on a new measurement) say so
     assert {k for k, c in CLAIMS.items() if c.changed} == {
         "sparsity_dense", "sparsity_conv", "relocation", "generative_range", "renormalisation",
-        "sampling_regular", "collapse_reversible"}
+        "sampling_regular", "collapse_reversible", "zero_out", "density_uneven"}
     # every rule is tested on both sides of its threshold (here or in its own test below)
     assert {k for k, _, _ in THRESHOLDS} | {"renormalisation", "generative_range",
                                             "collapse_reversible", "sampling_regular",
@@ -313,9 +314,11 @@ def test_a_claim_names_its_numbers_and_the_runs_they_came_from():
                                    "seed": CLAIMS["sparsity_dense"].seed_setting}
     none = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 0}, "s")
     assert none[-1]["key"] == "zero_out" and none[-1]["verdict"] == NOT_MEASURED
-    # 12 inactive of 16: no baseline of 12 active variables to compare the zeroing with
+    # 12 inactive of 16: the baseline zeroes all 4 active variables
     most = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 12}, "s")[-1]
-    assert most["verdict"] == NOT_MEASURED and "only 4 active" in most["summary"]
+    assert most["rule_outcome"] == HOLDS and "with all 4 active zeroed" in most["summary"]
+    every = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 16}, "s")[-1]
+    assert every["verdict"] == NOT_MEASURED and "no active variable" in every["summary"]
     half = C.stats_claims("d", DENSE, {**STATS, "latent/inactive": 8}, "s")[-1]
     assert half["key"] == "zero_out" and half["rule_outcome"] == HOLDS
 

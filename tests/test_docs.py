@@ -38,7 +38,8 @@ def test_every_config_key_has_help():
 
 def test_the_reference_reads_types_defaults_and_constraints():
     text = reference.config_reference()
-    assert "| `train.epochs` | int | `10` | > `0` | Passes over the training split (with until_settled: at most). |" in text
+    assert ("| `train.epochs` | int | `10` | > `0` | Passes over the training split (with "
+            "until_settled: at most). |") in text
     assert "| `kl.policy` | `elbo` \\| `beta` \\| `balanced` \\| `split` | `balanced` |" in text
     cli = reference.cli_reference()
     assert "| `--gain-rows GAIN_ROWS` |  | information gain over the first N rows only" in cli

@@ -105,6 +105,31 @@ def test_density_tells_unevenness_from_sampling_noise():
     assert verdicts[1]["chi2_pvalue"] < 1e-10
 
 
+def test_density_against_the_prior_is_an_effect_size_beyond_noise():
+    """Codes drawn from the prior: their total variation to its occupancy within sampling
+    noise and far under 0.1. Every code in one sector: the closed form 1 - P(that sector).
+    Shrunk codes (sd 0.5, as a VAE's means): most codes leave the sectors."""
+    from scipy.stats import norm
+
+    from analysis.sectors import density_vs_prior
+
+    rng = np.random.default_rng(4)
+    k, t = 4, 0.5
+    prior = rng.normal(size=(10_000, k))
+    ids = sector_ids(prior, range(k), t)
+    d = density_vs_prior(sector_counts(ids, k), int((ids < 0).sum()), k, t)
+    assert d["tv_to_prior"] < 0.05 and d["tv_to_prior"] <= 1.5 * d["tv_prior_p99"]
+    assert d["prior_in_sectors"] == pytest.approx(2 ** k * norm.cdf(-t) ** k)
+    one = np.zeros(2 ** k)
+    one[5] = 1000
+    assert density_vs_prior(one, 0, k, t)["tv_to_prior"] == pytest.approx(
+        1 - norm.cdf(-t) ** k)
+    shrunk = 0.5 * rng.normal(size=(10_000, k))
+    ids = sector_ids(shrunk, range(k), t)
+    d = density_vs_prior(sector_counts(ids, k), int((ids < 0).sum()), k, t)
+    assert d["tv_to_prior"] > 0.1 and d["tv_to_prior"] > 5 * d["tv_prior_p99"]
+
+
 def test_support_set_one_per_sector_then_fill_from_the_crowded():
     ids = np.array([0] * 10 + [1] * 5 + [2] * 1 + [NO_SECTOR] * 4 + [3] * 2)
     sel = select_support(ids, 4, seed=1)

@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from conftest import images_over_steps
 
 from latentatlas.config import validate
 from latentatlas.encode.pipeline import encode
@@ -81,10 +82,14 @@ def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(out.run_id, "val/mse")] == [1, 2]
     assert math.isfinite(out.metrics["val/mse"]) and out.metrics["train/gamma"] < 1
-    files = {f.path for f in client.list_artifacts(out.run_id, "split")}
-    assert files == {"split/epoch_001.png", "split/epoch_002.png"}
-    picture = mlflow.artifacts.load_image(f"runs:/{out.run_id}/split/epoch_002.png")
-    assert picture.size == (8 * 29 + 1, 5 * 29 + 1)  # originals, m, x1, x2, the mix
+    # its parts, reconstructions and samples over epochs, in the run's image panel
+    assert images_over_steps(client, out.run_id) == {
+        "split": [1, 2], "reconstructions": [1, 2], "samples": [1, 2]}
+    (last,) = [f.path for f in client.list_artifacts(out.run_id, "images")
+               if f.path.startswith("images/split+step+2+") and f.path.endswith(".png")]
+    picture = mlflow.artifacts.load_image(f"runs:/{out.run_id}/{last}")
+    # originals, m, x1, x2, the mix: 5 rows of 29 pixels, 3x to be readable, named at left
+    assert picture.size[1] == 3 * (5 * 29 + 1) and picture.size[0] > 3 * (8 * 29 + 1)
     enc = encode(out.model_uri, "mnist", "test", workdir / "split.enc",
                  data_path=str(idx_folder))
     rows = enc.arrays(["mu", "logvar"])

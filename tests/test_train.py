@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, train_workers
+from conftest import images_over_steps, make_idx_dataset, train_workers
 
 from latentatlas import tracking
 from latentatlas.config import validate
@@ -77,6 +77,17 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
     assert 0 < gammas[1] < gammas[0] < 1
     artifacts = {a.path for a in client.list_artifacts(out.run_id)}
     assert {"reconstructions.png", "samples.png", "config.yaml"} <= artifacts
+    # its reconstructions and samples over epochs; the machine's use beside each epoch, and
+    # the Ray node it ran on
+    assert images_over_steps(client, out.run_id) == {"reconstructions": [1, 2],
+                                                     "samples": [1, 2]}
+    for key in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+                "system/process_memory_rss_megabytes"):
+        history = client.get_metric_history(out.run_id, key)
+        assert [m.step for m in history] == [1, 2] and all(m.value >= 0 for m in history), key
+    assert client.get_metric_history(out.run_id, "system/process_memory_rss_megabytes")[
+        0].value > 10  # the training process holds torch at least
+    assert len(run.data.tags["latentatlas.node_id"]) == 56  # a Ray node id (hex)
     # The logged model is the final checkpoint's weights, rebuilt by name, weights_only.
     model, spec = tracking.load_vae(out.model_uri)
     state = load_checkpoint(out.checkpoint_path)["model"]

@@ -37,7 +37,7 @@ from analysis.studies.sectors import SectorCounts, support_rows
 from latentatlas.data.base import Split
 from latentatlas.encode import Encoding
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid
+from latentatlas.images import readable_grid
 from latentatlas.inversion import NO_REFINEMENT, Refinement
 from latentatlas.models import VAE, share_model
 from latentatlas.quality import posterior_means
@@ -109,14 +109,15 @@ def missed_examples(split: Split, sectors: SectorCounts, missed: np.ndarray, see
     if not len(missed):
         return None
     rng = np.random.default_rng(seed)
-    picked = []
+    picked, names = [], []
     for sector in missed[:rows]:
+        names.append(f"sector {sector}")
         members = sectors.index[sectors.ids == sector]
         chosen = rng.choice(members, min(per_row, len(members)), replace=False)
         padded = np.ones((per_row, *split.shape), np.float32)
         padded[:len(chosen)] = split.images[np.sort(chosen)] / 255.0
         picked.append(padded)
-    return image_grid(np.concatenate(picked), ncols=per_row)
+    return readable_grid(np.concatenate(picked), ncols=per_row, rows=names)
 
 
 def first_guess_of(generator, recoder) -> str:

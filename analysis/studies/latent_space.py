@@ -21,7 +21,7 @@ from analysis.model_passes import model_partials
 from analysis.variance import variance_loss
 from latentatlas.batches import default_actors, encoding_batches, runs_here
 from latentatlas.encode import Encoding
-from latentatlas.images import image_grid, stacked_rows
+from latentatlas.images import readable_grid, readable_rows
 from latentatlas.models import share_model
 from latentatlas.record import Record
 
@@ -67,8 +67,12 @@ class LatentSpaceStats:
                      "information_gain.png": lambda: figures.sorted_bars(
                          gain, "information gain per variable", "mse(z_i = 0) - mse"),
                      "variance_vs_mse.png": lambda: figures.variance_vs_mse(points)},
-            images={"zero_out_inactive": stacked_rows([self.samples, self.zeroed]),
-                    "traversal_top7": image_grid(self.walk, ncols=len(TRAVERSAL))})
+            images={"zero_out_inactive": readable_rows(
+                        [self.samples, self.zeroed], ["prior samples", "inactive zeroed"]),
+                    "traversal_top7": readable_grid(
+                        self.walk, ncols=len(TRAVERSAL),
+                        rows=[f"z{v}" for v in ranking(gain)[:TOP_VARIABLES]],
+                        columns=[f"{t:+.1f}" for t in TRAVERSAL])})
 
 
 def measure_latent_space(enc: Encoding, model: torch.nn.Module, spec: dict, *,
@@ -104,8 +108,8 @@ def measure_latent_space(enc: Encoding, model: torch.nn.Module, spec: dict, *,
                                                                generator=g))[0],
                          ranking(gain)[:TOP_VARIABLES], TRAVERSAL).numpy()
     metrics["latent/zero_out_mse"] = float(np.mean((kept - zeroed) ** 2))
-    # The same number of the least informative active variables zeroed: what "changes
-    # nothing" is to be compared with.
+    # The same number of the least informative active variables zeroed (every active one when
+    # there are fewer): what "changes nothing" is to be compared with.
     metrics["latent/zero_out_baseline_mse"] = float(np.mean((kept - baseline) ** 2))
     return LatentSpaceStats(enc, metrics, per_variable, gain, parts["gain_n"], kept, zeroed,
                             walk)

@@ -27,7 +27,7 @@ from analysis.relocation import relocation_errors
 from analysis.studies.sectors import count_sectors, support_rows
 from latentatlas.encode import Encoding
 from latentatlas.errors import UserError
-from latentatlas.images import stacked_rows
+from latentatlas.images import readable_rows
 from latentatlas.models import share_model
 from latentatlas.record import Record
 from latentatlas.report import quiet
@@ -318,5 +318,8 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
         recon = src_model.decode(torch.from_numpy(rows["mu"])).numpy()
         moved = tgt_model.decode(torch.from_numpy(
             maps[headline](rows["mu"]).astype(np.float32))).numpy()
+    pictures = readable_rows([x, recon, moved], ["original", f"{src.path.name} (source)",
+                                                 f"relocated into {tgt.path.name}"],
+                             [f"#{i}" for i in rows["index"]])
     return Relocation(src, tgt, fit, list(estimators), params, metrics, errors, maps, sweep,
-                      stacked_rows([x, recon, moved]), seed)
+                      pictures, seed)

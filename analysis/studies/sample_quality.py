@@ -17,7 +17,7 @@ from analysis import figures
 from latentatlas import quality
 from latentatlas.data.base import Split
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid
+from latentatlas.images import readable_grid
 from latentatlas.models import VAE
 from latentatlas.quality import Extractor, Reference
 from latentatlas.record import Record
@@ -176,7 +176,7 @@ def measure_quality(model, spec: dict, address: str, extractors: list[Extractor]
         notes.append("second_stage/*: not measured (the second stage's variance loss is on "
                      "the model's codes of real images; give --data)")
     with torch.no_grad():
-        grids = {name: image_grid(model.decode(torch.as_tensor(c[:GRID])).numpy(), ncols=8)
+        grids = {name: readable_grid(model.decode(torch.as_tensor(c[:GRID])).numpy(), ncols=8)
                  for name, c in codes.items()}
     return SampleQuality({"model": address}, second_stage and second_stage[2], extractors,
                          references, samples, scores, grids, metrics,
@@ -193,6 +193,6 @@ def measure_images(images: np.ndarray, path: str, extractors: list[Extractor],
                            **where)
     scores, metrics = by_extractor(extractors, references, lambda e, ref: {
         "images": quality.score_images(e, ref, images, f"--images {path}", seed, **where)})
-    grid = image_grid(images[:GRID] / 255.0, ncols=8)
+    grid = readable_grid(images[:GRID] / 255.0, ncols=8)
     return SampleQuality({"images": path}, None, extractors, references, len(images), scores,
                          {"images": grid}, metrics, no_kid_note(references))

@@ -13,6 +13,7 @@ from analysis.pairs import split_mask
 from analysis.passes import latent_moments
 from analysis.sectors import (
     density_vs_gaussian,
+    density_vs_prior,
     few_in_sectors_note,
     gaussian_sector_probabilities,
     random_pairs_mse,
@@ -25,7 +26,7 @@ from analysis.sectors import (
 from latentatlas.batches import encoding_batches, map_concat, runs_here
 from latentatlas.encode import Encoding
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid, mean_pairwise_mse
+from latentatlas.images import mean_pairwise_mse, readable_grid
 from latentatlas.record import Record
 
 AMONG = ("all", "fit")  # the rows a support set is chosen among
@@ -64,13 +65,19 @@ class SectorCounts:
         nonempty = np.flatnonzero(self.counts)
         if len(nonempty):
             rng = np.random.default_rng(seed)
-            shown = [rng.choice(self.index[self.ids == sec], min(8, self.counts[sec]),
-                                replace=False)
-                     for sec in (nonempty[np.argmax(self.counts[nonempty])],
-                                 nonempty[np.argmin(self.counts[nonempty])])]
+            crowded = nonempty[np.argmax(self.counts[nonempty])]
+            sparse = nonempty[np.argmin(self.counts[nonempty])]
             split = self.encoding.meta.load_split()
-            grid = np.concatenate([split.images[i] for i in shown]).astype(np.float32) / 255
-            images["sector_members_crowded_vs_sparse"] = image_grid(grid, ncols=8)
+            rows = []
+            for sec in (crowded, sparse):  # a row each, padded white to 8
+                chosen = rng.choice(self.index[self.ids == sec], min(8, self.counts[sec]),
+                                    replace=False)
+                row = np.ones((8, *split.shape), np.float32)
+                row[:len(chosen)] = split.images[chosen] / 255
+                rows.append(row)
+            images["sector_members_crowded_vs_sparse"] = readable_grid(
+                np.concatenate(rows), ncols=8, rows=[f"crowded: sector {crowded}",
+                                                     f"sparse: sector {sparse}"])
         n = len(self.counts)
         return Record(
             "sectors", "sectors",
@@ -112,8 +119,10 @@ def count_sectors(enc: Encoding, score: np.ndarray | None = None, k: int = DEFAU
     order = np.argsort(index, kind="stable")
     counts = sector_counts(ids, len(variables))
     sd = np.sqrt(mu.var[variables])
-    density = density_vs_gaussian(counts, int((ids < 0).sum()), gaussian_sector_probabilities(
-        mu.mean[variables], sd, threshold))
+    outside = int((ids < 0).sum())
+    density = {**density_vs_gaussian(counts, outside, gaussian_sector_probabilities(
+        mu.mean[variables], sd, threshold)),
+        **density_vs_prior(counts, outside, len(variables), threshold)}
     return SectorCounts(enc, variables, ordering, k, threshold, index[order], ids[order],
                         counts, density, few_in_sectors_note(density["in_sectors"], threshold,
                                                              sd))
@@ -175,7 +184,7 @@ class SupportSet:
                     "exclude": self.exclude or "", "seed": self.seed, "among": self.among},
             metrics=self.metrics, tags={"encoding": str(s.encoding.path)},
             files={"support_set.parquet": write_parquet},
-            images={"support_set": image_grid(self.images, ncols=16)})
+            images={"support_set": readable_grid(self.images, ncols=16)})
 
 
 def choose_support_set(s: SectorCounts, size: int | None = None, exclude: str | None = None,

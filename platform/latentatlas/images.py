@@ -41,6 +41,46 @@ def stacked_rows(rows: list[np.ndarray], pad: int = 1) -> np.ndarray:
     return image_grid(np.concatenate(rows), ncols=len(rows[0]), pad=pad)
 
 
+# MLflow's artifact viewer shows a PNG at its own size: a grid of 28x28 images is a smudge
+# below ~600 pixels, and rows without names cannot be told apart.
+MIN_WIDTH = 600
+LABEL_HEIGHT = 14  # a line of Pillow's default bitmap font, with a margin
+
+
+def labelled(grid: np.ndarray, cell: tuple[int, int], rows=(), columns=(), pad: int = 1,
+             min_width: int = MIN_WIDTH) -> np.ndarray:
+    """A grid of `image_grid` (cells of `cell` = (H, W) pixels, `pad` apart) made readable:
+    upscaled by a whole factor (nearest neighbour: every pixel a square) to at least
+    `min_width` wide, each row named in a left margin, each column above it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    scale = max(1, -(-min_width // grid.shape[1]))
+    big = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    font = ImageFont.load_default()
+    left = max((int(font.getlength(str(t))) for t in rows), default=-8) + 8
+    top = LABEL_HEIGHT if len(columns) else 0
+    canvas = Image.new("RGB", (left + big.shape[1], top + big.shape[0]), "white")
+    canvas.paste(Image.fromarray(big), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    (h, w), step = cell, lambda i, size: (pad + i * (size + pad)) * scale  # noqa: E731
+    for i, text in enumerate(rows):
+        draw.text((4, top + step(i, h) + h * scale // 2 - 5), str(text), fill="black",
+                  font=font)
+    for j, text in enumerate(columns):
+        draw.text((left + step(j, w) + 1, 1), str(text), fill="black", font=font)
+    return np.asarray(canvas)
+
+
+def readable_rows(rows: list[np.ndarray], labels, columns=()) -> np.ndarray:
+    """`stacked_rows`, each row named, readable in MLflow (`labelled`)."""
+    return labelled(stacked_rows(rows), rows[0].shape[-2:], labels, columns)
+
+
+def readable_grid(images: np.ndarray, ncols: int, rows=(), columns=()) -> np.ndarray:
+    """`image_grid`, readable in MLflow (`labelled`), rows and columns named if given."""
+    return labelled(image_grid(images, ncols), np.shape(images)[-2:], rows, columns)
+
+
 def mean_pairwise_mse(images: np.ndarray) -> float:
     """Mean over all pairs i < j of the per-pixel MSE between images i and j, in closed form:
     sum_{i<j} |x_i - x_j|^2 = n sum_i |x_i|^2 - |sum_i x_i|^2."""

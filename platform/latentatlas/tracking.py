@@ -280,8 +280,9 @@ class RunStream:
         self.client.log_batch(self.run_id, metrics=[
             Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
 
-    def log_image(self, image, name: str) -> None:
-        self.client.log_image(self.run_id, image, artifact_file=f"{name}.png")
+    def log_image(self, image, key: str, step: int) -> None:
+        """An image over steps: the run page's image panel scrubs through them."""
+        self.client.log_image(self.run_id, image, key=key, step=step)
 
 
 class Recorder:

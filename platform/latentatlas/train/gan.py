@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from latentatlas.config import ExperimentConfig
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid, mean_pairwise_mse, stacked_rows, to_unit_float
+from latentatlas.images import mean_pairwise_mse, readable_grid, readable_rows, to_unit_float
 from latentatlas.models import build_model, rebuild_model, share_model
 from latentatlas.record import Record
 from latentatlas.train.common import Sums, epoch_batches, restore_optimizer, unwrap
@@ -52,7 +52,7 @@ def sample_grid(gan, noise: torch.Tensor, psi: float = 1.0) -> np.ndarray:
     codes = gan.codes(noise)
     if psi != 1.0 and hasattr(gan.generator, "truncate"):
         codes = gan.generator.truncate(codes, psi)
-    return image_grid(gan.decode(codes).cpu().numpy(), ncols=8)
+    return readable_grid(gan.decode(codes).cpu().numpy(), ncols=8)
 
 
 class GANObjective:
@@ -144,7 +144,7 @@ class GANObjective:
         self.gan.eval()
         grid = sample_grid(self.gan, self.fixed_noise.to(self.device),
                            self.cfg.gan.truncation_psi)
-        return {f"samples/epoch_{epoch + 1:03d}": grid}
+        return {"samples": grid}
 
     def result(self) -> dict:
         return {}
@@ -240,7 +240,8 @@ def recoder_pictures(recoder, gan, seed: int, n: int = 8) -> dict[str, np.ndarra
     """Generated images over their regenerations G(recoder(G(code)))."""
     codes = gan.sample_codes(n, torch.Generator().manual_seed(seed))
     x = gan.decode(codes)
-    return {"regenerations": stacked_rows([x.numpy(), gan.decode(recoder(x)).numpy()])}
+    return {"regenerations": readable_rows([x.numpy(), gan.decode(recoder(x)).numpy()],
+                                           ["generated", "regenerated"])}
 
 
 def collapse_note(samples_mse: float, real_mse: float) -> str | None:

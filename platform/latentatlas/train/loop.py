@@ -23,6 +23,7 @@ from latentatlas.config import ExperimentConfig
 from latentatlas.settling import has_settled
 from latentatlas.tracking import RunStream
 from latentatlas.train.families import FAMILIES
+from latentatlas.train.usage import SystemUsage, node_id
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"  # a one-worker checkpoint's epoch metrics
@@ -151,6 +152,9 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
     objective.prepare(state, start_epoch, wrap=session.wrap)
 
     logger = config.get("mlflow") and rank == 0 and RunStream(**config["mlflow"])
+    usage = logger and SystemUsage(device)
+    if logger and (node := node_id()):
+        logger.client.set_tag(logger.run_id, "latentatlas.node_id", node)
     history = []  # this process's epochs, returned to the driver by rank 0
     for epoch in range(start_epoch, cfg.train.epochs):
         # Noise (posterior samples, GAN noise, generated pairs) depends only on
@@ -178,9 +182,9 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
                            Path(tmp) / CHECKPOINT_FILE)
                 session.report(metrics, Path(tmp))
             if logger:
-                logger.log(metrics, epoch + 1)
-                for name, image in objective.pictures(epoch).items():
-                    logger.log_image(image, name)
+                logger.log({**metrics, **usage.sample()}, epoch + 1)
+                for key, image in objective.pictures(epoch).items():
+                    logger.log_image(image, key, epoch + 1)
             print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} {objective.line(metrics)} "
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
             session.epoch_ended(metrics)

@@ -8,7 +8,7 @@ import torch
 
 from latentatlas.config import ExperimentConfig
 from latentatlas.errors import UserError
-from latentatlas.images import image_grid, stacked_rows, to_unit_float
+from latentatlas.images import readable_grid, readable_rows, to_unit_float
 from latentatlas.losses import gaussian_kl, make_policy, mu_penalty
 from latentatlas.models import build_model
 from latentatlas.record import Record
@@ -98,25 +98,28 @@ class Trace:
 
 
 @torch.no_grad()
-def vae_pictures(model, val_images: np.ndarray, seed: int, n: int = 8) -> dict[str, np.ndarray]:
+def vae_pictures(model, val_images: np.ndarray, seed: int, n: int = 8,
+                 device="cpu") -> dict[str, np.ndarray]:
     """Originals over reconstructions (posterior means), and an 8x8 grid of prior samples."""
-    x = to_unit_float(val_images[:n])
+    x = to_unit_float(val_images[:n], device)
     mu, _ = model.encode(x)
     z = torch.randn(64, model.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return {"reconstructions": stacked_rows([x.numpy(), model.decode(mu).numpy()]),
-            "samples": image_grid(model.decode(z).numpy(), ncols=8)}
+    return {"reconstructions": readable_rows([x.cpu().numpy(), model.decode(mu).cpu().numpy()],
+                                             ["original", "reconstruction"]),
+            "samples": readable_grid(model.decode(z.to(device)).cpu().numpy(), ncols=8)}
 
 
 @torch.no_grad()
-def split_pictures(model, images: np.ndarray) -> np.ndarray:
+def split_pictures(model, images: np.ndarray, device="cpu") -> np.ndarray:
     """Split-VAE's decoding of a few images, rows: originals, mask m, x1, x2, the mix."""
     was_training = model.training
     model.eval()
-    x = to_unit_float(images)
+    x = to_unit_float(images, device)
     m, x1, x2 = model.parts(model.encode(x)[0])
     model.train(was_training)
     gray = m.expand_as(x)
-    return stacked_rows([t.cpu().numpy() for t in (x, gray, x1, x2, m * x1 + (1 - m) * x2)])
+    return readable_rows([t.cpu().numpy() for t in (x, gray, x1, x2, m * x1 + (1 - m) * x2)],
+                         ["original", "mask m", "x1", "x2", "m x1 + (1-m) x2"])
 
 
 def posterior_draw(mu: np.ndarray, logvar: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -192,9 +195,14 @@ class VAEObjective:
 
     def pictures(self, epoch: int) -> dict[str, np.ndarray]:
         model = unwrap(self.model)
-        if not hasattr(model, "parts"):
-            return {}
-        return {f"split/epoch_{epoch + 1:03d}": split_pictures(model, self.val_x[:8])}
+        was_training = model.training
+        model.eval()
+        shown = vae_pictures(model, self.val_x[:8], self.cfg.seed, device=self.device) \
+            if self.val_x.dtype == np.uint8 else {}  # a second stage's are codes, not images
+        model.train(was_training)
+        if hasattr(model, "parts"):
+            shown["split"] = split_pictures(model, self.val_x[:8], self.device)
+        return shown
 
     def result(self) -> dict:
         return {"trace": self.trace.codes() if self.trace is not None and self.rank == 0
