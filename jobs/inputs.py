@@ -56,12 +56,11 @@ def trained_setting(recorder, run_id: str, spec: dict, pixels: int) -> dict:
     # the family's loss reads the config as the run logged it (`kl.policy`, ...)
     logged = SimpleNamespace(kl=SimpleNamespace(policy=params.get("kl.policy", "elbo")))
     loss = family.loss(logged) if family else None
-    epochs = params.get("train.epochs")
+    history = val_mse_history(recorder, run_id) if family and family.has_val_mse else None
+    epochs = len(history) if history else params.get("train.epochs")  # until_settled: fewer
     return training_setting(params.get("data.name", "unknown"),
                             architecture(SimpleNamespace(**model), pixels), loss or "unknown",
-                            int(epochs) if epochs else None,
-                            val_mse_history(recorder, run_id) if family and
-                            family.has_val_mse else None, run_id,
+                            int(epochs) if epochs else None, history, run_id,
                             auxiliary=bool(family and family.auxiliary))
 
 

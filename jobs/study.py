@@ -29,6 +29,30 @@ from latentatlas.report import print_steps
 MAIN = CONFIGS / "main.yaml"
 STEPS_FILE = "steps.json"  # the parent run's outputs of every step: what --resume reads
 NOTE = "mlflow.note.content"  # a run's description, shown as Markdown on its page
+STUDY_TAG, DIGEST_TAG = "latentatlas.study", "latentatlas.study_digest"
+
+
+def study_digest(path: Path) -> str:
+    """The study file's content, hashed: what a resumed run must share (its --set may
+    differ: a rerun step's settings are the point of a resume)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def same_study(recorder, run_id: str, path: Path, digest: str) -> None:
+    """A resumed run is of the same study file, or one line says which it is of."""
+    from latentatlas.errors import UserError
+
+    try:
+        tags = recorder.client.get_run(run_id).data.tags
+    except Exception:  # MLflow raises several types for an unknown run
+        return  # parent_outputs says it in one line
+    theirs = tags.get(DIGEST_TAG)
+    if theirs is not None and theirs != digest:
+        raise UserError(f"--resume {run_id}: that run is of study {tags.get(STUDY_TAG)} "
+                        f"(digest {theirs}), not of {path.name} as it is now ({digest}); "
+                        "resume it with the study file it ran, or run this one afresh")
 
 
 def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
@@ -240,12 +264,16 @@ def run(args) -> int:
     job = with_overrides(job_options(job, args, dataset), args.overrides, path.name)
     steps = resolve(job)
     outside = open_references(job, steps, recorder, shape, pixels)
+    digest = study_digest(path)
+    if args.resume:
+        same_study(recorder, args.resume, path, digest)
     kept = parent_outputs(recorder, args.resume, job) if args.resume else {}
     todo = rerun(job, args.only, args.start, set(kept)) if args.resume else list(job.steps)
     kept = {n: o for n, o in kept.items() if n not in todo}
     runtime.init_ray(args.ray_address)
     cpus = cpus_of(steps)  # a training unset asks a whole node: Ray knows the nodes
-    tags = {"latentatlas.machine": runtime.machine(),
+    tags = {"latentatlas.machine": runtime.machine(), STUDY_TAG: path.name,
+            DIGEST_TAG: digest,
             **({"latentatlas.resumed_from": args.resume} if args.resume else {})}
     with recorder.run(path.stem, "main", tags=tags) as parent_run_id:
         ctx = Context(args, dataset, recorder, parent_run_id, pixels, path.stem)

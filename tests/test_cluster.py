@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import REPO, make_idx_dataset
+from conftest import REPO, images_over_steps, make_idx_dataset
 
 pytestmark = pytest.mark.cluster
 
@@ -212,6 +212,15 @@ def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
         assert [m.step for m in server.get_metric_history(run_id, "val/mse")] == [1, 2]
         artifacts = {a.path for a in server.list_artifacts(run_id)}
         assert {"reconstructions.png", "samples.png", "config.yaml"} <= artifacts
+        # what the run's pages show, read through the server's REST API: pictures over
+        # epochs, readable in size; the machine's use per epoch; the node rank 0 ran on
+        assert images_over_steps(server, run_id) == {"reconstructions": [1, 2],
+                                                     "samples": [1, 2]}
+        picture = mlflow.artifacts.load_image(f"runs:/{run_id}/reconstructions.png")
+        assert picture.size[0] >= 600
+        assert [m.step for m in server.get_metric_history(
+            run_id, "system/cpu_utilization_percentage")] == [1, 2]
+        assert len(run.data.tags["latentatlas.node_id"]) == 56
         model, spec = tracking.load_vae(f"runs:/{run_id}/model")  # through the server's proxy
         assert model.latent_dim == 4 and spec["input_shape"] == [1, 28, 28]
     finally:

@@ -161,3 +161,28 @@ def test_an_unknown_step_or_kind_is_one_line(tmp_path):
                                         r"encode, fid, .*; a kind of your own: name its "
                                         r"module in imports:\)"):
         load_job(spec)
+
+
+def test_resuming_checks_the_run_is_of_the_same_study_file(tmp_path):
+    """A resumed run must be of the study file as it is now (its --set may differ); a run of
+    another file, or of this file since edited, is refused in one line naming both."""
+    from jobs import study
+    from latentatlas.errors import UserError
+    from latentatlas.tracking import Recorder
+
+    recorder = Recorder(f"sqlite:///{tmp_path}/mlflow.db", "resume")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(STUDY)
+    digest = study.study_digest(mine)
+    run_id = recorder.client.create_run(recorder.experiment_id, tags={
+        study.STUDY_TAG: "mine.yaml", study.DIGEST_TAG: digest}).info.run_id
+    study.same_study(recorder, run_id, mine, digest)  # the same file: resumed
+    mine.write_text(STUDY.replace("power: 1", "power: 2"))
+    edited = study.study_digest(mine)
+    assert edited != digest
+    with pytest.raises(UserError, match=rf"--resume {run_id}: that run is of study mine.yaml "
+                                        rf"\(digest {digest}\), not of mine.yaml as it is now "
+                                        rf"\({edited}\)"):
+        study.same_study(recorder, run_id, mine, edited)
+    untagged = recorder.client.create_run(recorder.experiment_id).info.run_id
+    study.same_study(recorder, untagged, mine, edited)  # a run from before the digest
