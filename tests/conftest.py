@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -155,3 +156,37 @@ def images_over_steps(client, run_id: str) -> dict[str, list[int]]:
             key, _, step, *_ = name.split("+")
             out.setdefault(key.replace("~", "/"), []).append(int(step))
     return {k: sorted(v) for k, v in out.items()}
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, log: Path):
+    """A real `mlflow server` on a free loopback port over `backend_uri`; its base URL. The
+    REST API it answers is what MLflow's UI reads."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(mlflow_cli), "server", "--host", "127.0.0.1", "--port",
+                                 str(port), "--workers", "1", "--backend-store-uri",
+                                 backend_uri], stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server did not start: "
+                                       f"{log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, run_cli_module
+from conftest import make_idx_dataset, mlflow_server, run_cli_module
 
 from analysis.claims import counts
 from analysis.generative_range import (
@@ -391,6 +391,16 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
         == len(stored)
     table = tracking.Recorder(uri, "test").table(parent_id, "claims_table.json")
     assert table["key"] == [c["key"] for c in stored]
+    # ... as MLflow's UI reads them: through a real server's REST API
+    import urllib.request
+
+    with mlflow_server(uri, tmp_path / "mlflow-server.log") as base:
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={parent_id}",
+                                    timeout=10) as r:
+            shown = json.load(r)["run"]["data"]
+    assert {t["key"]: t["value"] for t in shown["tags"]}["mlflow.note.content"] == note
+    assert {m["key"]: m["value"] for m in shown["metrics"]
+            if m["key"].startswith("verdicts/")} == verdicts
     # each step's run says what it measured, on what, and the claims it fed
     assert gen.data.tags["mlflow.note.content"].startswith(
         "Step `range` (range) of study `mine`, reading generator: half_blobs:make, ")
