@@ -20,6 +20,7 @@ from jobs.kinds import (
     as_array,
     raise_user,
     register,
+    row_of,
 )
 from jobs.kinds.sectors import SectorOptions, sector_kwargs
 
@@ -120,7 +121,7 @@ class RangeKind(StepKind):
                 f"[{n['random_lo']:.4f}, {n['random_hi']:.4f}])" for what, n in made)
                 + f"; {m['range/coverage']:.0%} of real images reached")
             rows.append({"step": f"range {label}" if recoder else step.name, "run_id": run_id,
-                         "headline": r.headline, **{k.split("/")[1]: v for k, v in m.items()}})
+                         "headline": r.headline, **row_of(m)})
             measured[label], runs[label] = m, run_id
         g = gan.label
         on = [*gan.settings, *(recoder.settings if recoder else []), *reference.settings]

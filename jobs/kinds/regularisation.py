@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from jobs.kinds import Context, Model, Output, Role, Step, StepKind, register
+from jobs.kinds import Context, Model, Output, Role, Step, StepKind, register, row_of
 from latentatlas.config import Strict
 
 
@@ -53,7 +53,7 @@ class Regularisation(StepKind):
                 f"{m['regularity/aggregate_kl_no_sampling']:.3f}")
         return Output(run_id=run_id, metrics=m, summary=[
             {"step": "regularisation", "run_id": run_id,
-             **{k.split("/")[1]: v for k, v in m.items()}}],
+             **row_of(m)}],
             claims=[sampling_claim("dense 3-D, with vs without sampling",
                                    [*on, *(classifier.settings if classifier else [])], m,
                                    run_id)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from jobs.kinds import Context, Output, Step, StepKind, register
+from jobs.kinds import Context, Output, Step, StepKind, register, row_of
 from latentatlas.config import Strict
 
 
@@ -57,4 +57,4 @@ class Sparsity(StepKind):
         m = result.metrics
         ctx.say(f"sparsity: {claim['summary']}")
         return Output(run_id=run_id, metrics=m, claims=[claim], summary=[
-            {"step": step.name, "run_id": run_id, **{k.split("/")[1]: v for k, v in m.items()}}])
+            {"step": step.name, "run_id": run_id, **row_of(m)}])
