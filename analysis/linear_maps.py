@@ -2,7 +2,9 @@
 
 A map sends row vectors x (dx,) to y = x @ A + b (dy,). Every estimator is a function of
 the sufficient statistics (n, sums, X^T X, X^T Y, Y^T Y), so fitting on a support set,
-on any rows, or streaming over a whole encoded dataset is the same computation."""
+on any rows, or streaming over a whole encoded dataset is the same computation. Beside them,
+the translator study's field translators: latentis' four (statistics too) and a translator
+built on relative representations, which needs the anchor rows themselves."""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ __all__ = ["STATS_CHUNK", "AUTHORS_L2", "AUTHORS_L2_GAN", "authors_l2",
            "SufficientStats", "LinearMap", "RTOL", "solve_psd", "ols", "ols_nobias",
            "ridge", "ridge_authors", "standardised", "nearest_orthogonal", "orthogonal_map",
            "procrustes", "lstsq_ortho", "ADAM_STEPS", "ADAM_LR", "adam_authors",
-           "sgd_authors", "Estimator", "ESTIMATORS", "fit_from_stats",
-           "fit_linear_map", "fit_translators"]
+           "sgd_authors", "LATENTIS_TINY", "LATENTIS_STEPS", "LATENTIS_LR", "latentis_scale",
+           "latentis_standardised", "latentis_unscaled", "latentis_linear", "latentis_lortho",
+           "latentis_ortho", "adam_latentis", "latentis_affine", "relative_representation",
+           "RelativeMap", "relative", "Estimator", "ESTIMATORS", "FIELD_TRANSLATORS",
+           "fit_from_stats", "fit_linear_map", "fit_translators"]
 
 STATS_CHUNK = 8192  # rows per float64 product in SufficientStats.of
 # The L2 of the authors' Keras map (comparison.py), larger when one side is a GAN.
@@ -234,14 +239,158 @@ def sgd_authors(s: SufficientStats, l2: float = 1e-4) -> LinearMap:
     return adam_authors([s], l2)[0]
 
 
+# latentis (Flegyas/latentis, Maiorca et al.'s library: "Latent Space Translation via Semantic
+# Alignment", NeurIPS 2023), as its Translator runs (src/latentis/transform/translate/
+# aligner.py at 800699f): each side standard-scaled by its anchors' own mean and std
+# (transform/base.py StandardScaling), the narrower side zero-padded to the wider
+# (transform/dim_matcher.py ZeroPadding), an aligner fitted on the anchors, then the padding
+# cut off and the target's scaling undone. The std is torch's (n - 1), and _handle_zeros
+# (transform/functional.py) counts one under 10 machine epsilons as 1: float32's, the dtype
+# of the codes latentis would be handed.
+LATENTIS_TINY = 10 * float(np.finfo(np.float32).eps)
+# Its affine aligner (sgd_affine_align_state's defaults): torch's Adam at 1e-3 for 300
+# full-batch steps on F.mse_loss, from nn.Linear's initialisation.
+LATENTIS_STEPS, LATENTIS_LR = 300, 1e-3
+
+
+def latentis_scale(c: np.ndarray, n: int) -> np.ndarray:
+    """Per-dimension std (n - 1) from a scatter matrix, a near-constant dimension's as 1."""
+    sd = np.sqrt(np.maximum(np.diag(c), 0.0) / (n - 1))
+    return np.where(sd < LATENTIS_TINY, 1.0, sd)
+
+
+def latentis_standardised(s: SufficientStats):
+    """latentis' preprocessing of the anchors, on their statistics: the Gram X~^T X~ and the
+    cross product X~^T Y~ of the scaled, zero-padded anchors, both (d, d) with
+    d = max(dx, dy), and the two sides' scales."""
+    cxx, cxy, cyy = s.centred()
+    sx, sy = latentis_scale(cxx, s.n), latentis_scale(cyy, s.n)
+    dx, dy = len(sx), len(sy)
+    gxx, gxy = np.zeros((max(dx, dy),) * 2), np.zeros((max(dx, dy),) * 2)
+    gxx[:dx, :dx] = cxx / np.outer(sx, sx)
+    gxy[:dx, :dy] = cxy / np.outer(sx, sy)
+    return gxx, gxy, sx, sy
+
+
+def latentis_unscaled(name: str, s: SufficientStats, m: np.ndarray, sx, sy, rank: int = -1,
+                      dims: int = -1, shift: np.ndarray | None = None) -> LinearMap:
+    """What latentis does to a code x with the aligner's (d, d) matrix m (and bias `shift`):
+    pad((x - mx) / sx) @ m + shift, cut to the first dy columns, times sy plus my; as one
+    (A, b). The n - 1 of the two scales cancels here, the scaling of x against the
+    un-scaling of y."""
+    dx, dy = len(sx), len(sy)
+    a = m[:dx, :dy] / sx[:, None] * sy[None, :]
+    b = s.mean_y - s.mean_x @ a
+    return LinearMap(name, a, b if shift is None else b + shift[:dy] * sy, rank, dims)
+
+
+def latentis_linear(s: SufficientStats) -> LinearMap:
+    """latentis' `linear` (lstsq_align_state): least squares without a bias between the
+    scaled, padded anchors, minimum-norm where they do not determine it. The scaled anchors
+    are centred, so where they determine the map this is `ols`; short of that it is the
+    minimum-norm solution in the standardised coordinates, not in the raw ones."""
+    gxx, gxy, sx, sy = latentis_standardised(s)
+    m, rank = solve_psd(gxx, gxy)
+    return latentis_unscaled("latentis_linear", s, m, sx, sy, rank, len(sx))
+
+
+def latentis_lortho(s: SufficientStats) -> LinearMap:
+    """latentis' `l-ortho` (lstsq_ortho_align_state): `latentis_linear`'s matrix replaced by
+    U V^T of its SVD. `lstsq_ortho` computes the same map, but for near-constant dimensions
+    (see `latentis_ortho`)."""
+    gxx, gxy, sx, sy = latentis_standardised(s)
+    m, rank = solve_psd(gxx, gxy)
+    return latentis_unscaled("latentis_lortho", s, nearest_orthogonal(m)[0], sx, sy, rank,
+                             len(sx))
+
+
+def latentis_ortho(s: SufficientStats) -> LinearMap:
+    """latentis' `ortho` (svd_align_state, its Procrustes): U V^T of the SVD of X~^T Y~.
+    `procrustes` computes the same map but for dimensions constant on the anchors: latentis
+    leaves them unscaled (scale 1) where `procrustes` floors their variance at 1e-12."""
+    _, gxy, sx, sy = latentis_standardised(s)
+    r, rank = nearest_orthogonal(gxy)
+    return latentis_unscaled("latentis_ortho", s, r, sx, sy, rank, min(len(sx), len(sy)))
+
+
+def adam_latentis(stats: list[SufficientStats], steps: int = LATENTIS_STEPS,
+                  lr: float = LATENTIS_LR, seed: int = 0) -> list[LinearMap]:
+    """latentis' `affine` (SGDAffineAligner): nn.Linear(d, d) with a bias, trained by torch's
+    Adam (beta 0.9 / 0.999, eps 1e-8) on F.mse_loss between the scaled, padded anchors, full
+    batch, from nn.Linear's U(-1/sqrt d, 1/sqrt d) (drawn from numpy's generator at `seed`,
+    not torch's). The scaled anchors are centred, so the gradients are functions of the
+    statistics, 2 / (k d) (X~^T X~ W - X~^T Y~) and 2 b / d, and fits of one shape run
+    stacked. Its minimum is `latentis_linear`'s map; each step moves an entry by about lr at
+    most, so 300 steps stop short wherever the map lies farther than ~0.3 from its start."""
+    parts = [latentis_standardised(s) for s in stats]
+    gxx, gxy = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+    k = np.array([s.n for s in stats], dtype=np.float64)[:, None, None]
+    d = gxx.shape[1]
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1 / np.sqrt(d), 1 / np.sqrt(d), (1, d, d)).repeat(len(stats), 0)
+    b = rng.uniform(-1 / np.sqrt(d), 1 / np.sqrt(d), (1, 1, d)).repeat(len(stats), 0)
+    moments = [(np.zeros_like(w), np.zeros_like(w)), (np.zeros_like(b), np.zeros_like(b))]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for t in range(1, steps + 1):
+        grads = (2 / (k * d) * (gxx @ w - gxy), 2 / d * b)
+        for p, g, (m, v) in zip((w, b), grads, moments, strict=True):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= lr / (1 - b1**t) * m / (np.sqrt(v) / np.sqrt(1 - b2**t) + eps)
+    return [latentis_unscaled("latentis_affine", s, wi, sx, sy, shift=bi[0])
+            for s, (_, _, sx, sy), wi, bi in zip(stats, parts, w, b, strict=True)]
+
+
+def latentis_affine(s: SufficientStats, seed: int = 0) -> LinearMap:
+    return adam_latentis([s], seed=seed)[0]
+
+
+def relative_representation(x: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Moschella et al.'s relative representation ("Relative representations enable zero-shot
+    latent space communication", ICLR 2023): each row's cosine similarity to each anchor,
+    (n, k); rows scaled to unit length as F.normalize does (norms floored at 1e-12)."""
+    def unit(v):
+        v = np.asarray(v, np.float64)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    return unit(x) @ unit(anchors).T
+
+
+@dataclass(frozen=True)
+class RelativeMap:
+    """A translator through relative representations: a source code's cosines to the source
+    anchors, then an affine readout to the target's code. No (A, b): the cosines scale each
+    code to unit length first."""
+
+    estimator: str
+    anchors: np.ndarray  # (k, dx): the source anchors
+    readout: LinearMap  # (k,) cosines -> (dy,) target code
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.readout(relative_representation(x, self.anchors))
+
+
+def relative(x: np.ndarray, y: np.ndarray) -> RelativeMap:
+    """Least squares with a bias from the anchors' relative representations (their k x k
+    cosines among themselves) to their target codes. Moschella et al. put a learned affine
+    layer on the k cosines and train it with a new decoder; here it is fitted in closed form
+    into the target's code space, whose decoder is kept. Its predictions are an affine map
+    of x / |x|, so nothing of a code's norm reaches the target."""
+    x = np.asarray(x, np.float64)
+    return RelativeMap("relative", x, ols(SufficientStats.of(relative_representation(x, x), y)))
+
+
 @dataclass(frozen=True)
 class Estimator:
     """An estimator by its registry name, with the parameters it takes (and their defaults)."""
 
     name: str
-    fit: Callable[..., LinearMap]
+    fit: Callable[..., LinearMap | RelativeMap]
     params: tuple[str, ...] = ()
     about: str = ""
+    rows: bool = False  # fitted on the anchor rows (x, y), not on their statistics
 
 
 ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
@@ -258,12 +407,30 @@ ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (
 )}
 
 
+# The field's translators, which the translator study fits when asked by name (`--translator`):
+# latentis' four (where one computes an estimator's map, its docstring says which) and the
+# relative translator. Not `relocate` estimators: relocation scores (A, b) maps only.
+FIELD_TRANSLATORS: dict[str, Estimator] = {e.name: e for e in (
+    Estimator("latentis_affine", latentis_affine, about="latentis' affine: Adam 1e-3, 300 "
+              "steps, after its scaling and padding"),
+    Estimator("latentis_linear", latentis_linear,
+              about="latentis' linear: least squares after its scaling and padding"),
+    Estimator("latentis_lortho", latentis_lortho,
+              about="latentis' l-ortho: its linear map's nearest orthogonal map"),
+    Estimator("latentis_ortho", latentis_ortho,
+              about="latentis' ortho: Procrustes after its scaling and padding"),
+    Estimator("relative", relative, rows=True, about="least squares from the cosines to "
+              "the anchors (relative representation) to the target's codes"),
+)}
+
+
 def fit_from_stats(s: SufficientStats, estimator: str = "ols", **params) -> LinearMap:
-    """Fit one estimator; `params` may hold every estimator's parameters (e.g. lam and l2):
-    each takes those it declares."""
-    if estimator not in ESTIMATORS:
-        raise KeyError(f"unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS)}")
-    e = ESTIMATORS[estimator]
+    """Fit one estimator (or latentis translator); `params` may hold every estimator's
+    parameters (e.g. lam and l2): each takes those it declares."""
+    e = ESTIMATORS.get(estimator) or FIELD_TRANSLATORS.get(estimator)
+    if e is None or e.rows:
+        known = [n for n, f in {**ESTIMATORS, **FIELD_TRANSLATORS}.items() if not f.rows]
+        raise KeyError(f"unknown estimator {estimator!r}; known: {', '.join(known)}")
     return e.fit(s, **{k: v for k, v in params.items() if k in e.params and v is not None})
 
 
@@ -273,15 +440,23 @@ def fit_linear_map(x: np.ndarray, y: np.ndarray, estimator: str = "ols", **param
 
 
 def fit_translators(stats: dict[str, SufficientStats], translators, seed: int = 0,
-                 **params) -> dict[str, LinearMap]:
-    """Every estimator in `translators` on every named set of statistics, keyed
-    `<estimator>|<name>`; the authors' optimiser runs on all the sets at once. Light
-    imports: what a Ray task of the translator study runs."""
+                    rows: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                    **params) -> dict[str, LinearMap | RelativeMap]:
+    """Every translator in `translators` on every named set of statistics, keyed
+    `<translator>|<name>`; the Adam fits run on all the sets at once; a translator fitted on
+    rows, on each named set of `rows` (x, y). Light imports: what a Ray task of the
+    translator study runs."""
     maps = {}
     for name in translators:
+        by_rows = name in FIELD_TRANSLATORS and FIELD_TRANSLATORS[name].rows
+        sets = (rows or {}) if by_rows else stats
         if name == "sgd_authors":
             fitted = adam_authors(list(stats.values()), params.get("l2", 1e-4), seed=seed)
+        elif name == "latentis_affine":
+            fitted = adam_latentis(list(stats.values()), seed=seed)
+        elif by_rows:
+            fitted = [FIELD_TRANSLATORS[name].fit(x, y) for x, y in sets.values()]
         else:
             fitted = [fit_from_stats(s, name, **params) for s in stats.values()]
-        maps.update({f"{name}|{key}": m for key, m in zip(stats, fitted, strict=True)})
+        maps.update({f"{name}|{key}": m for key, m in zip(sets, fitted, strict=True)})
     return maps

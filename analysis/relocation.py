@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 from analysis.information import per_item_mse
-from analysis.linear_maps import LinearMap
 from analysis.pairs import HOLDOUT_EVERY, aligned, check_joinable, split_mask
 from latentatlas.batches import map_with_actors, range_batches, runs_here
 from latentatlas.encode.pipeline import SplitModel, shared_model
@@ -19,11 +18,11 @@ class RelocationPartial(SplitModel):
     """Per index range of held-out rows: summed errors R, L, M (per map) and the target's
     own reconstruction error, overall and per label."""
 
-    def __init__(self, target, maps: dict[str, tuple], src: list[RowGroup],
-                 tgt: list[RowGroup], part: str, every: int, labels: int, **kwargs):
+    def __init__(self, target, maps: dict, src: list[RowGroup], tgt: list[RowGroup],
+                 part: str, every: int, labels: int, **kwargs):
         super().__init__(**kwargs)
         self.target = shared_model(target, self.device)
-        self.maps = {k: LinearMap(k, *v) for k, v in maps.items()}
+        self.maps = maps  # each a function of the source codes (a LinearMap, a RelativeMap)
         self.src, self.tgt, self.part, self.every, self.labels = src, tgt, part, every, labels
 
     @torch.no_grad()
@@ -58,7 +57,7 @@ class RelocationPartial(SplitModel):
         return out
 
 
-def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], split,
+def relocation_errors(src: Encoding, tgt: Encoding, maps: dict, split,
                       source_model, target_model, part: str = "eval",
                       every: int = HOLDOUT_EVERY, actors: int = 1, use_gpu: bool = False,
                       labels: int = 10, per_task: int = 4096, stop: int | None = None,
@@ -72,7 +71,7 @@ def relocation_errors(src: Encoding, tgt: Encoding, maps: dict[str, LinearMap], 
         range_batches(rows, per_task, here=here), RelocationPartial, batch_size=1,
         actors=actors, use_gpu=use_gpu,
         shared={"model": source_model, "target": target_model, "split": split},
-        maps={k: (m.A, m.b) for k, m in maps.items()}, src=src.row_groups(),
+        maps=maps, src=src.row_groups(),
         tgt=tgt.row_groups(), part=part, every=every, labels=labels)
     sums = {k: v.sum(axis=0) for k, v in parts.items()}
     count = sums.pop("count")

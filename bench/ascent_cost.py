@@ -15,7 +15,7 @@ import torch
 
 from latentatlas.data import load_split
 from latentatlas.inversion import invert_by_gradient, starting_codes
-from latentatlas.tracking import load_model
+from latentatlas.model_store import load_model
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ import mlflow  # noqa: E402
 import torch  # noqa: E402
 from common import append_section, median  # noqa: E402
 
-from latentatlas import tracking  # noqa: E402
+from latentatlas import model_store, tracking_store  # noqa: E402
 from latentatlas.config import ExperimentConfig  # noqa: E402
 from latentatlas.data import load_split  # noqa: E402
 from latentatlas.encode.pipeline import encode  # noqa: E402
@@ -67,14 +67,14 @@ def main() -> None:
     rows = ["| model | plain img/s | encode img/s, end to end | ratio | fixed cost per call s "
             "| encode img/s, steady | ratio steady |", "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        tracking.setup(f"sqlite:///{tmp}/mlflow.db", "bench")
+        tracking_store.setup(f"sqlite:///{tmp}/mlflow.db", "bench")
         split = load_split("fashion-mnist", "train", limit=args.images)
         torch.set_num_threads(2)
         for label, spec in MODELS.items():
             cfg = ExperimentConfig.model_validate({"model": spec}).model
             model = build_model(cfg, split.shape).eval()
             with mlflow.start_run() as run:
-                tracking.log_model(model, cfg.model_dump(), split.shape)
+                model_store.log_model(model, cfg.model_dump(), split.shape)
             uri = f"runs:/{run.info.run_id}/model"
             peer = median(plain(model, split.images, args.batch_size)
                           for _ in range(args.repeats))

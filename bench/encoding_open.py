@@ -34,18 +34,18 @@ def main() -> None:
     import pyarrow.parquet as pq
     from conftest import make_idx_dataset
 
-    from latentatlas import tracking
+    from latentatlas import model_store, tracking_store
     from latentatlas.config import DenseVAEConfig
     from latentatlas.encode import store
     from latentatlas.encode.pipeline import encode
     from latentatlas.models import build_model
 
     root = Path(tempfile.mkdtemp(prefix="la-open-"))
-    tracking.setup(f"sqlite:///{root}/mlflow.db", "bench")
+    tracking_store.setup(f"sqlite:///{root}/mlflow.db", "bench")
     data = make_idx_dataset(root / "idx", n_train=20, n_test=10_000, gz=False)
     cfg = DenseVAEConfig(hidden=[64], latent_dim=16)
     with mlflow.start_run() as run:
-        tracking.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+        model_store.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
     enc = encode(f"runs:/{run.info.run_id}/model", "mnist", "test", root / "enc",
                  data_path=str(data))
     legacy = root / "legacy"

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from common import append_section, median  # noqa: E402
 
-from latentatlas import tracking  # noqa: E402
+from latentatlas import model_store, tracking_store  # noqa: E402
 from latentatlas.config import validate  # noqa: E402
 from latentatlas.data import load_split  # noqa: E402
 from latentatlas.encode.pipeline import InvertBatch, encode  # noqa: E402
@@ -132,12 +132,12 @@ def main() -> None:
 
     # Inversion reads the models from MLflow like a user's `encode`.
     with tempfile.TemporaryDirectory() as tmp:
-        tracking.setup(f"sqlite:///{tmp}/mlflow.db", "bench")
+        tracking_store.setup(f"sqlite:///{tmp}/mlflow.db", "bench")
         recoder = build_model(rec_cfg.model, train.shape).eval()
         with mlflow.start_run():
-            gan_uri = tracking.log_model(gan, spec["model"], train.shape).model_uri
+            gan_uri = model_store.log_model(gan, spec["model"], train.shape).model_uri
         with mlflow.start_run():
-            rec_uri = tracking.log_model(recoder, rec_cfg.model.model_dump(), train.shape,
+            rec_uri = model_store.log_model(recoder, rec_cfg.model.model_dump(), train.shape,
                                          {"generator": gan_uri}).model_uri
         split = load_split("fashion-mnist", "test", limit=args.images)
         plain, on_ray = inversion_rates(

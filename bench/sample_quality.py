@@ -2,7 +2,7 @@
 process, same code on both sides:
 
 - Features of 10k Fashion-MNIST test images in the classifier extractor's space (and of a
-  few hundred in Inception's): images/s of `quality.image_features` on its default path
+  few hundred in Inception's): images/s of `features.image_features` on its default path
   and on a Ray Data actor pool (end to end, and steady) vs the same network in a plain
   batched loop using every core. Target >= 0.8x at 10k images.
 - Second-stage training on 60k 16-d codes: images(codes)/s of the Ray Train loop (one
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from common import append_section, median  # noqa: E402
 from gan_throughput import training_row  # noqa: E402
 
-from latentatlas import quality  # noqa: E402
+from latentatlas import features  # noqa: E402
 from latentatlas.config import validate  # noqa: E402
 from latentatlas.data import load_split  # noqa: E402
 from latentatlas.images import to_unit_float  # noqa: E402
@@ -58,17 +58,17 @@ def feature_row(label: str, extractor: dict, net, images: np.ndarray, repeats: i
                                    for i in range(0, n, batch_size)])
 
     expected = plain()
-    np.testing.assert_allclose(quality.image_features(extractor, n, images=images, actors=actors,
+    np.testing.assert_allclose(features.image_features(extractor, n, images=images, actors=actors,
                                                       batch_size=batch_size),
                                expected, rtol=1e-4, atol=1e-4)
     runs = {"plain": [], "default": [], "ray": [], "ray_small": []}
     for _ in range(repeats):
         runs["plain"].append(seconds(plain))
-        runs["default"].append(seconds(lambda: quality.image_features(
+        runs["default"].append(seconds(lambda: features.image_features(
             extractor, n, images=images, batch_size=batch_size)))
-        runs["ray"].append(seconds(lambda: quality.image_features(
+        runs["ray"].append(seconds(lambda: features.image_features(
             extractor, n, images=images, actors=actors, batch_size=batch_size)))
-        runs["ray_small"].append(seconds(lambda: quality.image_features(
+        runs["ray_small"].append(seconds(lambda: features.image_features(
             extractor, small, images=images[:small], actors=actors, batch_size=batch_size)))
         print(label, {k: round(v[-1], 2) for k, v in runs.items()}, flush=True)
     t = {k: median(v) for k, v in runs.items()}
@@ -126,7 +126,7 @@ def main() -> None:
                        {"train": codes, "val": codes[:6000]}, args.epochs)
     append_section("Sample quality: FID features and second-stage training, Ray vs plain", [
         f"FID features of Fashion-MNIST test images: a plain batched loop ({os.cpu_count()} "
-        "threads) vs `quality.image_features` on its default path (in this process below "
+        "threads) vs `features.image_features` on its default path (in this process below "
         f"the crossover) and forced onto a Ray Data pool of {os.cpu_count()} actors (end to "
         "end, and steady: the fixed cost of a pool is measured on a tenth/fifth of the "
         "images). Ratios: Ray/plain, target >= 0.8 at 10k images.", "",

@@ -4,12 +4,11 @@ training; a child run of the main run keeps the new judgement. `--rules` prints 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 from jobs.verdicts import read_claims
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import guarded, open_recorder, verb_parser
 
 
 def where_judged(c) -> list[str]:
@@ -86,8 +85,7 @@ def rejudge_run(recorder, run_id: str) -> tuple[list[dict], list[dict]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas claims", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas claims", __doc__)
     p.add_argument("run_id", nargs="?", help="a main-job run (its MLflow run id)")
     p.add_argument("--rules", action="store_true",
                    help="print every claim's rule, reason and where it is judged, and exit")
@@ -98,14 +96,13 @@ def main(argv=None) -> int:
         from jobs.verdicts import CLAIMS_FILE, claims_file, print_claims
         from latentatlas.errors import UserError
         from latentatlas.record import Record
-        from latentatlas.tracking import Recorder
 
         if args.rules:
             print_rules(args.markdown)
             return
         if not args.run_id:
             raise UserError("claims: give RUN_ID (a main-job run), or --rules")
-        recorder = Recorder(args.tracking_uri, args.experiment)
+        recorder = open_recorder(args)
         stored, judged = rejudge_run(recorder, args.run_id)
         print_claims(judged, before=stored)
         child = recorder.record(Record("claims", "claims (judged again)",

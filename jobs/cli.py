@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 VERBS = {
@@ -62,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb {verb!r}; verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    from latentatlas.environment import COMMAND_VARIABLE
-
-    os.environ.setdefault(COMMAND_VARIABLE, f"latentatlas {verb}")  # runs' source tag
     module = importlib.import_module(f"jobs.{verb.replace('-', '_')}")
     return module.main(rest)
 

@@ -5,49 +5,47 @@ gradient inversion improve the guess (or start from the mean code without a reco
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import Progress, print_table
+
+FLAGS = {"refine_steps": "--refine"}
+STUDY_ONLY = ("split",)  # the verb's split is its --data address's
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas encode", parents=[common_parser()],
-                                description=__doc__)
+    from jobs.kinds.encode import EncodeOptions
+
+    p = verb_parser("latentatlas encode", __doc__)
     p.add_argument("--model", required=True, help="runs:/<id>/model or models:/<name>/<v>")
     p.add_argument("--data", required=True, help="dataset[:split], e.g. fashion-mnist:test")
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--out", required=True, help="output directory (appears once complete)")
     p.add_argument("--limit", type=int, default=None, help="first N items")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per batch")
-    p.add_argument("--actors", type=int, default=None, help="actor pool size (default: CPUs "
-                   "or GPUs of the cluster)")
-    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     p.add_argument("--recoder", default=None, metavar="URI",
                    help="a recoder trained on the generator given as --model")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="Adam steps of gradient inversion per image (generators only)")
-    p.add_argument("--refine-lr", type=float, default=0.05, help="their learning rate")
-    p.add_argument("--refine-loss", default="mse", help="mse, l1 or bce (pixel loss)")
+    add_options(p, EncodeOptions, flags=FLAGS, skip=STUDY_ONLY)
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
     return p.parse_args(argv)
 
 
 def run(args) -> int:
+    from jobs.kinds.encode import EncodeOptions
     from latentatlas.data import parse_data_address
     from latentatlas.encode.pipeline import encode
-    from latentatlas.inversion import Refinement
     from latentatlas.record import Record
-    from latentatlas.tracking import Recorder
 
-    refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
+    o = options_of(args, EncodeOptions, flags=FLAGS)
+    refine = o.refinement()
     progress = Progress("encode")
-    recorder = Recorder(args.tracking_uri, args.experiment)
+    recorder = open_recorder(args)
     dataset, split = parse_data_address(args.data)
     progress(f"{dataset}:{split} through {args.model} (Ray Data; the directory appears "
              "when complete)")
     enc = encode(args.model, dataset, split, args.out, data_path=args.data_path,
-                 limit=args.limit, batch_size=args.batch_size, actors=args.actors,
+                 limit=args.limit, batch_size=o.batch_size, actors=o.actors,
                  use_gpu=args.use_gpu, recoder_uri=args.recoder, refine=refine)
     progress(f"wrote {enc.meta.rows} codes to {enc.path}")
     metrics = {"encode/rows": enc.meta.rows}

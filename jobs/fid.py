@@ -11,18 +11,22 @@ pytorch-fid's statistics (.npz of mu, sigma), which `--save-ref-stats` writes.""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import print_table
 
 DEFAULT_DATA = "fashion-mnist:test"
 
 
+FLAGS = {"gmm_components": "--gmm"}
+
+
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas fid", parents=[common_parser()],
-                                description=__doc__)
+    from jobs.kinds.fid import FidOptions
+
+    p = verb_parser("latentatlas fid", __doc__)
     generated = p.add_mutually_exclusive_group()
     generated.add_argument("--model", default=None, help="runs:/<id>/model (a VAE or a GAN)")
     generated.add_argument("--images", default=None, metavar="PATH",
@@ -45,17 +49,10 @@ def parse(argv):
     p.add_argument("--extractor", action="append", default=None,
                    help="classifier-<dataset>[:version] or inception (repeatable; default: "
                         "the dataset's classifier, plus inception with --inception-weights)")
-    p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid) or the "
-                        "torch-fidelity file; never downloaded")
     p.add_argument("--second-stage", default=None, metavar="URI",
                    help="a second stage trained on the model's codes (samplers two_stage, "
                         "two_stage_renorm_authors, two_stage_renorm_variable)")
-    p.add_argument("--gmm", type=int, default=100, metavar="K",
-                   help="components of the GMM sampler (VAEs; 0: no GMM)")
-    p.add_argument("--samples", type=int, default=10000,
-                   help="real images scored, and samples per sampler (or images scored)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' draws")
+    add_options(p, FidOptions, flags=FLAGS)
     p.add_argument("--actors", type=int, default=None,
                    help="Ray Data actors for the features (default: in this process when small)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
@@ -64,14 +61,12 @@ def parse(argv):
 
 def run(args) -> int:
     from jobs import steps
+    from jobs.kinds.fid import FidOptions
     from latentatlas.data import parse_data_address
     from latentatlas.errors import UserError
     from latentatlas.report import Progress
-    from latentatlas.tracking import Recorder
 
-    if args.samples < 2 or args.gmm < 0:
-        raise UserError(f"--samples {args.samples} / --gmm {args.gmm}: FID needs at least 2 "
-                        "samples, and a GMM 0 (none) or more components")
+    o = options_of(args, FidOptions, flags=FLAGS)
     if args.ref_stats and args.save_ref_stats:
         raise UserError("--save-ref-stats: the real side is --ref-stats' file already")
     if args.images and args.second_stage:
@@ -80,27 +75,27 @@ def run(args) -> int:
         raise UserError("give --model URI or --images PATH to score (or --save-ref-stats FILE "
                         "alone, to write the data's statistics)")
     data = None if args.ref_stats else parse_data_address(args.data or DEFAULT_DATA)
-    recorder = Recorder(args.tracking_uri, args.experiment)
-    if not args.inception_weights and "inception" not in (args.extractor or []):
+    recorder = open_recorder(args)
+    if not o.inception_weights and "inception" not in (args.extractor or []):
         print("note: no --inception-weights: FID in the classifier's features only (Inception "
               "FID needs its weights file; nothing is downloaded)")
     progress = Progress("fid")
-    scoring = {"extractors": args.extractor, "inception_weights": args.inception_weights,
-             "samples": args.samples, "data_path": args.data_path, "limit": args.limit,
+    scoring = {"extractors": args.extractor, "inception_weights": o.inception_weights,
+             "samples": o.samples, "data_path": args.data_path, "limit": args.limit,
              "actors": args.actors, "use_gpu": args.use_gpu}
     if not (args.model or args.images):
-        progress(f"statistics of {args.data or DEFAULT_DATA} (first {args.samples} images)")
+        progress(f"statistics of {args.data or DEFAULT_DATA} (first {o.samples} images)")
         extractor, ref = steps.reference_stats(recorder, data, args.save_ref_stats, **scoring)
         print(f"wrote {args.save_ref_stats}: mu {ref.mu.shape}, sigma {ref.sigma.shape} of "
               f"{ref.described} in {extractor.name}'s features ({extractor.source})")
         return 0
     scored = args.model or args.images
     against = args.ref_stats or args.data or DEFAULT_DATA
-    progress(f"scoring {scored} against {against} (at most {args.samples} images a side)")
+    progress(f"scoring {scored} against {against} (at most {o.samples} images a side)")
     run_id, q = steps.sample_quality(
         recorder, args.model, data, images_path=args.images, ref_stats=args.ref_stats,
         save_ref_stats=args.save_ref_stats, second_stage=args.second_stage,
-        gmm_components=args.gmm, seed=args.seed, **scoring)
+        gmm_components=o.gmm_components, seed=o.seed, **scoring)
     table = q.table()
     print_table([dict(zip(table, row, strict=True)) for row in zip(*table.values(), strict=True)],
                 title="sample quality")

@@ -108,10 +108,12 @@ def with_settings(job: JobSpec, extra: dict[str, dict[str, Any]]) -> JobSpec:
 
 
 def with_overrides(job: JobSpec, overrides: list[str], source: str) -> JobSpec:
-    """`--set STEP.key=value` items added to that step's `set`."""
+    """`--set STEP.key=value` items added to that step's `set`; `--set STEP.inputs.ROLE=X`
+    gives the role another input (a model from outside the study, named at run time)."""
     import difflib
 
     extra: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, dict[str, Any]] = {}
     for item in overrides:
         keys, value = parse_override(item)
         if len(keys) < 2 or keys[0] not in job.steps:
@@ -119,8 +121,20 @@ def with_overrides(job: JobSpec, overrides: list[str], source: str) -> JobSpec:
             hint = f"did you mean {close[0]}?" if close else "`latentatlas run --steps` lists them"
             raise UserError(f"--set {item}: expected STEP.key=value with STEP a step of {source} "
                             f"(e.g. --set dense-s0.train.epochs=2); {hint}")
-        extra.setdefault(keys[0], {})[".".join(keys[1:])] = value
-    return with_settings(job, extra)
+        if keys[1] == "inputs" and len(keys) > 2:
+            inputs.setdefault(keys[0], {})[".".join(keys[2:])] = value
+        else:
+            extra.setdefault(keys[0], {})[".".join(keys[1:])] = value
+    job = with_settings(job, extra)
+    if not inputs:
+        return job
+    raw = job.model_dump()
+    for name, given in inputs.items():
+        raw["steps"][name]["inputs"] = {**raw["steps"][name]["inputs"], **given}
+    given = validate(raw, f"{source} with --set", JobSpec)
+    for name, step in given.steps.items():
+        step._job = job.steps[name]._job
+    return given
 
 
 def settings(step: StepSpec, base: dict | None = None) -> dict:

@@ -67,11 +67,15 @@ def trained_setting(recorder, run_id: str, spec: dict, pixels: int) -> dict:
 def external_model(recorder, address: str, role: str, shape: tuple[int, ...], pixels: int,
                    where: str) -> Model:
     from latentatlas.config import FAMILIES
-    from latentatlas.tracking import load_model
+    from latentatlas.model_store import load_model
+    from latentatlas.models.pretrained import is_pretrained, with_image
 
     local = Path(address)
     if local.is_dir():  # an MLflow model directory: what `runs:/<id>/model` downloads to
         address = str(local.resolve())
+    if is_pretrained(address):  # it takes the study's images
+        address = with_image(address, shape)
+        local = Path(address.partition(":")[2].partition("?")[0])
     try:
         model, spec = load_model(address, role="--recoder" if role == "recoder" else "--model")
         run_id = run_of(recorder, address)
@@ -101,7 +105,7 @@ def external_model(recorder, address: str, role: str, shape: tuple[int, ...], pi
 
 def external_encoding(recorder, address: str, pixels: int, where: str) -> Encoding:
     from latentatlas.encode import open_encoding
-    from latentatlas.tracking import load_model
+    from latentatlas.model_store import load_model
 
     try:
         enc = open_encoding(address)

@@ -5,16 +5,14 @@ Without CONFIG: the defaults of jobs/configs/fmnist_recoder.yaml."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import add_overrides, common_parser, guarded
+from latentatlas.command import add_overrides, guarded, verb_parser
 from latentatlas.report import print_trained
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas invert-train", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas invert-train", __doc__)
     p.add_argument("config", nargs="?", help="a recoder YAML (model.name: recoder)")
     p.add_argument("--generator", required=True, metavar="URI",
                    help="the dcgan / style_gan model to invert, e.g. runs:/<id>/model")
@@ -32,6 +30,7 @@ def run(args) -> int:
     raw = apply_overrides(raw, [*args.overrides, f"invert.generator={args.generator}"])
     cfg = validate(raw, source)
     out = train(cfg, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                command=args.command,
                 ray_address=args.ray_address)
     print_trained(out, cfg.name, "invert-train")
     return 0

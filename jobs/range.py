@@ -9,41 +9,29 @@ user's generator is `--generator module.path:function` (see the README)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from jobs.options import add_sector_args
-from latentatlas.command import common_parser, guarded
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import print_metrics
+
+FLAGS = {"refine_steps": "--refine"}
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas range", parents=[common_parser()],
-                                description=__doc__)
+    from jobs.kinds.range import RangeOptions
+
+    p = verb_parser("latentatlas range", __doc__)
     p.add_argument("--generator", required=True,
                    help="runs:/<id>/model (a GAN or VAE) or module.path:function")
     p.add_argument("--recoder", default=None, help="a recoder of the generator (MLflow URI)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="gradient-inversion steps after the first guess")
-    p.add_argument("--refine-lr", type=float, default=0.05, help="Adam's learning rate of --refine")
-    p.add_argument("--refine-loss", default="mse", help="mse, l1 or bce (pixel loss of --refine)")
     p.add_argument("--data", required=True, help="dataset:split of the real images")
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--limit", type=int, default=None,
                    help="the first N images of the split (as the --support-from encoding has)")
-    p.add_argument("--real-images", type=int, default=None, metavar="N",
-                   help="invert only the first N real images, and the support set (default: "
-                        "all)")
     p.add_argument("--support-from", required=True, metavar="ENCODING",
                    help="a VAE's encoding of the same images: the reference latent space")
-    p.add_argument("--exclude", default=None, help="attr=value rows the support set skips")
-    p.add_argument("--size", type=int, default=None, help="support set size")
-    p.add_argument("--samples", type=int, default=2000, help="the generator's own samples")
-    add_sector_args(p, encoding=False)
-    p.add_argument("--quantile", type=float, default=0.95,
-                   help="reach threshold: this quantile of the error on own samples")
-    p.add_argument("--seed", type=int, default=0,
-                   help="draws the own samples, the support set and the random real sets")
+    add_options(p, RangeOptions, flags=FLAGS)
     p.add_argument("--actors", type=int, default=None,
                    help="Ray Data actors (default: in this process when small)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
@@ -74,25 +62,22 @@ def regeneration_lines(m: dict, first_guess: str, steps: int) -> list[str]:
 
 def run(args) -> int:
     from jobs import steps
+    from jobs.kinds.range import RangeOptions
     from latentatlas.data import parse_data_address
-    from latentatlas.inversion import Refinement
     from latentatlas.report import Progress
-    from latentatlas.tracking import Recorder
 
-    refine = Refinement(args.refine, args.refine_lr, args.refine_loss)
-    recorder = Recorder(args.tracking_uri, args.experiment)
+    o = options_of(args, RangeOptions, flags=FLAGS)
+    recorder = open_recorder(args)
     progress = Progress("range")
-    progress(f"inverting {args.samples} own samples and {args.data} with {args.generator}")
+    progress(f"inverting {o.samples} own samples and {args.data} with {args.generator}")
     run_id, r = steps.generative_range(
         recorder, args.generator, parse_data_address(args.data), args.support_from,
-        recoder=args.recoder, refine=refine, data_path=args.data_path, limit=args.limit,
-        real_images=args.real_images, samples=args.samples, k=args.k,
-        threshold=args.threshold, size=args.size, exclude=args.exclude,
-        quantile=args.quantile, seed=args.seed, actors=args.actors, use_gpu=args.use_gpu)
+        recoder=args.recoder, refine=o.refinement(), data_path=args.data_path,
+        limit=args.limit, actors=args.actors, use_gpu=args.use_gpu, **o.measuring())
     m = r.metrics
-    for line in regeneration_lines(m, r.first_guess, args.refine):
+    for line in regeneration_lines(m, r.first_guess, o.refine_steps):
         print(line)
-    print(f"reached (error <= {r.threshold:.4g}, the {args.quantile:g} quantile on own "
+    print(f"reached (error <= {r.threshold:.4g}, the {o.quantile:g} quantile on own "
           f"samples): {m['range/coverage']:.1%} of real images; missed sectors "
           f"{len(r.missed)} of {m['range/judged_sectors']} judged: {r.missed.tolist()[:20]}")
     print_metrics(m, "range")

@@ -182,7 +182,26 @@ def config_schemas() -> list[tuple[str, type, str, str]]:
             ("sweep space entry", Domain, "space.KEY.",
              "One swept key of `space:`: exactly one of these."),
             ("main job", JobSpec, "", "The main job's YAML (`latentatlas run --config`)."),
-            ("main job step", StepSpec, "steps.NAME.", "One step of `steps:`.")]
+            ("main job step", StepSpec, "steps.NAME.", "One step of `steps:`."),
+            *kind_schemas()]
+
+
+def kind_schemas() -> list[tuple[str, type, str, str]]:
+    """A section per shipped step kind with options of its own: the keys of its `set:`
+    (the train kind's are its experiment config's, above)."""
+    from pydantic import BaseModel
+
+    from jobs.kinds import BUILTIN, KINDS, registered
+
+    registered(())
+    shipped = sorted((BUILTIN.index(module), name, kind) for name, kind in KINDS.items()
+                     if (module := kind.__module__.removeprefix("jobs.kinds.")) in BUILTIN)
+    return [(f"step kind: {name}", kind.Options, "steps.NAME.set.",
+             f"`kind: {name}`: the keys of its `set:`; where a verb does the same work, its "
+             "flags (`--key-name`).")
+            for _, name, kind in shipped
+            if isinstance(kind.Options, type) and issubclass(kind.Options, BaseModel)
+            and kind.Options.model_fields]
 
 
 def config_reference() -> str:

@@ -11,25 +11,21 @@ codes are written as encodings under ./encodings/regularisation-<run id>/."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from analysis.defaults import PRDC_K, REGULARISATION_EPOCHS
-from latentatlas.command import common_parser, guarded
+from analysis.defaults import PRDC_K
+from jobs.kinds.regularisation import RegularisationOptions
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import print_table
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas regularisation", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas regularisation", __doc__)
     p.add_argument("--dataset", default="fashion-mnist", help="the dataset source")
     p.add_argument("--data-path", default=None, help="folder of the dataset's files")
     p.add_argument("--limit", type=int, default=None, help="first N items of each split")
-    p.add_argument("--epochs", type=int, default=REGULARISATION_EPOCHS,
-                   help="epochs of the 3-D models (default: where both settle on "
-                        "Fashion-MNIST, bench/RESULTS.md)")
-    p.add_argument("--points", type=int, default=5000,
-                   help="test codes in the 3-D scatter, and prior draws scored against them")
+    add_options(p, RegularisationOptions)
     p.add_argument("--classifier", default=None, metavar="URI",
                    help="runs:/<id>/model or models:/<name>/<version> of a classifier "
                         "(jobs/configs/fmnist_classifier.yaml): the prior samples' FID in its "
@@ -40,20 +36,18 @@ def main(argv=None) -> int:
         from jobs import steps
         from latentatlas.errors import UserError
         from latentatlas.runtime import init_ray
-        from latentatlas.tracking import Recorder
 
-        codes = min(args.points, args.limit or args.points)
-        if args.epochs < 1 or codes <= PRDC_K:
-            raise UserError(f"--epochs {args.epochs} / --points {args.points} / --limit "
-                            f"{args.limit}: at least one epoch, and more than {PRDC_K} test "
-                            "codes (the neighbours of the prior's coverage)")
+        o = options_of(args, RegularisationOptions)
+        if args.limit is not None and args.limit <= PRDC_K:
+            raise UserError(f"--limit {args.limit}: more than {PRDC_K} test codes (the "
+                            "neighbours of the prior's coverage)")
         if not args.classifier:
             print("note: no --classifier: the prior samples' FID is not measured")
-        recorder = Recorder(args.tracking_uri, args.experiment)
+        recorder = open_recorder(args)
         init_ray(args.ray_address)
         run_id, metrics, _ = steps.regularisation(
             recorder, args.dataset, data_path=args.data_path, limit=args.limit,
-            epochs=args.epochs, points=args.points, classifier=args.classifier)
+            **o.model_dump(), classifier=args.classifier)
         print_table([{"measure": k, "value": v} for k, v in metrics.items()],
                     title="regularisation")
         print(f"MLflow run id: {run_id}")

@@ -8,40 +8,21 @@ set); OLS with a bias on all fit rows (relocation/M_ols_full) is logged beside i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from analysis.defaults import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
-from latentatlas.command import common_parser, guarded
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.errors import UserError
 from latentatlas.report import Progress, print_metrics, print_table, quiet
 
+# the verb's names of the options; what only a study step sets (its report label, its claims)
+FLAGS = {"estimators": "--estimator"}
+STUDY_ONLY = ("relocation", "claims")
+
 if TYPE_CHECKING:
     import numpy as np
-
-COUNTED = {"generated": "the number of generated pairs", "random": "the number of random rows"}
-
-
-def fit_option(tokens: list[str] | None) -> tuple[str | None, int | None]:
-    """`--fit MODE`, `--fit generated N` or `--fit random N` -> (mode, N); N None: the
-    mode's default; (None, None): the pair's default fit."""
-    if not tokens:
-        return None, None
-    fit, *count = tokens
-    if fit not in FITS:
-        raise UserError(f"--fit {fit}: expected one of {', '.join(FITS)}")
-    if count and (fit not in COUNTED or len(count) > 1):
-        raise UserError(f"--fit {' '.join(tokens)}: only `--fit generated N` (the pairs to "
-                        "draw) and `--fit random N` (the rows) take a number")
-    if not count:
-        return fit, None
-    if not count[0].isdigit() or int(count[0]) < 1:
-        raise UserError(f"--fit {fit} {count[0]}: N, {COUNTED[fit]}, must be a positive "
-                        "integer")
-    return fit, int(count[0])
-
 
 def headline(out) -> str:
     """What relocation/M is and how it compares: the headline fit beside the target's own
@@ -100,36 +81,14 @@ def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = q
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas relocate", parents=[common_parser()],
-                                description=__doc__)
+    from jobs.kinds.relocate import RelocateOptions
+
+    p = verb_parser("latentatlas relocate", __doc__)
     p.add_argument("--source", help="source encoding directory")
     p.add_argument("--target", help="target encoding directory (same dataset and split)")
     p.add_argument("--all", nargs="+", metavar="ENC", help="every ordered pair of these")
-    p.add_argument("--fit", nargs="+", metavar=("MODE", "N"), default=None,
-                   help="MODE, `generated N` or `random N`. all: every non-held-out row "
-                        "(streamed); support: a support set "
-                        "selected in the source space, with a size sweep; indices: the rows "
-                        "of --indices; random [N]: N non-held-out rows drawn at random "
-                        "(seed --seed; default N: the source's latent dimension, the "
-                        "support set's size), maps named <estimator>_random; "
-                        "generated [N]: N pairs (default "
-                        f"{GENERATED_PAIRS}) drawn from the generator side, its codes z and "
-                        "the VAE's posterior means of G(z) (one side a generator, the other "
-                        "a VAE). Every fit is scored on the held-out rows beside the same "
-                        "estimators and OLS on all fit rows (<estimator>_full). Default: "
-                        "generated when one side is a generator, else support (the "
-                        "authors'); with --all, chosen per pair")
+    add_options(p, RelocateOptions, flags=FLAGS, skip=STUDY_ONLY)
     p.add_argument("--indices", help="file of row indices (one per line) for --fit indices")
-    p.add_argument("--estimator", action="append", default=None,
-                   help=f"repeatable; the first is the headline (default: "
-                        f"{', '.join(DEFAULT_ESTIMATORS)})")
-    p.add_argument("--lam", type=float, default=1e-4,
-                   help="ridge: penalty on the sum-of-squares scale, |Y - XA|^2 + lam |A|^2")
-    p.add_argument("--l2", type=float, default=None,
-                   help="ridge_authors: the authors' Keras L2 on weights and outputs "
-                        "(default theirs: 0.0015 when one side is a generator, else 1e-4)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="draws the support set's members and the rows of --fit random")
     p.add_argument("--actors", type=int, default=1,
                    help="Ray Data actors scoring the maps (on inputs above the short-path size)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
@@ -137,33 +96,27 @@ def main(argv=None) -> int:
 
     def run():
         from jobs import steps
-        from latentatlas.tracking import Recorder
 
-        fit, count = fit_option(args.fit)
-        if args.seed < 0:
-            raise UserError(f"--seed {args.seed}: a seed is a number >= 0")
+        o = options_of(args, RelocateOptions, flags=FLAGS)
         indices = None
-        if fit == "indices":
+        if o.fit == "indices":
             if not args.indices:
                 raise UserError("--fit indices needs --indices FILE")
             import numpy as np
 
             indices = np.loadtxt(args.indices, dtype=np.int64, ndmin=1)
-        common = dict(estimators=args.estimator or DEFAULT_ESTIMATORS, fit=fit,
-                      indices=indices, pairs=(fit == "generated" and count) or GENERATED_PAIRS,
-                      random_rows=count if fit == "random" else None, seed=args.seed,
-                      lam=args.lam, l2=args.l2, actors=args.actors, use_gpu=args.use_gpu)
+        common = dict(**o.fitting(), indices=indices, actors=args.actors, use_gpu=args.use_gpu)
         if args.all:
             if len(args.all) < 2:
                 raise UserError("--all needs at least two encodings")
-            recorder = Recorder(args.tracking_uri, args.experiment)
+            recorder = open_recorder(args)
             pid, _, rows = relocate_all(recorder, args.all, Progress("relocate"), **common)
             print_table(rows, title="relocation, every ordered pair")
             print(f"MLflow run id: {pid}")
             return
         if not (args.source and args.target):
             raise UserError("relocate: give --source and --target, or --all ENC ENC ...")
-        recorder = Recorder(args.tracking_uri, args.experiment)
+        recorder = open_recorder(args)
         run_id, out = steps.relocate(recorder, args.source, args.target,
                                      progress=Progress("relocate"), **common)
         print_metrics(out.metrics, "relocation")

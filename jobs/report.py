@@ -5,12 +5,11 @@ page is (`--out docs/results.md`)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import guarded, open_recorder, verb_parser
 
 MACHINE_TAG = "latentatlas.machine"
 
@@ -79,8 +78,7 @@ def write_atomically(path: Path, content: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas report", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas report", __doc__)
     p.add_argument("run_id", help="a main-job run (its MLflow run id)")
     p.add_argument("--format", choices=("text", "md"), default="text",
                    help="text for the terminal; md: Markdown tables and claim blocks")
@@ -94,9 +92,8 @@ def main(argv=None) -> int:
 
         from jobs.verdicts import read_claims
         from latentatlas.errors import UserError
-        from latentatlas.tracking import Recorder
 
-        recorder = Recorder(args.tracking_uri, args.experiment)
+        recorder = open_recorder(args)
         try:
             found = recorder.client.get_run(args.run_id)
         except Exception:  # MLflow raises several types for a missing run

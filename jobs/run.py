@@ -7,17 +7,15 @@ earlier outputs."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import add_overrides, common_parser, guarded
+from latentatlas.command import add_overrides, guarded, verb_parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas run", parents=[common_parser()],
-                                description=__doc__,
-                                epilog="--set STEP.key=value overrides a step's config in "
-                                       "the job file, e.g. --set dense-s0.train.epochs=2")
+    p = verb_parser("latentatlas run", __doc__,
+                    epilog="--set STEP.key=value overrides a step's config in the job file, "
+                           "e.g. --set dense-s0.train.epochs=2")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="a declared job file (a path, or a name in jobs/configs, e.g. "
                         "support150.yaml); default: jobs/configs/main.yaml, the main job")

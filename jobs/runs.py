@@ -4,10 +4,9 @@ json|csv` for scripts."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import print_rich_table
 
 # What a table of each kind shows after the run's id, name and status; a training's columns
@@ -120,9 +119,8 @@ def newest(args) -> tuple[list, str, str]:
         if runs is not None and not any(r.status == "RUNNING" and owner_gone(r.tags)
                                         for r in runs):
             return runs, experiment, uri
-    from latentatlas.tracking import Recorder
 
-    recorder = Recorder(args.tracking_uri, args.experiment)  # ends runs of killed processes
+    recorder = open_recorder(args)  # ends runs of killed processes
     runs = recorder.client.search_runs(
         [recorder.experiment_id], " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items()),
         max_results=args.limit, order_by=["attributes.start_time DESC"])
@@ -145,8 +143,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas runs", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas runs", __doc__)
     p.add_argument("--limit", type=int, default=50, help="newest N runs (after the filters)")
     p.add_argument("--kind", default=None,
                    help="runs of this kind only (train, stats, sectors, support-set, relocate, "

@@ -4,26 +4,26 @@ var(mu) when there is none; the run says which)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from jobs.options import add_sector_args
-from latentatlas.command import common_parser, guarded
+from jobs.kinds.sectors import SectorOptions
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import print_metrics
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas sectors", parents=[common_parser()],
-                                description=__doc__)
-    add_sector_args(p)
+    p = verb_parser("latentatlas sectors", __doc__)
+    p.add_argument("encoding", help="an encoding directory")
+    add_options(p, SectorOptions)
     args = p.parse_args(argv)
 
     def run():
         from jobs import steps
-        from latentatlas.tracking import Recorder
 
-        recorder = Recorder(args.tracking_uri, args.experiment)
-        run_id, s = steps.sectors(recorder, args.encoding, k=args.k, threshold=args.threshold)
+        o = options_of(args, SectorOptions)
+        recorder = open_recorder(args)
+        run_id, s = steps.sectors(recorder, args.encoding, **o.model_dump())
         if s.k < s.k_requested:
             print(f"note: k reduced from {s.k_requested} to {s.k}, the active variables")
         if s.note:

@@ -4,10 +4,11 @@ to MLflow in a child run of the encoded model's run."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import common_parser, guarded
+from jobs.kinds.stats import StatsOptions
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import Progress, print_metrics, print_table
 
 
@@ -22,26 +23,19 @@ def print_result(run_id: str, out) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas stats", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas stats", __doc__)
     p.add_argument("encoding", help="an encoding directory written by `latentatlas encode`")
-    p.add_argument("--actors", type=int, default=None,
-                   help="Ray Data actors (default: in this process when small, else the "
-                        "cluster's CPUs or GPUs)")
+    add_options(p, StatsOptions)
     p.add_argument("--use-gpu", action="store_true", help="one GPU per actor")
-    p.add_argument("--seed", type=int, default=0, help="seed of prior samples and pictures")
-    p.add_argument("--gain-rows", type=int, default=None,
-                   help="information gain over the first N rows only (default: all)")
     args = p.parse_args(argv)
 
     def run():
         from jobs import steps
-        from latentatlas.tracking import Recorder
 
-        recorder = Recorder(args.tracking_uri, args.experiment)
-        print_result(*steps.stats(recorder, args.encoding, actors=args.actors,
-                                  use_gpu=args.use_gpu, seed=args.seed,
-                                  gain_rows=args.gain_rows, progress=Progress("stats")))
+        o = options_of(args, StatsOptions)
+        recorder = open_recorder(args)
+        print_result(*steps.stats(recorder, args.encoding, **o.model_dump(),
+                                  use_gpu=args.use_gpu, progress=Progress("stats")))
 
     return guarded(run, args)
 

@@ -25,8 +25,9 @@ from analysis.studies.sectors import (
 )
 from jobs.verdicts import CLAIMS_FILE, claims_file
 from latentatlas.encode import Encoding, open_encoding
+from latentatlas.model_store import load_model, load_vae
 from latentatlas.report import quiet
-from latentatlas.tracking import Recorder, load_model, load_vae, refuse_non_finite_metrics
+from latentatlas.tracking import Recorder, refuse_non_finite_metrics
 
 if TYPE_CHECKING:  # the studies that run models import torch: only the steps that use them
     from analysis.studies.latent_space import LatentSpaceStats
@@ -167,7 +168,7 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
     from concurrent.futures import ThreadPoolExecutor
 
     from analysis.studies.regularity import measure_regularity
-    from latentatlas import quality
+    from latentatlas import features, fid_stats, quality
     from latentatlas.config import validate
     from latentatlas.data import load_split
     from latentatlas.encode.pipeline import encode
@@ -180,9 +181,9 @@ def regularisation(recorder: Recorder, dataset: str = "fashion-mnist", *,
     images = load_split(dataset, "test", data_path, rows).images if classifier else None
     fid, params = None, {}
     if classifier:  # one reference of the test images, for both 3-D models
-        extractor = quality.classifier_extractor(classifier, tracking_uri=recorder.uri,
+        extractor = features.classifier_extractor(classifier, tracking_uri=recorder.uri,
                                                  input_shape=images.shape[1:])
-        fid = extractor, quality.reference_of(extractor, images, quality.described_images(
+        fid = extractor, fid_stats.reference_of(extractor, images, fid_stats.described_images(
             dataset, "test", len(images)))
         params = quality.fid_params([extractor], len(images), fid[1].described)
     with recorder.run("regularisation", "regularisation", parent_run_id) as run_id:
@@ -263,7 +264,7 @@ def extractors_for(dataset: str | None, names: list[str] | None,
     its weights file is given), resolved and pinned; `one_for` (option, file): a statistics
     file, which is of one feature space."""
     from latentatlas.errors import UserError
-    from latentatlas.quality import classifier_name, resolve_extractor
+    from latentatlas.features import classifier_name, resolve_extractor
 
     option, path = one_for
     if not (names or dataset):
@@ -291,11 +292,11 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
     the images at `images_path`, against a dataset split (`data`) or the statistics of
     `ref_stats` (one extractor); `save_ref_stats`: write the split's statistics there too."""
     from analysis.studies.sample_quality import measure_images, measure_quality
-    from latentatlas import quality
+    from latentatlas import fid_stats
     from latentatlas.data import load_split
     from latentatlas.data.image_files import read_images
 
-    out = save_ref_stats and quality.check_writable(save_ref_stats)  # before any work
+    out = save_ref_stats and fid_stats.check_writable(save_ref_stats)  # before any work
     model = spec = images = None
     if model_uri:
         model, spec = load_model(model_uri)
@@ -308,7 +309,7 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
                             shape if real is None else real.shape,
                             one_for=("--ref-stats", ref_stats) if ref_stats else
                             ("--save-ref-stats", save_ref_stats))
-    side = {chosen[0].name: quality.read_reference(ref_stats, chosen[0])} if ref_stats else real
+    side = {chosen[0].name: fid_stats.read_reference(ref_stats, chosen[0])} if ref_stats else real
     where = {"actors": actors, "use_gpu": use_gpu}
     if model is not None:
         stage2 = None
@@ -324,7 +325,7 @@ def sample_quality(recorder: Recorder, model_uri: str | None, data: tuple[str, s
         owner = None
     run_id = recorder.record(result.record(name), parent_run_id or owner)
     if out:
-        quality.write_reference(result.references[chosen[0].name], out)
+        fid_stats.write_reference(result.references[chosen[0].name], out)
     return run_id, result
 
 
@@ -336,16 +337,16 @@ def reference_stats(recorder: Recorder, data: tuple[str, str], out: str, *,
     """The statistics (pytorch-fid's `mu`, `sigma`) of a split's first `samples` images in one
     extractor's features, written to `out`; returns the extractor and the reference."""
     from analysis.studies.sample_quality import references_of
-    from latentatlas import quality
+    from latentatlas import fid_stats
     from latentatlas.data import load_split
 
-    path = quality.check_writable(out)
+    path = fid_stats.check_writable(out)
     real = load_split(data[0], data[1], data_path, limit)
     (extractor,) = extractors_for(data[0], extractors, inception_weights, recorder.uri,
                                   real.shape, one_for=("--save-ref-stats", out))
     reference = references_of([extractor], real, samples, actors=actors,
                               use_gpu=use_gpu)[extractor.name]
-    quality.write_reference(reference, path)
+    fid_stats.write_reference(reference, path)
     return extractor, reference
 
 

@@ -244,10 +244,11 @@ def run(args) -> int:
         verdict_metrics,
     )
     from latentatlas import runtime
+    from latentatlas.command import open_recorder
     from latentatlas.data import load_split
     from latentatlas.errors import UserError
     from latentatlas.record import Record
-    from latentatlas.tracking import Recorder, runs_url
+    from latentatlas.tracking_store import runs_url
 
     path = job_file(args.config)
     job = load_job(path)
@@ -257,7 +258,7 @@ def run(args) -> int:
     if (args.only or args.start) and not args.resume:
         raise UserError("--only/--from rerun part of a job: give --resume RUN_ID (the main run "
                         "whose outputs the other steps keep)")
-    recorder = Recorder(args.tracking_uri, args.experiment)
+    recorder = open_recorder(args)
     dataset = pick_dataset(args.dataset, args.data_path)
     shape = load_split(dataset, "test", args.data_path, limit=1).shape
     pixels = int(np.prod(shape))

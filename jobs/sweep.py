@@ -5,11 +5,10 @@ interrupted sweep without rerunning finished trials."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from latentatlas.command import add_overrides, common_parser, guarded
+from latentatlas.command import add_overrides, guarded, verb_parser
 from latentatlas.errors import UserError
 from latentatlas.report import print_table
 
@@ -18,8 +17,7 @@ LATENT_KEYS = ("latent/active_units", "latent/inactive", "latent/stationary_mean
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas sweep", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas sweep", __doc__)
     p.add_argument("config", nargs="?", help="sweep YAML (see jobs/configs/sweep_*.yaml)")
     p.add_argument("--resume", metavar="DIR|NAME",
                    help="continue an interrupted sweep: its directory, or its name under "
@@ -39,7 +37,7 @@ def measure_trial(config, context: dict, row: dict) -> dict:
     from latentatlas.tracking import Recorder
     from latentatlas.tune.tuner import child_runs
 
-    recorder = Recorder(context["tracking_uri"], context["experiment"])
+    recorder = Recorder(context["tracking_uri"], context["experiment"], context["command"])
     done = [r for r in child_runs(recorder.client, recorder.experiment_id, row["run_id"], "stats")
             if r.info.status == "FINISHED"]
     if done:
@@ -59,7 +57,7 @@ def run(args) -> int:
     from latentatlas.tune.tuner import resume_sweep, sample_quality_rows, start_sweep
 
     common = dict(tracking_uri=args.tracking_uri, experiment=args.experiment,
-                  ray_address=args.ray_address, measure=measure_trial)
+                  ray_address=args.ray_address, command=args.command, measure=measure_trial)
     if args.resume:
         if args.config or args.overrides:
             raise UserError("--resume continues a sweep as it was started: give no CONFIG "

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from latentatlas.command import add_overrides, common_parser, guarded
+from latentatlas.command import add_overrides, guarded, verb_parser
 from latentatlas.errors import UserError
 from latentatlas.report import print_trained
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="latentatlas train", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas train", __doc__)
     p.add_argument("config", nargs="?", help="experiment YAML (see jobs/configs/)")
     p.add_argument("--config", dest="config_flag", help="same as the positional CONFIG")
     p.add_argument("--resume", metavar="RUN_ID",
@@ -34,13 +32,13 @@ def resumed_config(run_id: str, overrides: list[str]):
 
 
 def run(args) -> int:
-    from latentatlas import tracking
+    from latentatlas import tracking_store
     from latentatlas.config import load_config
     from latentatlas.train.runner import train
 
     path = args.config or args.config_flag
     if args.resume:
-        tracking.setup(args.tracking_uri, args.experiment)
+        tracking_store.setup(args.tracking_uri, args.experiment)
         cfg = resumed_config(args.resume, args.overrides)
     elif path:
         cfg = load_config(path, args.overrides)
@@ -48,6 +46,7 @@ def run(args) -> int:
         raise UserError("train: give a CONFIG file (e.g. jobs/configs/fmnist_dense.yaml) "
                         "or --resume RUN_ID")
     out = train(cfg, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                command=args.command,
                 ray_address=args.ray_address, resume_run_id=args.resume)
     print_trained(out, cfg.name, "train")
     return 0

@@ -8,50 +8,38 @@ table, heatmaps per translator, M against the anchor budget."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from analysis.defaults import ANCHOR_CHOICES, BUDGETS, TRANSLATORS
-from latentatlas.command import common_parser, guarded
+from jobs.kinds.translate import TranslateOptions
+from jobs.options import add_options, options_of
+from latentatlas.command import guarded, open_recorder, verb_parser
 from latentatlas.report import Progress, print_metrics, print_table
+
+# the verb's names of the options; what a study step alone sets (the claims it judges)
+FLAGS = {"translators": "--translator", "anchors": "--anchor", "budgets": "--budget"}
+STUDY_ONLY = ("claims_translator", "claims_budget")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas translate-study", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas translate-study", __doc__)
     p.add_argument("encodings", nargs="+", metavar="ENC", help="encoding directories (>= 2)")
     p.add_argument("--label", action="append", default=None,
                    help="a short name per encoding, in order (default: folder names)")
-    p.add_argument("--translator", action="append", default=None,
-                   help=f"translator, repeatable (default: {', '.join(TRANSLATORS)}; any "
-                        "`relocate --estimator` name)")
-    p.add_argument("--anchor", action="append", default=None,
-                   help=f"anchor choice, repeatable (default: {', '.join(ANCHOR_CHOICES)})")
-    p.add_argument("--budget", action="append", type=float, default=None,
-                   help="anchor rows as a multiple of the source's latent dimension, "
-                        f"repeatable (default: {', '.join(f'{b:g}' for b in BUDGETS)})")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="anchor draws per (choice, budget), with seeds seed..seed+repeats-1")
-    p.add_argument("--eval-rows", type=int, default=None,
-                   help="score on the first N held-out rows (default: all of them)")
-    p.add_argument("--seed", type=int, default=0, help="the first anchor draw's seed")
+    add_options(p, TranslateOptions, flags=FLAGS, skip=STUDY_ONLY)
     args = p.parse_args(argv)
 
     def run():
         from jobs import steps
         from latentatlas.errors import UserError
-        from latentatlas.tracking import Recorder
 
         if args.label and len(args.label) != len(args.encodings):
             raise UserError(f"--label: {len(args.label)} labels for {len(args.encodings)} "
                             "encodings")
-        if args.eval_rows is not None and args.eval_rows < 1:
-            raise UserError(f"--eval-rows {args.eval_rows}: at least 1")
-        recorder = Recorder(args.tracking_uri, args.experiment)
+        o = options_of(args, TranslateOptions, flags=FLAGS)
+        recorder = open_recorder(args)
         run_id, out = steps.translate_study(
-            recorder, args.encodings, labels=args.label, translators=args.translator,
-            anchors=args.anchor, budgets=args.budget, repeats=args.repeats,
-            eval_rows=args.eval_rows, seed=args.seed, progress=Progress("translate"))
+            recorder, args.encodings, labels=args.label, **o.studying(),
+            progress=Progress("translate"))
         for note in out.notes:
             print(f"note: {note}")
         print_table(out.pairs, title="ordered pairs: similarity of the raw spaces, own errors")

@@ -5,16 +5,14 @@ manifest to an encoding written by an earlier version, once its shards pass thos
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from latentatlas.command import common_parser, guarded
+from latentatlas.command import guarded, verb_parser
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="latentatlas verify", parents=[common_parser()],
-                                description=__doc__)
+    p = verb_parser("latentatlas verify", __doc__)
     p.add_argument("encodings", nargs="+", metavar="ENC",
                    help="encoding directories written by `latentatlas encode`")
     p.add_argument("--write-manifest", action="store_true",

@@ -69,10 +69,10 @@ def mlflow_state_restored():
 def use_store(uri: str, experiment: str) -> str:
     """What a user does to make the library's calls without a store use one: export
     MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_NAME (the platform only reads them)."""
-    from latentatlas import tracking
+    from latentatlas import tracking_store
 
     os.environ["MLFLOW_TRACKING_URI"], os.environ["MLFLOW_EXPERIMENT_NAME"] = uri, experiment
-    return tracking.setup(uri, experiment)
+    return tracking_store.setup(uri, experiment)
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ def model_dir(tmp_path, state) -> str:
 
 
 def test_a_state_dict_that_is_not_plain_tensors_is_refused_in_one_line(tmp_path):
-    from latentatlas.tracking import load_vae
+    from latentatlas.model_store import load_vae
 
     pickled = model_dir(tmp_path / "a", {"w": torch.zeros(2), "cfg": argparse.Namespace(x=1)})
     with pytest.raises(UserError, match=r"state_dict.pt is not a LatentAtlas state dict"):

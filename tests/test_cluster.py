@@ -184,7 +184,7 @@ print("JOB STATUS:", client.get_job_status(job))
 def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
     """The submitting side is its own process, as on a user's laptop: the Jobs SDK with
     RAY_AUTH_MODE=token and the cluster's token file (RAY_AUTH_TOKEN_PATH)."""
-    from latentatlas import tracking
+    from latentatlas import model_store
 
     wait_for(lambda: sum(ray_nodes(cluster)) == 2, 60, "the second node")
     data = make_idx_dataset(cluster["work"] / "idx", n_train=256, n_test=64)
@@ -221,7 +221,7 @@ def test_train_job_submitted_to_the_cluster_logs_to_the_mlflow_server(cluster):
         assert [m.step for m in server.get_metric_history(
             run_id, "system/cpu_utilization_percentage")] == [1, 2]
         assert len(run.data.tags["latentatlas.node_id"]) == 56
-        model, spec = tracking.load_vae(f"runs:/{run_id}/model")  # through the server's proxy
+        model, spec = model_store.load_vae(f"runs:/{run_id}/model")  # through the server's proxy
         assert model.latent_dim == 4 and spec["input_shape"] == [1, 28, 28]
     finally:
         mlflow.set_tracking_uri(previous)

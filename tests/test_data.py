@@ -122,25 +122,35 @@ def test_cifar10_refuses_code_in_pickles_and_bad_shapes(tmp_path):
         load_split("cifar10", "test", folder)
 
 
-def write_celeba(folder, sizes=((178, 218),) * 4, partition=(0, 0, 1, 2)):
+def write_celeba(folder, sizes=((178, 218),) * 4, partition=(0, 0, 1, 2), kaggle=False):
+    """A CelebA folder in the original layout, or in Kaggle's (the image folder nested in
+    itself, the lists as .csv with a header row)."""
     from PIL import Image
 
-    (folder / "img_align_celeba").mkdir(parents=True)
+    images = folder / "img_align_celeba" / ("img_align_celeba" if kaggle else "")
+    images.mkdir(parents=True)
     names = [f"{i + 1:06d}.jpg" for i in range(len(sizes))]
     for i, (name, (w, h)) in enumerate(zip(names, sizes, strict=True)):
         img = np.zeros((h, w, 3), np.uint8)
-        img[45:173, 25:153] = (10 * i, 100, 200)  # the face crop: a flat colour
-        Image.fromarray(img).save(folder / "img_align_celeba" / name, format="PNG")
+        img[45:173, 25:153] = (10 * i % 256, 100, 200)  # the face crop: a flat colour
+        Image.fromarray(img).save(images / name, format="PNG")
+    values = [(1 if i % 2 else -1, -1 if i % 2 else 1) for i in range(len(names))]
+    if kaggle:
+        (folder / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(
+            f"{n},{p}\n" for n, p in zip(names, partition, strict=True)))
+        (folder / "list_attr_celeba.csv").write_text("image_id,Wearing_Hat,Smiling\n" + "".join(
+            f"{n},{a},{b}\n" for n, (a, b) in zip(names, values, strict=True)))
+        return names
     (folder / "list_eval_partition.txt").write_text(
         "".join(f"{n} {p}\n" for n, p in zip(names, partition, strict=True)))
-    rows = "".join(f"{n}  {1 if i % 2 else -1} {-1 if i % 2 else 1}\n"
-                   for i, n in enumerate(names))
+    rows = "".join(f"{n}  {a} {b}\n" for n, (a, b) in zip(names, values, strict=True))
     (folder / "list_attr_celeba.txt").write_text(f"{len(names)}\nWearing_Hat Smiling\n{rows}")
     return names
 
 
-def test_celeba_crop_resize_partition_and_attributes(tmp_path):
-    write_celeba(tmp_path)
+@pytest.mark.parametrize("kaggle", [False, True], ids=["original", "kaggle"])
+def test_celeba_crop_resize_partition_and_attributes(tmp_path, kaggle):
+    write_celeba(tmp_path, kaggle=kaggle)
     train = load_split("celeba", "train", tmp_path)
     assert train.images.shape == (2, 3, 64, 64)
     # The crop is exactly rows 45:173 and columns 25:153: nothing from the black border.

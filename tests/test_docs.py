@@ -42,7 +42,7 @@ def test_the_reference_reads_types_defaults_and_constraints():
             "until_settled: at most). |") in text
     assert "| `kl.policy` | `elbo` \\| `beta` \\| `balanced` \\| `split` | `balanced` |" in text
     cli = reference.cli_reference()
-    assert "| `--gain-rows GAIN_ROWS` |  | information gain over the first N rows only" in cli
+    assert "| `--gain-rows GAIN_ROWS` |  | Information gain over the first N rows only" in cli
 
 
 def test_version_is_the_installed_one():

@@ -9,7 +9,7 @@ import torch
 from conftest import make_idx_dataset, mlflow_state_restored, use_store
 
 from jobs import steps
-from latentatlas import tracking
+from latentatlas import model_store, tracking
 from latentatlas.config import DenseVAEConfig
 from latentatlas.data import load_split
 from latentatlas.encode import open_encoding
@@ -42,7 +42,7 @@ def crafted_model(root):
         model.logvar.bias[3] = 0.0  # sigma_3^2 == 1
         model.decoder[0].weight[:, 1] = 0  # the decoder ignores z_1
     with mlflow.start_run(run_name="crafted") as run:
-        tracking.log_model(model, cfg.model_dump(), (1, 28, 28))
+        model_store.log_model(model, cfg.model_dump(), (1, 28, 28))
     yield {"uri": uri, "model": model.eval(), "model_uri": f"runs:/{run.info.run_id}/model",
            "run_id": run.info.run_id, "data": data, "root": root,
            "recorder": tracking.Recorder(uri, "encode-test")}
@@ -322,7 +322,7 @@ def test_studies_run_without_a_tracking_store_and_return_typed_results(crafted, 
     )
     from latentatlas.record import Record
 
-    model = tracking.load_vae(crafted["model_uri"])  # loading is the caller's business
+    model = model_store.load_vae(crafted["model_uri"])  # loading is the caller's business
     nowhere = "sqlite:////nonexistent/dir/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nowhere)
     mlflow.set_tracking_uri(nowhere)
@@ -354,7 +354,7 @@ def test_small_inputs_run_here_with_the_results_of_the_ray_data_path(crafted, en
     from latentatlas.models import share_model
 
     enc1, enc2 = encodings
-    model, spec = tracking.load_vae(crafted["model_uri"])
+    model, spec = model_store.load_vae(crafted["model_uri"])
     ray_path = measure_latent_space(enc2, model, spec, actors=2, here=False)
     here = measure_latent_space(enc2, model, spec, here=True)
     assert ray_path.metrics == pytest.approx(here.metrics, rel=1e-6, abs=1e-9)
@@ -405,7 +405,7 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
             planted.mu.bias.copy_(t @ model.mu.bias)
             planted.decoder[0].weight.copy_(model.decoder[0].weight @ torch.linalg.inv(t))
         with mlflow.start_run(run_name=name) as run:
-            tracking.log_model(planted, DenseVAEConfig(hidden=[16], latent_dim=4).model_dump(),
+            model_store.log_model(planted, DenseVAEConfig(hidden=[16], latent_dim=4).model_dump(),
                                (1, 28, 28))
         paths.append(str(encode(f"runs:/{run.info.run_id}/model", "mnist", "test",
                                 crafted["root"] / name, data_path=str(crafted["data"]),

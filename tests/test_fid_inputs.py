@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentatlas import quality
+from latentatlas import fid_stats, frechet
 from latentatlas.data.image_files import read_images
 from latentatlas.errors import UserError
+from latentatlas.features import Extractor
 
 
 def random_images(n=5, c=3, h=6, w=7, seed=0) -> np.ndarray:
@@ -115,7 +116,7 @@ def test_bad_image_inputs_are_named_in_one_line(tmp_path):
 
 
 def extractor(features=4, name="classifier-x-v1", digest="ab" * 32):
-    return quality.Extractor(name, "models:/classifier-x/1", {}, digest, features, "none")
+    return Extractor(name, "models:/classifier-x/1", {}, digest, features, "none")
 
 
 def test_reference_statistics_round_trip_through_pytorch_fids_format(tmp_path):
@@ -123,13 +124,13 @@ def test_reference_statistics_round_trip_through_pytorch_fids_format(tmp_path):
     real = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
     fake = rng.normal(size=(200, 4)) + 0.3
     ext = extractor()
-    ref = quality.Reference.of(real, "x:test, 300 images", pixel_variance=0.05,
+    ref = frechet.Reference.of(real, "x:test, 300 images", pixel_variance=0.05,
                                extractor=ext.name, weights_sha256=ext.digest)
-    path = quality.write_reference(ref, tmp_path / "ref.npz")
+    path = fid_stats.write_reference(ref, tmp_path / "ref.npz")
     with np.load(path) as f:  # what pytorch-fid reads: mu and sigma, float64
         assert f["mu"].shape == (4,) and f["sigma"].shape == (4, 4)
         assert f["sigma"].dtype == np.float64 and int(f["count"]) == 300
-    back = quality.read_reference(path, ext)
+    back = fid_stats.read_reference(path, ext)
     assert np.array_equal(back.mu, ref.mu) and np.array_equal(back.sigma, ref.sigma)
     assert back.count == 300 and back.pixel_variance == 0.05 and back.features is None
     assert "ref.npz (sha256 " in back.described and back.described.endswith(
@@ -138,14 +139,14 @@ def test_reference_statistics_round_trip_through_pytorch_fids_format(tmp_path):
     # pytorch-fid's own file: compressed, mu and sigma alone, mu in float32
     np.savez_compressed(tmp_path / "published.npz", mu=ref.mu.astype(np.float32),
                         sigma=ref.sigma)
-    published = quality.read_reference(tmp_path / "published.npz", ext)
+    published = fid_stats.read_reference(tmp_path / "published.npz", ext)
     assert published.count is None and published.pixel_variance is None
-    assert quality.compare(published, fake)["fid"] == pytest.approx(
-        quality.compare(ref, fake)["fid"], rel=1e-5)  # mu rounded to float32: 1e-7 of it
+    assert frechet.compare(published, fake)["fid"] == pytest.approx(
+        frechet.compare(ref, fake)["fid"], rel=1e-5)  # mu rounded to float32: 1e-7 of it
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path, monkeypatch):
-    ref = quality.Reference(np.zeros(2), np.eye(2), 10, "x")
+    ref = frechet.Reference(np.zeros(2), np.eye(2), 10, "x")
     target = tmp_path / "ref.npz"
     target.write_bytes(b"what was there")
 
@@ -155,14 +156,14 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path, mo
     monkeypatch.setattr(np, "savez", full_disk)
     with pytest.raises(UserError, match="--save-ref-stats .*ref.npz: cannot write it \\(No "
                                         "space left on device\\)"):
-        quality.write_reference(ref, target)
+        fid_stats.write_reference(ref, target)
     assert target.read_bytes() == b"what was there"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.npz"]
     monkeypatch.undo()
     with pytest.raises(UserError, match="a folder; give a file name"):
-        quality.check_writable(tmp_path)
+        fid_stats.check_writable(tmp_path)
     with pytest.raises(UserError, match="no such folder"):
-        quality.check_writable(tmp_path / "nope" / "ref.npz")
+        fid_stats.check_writable(tmp_path / "nope" / "ref.npz")
 
 
 def test_bad_reference_statistics_are_named_in_one_line(tmp_path):
@@ -195,27 +196,27 @@ def test_bad_reference_statistics_are_named_in_one_line(tmp_path):
     for name, (arrays, message) in cases.items():
         np.savez(tmp_path / name, **arrays)
         with pytest.raises(UserError, match=f"^--ref-stats {tmp_path / name}: {message}"):
-            quality.read_reference(tmp_path / name, ext)
+            fid_stats.read_reference(tmp_path / name, ext)
     (tmp_path / "text.npz").write_text("mu sigma")
     with pytest.raises(UserError, match="not a .npz of arrays"):
-        quality.read_reference(tmp_path / "text.npz", ext)
+        fid_stats.read_reference(tmp_path / "text.npz", ext)
     with pytest.raises(UserError, match="file not found"):
-        quality.read_reference(tmp_path / "nope.npz", ext)
+        fid_stats.read_reference(tmp_path / "nope.npz", ext)
 
 
 def test_frechet_distance_is_symmetric_zero_for_equal_gaussians_and_its_closed_forms():
     rng = np.random.default_rng(1)
-    a = quality.Reference.of(rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5)))
-    b = quality.Reference.of(rng.normal(size=(400, 5)) * 2 + 1)
-    ab = quality.frechet_distance(a, b.mu, b.sigma)
+    a = frechet.Reference.of(rng.normal(size=(400, 5)) @ rng.normal(size=(5, 5)))
+    b = frechet.Reference.of(rng.normal(size=(400, 5)) * 2 + 1)
+    ab = frechet.frechet_distance(a, b.mu, b.sigma)
     assert ab > 1
-    assert ab == pytest.approx(quality.frechet_distance(b, a.mu, a.sigma), rel=1e-9)
-    assert quality.frechet_distance(a, a.mu, a.sigma) == pytest.approx(0, abs=1e-9)
+    assert ab == pytest.approx(frechet.frechet_distance(b, a.mu, a.sigma), rel=1e-9)
+    assert frechet.frechet_distance(a, a.mu, a.sigma) == pytest.approx(0, abs=1e-9)
     # equal covariances: the distance is the squared distance of the means, exactly
-    assert quality.frechet_distance(a, a.mu + 2, a.sigma) == pytest.approx(4 * 5, rel=1e-9)
+    assert frechet.frechet_distance(a, a.mu + 2, a.sigma) == pytest.approx(4 * 5, rel=1e-9)
     # one dimension: (m1 - m2)^2 + (s1 - s2)^2
-    one = quality.Reference(np.array([0.0]), np.array([[4.0]]), None, "")
-    assert quality.frechet_distance(one, np.array([1.0]), np.array([[9.0]])) == \
+    one = frechet.Reference(np.array([0.0]), np.array([[4.0]]), None, "")
+    assert frechet.frechet_distance(one, np.array([1.0]), np.array([[9.0]])) == \
         pytest.approx(1 + 1, rel=1e-12)
 
 

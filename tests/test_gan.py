@@ -12,7 +12,7 @@ from conftest import images_over_steps, make_idx_dataset, run_cli_module
 
 from jobs import encode as encode_verb
 from jobs import invert_train
-from latentatlas import tracking
+from latentatlas import environment, model_store, tracking
 from latentatlas.config import validate
 from latentatlas.errors import UserError
 from latentatlas.models import build_model
@@ -132,11 +132,11 @@ def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store,
     # the fixed-noise samples over epochs, in the run's image panel
     assert images_over_steps(client, straight.run_id) == {"samples": [1, 2]}
     assert "samples.png" in {a.path for a in client.list_artifacts(straight.run_id)}
-    gan, spec = tracking.load_model(straight.model_uri)
+    gan, spec = model_store.load_model(straight.model_uri)
     assert spec["model"]["name"] == "dcgan" and gan.decode(gan.sample_codes(3)).shape == (
         3, 1, 28, 28)
     with pytest.raises(UserError, match="dcgan has no encoder"):
-        tracking.load_vae(straight.model_uri)
+        model_store.load_vae(straight.model_uri)
 
     resumed = train(gan_config(data, "resumed", cpus_per_worker=1), resume_run_id=first.run_id)
     a, b = load_checkpoint(straight.checkpoint_path), load_checkpoint(resumed.checkpoint_path)
@@ -148,7 +148,7 @@ def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store,
     # command lines run as subprocesses in test_cli and test_generative_range).
     capsys.readouterr()
     assert invert_train.main(["--generator", straight.model_uri,
-                              "--tracking-uri", tracking.resolve_tracking_uri(),
+                              "--tracking-uri", environment.resolve_tracking_uri(),
                               "--experiment", "test", "--set", "seed=1",
                               "--set", "model.channels=[16, 32]", "--set", "model.hidden=64",
                               "--set", "invert.steps_per_epoch=60",
@@ -159,7 +159,7 @@ def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store,
     latent = [m.value for m in client.get_metric_history(rec_id, "inversion/latent_mse")]
     pixel = client.get_metric_history(rec_id, "inversion/pixel_mse")
     assert len(latent) == len(pixel) == 2 and latent[1] < latent[0] < 0.8
-    recoder, rspec = tracking.load_model(rec_uri)
+    recoder, rspec = model_store.load_model(rec_uri)
     assert rspec["generator"] == straight.model_uri and rspec["model"]["latent_dim"] == 8
     assert "regenerations.png" in {a.path for a in client.list_artifacts(rec_id)}
     # the logged recoder is the one that was scored: recompute its held-out error here
@@ -183,7 +183,7 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
     from latentatlas.encode.pipeline import encode
     from latentatlas.inversion import Refinement, invert_by_gradient
 
-    uri = tracking.resolve_tracking_uri()
+    uri = environment.resolve_tracking_uri()
     gan_enc = tmp_path / "gan.enc"
     assert encode_verb.main(["--model", gan_uri, "--recoder", recoder_uri, "--refine", "20",
                              "--data", "mnist:test", "--data-path", str(data),
@@ -208,8 +208,8 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
     assert np.median(np.abs(ray_rows["mu"] - rows["mu"])) < 1e-4
     # The refined codes regenerate the images better than the recoder's guesses alone, and
     # the generator's own samples far better than real images (they are in its range).
-    gan, _ = tracking.load_model(gan_uri)
-    recoder, _ = tracking.load_model(recoder_uri)
+    gan, _ = model_store.load_model(gan_uri)
+    recoder, _ = model_store.load_model(recoder_uri)
     x = torch.from_numpy(load_split("mnist", "test", str(data)).images / 255.0).float()
     with torch.no_grad():
         guessed = (gan.decode(recoder(x)) - x).pow(2).flatten(1).mean(1).numpy()
@@ -251,7 +251,7 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
             run_id=run.info.run_id, artifact_path="maps/map_ols_full.npz"))
         source_rows, target_rows = (open_encoding(source).arrays(),
                                     open_encoding(target).arrays())
-        decoder = gan if target == gan_enc else tracking.load_model(
+        decoder = gan if target == gan_enc else model_store.load_model(
             open_encoding(target).meta.model_uri)[0]
         moved = source_rows["mu"][held] @ fitted["A"] + fitted["b"]
         images = target_rows["index"][held]
@@ -280,7 +280,7 @@ def test_two_worker_style_gan_with_r1_runs_data_parallel(ray_session, mlflow_sto
     # 256 images, 2 ranks of 128, batch 32: 4 steps each
     assert state["opt_g"]["state"][0]["step"] == 4
     assert state["model"]["generator.w_avg"].abs().sum() > 0  # tracked while training
-    gan, _ = tracking.load_model(out.model_uri)
+    gan, _ = model_store.load_model(out.model_uri)
     assert gan.decode(gan.sample_codes(2)).shape == (2, 1, 28, 28)
     # A recoder of a few hundred steps recovers w better than the best constant guess (the
     # mean w, whose error is the mean variance of w).
@@ -304,7 +304,7 @@ def log_untrained(name: str, model_block: dict, extra: dict | None = None,
                        "test").model
     model = build_model(weights, (1, 28, 28))
     with mlflow.start_run(run_name=name):
-        return tracking.log_model(model, cfg.model_dump(), (1, 28, 28), extra).model_uri
+        return model_store.log_model(model, cfg.model_dump(), (1, 28, 28), extra).model_uri
 
 
 def test_bad_generator_inputs_are_one_clear_line(ray_session, mlflow_store, tmp_path):
@@ -322,7 +322,7 @@ def test_bad_generator_inputs_are_one_clear_line(ray_session, mlflow_store, tmp_
     out = tmp_path / "enc"
     done = run_cli_module(["jobs.encode", "--model", gan, "--recoder", narrow, "--data",
                            "mnist:test", "--data-path", str(data), "--out", str(out),
-                           "--tracking-uri", tracking.resolve_tracking_uri()], tmp_path)
+                           "--tracking-uri", environment.resolve_tracking_uri()], tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (f"error: --recoder {narrow}: maps (1, 28, 28) images to 5 "
                                    "codes, but the generator makes (1, 28, 28) images from 8 "
@@ -342,7 +342,7 @@ def test_bad_generator_inputs_are_one_clear_line(ray_session, mlflow_store, tmp_
                             state_from={"name": "style_gan", "latent_dim": 8, "noise_dim": 8,
                                         "mapping_layers": 2, "channels": [8, 8, 8]})
     with pytest.raises(UserError, match=r"the weights do not fit the model .*Missing key"):
-        tracking.load_model(missing)
+        model_store.load_model(missing)
 
 
 def test_a_diverging_gan_stops_and_a_collapsed_one_is_flagged(ray_session, mlflow_store,

@@ -30,7 +30,7 @@ from analysis.pairs import split_mask
 from analysis.sectors import sector_ids
 from jobs import encode as encode_verb
 from jobs import range as range_verb
-from latentatlas import tracking
+from latentatlas import environment, model_store, tracking
 from latentatlas.config import validate
 from latentatlas.data import load_split
 from latentatlas.encode import open_encoding
@@ -204,7 +204,7 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
                           "model": {"name": "dense_vae", "hidden": [64], "latent_dim": 2},
                           "kl": {"policy": "balanced"},
                           "train": {"epochs": 6, "batch_size": 64, "lr": 0.003}}, "test"))
-    uri = tracking.resolve_tracking_uri()
+    uri = environment.resolve_tracking_uri()
     enc = tmp_path / "ref.enc"
     assert encode_verb.main(["--model", vae.model_uri, "--data", "mnist:test",
                              "--data-path", str(data), "--out", str(enc),
@@ -317,7 +317,7 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
     out = capsys.readouterr().out
     vae_run = mlflow.get_run(out.split("MLflow run id: ")[1].split()[0])
     m = vae_run.data.metrics
-    model, _ = tracking.load_vae(vae.model_uri)
+    model, _ = model_store.load_vae(vae.model_uri)
     x = torch.from_numpy(load_split("mnist", "test", str(data)).images / 255.0).float()
     with torch.no_grad():
         by_hand = (model.decode(model.encode(x)[0]) - x).pow(2).mean().item()

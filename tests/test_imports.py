@@ -35,9 +35,10 @@ print(json.dumps(seen))
 
 
 def test_every_verbs_help_imports_no_heavy_module(tmp_path):
+    """pydantic alone: a verb's flags are its step kind's options model (jobs/options.py)."""
     calls = [[verb, "--help"] for verb in VERBS]
     for verb, seen in zip(VERBS, imported_after(calls, tmp_path), strict=True):
-        assert seen == set(), f"`latentatlas {verb} --help` imported {sorted(seen)}"
+        assert seen <= {"pydantic"}, f"`latentatlas {verb} --help` imported {sorted(seen)}"
 
 
 def test_the_store_verbs_import_neither_torch_nor_ray(tmp_path):
@@ -52,8 +53,9 @@ def test_the_store_verbs_import_neither_torch_nor_ray(tmp_path):
                                         tmp_path)
     assert not {"torch", "ray", "mlflow"} & runs, runs
     assert not {"torch", "ray"} & rules, rules
-    # nothing leaks between calls: stats' help after runs and claims adds no module
-    assert stats == runs | rules
+    # nothing leaks between calls: stats' help after runs and claims adds only its options
+    # model's pydantic
+    assert stats - (runs | rules) <= {"pydantic"}
 
 
 def test_the_light_names_are_the_registries_names():
@@ -99,7 +101,7 @@ def test_verbs_on_a_small_encoding_import_what_their_work_needs(tmp_path, ray_se
         [["sectors", str(tmp_path / "a"), "--threshold", "0.01", *common],
          ["support-set", str(tmp_path / "a"), "--threshold", "0.01", *common],
          ["relocate", "--source", str(tmp_path / "a"), "--target", str(tmp_path / "b"),
-          "--fit", "random", "8", *common]], tmp_path, env={"HOME": str(tmp_path)})
+          "--fit", "random", "--rows", "8", *common]], tmp_path, env={"HOME": str(tmp_path)})
     assert not {"torch", "ray"} & sectors, sectors
     assert not {"torch", "ray"} & support, support
     assert "torch" in relocate and "ray" not in relocate, relocate

@@ -88,7 +88,7 @@ def model_store(tmp_path_factory, ray_session):
 
 
 def made_store(root):
-    from latentatlas import tracking
+    from latentatlas import model_store
     from latentatlas.config import DenseVAEConfig
     from latentatlas.encode.pipeline import encode
     from latentatlas.models import build_model
@@ -100,7 +100,7 @@ def made_store(root):
     for seed in (0, 1):
         torch.manual_seed(seed)
         with mlflow.start_run(run_name=f"model-{seed}") as run:
-            tracking.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+            model_store.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
         uris.append(f"runs:/{run.info.run_id}/model")
     encodings = [str(encode(u, "mnist", "test", root / f"enc{i}", data_path=str(data)).path)
                  for i, u in enumerate(uris)]

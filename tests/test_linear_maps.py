@@ -9,6 +9,7 @@ import torch
 
 from analysis.linear_maps import (
     ESTIMATORS,
+    FIELD_TRANSLATORS,
     LinearMap,
     SufficientStats,
     fit_from_stats,
@@ -83,6 +84,24 @@ def test_statistics_of_seven_uneven_blocks_equal_the_whole():
                                                                  strict=True)]
     streamed = sum(parts[1:], parts[0])
     for name in ESTIMATORS:
+        a, b = fit_linear_map(x, y, name), fit_from_stats(streamed, name)
+        np.testing.assert_allclose(b.A, a.A, atol=1e-9)
+        np.testing.assert_allclose(b.b, a.b, atol=1e-9)
+
+
+def test_latentis_translators_fit_from_streamed_statistics_as_from_the_rows():
+    """latentis' translators need only the statistics (their scales included), so seven
+    uneven blocks give the rows' map; the relative translator needs the rows themselves."""
+    x, y, _, _ = planted(n=1000, noise=0.2, seed=3)
+    cuts = [0, 1, 50, 51, 333, 600, 999, 1000]
+    parts = [SufficientStats.of(x[a:b], y[a:b]) for a, b in zip(cuts[:-1], cuts[1:],
+                                                                 strict=True)]
+    streamed = sum(parts[1:], parts[0])
+    for name, e in FIELD_TRANSLATORS.items():
+        if e.rows:
+            with pytest.raises(KeyError):
+                fit_from_stats(streamed, name)
+            continue
         a, b = fit_linear_map(x, y, name), fit_from_stats(streamed, name)
         np.testing.assert_allclose(b.A, a.A, atol=1e-9)
         np.testing.assert_allclose(b.b, a.b, atol=1e-9)
@@ -339,26 +358,39 @@ def test_the_default_fit_and_l2_are_the_authors_for_the_pairs_families():
         resolve_fit(vae, gan, "some")
 
 
-def test_the_verbs_fit_option_takes_the_number_of_generated_pairs_or_random_rows():
-    from jobs.relocate import fit_option
+def test_the_verbs_fit_options_are_the_steps_counted_as_its_fit_needs():
+    """`--fit generated --pairs N`, `--fit random --rows N`: the relocate step's options,
+    parsed by the verb into the same model; a count without its fit, or out of bounds, is one
+    line naming the flag."""
+    from jobs.kinds.relocate import RelocateOptions
+    from jobs.options import options_of
+    from jobs.relocate import FLAGS, main
     from latentatlas.errors import UserError
 
-    assert fit_option(None) == (None, None)  # the pair's default fit
-    assert fit_option(["support"]) == ("support", None)
-    assert fit_option(["generated"]) == ("generated", None)  # the mode's default count
-    assert fit_option(["generated", "500"]) == ("generated", 500)
-    assert fit_option(["random", "150"]) == ("random", 150)
-    for bad, says in ((["generated", "5k"], "--fit generated 5k: N, the number of generated "
-                                            "pairs, must be a positive integer"),
-                      (["generated", "0"], "must be a positive integer"),
-                      (["generated", "-3"], "must be a positive integer"),
-                      (["random", "0"], "--fit random 0: N, the number of random rows, must"),
-                      (["support", "5"], "only `--fit generated N` (the pairs to draw) and "
-                                         "`--fit random N` (the rows) take a number"),
-                      (["generated", "5", "6"], "only `--fit generated N`"),
-                      (["everything"], "--fit everything: expected one of")):
+    def parsed(*flags):
+        import argparse
+
+        from jobs.options import add_options
+
+        p = argparse.ArgumentParser()
+        add_options(p, RelocateOptions, flags=FLAGS)
+        return options_of(p.parse_args(list(flags)), RelocateOptions, flags=FLAGS)
+
+    assert parsed() == RelocateOptions()  # the pair's default fit, the default counts
+    assert parsed("--fit", "generated", "--pairs", "500").fitting()["pairs"] == 500
+    o = parsed("--fit", "random", "--rows", "150", "--estimator", "ols", "--estimator", "ridge")
+    assert (o.fitting()["random_rows"], o.estimators) == (150, ["ols", "ridge"])
+    for bad, says in ((["--fit", "support", "--pairs", "5"],
+                       "pairs (the number of generated pairs) needs fit: generated"),
+                      (["--rows", "5"], "rows (the number of random rows) needs fit: random"),
+                      (["--fit", "generated", "--pairs", "0"],
+                       "--pairs 0: Input should be greater than 0"),
+                      (["--fit", "random", "--rows", "-3"],
+                       "--rows -3: Input should be greater than 0")):
         with pytest.raises(UserError, match=re.escape(says)):
-            fit_option(bad)
+            parsed(*bad)
+    with pytest.raises(SystemExit):  # argparse's own line: an unknown fit
+        main(["--fit", "everything"])
 
 
 def test_the_verb_refuses_a_generated_fit_between_two_vaes_in_one_line(workdir, capsys):

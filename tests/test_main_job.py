@@ -453,7 +453,7 @@ def check_second_stage(stage2, first, fid_metrics, test_encoding):
     import torch
 
     from latentatlas.encode import open_encoding
-    from latentatlas.tracking import load_model
+    from latentatlas.model_store import load_model
 
     uri = f"runs:/{stage2.info.run_id}/model"
     spec = mlflow.artifacts.load_dict(f"{uri}/extra_files/model_spec.json")
@@ -506,8 +506,8 @@ def check_regularisation_pictures(parent, trained, workdir, claims, extractor):
     from analysis.coverage import prdc
     from analysis.regularity import aggregate_gaussian_kl
     from latentatlas.encode import open_encoding
-    from latentatlas.quality import prior_codes
-    from latentatlas.tracking import load_vae
+    from latentatlas.model_store import load_vae
+    from latentatlas.samplers import prior_codes
 
     client = mlflow.MlflowClient()
     assert parent.info.status == "FINISHED"
@@ -594,18 +594,19 @@ def test_a_range_step_names_what_its_claim_reads_beside_it(tmp_path):
     with pytest.raises(UserError, match=r"steps.r.inputs: a range step without a recoder "
                                         "needs compare"):
         resolved(kind="range", inputs=common)
-    resolved(kind="range", inputs={**common, "compare": "range"})
+    resolved(kind="range", inputs={**common, "compare": "range"}, set={"refine_steps": 10})
     with pytest.raises(UserError, match=r"steps.r.inputs.vae: a range step without a recoder"):
         resolved(kind="range", inputs={**common, "compare": "range", "vae": "dense-s0"})
     with pytest.raises(UserError, match=r"steps.r.set.refine_steps: .* needs refine_steps > 0"):
-        resolved(kind="range", inputs={**common, "compare": "range"}, set={"refine_steps": 0})
+        resolved(kind="range", inputs={**common, "compare": "range"})  # 0 by default
     # what it is compared with must be a range step (its output type), and the recoder's
     with pytest.raises(UserError, match=r"steps.r.inputs.compare: dcgan is a train step; a "
                                         "compare input is Range"):
         resolved(kind="range", inputs={**common, "compare": "dcgan"})
     with pytest.raises(UserError, match=r"steps.r.inputs.compare: range-ascent is not a range "
                                         "step with a recoder"):
-        resolved(kind="range", inputs={**common, "compare": "range-ascent"})
+        resolved(kind="range", inputs={**common, "compare": "range-ascent"},
+                 set={"refine_steps": 10})
     # each role's type: a stats role fed an encoding, an unknown role, a missing one
     with pytest.raises(UserError, match=r"steps.r.inputs.stats: encode-dense-s1 is a encode "
                                         "step; a stats input is Stats"):
@@ -639,7 +640,8 @@ def test_the_support150_job_is_declared_and_every_step_validates(capsys):
     assert opts["relocate-random"].rows == 150
     assert job.steps["sectors-s0"].where("sectors-s0") == "support150.yaml: steps.sectors-s0"
     with pytest.raises(UserError, match=r"--config nojob.yaml: no such job file \(the "
-                                        r"declared jobs: main.yaml, support150.yaml\)"):
+                                        r"declared jobs: main.yaml, seed_celeba.yaml, "
+                                        r"support150.yaml\)"):
         study.job_file("nojob.yaml")
     from jobs.kinds.relocate import RelocateOptions
     from latentatlas.config import validate

@@ -15,8 +15,9 @@ import scipy.linalg
 import scipy.ndimage
 import torch
 
+from analysis import renormalisation
 from jobs import fid as fid_verb
-from latentatlas import quality, tracking
+from latentatlas import environment, features, frechet, model_store, quality, samplers, tracking
 from latentatlas.config import validate
 from latentatlas.data import load_split
 from latentatlas.errors import UserError
@@ -48,7 +49,7 @@ def test_fid_and_kid_equal_independent_computations():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
     b = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 0.5
-    got = quality.compare(quality.Reference.of(a), b)
+    got = frechet.compare(frechet.Reference.of(a), b)
     assert got["fid"] == pytest.approx(frechet_by_scipy(a, b), rel=1e-6)
 
     class Given(torch.nn.Module):  # torchmetrics' FID fed the features themselves
@@ -64,10 +65,10 @@ def test_fid_and_kid_equal_independent_computations():
     # subsets as large as the sets: every subset is the whole set, so KID is the full MMD
     assert got["kid_mean"] == pytest.approx(mmd_poly_unbiased(a, b), rel=1e-6)
     assert got["kid_std"] == pytest.approx(0, abs=1e-9)
-    assert quality.compare(quality.Reference.of(a), a)["fid"] == pytest.approx(0, abs=1e-6)
+    assert frechet.compare(frechet.Reference.of(a), a)["fid"] == pytest.approx(0, abs=1e-6)
     # a reference without its features (a statistics file) gives FID alone
-    stats = quality.Reference(a.mean(0), np.cov(a, rowvar=False), None, "stats")
-    assert quality.compare(stats, b) == {"fid": pytest.approx(got["fid"], rel=1e-12)}
+    stats = frechet.Reference(a.mean(0), np.cov(a, rowvar=False), None, "stats")
+    assert frechet.compare(stats, b) == {"fid": pytest.approx(got["fid"], rel=1e-12)}
 
 
 def trained_digits_classifier() -> Classifier:
@@ -93,14 +94,14 @@ def test_fid_grows_with_noise_and_blur_in_classifier_features(ray_session):
                                                       "hidden": 32, "num_classes": 10},
                                             "input_shape": [1, 8, 8]})}
     real = load_split("digits", "test").images
-    ref = quality.image_features(extractor, len(real), images=real)
+    ref = features.image_features(extractor, len(real), images=real)
     # the Ray Data actor pool computes the same features as this process
-    on_ray = quality.image_features(extractor, len(real), images=real, actors=1, batch_size=100)
+    on_ray = features.image_features(extractor, len(real), images=real, actors=1, batch_size=100)
     np.testing.assert_allclose(on_ray, ref, rtol=1e-5, atol=1e-6)
 
     def fid_of(images: np.ndarray) -> float:
-        feats = quality.image_features(extractor, len(images), images=images)
-        return quality.compare(quality.Reference.of(ref), feats)["fid"]
+        feats = features.image_features(extractor, len(images), images=images)
+        return frechet.compare(frechet.Reference.of(ref), feats)["fid"]
 
     x = real.astype(np.float64)
     rng = np.random.default_rng(1)
@@ -123,7 +124,7 @@ def correlated_codes(n: int = 5000) -> np.ndarray:
 def test_renormalise_authors_is_one_scale_to_the_variance_law():
     z = correlated_codes()
     var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
-    out = quality.renormalise_authors(z, var_mu, mean_sigma2)
+    out = renormalisation.renormalise_authors(z, var_mu, mean_sigma2)
     adjust = np.sqrt(np.mean(var_mu + mean_sigma2))  # sigma^2, not sigma
     assert out.std(axis=0).mean() == pytest.approx(adjust, rel=1e-5)
     # one scalar for every variable and row (not a per-variable standardisation)
@@ -134,7 +135,7 @@ def test_renormalise_authors_is_one_scale_to_the_variance_law():
 def test_renormalise_per_variable_meets_each_variables_variance_law():
     z = correlated_codes()
     var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
-    out = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
+    out = renormalisation.renormalise_per_variable(z, var_mu, mean_sigma2)
     np.testing.assert_allclose(out.std(axis=0), np.sqrt(var_mu + mean_sigma2), rtol=1e-5)
     np.testing.assert_allclose(np.corrcoef(out, rowvar=False), np.corrcoef(z, rowvar=False),
                                atol=1e-6)
@@ -152,12 +153,12 @@ def test_per_variable_renormalisation_leaves_active_variables_the_authors_inflat
     mean_sigma2 = np.concatenate([np.full(4, 0.01), rng.uniform(0.95, 1.0, 12)])
     var_mu = np.concatenate([sampled_std[:4] ** 2 - 0.01, rng.uniform(0.0, 0.01, 12)])
 
-    per_variable = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
+    per_variable = renormalisation.renormalise_per_variable(z, var_mu, mean_sigma2)
     np.testing.assert_allclose(per_variable[:, :4], z[:, :4], rtol=1e-5)
     np.testing.assert_allclose(per_variable[:, 4:].std(axis=0),
                                np.sqrt(var_mu[4:] + mean_sigma2[4:]), rtol=1e-5)
 
-    authors = quality.renormalise_authors(z, var_mu, mean_sigma2)
+    authors = renormalisation.renormalise_authors(z, var_mu, mean_sigma2)
     by_hand = np.sqrt(sum(var_mu[j] + mean_sigma2[j] for j in range(16)) / 16) / (
         sum(z[:, j].std() for j in range(16)) / 16)
     np.testing.assert_allclose(authors[:, :4] / z[:, :4], by_hand, rtol=1e-5)
@@ -171,8 +172,8 @@ def test_renormalisations_leave_constant_variables_as_they_are():
     z[:, 1] = 0.3
     var_mu, mean_sigma2 = np.array([0.8, 0.9, 0.01]), np.array([0.2, 0.15, 0.99])
     with np.errstate(all="raise"):
-        out = quality.renormalise_per_variable(z, var_mu, mean_sigma2)
-        constant = quality.renormalise_authors(np.full((10, 3), 0.3), var_mu, mean_sigma2)
+        out = renormalisation.renormalise_per_variable(z, var_mu, mean_sigma2)
+        constant = renormalisation.renormalise_authors(np.full((10, 3), 0.3), var_mu, mean_sigma2)
     np.testing.assert_allclose(out[:, 1], 0.3, rtol=1e-7)
     np.testing.assert_allclose(out[:, [0, 2]].std(axis=0),
                                np.sqrt(var_mu + mean_sigma2)[[0, 2]], rtol=1e-5)
@@ -223,11 +224,11 @@ def test_mixture_fit_and_sampling_recover_a_known_mixture():
     cov = np.array([[1.0, 0.6], [0.6, 0.5]])
     data = np.concatenate([rng.multivariate_normal([-5, 0], cov, 3000),
                            rng.multivariate_normal([5, 2], 0.25 * cov, 1000)])
-    fit = quality.fit_mixture(data, 2, seed=0)
+    fit = samplers.fit_mixture(data, 2, seed=0)
     first = np.argmin(fit.means[:, 0])
     np.testing.assert_allclose(sorted(fit.weights), [0.25, 0.75], atol=0.02)
     np.testing.assert_allclose(fit.covariances[first], cov, atol=0.1)
-    drawn = quality.mixture_codes(fit, 20000, seed=1)
+    drawn = samplers.mixture_codes(fit, 20000, seed=1)
     assert (drawn[:, 0] > 0).mean() == pytest.approx(0.25, abs=0.01)
     np.testing.assert_allclose(drawn.mean(0), data.mean(0), atol=0.1)
     # drawn in random component order, not grouped (scikit-learn's `sample` groups them)
@@ -245,7 +246,7 @@ def test_inception_loads_from_a_weights_file_and_names_what_is_wrong(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
         assert net(x).shape == (2, 2048)
-    ext = quality.resolve_extractor("inception", inception_weights=str(path))
+    ext = features.resolve_extractor("inception", inception_weights=str(path))
     assert ext.name == "inception" and ext.features == 2048
     file_digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     assert ext.source == f"{path} (file sha256 {file_digest})"
@@ -253,15 +254,15 @@ def test_inception_loads_from_a_weights_file_and_names_what_is_wrong(tmp_path):
     # the digest is of the weights, not the file: a file with the counters torch-fidelity's
     # holds (other bytes) is the same network; other weights are not
     torch.save(net.state_dict(), tmp_path / "with_counters.pth")
-    same = quality.resolve_extractor("inception", inception_weights=str(tmp_path /
+    same = features.resolve_extractor("inception", inception_weights=str(tmp_path /
                                                                         "with_counters.pth"))
     assert same.digest == ext.digest and same.source != ext.source
     state["fc.bias"] = state["fc.bias"] + 1
     torch.save(state, tmp_path / "other_weights.pth")
-    assert quality.resolve_extractor("inception", inception_weights=str(
+    assert features.resolve_extractor("inception", inception_weights=str(
         tmp_path / "other_weights.pth")).digest != ext.digest
     with pytest.raises(UserError, match="--inception-weights"):
-        quality.resolve_extractor("inception")
+        features.resolve_extractor("inception")
     with pytest.raises(UserError, match="file not found"):
         read_inception_weights(tmp_path / "nope.pth")
     torch.save({"fc.weight": torch.zeros(1008, 2048)}, tmp_path / "other.pth")
@@ -275,17 +276,17 @@ def register_classifier(shape, name: str) -> str:
     torch.manual_seed(0)
     clf = Classifier(shape, 10, [8, 16], 16)
     with mlflow.start_run():
-        logged = tracking.log_model(clf, {"name": "classifier", "channels": [8, 16],
+        logged = model_store.log_model(clf, {"name": "classifier", "channels": [8, 16],
                                           "hidden": 16, "num_classes": 10}, shape)
-    return tracking.register_model(logged.model_uri, name, {"val_accuracy": "0.1"})
+    return model_store.register_model(logged.model_uri, name, {"val_accuracy": "0.1"})
 
 
 def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, idx_folder,
                                            capsys):
     data = {"name": "mnist", "path": str(idx_folder)}
-    uri = tracking.resolve_tracking_uri()
+    uri = environment.resolve_tracking_uri()
     with pytest.raises(UserError, match="no such model in the registry"):
-        quality.resolve_extractor("classifier-mnist", tracking_uri=uri)
+        features.resolve_extractor("classifier-mnist", tracking_uri=uri)
     assert register_classifier((1, 28, 28), "classifier-mnist") == "models:/classifier-mnist/1"
     vae = train(validate({"name": "vae", "data": data,
                           "model": {"name": "dense_vae", "hidden": [32], "latent_dim": 4},
@@ -319,13 +320,13 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
                                                          rel=1e-6)
 
     # the run's FID equals one computed here from the same features and the same samples
-    model, mspec = tracking.load_model(vae.model_uri)
-    ext = quality.resolve_extractor("classifier-mnist:1", tracking_uri=uri)
+    model, mspec = model_store.load_model(vae.model_uri)
+    ext = features.resolve_extractor("classifier-mnist:1", tracking_uri=uri)
     real = load_split("mnist", "test", str(idx_folder)).images
-    fake = quality.image_features(ext.shared, len(real), model=share_model(model, mspec),
-                                  codes=quality.prior_codes(model, len(real), 0))
-    by_hand = quality.compare(quality.Reference.of(
-        quality.image_features(ext.shared, len(real), images=real)), fake)
+    fake = features.image_features(ext.shared, len(real), model=share_model(model, mspec),
+                                  codes=samplers.prior_codes(model, len(real), 0))
+    by_hand = frechet.compare(frechet.Reference.of(
+        features.image_features(ext.shared, len(real), images=real)), fake)
     assert m["fid/classifier-mnist-v1"] == pytest.approx(by_hand["fid"], rel=1e-6)
     assert run.data.params["fid/samples"] == str(len(real))
     assert run.data.params["fid/reference"] == f"mnist:test, {len(real)} images"
@@ -338,10 +339,10 @@ def test_fid_in_training_and_from_the_verb(ray_session, mlflow_store, workdir, i
     assert "error: --extractor inception needs --inception-weights PATH" in \
         capsys.readouterr().err
     assert fid_verb.main(["--model", vae.model_uri, "--samples", "1"]) == 2
-    assert "error: --samples 1 / --gmm 100: FID needs at least 2 samples" in \
+    assert "error: --samples 1: Input should be greater than 1" in \
         capsys.readouterr().err
     with pytest.raises(UserError, match="takes \\(1, 28, 28\\) images"):
-        quality.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))
+        features.resolve_extractor("classifier-mnist", tracking_uri=uri, input_shape=(3, 32, 32))
 
 
 def run_of(out: str):
@@ -380,7 +381,7 @@ def check_statistics_and_image_inputs(model_uri, model, from_data: dict, uri, id
     with np.load(stats) as a, np.load("alone.npz") as b:
         assert np.array_equal(a["mu"], b["mu"]) and np.array_equal(a["sigma"], b["sigma"])
 
-    codes = torch.as_tensor(quality.prior_codes(model, n, 0))  # the verb's draws: seed 0
+    codes = torch.as_tensor(samplers.prior_codes(model, n, 0))  # the verb's draws: seed 0
     with torch.no_grad():  # decoded as the verb decodes them: in batches of 500
         floats = torch.cat([model.decode(codes[i:i + 500]) for i in range(0, n, 500)]).numpy()
     samples = np.round(floats * np.float32(255)).astype(np.uint8)  # (n, 1, 28, 28)

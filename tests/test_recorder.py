@@ -82,32 +82,36 @@ def test_runs_carry_mlflows_source_tags_and_the_experiment_opens_on_training(
 
     from conftest import REPO
 
-    from latentatlas import tracking
-    from latentatlas.environment import COMMAND_VARIABLE
+    from latentatlas import tracking_store
+    from latentatlas.command import open_recorder, verb_parser
 
-    monkeypatch.setenv(COMMAND_VARIABLE, "latentatlas stats")
-    tracking.source_tags.cache_clear()
-    try:
-        recorder = Recorder(f"sqlite:///{workdir}/tags.db", "tagged")
-        tags = recorder.client.get_run(recorder.record(Record("stats", "s"))).data.tags
-    finally:
-        tracking.source_tags.cache_clear()
+    # the command's edge names the command and what a run learns of its process; nothing is
+    # read from the environment below it
+    args = verb_parser("latentatlas stats", None).parse_args(
+        ["--tracking-uri", f"sqlite:///{workdir}/tags.db", "--experiment", "tagged"])
+    recorder = open_recorder(args)
+    recorder.process_tags = lambda: {"latentatlas.ray_log": "/somewhere/ray.log"}
+    tags = recorder.client.get_run(recorder.record(Record("stats", "s"))).data.tags
     assert tags["mlflow.source.name"] == "latentatlas stats"
+    assert tags["latentatlas.ray_log"] == "/somewhere/ray.log"
+    untold = Recorder(f"sqlite:///{workdir}/tags.db", "tagged")
+    assert "latentatlas.ray_log" not in untold.client.get_run(
+        untold.record(Record("stats", "s"))).data.tags
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                           text=True)
     if head.returncode == 0:  # a git checkout (the suite's CI clone is one)
         assert tags["mlflow.source.git.commit"] == head.stdout.strip()
     experiment = recorder.client.get_experiment(recorder.experiment_id)
-    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
-    recorder.client.set_experiment_tag(recorder.experiment_id, tracking.EXPERIMENT_KIND_TAG,
+    assert experiment.tags[tracking_store.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    recorder.client.set_experiment_tag(recorder.experiment_id, tracking_store.EXPERIMENT_KIND_TAG,
                                        "genai_development")
     Recorder(f"sqlite:///{workdir}/tags.db", "tagged")
     assert recorder.client.get_experiment(recorder.experiment_id).tags[
-        tracking.EXPERIMENT_KIND_TAG] == "genai_development"
-    assert tracking.runs_url("http://10.0.0.5:5000/", "7") == \
+        tracking_store.EXPERIMENT_KIND_TAG] == "genai_development"
+    assert tracking_store.runs_url("http://10.0.0.5:5000/", "7") == \
         "http://10.0.0.5:5000/#/experiments/7/runs?workflowType=machine_learning"
-    assert tracking.runs_url("sqlite:///x.db", "1") == \
+    assert tracking_store.runs_url("sqlite:///x.db", "1") == \
         "http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
 
 

@@ -84,9 +84,9 @@ def test_the_verb_measures_prior_samples_with_and_without_sampling(ray_session, 
     from test_quality import register_classifier
 
     from jobs import regularisation as verb
-    from latentatlas import tracking
+    from latentatlas import environment
 
-    uri = tracking.resolve_tracking_uri()
+    uri = environment.resolve_tracking_uri()
     common = ["--dataset", "mnist", "--data-path", str(idx_folder), "--tracking-uri", uri,
               "--experiment", "test"]
     assert verb.main([*common, "--classifier", "runs:/0123456789abcdef/model"]) != 0

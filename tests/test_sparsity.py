@@ -19,7 +19,7 @@ from analysis.sparsity import (
 from analysis.studies.sparsity import perturbed_codes, reconstruction_gains
 from latentatlas.errors import UserError
 from latentatlas.losses import bernoulli_nll, gaussian_kl
-from latentatlas.tracking import load_vae
+from latentatlas.model_store import load_vae
 
 
 def test_each_variables_kl_is_its_share_of_the_gaussian_kl():
@@ -129,10 +129,16 @@ def test_the_damaged_variable_is_an_active_one_whose_gain_exceeds_its_kl():
 
 
 def test_a_plan_out_of_range_is_refused_in_one_line():
-    with pytest.raises(UserError, match="--max-increments 0 must be >= 1"):
-        SparsityPlan(max_increments=0)
-    with pytest.raises(UserError, match="--variable 16 is not one of the 16"):
-        SparsityPlan(variable=16)
+    """The verb's flags are the step's options (SparsityPlan): one line naming the flag."""
+    from jobs.kinds.sparsity import SparsityOptions
+    from jobs.options import options_of
+    from jobs.sparsity import parse
+
+    with pytest.raises(UserError, match="--max-increments 0: Input should be greater than 0"):
+        options_of(parse(["--max-increments", "0"]), SparsityOptions)
+    with pytest.raises(UserError, match="variable 16 is not one of the 16 latent variables"):
+        options_of(parse(["--variable", "16"]), SparsityOptions)
+    assert options_of(parse(["--epochs", "3"]), SparsityOptions).plan() == SparsityPlan(epochs=3)
 
 
 def test_the_verb_runs_the_experiment_and_logs_its_curves_and_claim(

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import images_over_steps, make_idx_dataset, train_workers
 
-from latentatlas import tracking
+from latentatlas import model_store
 from latentatlas.config import validate
 from latentatlas.errors import UserError
 from latentatlas.train.common import epoch_batches
@@ -89,7 +89,7 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
         0].value > 10  # the training process holds torch at least
     assert len(run.data.tags["latentatlas.node_id"]) == 56  # a Ray node id (hex)
     # The logged model is the final checkpoint's weights, rebuilt by name, weights_only.
-    model, spec = tracking.load_vae(out.model_uri)
+    model, spec = model_store.load_vae(out.model_uri)
     state = load_checkpoint(out.checkpoint_path)["model"]
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key])

@@ -21,7 +21,7 @@ from conftest import make_idx_dataset, mlflow_state_restored, run_cli_module, us
 from jobs import relocate as relocate_verb
 from jobs import stats as stats_verb
 from jobs import verify as verify_verb
-from latentatlas import tracking
+from latentatlas import model_store, tracking
 from latentatlas.config import DenseVAEConfig
 from latentatlas.encode import open_encoding
 from latentatlas.encode.manifest import MANIFEST_FILE
@@ -44,7 +44,7 @@ def log_vae(latent_dim: int, seed: int = 0, overflow: bool = False) -> str:
             model.mu.weight[2].fill_(3e38)
             model.mu.bias[2] = 3e38
     with mlflow.start_run(run_name=f"vae-{latent_dim}-{seed}") as run:
-        tracking.log_model(model, cfg.model_dump(), (1, 28, 28))
+        model_store.log_model(model, cfg.model_dump(), (1, 28, 28))
     return f"runs:/{run.info.run_id}/model"
 
 
@@ -343,9 +343,9 @@ def model_file(store, uri: str) -> Path:
     """The stored state_dict.pt of a logged model (in this store's mlartifacts)."""
     from mlflow.artifacts import download_artifacts
 
-    local = Path(download_artifacts(uri)) / "extra_files" / tracking.STATE_DICT
+    local = Path(download_artifacts(uri)) / "extra_files" / model_store.STATE_DICT
     size = local.stat().st_size
-    found = [p for p in (store["root"] / "mlartifacts").rglob(tracking.STATE_DICT)
+    found = [p for p in (store["root"] / "mlartifacts").rglob(model_store.STATE_DICT)
              if p.read_bytes() == local.read_bytes()]
     assert len(found) == 1 and found[0].stat().st_size == size
     return found[0]
@@ -370,7 +370,7 @@ def test_damaged_model_directories_are_one_line(store, capsys):
     cases["nan"] = (uri, r"state_dict.pt holds non-finite weights \(mu.weight\)")
     for name, (uri, message) in cases.items():
         with pytest.raises(UserError, match=message):
-            tracking.load_model(uri)
+            model_store.load_model(uri)
         line = refused(store, capsys, encode_verb, "--model", uri, "--data", "mnist:test",
                        "--data-path", str(store["data"]), "--out",
                        str(store["root"] / f"never-{name.replace(' ', '-')}"))

@@ -40,8 +40,8 @@ from latentatlas.errors import UserError
 from latentatlas.images import readable_grid
 from latentatlas.inversion import NO_REFINEMENT, Refinement
 from latentatlas.models import VAE, share_model
-from latentatlas.quality import posterior_means
 from latentatlas.record import Record
+from latentatlas.samplers import posterior_means
 
 __all__ = ["GenerativeRange", "measure_range", "first_guess_of", "SETS"]
 

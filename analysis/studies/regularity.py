@@ -16,10 +16,11 @@ from analysis.coverage import prdc
 from analysis.defaults import PRDC_K
 from analysis.figures import scatter3d
 from analysis.regularity import aggregate_gaussian_kl, slice_grid
-from latentatlas import quality
+from latentatlas import quality, samplers
 from latentatlas.encode import Encoding
+from latentatlas.features import Extractor
+from latentatlas.frechet import Reference
 from latentatlas.images import image_grid
-from latentatlas.quality import Extractor, Reference
 from latentatlas.record import Record
 
 __all__ = ["CodeRegularity", "measure_regularity", "SLICES", "GRID", "SPAN"]
@@ -62,7 +63,7 @@ def measure_regularity(enc: Encoding, model: torch.nn.Module, spec: dict, *,
     scored."""
     rows = enc.arrays(["mu", "label"])
     codes = rows["mu"]
-    draws = quality.prior_codes(model, len(codes), seed)
+    draws = samplers.prior_codes(model, len(codes), seed)
     metrics = {"regularity/aggregate_kl": aggregate_gaussian_kl(codes),
                "regularity/code_radius_p99": float(np.percentile(
                    np.linalg.norm(codes, axis=1), 99)),

@@ -14,12 +14,18 @@ import numpy as np
 import torch
 
 from analysis import figures
-from latentatlas import quality
+from analysis.renormalisation import (
+    renormalise_authors,
+    renormalise_per_variable,
+    second_stage_codes,
+)
+from latentatlas import fid_stats, quality, samplers
 from latentatlas.data.base import Split
 from latentatlas.errors import UserError
+from latentatlas.features import Extractor
+from latentatlas.frechet import Reference
 from latentatlas.images import readable_grid
 from latentatlas.models import VAE
-from latentatlas.quality import Extractor, Reference
 from latentatlas.record import Record
 
 __all__ = ["SampleQuality", "measure_images", "measure_quality", "references_of",
@@ -63,8 +69,8 @@ def references_of(extractors: list[Extractor], real: Split, samples: int,
                   **where) -> dict[str, Reference]:
     """The real side in each extractor's space: the split's first `samples` images."""
     images = real.images[:samples]
-    described = quality.described_images(real.dataset, real.split, len(images))
-    return {e.name: quality.reference_of(e, images, described, **where) for e in extractors}
+    described = fid_stats.described_images(real.dataset, real.split, len(images))
+    return {e.name: fid_stats.reference_of(e, images, described, **where) for e in extractors}
 
 
 def no_kid_note(references: dict[str, Reference]) -> list[str]:
@@ -78,16 +84,16 @@ def sampler_codes(model, images: np.ndarray | None, seed: int, *, samples: int,
     given (fitted to its codes of `images`); with a second stage (its model and logged
     spec) `two_stage`, and the same codes renormalised to the first stage's spread,
     `two_stage_renorm_authors` (one scale) and `two_stage_renorm_variable`."""
-    codes = {"prior": quality.prior_codes(model, samples, seed)}
+    codes = {"prior": samplers.prior_codes(model, samples, seed)}
     if isinstance(model, VAE) and gmm_components:
-        codes["gmm"] = quality.gmm_codes(model, images, gmm_components, samples, seed)
+        codes["gmm"] = samplers.gmm_codes(model, images, gmm_components, samples, seed)
     if second_stage is not None:
         stage2, spec = second_stage
-        raw = quality.second_stage_codes(stage2, samples, seed)
+        raw = second_stage_codes(stage2, samples, seed)
         moments = spec["var_mu"], spec["mean_sigma2"]
         codes.update(two_stage=raw,
-                     two_stage_renorm_authors=quality.renormalise_authors(raw, *moments),
-                     two_stage_renorm_variable=quality.renormalise_per_variable(raw, *moments))
+                     two_stage_renorm_authors=renormalise_authors(raw, *moments),
+                     two_stage_renorm_variable=renormalise_per_variable(raw, *moments))
     return codes
 
 
@@ -171,7 +177,7 @@ def measure_quality(model, spec: dict, address: str, extractors: list[Extractor]
         e, ref, model, spec, codes, seed, **where))
     if second_stage is not None and images is not None:
         metrics.update(second_stage_variance_loss(second_stage[0],
-                                                  quality.posterior_means(model, images)))
+                                                  samplers.posterior_means(model, images)))
     elif second_stage is not None:
         notes.append("second_stage/*: not measured (the second stage's variance loss is on "
                      "the model's codes of real images; give --data)")

@@ -11,7 +11,7 @@ whole experiment runs in one Ray task (one process holds the model through its p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import ray
@@ -135,7 +135,7 @@ class SparsityResult:
         d = p.latent_dim
         return Record(
             "sparsity", "sparsity",
-            params={**{k: v for k, v in asdict(p).items() if k != "variable"},
+            params={**{k: v for k, v in p.model_dump().items() if k != "variable"},
                     "variable": self.variable, "variable_chosen":
                     "given" if p.variable is not None else "least informative active",
                     "held_inactive": np.flatnonzero(self.held).tolist()},

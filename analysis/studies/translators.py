@@ -6,7 +6,8 @@ the similarity of the raw spaces on the same rows (linear CKA, SVCCA).
 Anchors are chosen in the source space only (the support set of its sectors, random rows,
 farthest-point sampling, or every fit row) at budgets that are multiples of the source's
 latent dimension, `repeats` times with different seeds. Fits are Ray tasks over the pairs'
-sufficient statistics (O(d^2) each); the scoring decodes the held-out rows."""
+sufficient statistics (O(d^2) each; the relative translator's, over the anchor rows); the
+scoring decodes the held-out rows."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from analysis.linear_maps import (
     AUTHORS_L2,
     AUTHORS_L2_GAN,
     ESTIMATORS,
+    FIELD_TRANSLATORS,
     SufficientStats,
     authors_l2,
     fit_translators,
@@ -110,11 +112,12 @@ def choose_anchors(enc: Encoding, score: np.ndarray | None, anchors, budgets, re
     return sets, notes
 
 
-def anchor_statistics(src: Encoding, tgt: Encoding,
-                      sets: list[AnchorSet]) -> dict[str, SufficientStats]:
-    """Sufficient statistics of each anchor set (the rows read once, their union)."""
+def anchor_statistics(src: Encoding, tgt: Encoding, sets: list[AnchorSet],
+                      keep_rows: bool = False) -> tuple[dict[str, SufficientStats], dict]:
+    """Sufficient statistics of each anchor set (the rows read once, their union), and, with
+    `keep_rows`, the chosen sets' rows themselves (source, target codes)."""
     chosen = [s for s in sets if s.index is not None]
-    out = {}
+    out, rows = {}, {}
     if chosen:
         union = np.unique(np.concatenate([s.index for s in chosen]))
         a, b = aligned(src.row_groups(), tgt.row_groups(), 0, src.meta.rows, ["mu"], ["mu"],
@@ -122,10 +125,12 @@ def anchor_statistics(src: Encoding, tgt: Encoding,
         for s in chosen:
             pos = np.searchsorted(a["index"], s.index)
             out[s.key] = SufficientStats.of(a["mu"][pos], b["mu"][pos])
+            if keep_rows:
+                rows[s.key] = (a["mu"][pos], b["mu"][pos])
     for s in sets:
         if s.index is None:
             out[s.key] = streaming_stats(src, tgt, "fit")
-    return out
+    return out, rows
 
 
 def fit_all(work: dict, translators, seed: int) -> dict:
@@ -133,11 +138,11 @@ def fit_all(work: dict, translators, seed: int) -> dict:
     import ray
 
     if not ray.is_initialized():
-        return {pair: fit_translators(stats, translators, seed, l2=l2)
-                for pair, (stats, l2) in work.items()}
+        return {pair: fit_translators(stats, translators, seed, rows, l2=l2)
+                for pair, (stats, rows, l2) in work.items()}
     task = ray.remote(num_cpus=1)(fit_translators)
-    refs = {pair: task.remote(stats, translators, seed, l2=l2)
-            for pair, (stats, l2) in work.items()}
+    refs = {pair: task.remote(stats, translators, seed, rows, l2=l2)
+            for pair, (stats, rows, l2) in work.items()}
     return {pair: ray.get(ref) for pair, ref in refs.items()}
 
 
@@ -240,18 +245,18 @@ class TranslatorStudy:
 
     def record(self, name: str = "translate study") -> Record:
         grid = [a for a in self.anchors if a != "all"]
+        on_all = {t for t, a, _ in self.cells if a == "all"}  # not the relative translator
         figs = {
             f"heatmaps_{t}.png": (lambda t=t: figures.translator_grid(
                 t, self.labels, {(a, b): self.ratios(t, a, b)
                                  for a, b in itertools.product(grid, self.budgets)},
-                self.ratios(t, "all", "all") if "all" in self.anchors else None))
+                self.ratios(t, "all", "all") if t in on_all else None))
             for t in self.translators}
         figs["budget_curves.png"] = lambda: figures.budget_curves(
             [float(b.removesuffix("d")) for b in self.budgets],
             {t: {a: [self.mean_ratio(t, a, b) for b in self.budgets] for a in grid}
              for t in self.translators},
-            {t: self.mean_ratio(t, "all", "all") for t in self.translators}
-            if "all" in self.anchors else {})
+            {t: self.mean_ratio(t, "all", "all") for t in on_all})
         for key in ("cka", "svcca"):
             figs[f"similarity_{key}.png"] = (lambda key=key: figures.heatmap(
                 self.similarity(key), self.labels, f"{key.upper()} of the raw spaces "
@@ -272,7 +277,8 @@ class TranslatorStudy:
 
 
 def check_choices(translators, anchors, budgets, repeats: int) -> None:
-    for what, given, known in (("--translator", translators, list(ESTIMATORS)),
+    for what, given, known in (("--translator", translators,
+                                [*ESTIMATORS, *FIELD_TRANSLATORS]),
                                ("--anchor", anchors, ANCHOR_CHOICES)):
         unknown = [x for x in given if x not in known]
         if unknown or not given:
@@ -310,17 +316,21 @@ def translate_study(encodings: list[Encoding], models: list[tuple], labels: list
     for i, enc in enumerate(encodings):
         chosen[i], why = choose_anchors(enc, scores[i], anchors, budgets, repeats, seed)
         notes += why
+    by_rows = [t for t in translators if t in FIELD_TRANSLATORS and FIELD_TRANSLATORS[t].rows]
+    if by_rows and "all" in anchors:  # every fit row an anchor: k x k cosines, k ~ the split
+        notes.append(f"{', '.join(by_rows)}: fitted on chosen anchors only, not on all fit "
+                     "rows")
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
     work, similarity = {}, {}
     for i, j in pairs:
         src, tgt = encodings[i], encodings[j]
-        work[(i, j)] = (anchor_statistics(src, tgt, chosen[i]),
+        work[(i, j)] = (*anchor_statistics(src, tgt, chosen[i], bool(by_rows)),
                         authors_l2(src.meta.family, tgt.meta.family))
         held = streaming_stats(src, tgt, "eval", indices=eval_index)
         similarity[(i, j)] = {"cka": linear_cka(held), "svcca": svcca(held)}
     fits = sum(len(chosen[i]) for i, _ in pairs) * len(translators)
-    progress(f"fitting {fits} maps ({len(translators)} translators) over {len(pairs)} ordered "
-             f"pairs' sufficient statistics (a Ray task per pair)")
+    progress(f"fitting up to {fits} maps ({len(translators)} translators) over {len(pairs)} "
+             f"ordered pairs' sufficient statistics (a Ray task per pair)")
     maps = fit_all(work, translators, seed)
     shared = [share_model(*m) for m in models]
     split = encodings[0].meta.load_split()
@@ -341,7 +351,7 @@ def translate_study(encodings: list[Encoding], models: list[tuple], labels: list
         own = float(err["M_target_own"][-1])
         pair_rows.append({"source": labels[i], "target": labels[j], **similarity[(i, j)],
                           "R": float(err["R"][-1]), "M_target_own": own,
-                          "l2": work[(i, j)][1], "eval_rows": int(err["count"][-1])})
+                          "l2": work[(i, j)][2], "eval_rows": int(err["count"][-1])})
         sizes = {s.key: (s.index.size if s.index is not None else work[(i, j)][0][s.key].n)
                  for s in chosen[i]}
         for key in maps[(i, j)]:

@@ -28,8 +28,8 @@ from latentatlas.errors import UserError
 from latentatlas.report import Progress
 
 # The kinds the platform ships, one module each; a study file's `imports:` adds others.
-BUILTIN = ("train", "encode", "stats", "sectors", "relocate", "range", "translate", "fid",
-           "regularisation", "sparsity")
+BUILTIN = ("model", "train", "encode", "stats", "sectors", "relocate", "range", "translate",
+           "fid", "regularisation", "sparsity")
 KINDS: dict[str, StepKind] = {}
 
 

@@ -3,19 +3,39 @@ encoding (a generator's through its recoder, then gradient steps)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from jobs.kinds import Context, Encoding, Model, Role, Step, StepKind, register
 from latentatlas.config import Strict
 
 
-class EncodeOptions(Strict):
+class RefineOptions(Strict):
+    """How a generator's codes of images are found after the first guess."""
+
+    refine_steps: int = Field(default=0, ge=0)
+    """Adam steps of gradient inversion per image after the first guess (a recoder's; without
+    one, the mean code's)."""
+    refine_lr: float = Field(default=0.05, gt=0)
+    """Their learning rate."""
+    refine_loss: Literal["mse", "l1", "bce"] = "mse"
+    """Their pixel loss."""
+
+    def refinement(self):
+        from latentatlas.inversion import Refinement
+
+        return Refinement(self.refine_steps, self.refine_lr, self.refine_loss)
+
+
+class EncodeOptions(RefineOptions):
     split: str = "test"
     """The dataset split encoded."""
+    batch_size: int = Field(default=1024, gt=0)
+    """Images per batch."""
     actors: int | None = Field(default=None, gt=0)
-    """Ray Data actors (unset: in the job's process when small, else the cluster's CPUs)."""
-    refine_steps: int = Field(default=0, ge=0)
-    """Gradient steps after a generator's recoder."""
+    """Ray Data actors (unset: in the command's process when small, else the cluster's CPUs
+    or GPUs)."""
 
 
 @register
@@ -28,15 +48,14 @@ class Encode(StepKind):
 
     def run(self, ctx: Context, step: Step, inputs: dict) -> Encoding:
         from latentatlas.encode.pipeline import encode
-        from latentatlas.inversion import NO_REFINEMENT, Refinement
 
         o, a = step.options, ctx.args
         model, recoder = inputs["model"], inputs.get("recoder")
         folder = model.label if o.split == "test" else f"{model.label}-{o.split}"
-        refine = Refinement(o.refine_steps) if o.refine_steps else NO_REFINEMENT
         enc = encode(model.address, ctx.dataset, o.split, ctx.encoding_root / folder,
                      limit=a.limit, data_path=a.data_path, tracking_uri=a.tracking_uri,
-                     actors=o.actors, recoder_uri=recoder and recoder.address, refine=refine)
+                     batch_size=o.batch_size, actors=o.actors,
+                     recoder_uri=recoder and recoder.address, refine=o.refinement())
         out = Encoding(label=model.label, address=str(enc.path), setting=model.setting,
                        components=[*(recoder.settings if recoder else []), *model.components],
                        model_name=model.model_name, rows=enc.meta.rows,

@@ -22,16 +22,24 @@ from jobs.kinds import (
     register,
     row_of,
 )
-from jobs.kinds.sectors import SectorOptions, sector_kwargs
+from jobs.kinds.encode import RefineOptions
+from jobs.kinds.sectors import SupportSetOptions
 
 
-class RangeOptions(SectorOptions):
-    refine_steps: int = Field(default=10, ge=0)
-    """Without a recoder: the gradient ascent's."""
+class RangeOptions(SupportSetOptions, RefineOptions):
     samples: int = Field(default=2000, gt=1)
     """The generator's own samples (the reach threshold's reference)."""
     real_images: int | None = Field(default=None, gt=0)
-    """The first N test images (+ support)"""
+    """Invert only the first N real images, and the support set (unset: all)."""
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+    """Reach threshold: this quantile of the regeneration error on own samples."""
+    seed: int = Field(default=0, ge=0)
+    """Draws the own samples, the support set and the random real sets."""
+
+    def measuring(self) -> dict:
+        """What `steps.generative_range` takes of these options (verb and step alike), but
+        the refinement."""
+        return self.model_dump(exclude={"refine_steps", "refine_lr", "refine_loss"})
 
 
 class Range(Output):
@@ -84,9 +92,8 @@ class RangeKind(StepKind):
         from analysis.claims import ascent_claim, not_measured, range_claim
         from analysis.generative_range import inversions, regeneration
         from jobs import steps
-        from latentatlas.inversion import Refinement
 
-        o, a = step.options, ctx.args
+        o = step.options
         gan, vae, reference = inputs["generator"], inputs.get("vae"), inputs["reference"]
         recoder, compare = inputs.get("recoder"), inputs.get("compare")
         key = "generative_range" if recoder else "range_ascent"
@@ -99,19 +106,24 @@ class RangeKind(StepKind):
         if vae and reference.label == vae.label:  # its own samples land near N(0, I) there
             ctx.say(f"note: {vae.label} is measured in its own latent space: its sectors are "
                     "missed by construction no more than N(0, I) misses them")
-        real = f"the first {o.real_images} test images" if o.real_images else "the test split"
+        from latentatlas.encode import open_encoding
+
+        # the real images are those the reference space encodes (its split, its limit)
+        meta = open_encoding(reference.address).meta
+        real = (f"the first {o.real_images} {meta.split} images" if o.real_images
+                else f"the {meta.split} split")
         measured, runs, rows = {}, {}, []
         for model, inverter in ((gan, recoder), *([(vae, None)] if vae else [])):
             label = model.label
             ctx.say(f"range {label}: {o.samples} own samples and {real}{step.reduced}")
             run_id, r = steps.generative_range(
-                ctx.recorder, model.address, (ctx.dataset, "test"), reference.address,
+                ctx.recorder, model.address, (meta.dataset, meta.split), reference.address,
                 recoder=inverter and inverter.address,
-                refine=Refinement(o.refine_steps) if model is gan else None,
-                data_path=a.data_path, limit=a.limit, real_images=o.real_images,
-                samples=o.samples, gain=as_array(inputs["stats"].information_gain),
+                refine=o.refinement() if model is gan else None,
+                data_path=meta.data_path, limit=meta.limit, **o.measuring(),
+                gain=as_array(inputs["stats"].information_gain),
                 parent_run_id=ctx.parent_run_id,
-                name=f"range {label}" if recoder else step.name, **sector_kwargs(o))
+                name=f"range {label}" if recoder else step.name)
             m = r.metrics
             made = [(what, regeneration(m, kind)) for what, kind in
                     inversions(r.first_guess, o.refine_steps if model is gan else 0)]

@@ -3,15 +3,27 @@ space (3-D VAEs with and without sampling, a 2-D first-epoch trace); the samplin
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from analysis.defaults import PRDC_K, REGULARISATION_EPOCHS
 from jobs.kinds import Context, Model, Output, Role, Step, StepKind, register, row_of
 from latentatlas.config import Strict
 
 
 class RegularisationOptions(Strict):
-    epochs: int | None = Field(default=None, gt=0)
-    """Of the 3-D models (unset: the verb's)"""
+    epochs: int = Field(default=REGULARISATION_EPOCHS, gt=0)
+    """Epochs of the 3-D models: where both settle on Fashion-MNIST (bench/RESULTS.md)."""
+    points: int = 5000
+    """Test codes in the 3-D scatter, and prior draws scored against them (more than the
+    neighbours of the prior's coverage)."""
+
+    @field_validator("points")
+    @classmethod
+    def more_than_the_neighbours(cls, points: int) -> int:
+        if points <= PRDC_K:
+            raise ValueError(f"more than {PRDC_K} test codes (the neighbours of the prior's "
+                             "coverage)")
+        return points
 
 
 @register
@@ -23,17 +35,16 @@ class Regularisation(StepKind):
 
     def run(self, ctx: Context, step: Step, inputs: dict) -> Output:
         from analysis.claims import architecture, sampling_claim, training_setting
-        from analysis.defaults import REGULARISATION_EPOCHS
         from jobs import steps
         from jobs.kinds.train import val_mse_history
         from latentatlas.config import validate
 
         o, a = step.options, ctx.args
-        epochs, classifier = o.epochs or REGULARISATION_EPOCHS, inputs.get("classifier")
+        epochs, classifier = o.epochs, inputs.get("classifier")
         ctx.say(f"regularisation: 3-D VAEs with and without sampling, {epochs} "
                 f"epochs{step.reduced}; 2-D first-epoch trace")
         run_id, m, trained = steps.regularisation(
-            ctx.recorder, ctx.dataset, data_path=a.data_path, limit=a.limit, epochs=epochs,
+            ctx.recorder, ctx.dataset, data_path=a.data_path, limit=a.limit, **o.model_dump(),
             classifier=classifier and classifier.registered, parent_run_id=ctx.parent_run_id)
         plans = steps.regularisation_plans(ctx.dataset, a.data_path, a.limit, epochs)
         on = []

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from analysis.defaults import DEFAULT_ESTIMATORS, GENERATED_PAIRS
 from jobs.kinds import (
     Context,
     Encoding,
@@ -25,23 +26,44 @@ from latentatlas.config import Strict
 
 class RelocateOptions(Strict):
     relocation: str | None = None
-    """The seed's type, said in the report ("type 1")"""
-    fit: Literal["all", "support", "generated", "random"] | None = None
-    """Unset: the authors' fit (generated pairs with a generator side, else the support set)"""
-    pairs: int | None = Field(default=None, gt=0)
-    """Generated pairs (unset: the verb's)"""
+    """The seed's type, said in the report ("type 1")."""
+    fit: Literal["all", "support", "indices", "generated", "random"] | None = None
+    """The rows the maps fit on. all: every non-held-out row (streamed); support: a support
+    set of the source (a study's: its support input); indices: the rows of a file (the verb's
+    --indices); random: `rows` non-held-out rows drawn at random (maps named
+    <estimator>_random); generated: `pairs` pairs drawn from the generator side, its codes
+    and the VAE's posterior means of its images. Each fit is scored on the held-out rows
+    beside the same estimators and OLS on all fit rows (<estimator>_full). Unset: the
+    authors' (generated with a generator side, else support)."""
+    pairs: int = Field(default=GENERATED_PAIRS, gt=0)
+    """Pairs a generated fit draws."""
     rows: int | None = Field(default=None, gt=0)
-    """Random rows (unset: the latent dimension)"""
-    estimators: list[str] | None = None
-    """The first is the headline (default ridge_authors)"""
+    """Rows a random fit draws (unset: the source's latent dimension, a support set's size)."""
+    estimators: list[str] = list(DEFAULT_ESTIMATORS)
+    """The maps fitted; the first is the headline."""
+    lam: float = Field(default=1e-4, ge=0)
+    """ridge: the penalty on the sum-of-squares scale, |Y - XA|^2 + lam |A|^2."""
+    l2: float | None = Field(default=None, ge=0)
+    """ridge_authors: the authors' Keras L2 on weights and outputs (unset: theirs, 0.0015
+    when one side is a generator, else 1e-4)."""
+    seed: int = Field(default=0, ge=0)
+    """Draws the support set's members and the rows of a random fit."""
     claims: list[Literal["relocation", "support"]] = ["relocation"]
     """The seed's claims this relocation is judged for."""
 
     @model_validator(mode="after")
-    def rows_need_a_random_fit(self):
+    def counts_need_their_fit(self):
         if self.rows is not None and self.fit != "random":
             raise ValueError("rows (the number of random rows) needs fit: random")
+        if "pairs" in self.model_fields_set and self.fit not in (None, "generated"):
+            # unset, the fit is the authors': generated pairs with a generator side
+            raise ValueError("pairs (the number of generated pairs) needs fit: generated")
         return self
+
+    def fitting(self) -> dict:
+        """What `steps.relocate` takes of these options (verb and step alike)."""
+        return {"estimators": self.estimators, "fit": self.fit, "pairs": self.pairs,
+                "random_rows": self.rows, "seed": self.seed, "lam": self.lam, "l2": self.l2}
 
 
 def authors_way(out) -> list[str]:
@@ -77,6 +99,9 @@ class Relocate(StepKind):
 
     def check(self, step: Step, job) -> None:
         o = step.options
+        if o.fit == "indices":
+            raise_user(f"{step.where}.fit: indices are a file's rows (the verb's --indices); "
+                       "a study names its rows by a support-set step (fit: support)")
         if "support" in o.claims and (o.fit not in (None, "support")
                                       or "support" not in step.spec.inputs):
             raise_user(f"{step.where}.claims: support claims need fit support and a support "
@@ -104,12 +129,11 @@ class Relocate(StepKind):
         if fit == "support" and support is None:
             raise_user(f"{step.where}.inputs: a support fit reads the chain's support set "
                        "(inputs.support: a support-set step of the source)")
-        extra = {k: v for k, v in (("estimators", o.estimators), ("pairs", o.pairs),
-                                   ("random_rows", o.rows)) if v}
         run_id, out = steps.relocate(
-            ctx.recorder, src.address, tgt.address, fit=fit, name=f"relocate {a}->{b}",
-            gain=None, support=support and fit == "support" and given_support(support) or None,
-            parent_run_id=ctx.parent_run_id, **extra)
+            ctx.recorder, src.address, tgt.address, **{**o.fitting(), "fit": fit},
+            name=f"relocate {a}->{b}", gain=None,
+            support=support and fit == "support" and given_support(support) or None,
+            parent_run_id=ctx.parent_run_id)
         m, estimator = out.metrics, out.estimators[0]
         rows = int(m["relocation/fit_rows"])
         headline = (f"{estimator} on {rows} generated pairs" if out.fit == "generated"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from analysis.defaults import DEFAULT_K, DEFAULT_THRESHOLD
 from jobs.kinds import (
     Context,
     Encoding,
@@ -24,21 +25,23 @@ from latentatlas.config import Strict
 
 
 class SectorOptions(Strict):
-    k: int | None = Field(default=None, gt=0)
-    """Variables that define the sectors (unset: the verb's, reduced to the active ones)."""
-    threshold: float | None = Field(default=None, gt=0)
-    """|z| below it lies outside every sector (unset: the verb's)."""
+    k: int = Field(default=DEFAULT_K, gt=0)
+    """The most informative variables, whose signs define the 2^k sectors (reduced to the
+    active ones)."""
+    threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0)
+    """|z_i| must exceed it for a code to lie in a sector (sectors are 2*threshold apart)."""
 
 
 class SupportSetOptions(SectorOptions):
+    """A support-set step's k and threshold are its sectors input's, unless it sets its own."""
+
     size: int | None = Field(default=None, gt=1)
-    """Unset: the latent dimension."""
-    seed: int = 0
-    """What draws one member per sector."""
-
-
-def sector_kwargs(o: SectorOptions) -> dict:
-    return {k: v for k, v in (("k", o.k), ("threshold", o.threshold)) if v is not None}
+    """Members (unset: the latent dimension)."""
+    exclude: str | None = None
+    """attr=value rows are never chosen (e.g. Wearing_Hat=1 for the seed's hat-free CelebA
+    set)."""
+    seed: int = Field(default=0, ge=0)
+    """Draws the members of each sector."""
 
 
 @register
@@ -63,7 +66,7 @@ class SectorsKind(StepKind):
                 not_measured("density_uneven", label, [enc.setting],
                              "no active variable, so no sectors")])
         run_id, s = steps.sectors(ctx.recorder, enc.address, gain=as_array(stats.information_gain),
-                                  parent_run_id=ctx.parent_run_id, **sector_kwargs(o))
+                                  parent_run_id=ctx.parent_run_id, **o.model_dump())
         m = s.metrics
         ctx.say(f"sectors {label}: k={s.k} ({s.ordering}), {m['sectors/nonempty']} of "
                 f"{2 ** s.k} non-empty")
@@ -89,12 +92,13 @@ class SupportSetKind(StepKind):
         o, enc, sectors = step.options, inputs["encoding"], inputs["sectors"]
         if sectors.skipped:
             return SupportSet(label=enc.label, skipped=sectors.skipped)
-        # the step's own k and threshold win over its sectors' (as the verb's options do)
-        chosen_k = {"k": sectors.k, "threshold": sectors.threshold, **sector_kwargs(o)}
-        run_id, chosen = steps.support_set(ctx.recorder, enc.address, size=o.size,
+        # the step's own k and threshold win over its sectors'
+        chosen_k = {"k": sectors.k, "threshold": sectors.threshold,
+                    **o.model_dump(include=o.model_fields_set & {"k", "threshold"})}
+        run_id, chosen = steps.support_set(ctx.recorder, enc.address,
+                                           **{**o.model_dump(), **chosen_k},
                                            gain=as_array(sectors.information_gain),
-                                           among="fit", seed=o.seed,
-                                           parent_run_id=ctx.parent_run_id, **chosen_k)
+                                           among="fit", parent_run_id=ctx.parent_run_id)
         return SupportSet(run_id=run_id, metrics=chosen.metrics, label=enc.label,
                           k=chosen_k["k"], threshold=chosen.sectors.threshold,
                           information_gain=sectors.information_gain,

@@ -13,7 +13,10 @@ class StatsOptions(Strict):
     gain_rows: int | None = Field(default=None, gt=0)
     """Information gain over the first N rows only (unset: all)."""
     actors: int | None = Field(default=None, gt=0)
-    """Ray Data actors (unset: as encode)."""
+    """Ray Data actors (unset: in the command's process when small, else the cluster's CPUs
+    or GPUs)."""
+    seed: int = Field(default=0, ge=0)
+    """Seed of the prior samples and pictures."""
 
 
 @register
@@ -28,8 +31,7 @@ class StatsKind(StepKind):
         from jobs import steps
 
         o, enc = step.options, inputs["encoding"]
-        run_id, measured = steps.stats(ctx.recorder, enc.address, actors=o.actors,
-                                       gain_rows=o.gain_rows)
+        run_id, measured = steps.stats(ctx.recorder, enc.address, **o.model_dump())
         m, label = measured.metrics, enc.label
         ctx.say(f"stats {label}: {m['latent/inactive']} of {enc.latent_dim} inactive, "
                 f"delta_var {m['variance_loss/delta_var_recon']:.4f} vs "

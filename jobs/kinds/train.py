@@ -133,6 +133,7 @@ class Train(StepKind):
         ctx.say(f"training {step.name}: {family.started(cfg, what_it_reads(inputs))}"
                 f"{step.reduced}")
         out = train(cfg, tracking_uri=ctx.args.tracking_uri, experiment=ctx.args.experiment,
+                    command=ctx.recorder.command,
                     parent_run_id=ctx.parent_run_id)
         line, columns = family.finished(out.metrics)
         registered = f", registered {out.registered}" if out.registered else ""

@@ -3,23 +3,38 @@ ordered pair of its encodings; the translator claims."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
+from analysis.defaults import ANCHOR_CHOICES, BUDGETS, TRANSLATORS
 from jobs.kinds import Context, Encoding, Output, Role, Stats, Step, StepKind, as_array, register
 from latentatlas.config import Strict
 
 
 class TranslateOptions(Strict):
-    budgets: list[float] | None = None
-    """Anchor rows as multiples of the latent dimension (unset: the verb's)."""
+    translators: list[str] = list(TRANSLATORS)
+    """The translators fitted: any `relocate --estimator` name, and the field's translators
+    (latentis_affine, latentis_linear, latentis_lortho, latentis_ortho, relative)."""
+    anchors: list[Literal[ANCHOR_CHOICES]] = list(ANCHOR_CHOICES)
+    """The anchor choices: the source's support set, random rows, farthest-point sampling,
+    every fit row."""
+    budgets: list[float] = list(BUDGETS)
+    """Anchor rows as multiples of the source's latent dimension."""
     repeats: int = Field(default=3, gt=0)
-    """Anchor draws per (choice, budget)."""
+    """Anchor draws per (choice, budget), with seeds seed..seed+repeats-1."""
     eval_rows: int | None = Field(default=None, gt=0)
     """Score on the first N held-out rows (unset: all)."""
-    translator: str = "ridge_authors"
-    """The claims' translator and budget."""
-    budget: str = "1d"
+    seed: int = Field(default=0, ge=0)
+    """The first anchor draw's seed."""
+    claims_translator: str = "ridge_authors"
+    """The translator the claims read."""
+    claims_budget: str = "1d"
     """The budget the claims read (e.g. 1d)."""
+
+    def studying(self) -> dict:
+        """What `steps.translate_study` takes of these options (verb and step alike)."""
+        return self.model_dump(exclude={"claims_translator", "claims_budget"})
 
 
 @register
@@ -39,19 +54,19 @@ class Translate(StepKind):
         gain = {s.label: as_array(s.information_gain) for s in inputs.get("stats") or []}
         gains = [gain.get(e.label) for e in encs]
         labels = [e.label for e in encs]
-        budgets = ", ".join(f"{b:g}d" for b in o.budgets) if o.budgets else "the verb's"
+        budgets = ", ".join(f"{b:g}d" for b in o.budgets)
         rows = f"{o.eval_rows} held-out rows" if o.eval_rows else "every held-out row"
         ctx.say(f"translator study over {', '.join(labels)}: budgets {budgets} x {o.repeats} "
                 f"repeats, {rows} per pair{step.reduced}")
         run_id, out = steps.translate_study(
-            ctx.recorder, [e.address for e in encs], labels=labels, budgets=o.budgets,
-            repeats=o.repeats, eval_rows=o.eval_rows, gains=gains,
-            parent_run_id=ctx.parent_run_id)
+            ctx.recorder, [e.address for e in encs], labels=labels, **o.studying(),
+            gains=gains, parent_run_id=ctx.parent_run_id)
         m = out.metrics
-        support = m.get(f"translate/ratio/{o.translator}/support/{o.budget}", float("nan"))
-        ctx.say(f"translators: {o.translator} M/M_own "
-                f"{m[f'translate/ratio/{o.translator}/all/all']:.2f} (all rows), {support:.2f} "
-                f"(support, {o.budget.removeprefix('1')}); support beats random in "
+        tr, budget = o.claims_translator, o.claims_budget
+        support = m.get(f"translate/ratio/{tr}/support/{budget}", float("nan"))
+        ctx.say(f"translators: {tr} M/M_own "
+                f"{m[f'translate/ratio/{tr}/all/all']:.2f} (all rows), {support:.2f} "
+                f"(support, {budget.removeprefix('1')}); support beats random in "
                 f"{m.get('translate/support_beats_random', float('nan')):.0%} of "
                 f"comparisons; CKA {m['translate/cka_mean']:.2f}, SVCCA "
                 f"{m['translate/svcca_mean']:.2f} (mean)")
@@ -60,7 +75,7 @@ class Translate(StepKind):
         pairs = len(encs) * (len(encs) - 1)
         claims = translator_claims(f"{pairs} ordered pairs (translator study)",
                                    [s for e in encs for s in e.settings], m, run_id,
-                                   o.translator, o.budget)
+                                   o.claims_translator, o.claims_budget)
         return Output(run_id=run_id, metrics=m, claims=claims, summary=[
             {"step": "translator study", "run_id": run_id,
              **{k.removeprefix("translate/"): v for k, v in m.items() if "/ratio/" not in k}}])

@@ -14,6 +14,25 @@ from latentatlas.environment import DEFAULT_WAIT_S
 from latentatlas.errors import UserError
 
 
+def verb_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
+    """A verb's parser with the common options; `args.command` is the verb, as its runs'
+    source says."""
+    p = argparse.ArgumentParser(prog=prog, parents=[common_parser()], description=description,
+                                **kwargs)
+    p.set_defaults(command=prog)
+    return p
+
+
+def open_recorder(args: argparse.Namespace):
+    """The command's Recorder: its store and experiment, the command its runs came from,
+    and what each run learns of the command's Ray runtime."""
+    from latentatlas import runtime
+    from latentatlas.tracking import Recorder
+
+    return Recorder(args.tracking_uri, args.experiment, command=getattr(args, "command", None),
+                    process_tags=runtime.current().run_tags)
+
+
 def common_parser() -> argparse.ArgumentParser:
     """Options every verb takes (DESIGN.md, 'The command line and its contract')."""
     p = argparse.ArgumentParser(add_help=False)

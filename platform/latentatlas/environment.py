@@ -11,9 +11,6 @@ from pathlib import Path
 from latentatlas.errors import UserError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-# The command a run was made by (`latentatlas train`), for its MLflow source tag; the CLI
-# sets it, and Ray's workers of a local instance inherit it.
-COMMAND_VARIABLE = "LATENTATLAS_COMMAND"
 DEFAULT_EXPERIMENT = "latentatlas"
 
 # How long a GPU request waits for a node on a cluster that may grow (--resource-timeout).

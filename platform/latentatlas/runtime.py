@@ -107,11 +107,22 @@ class Runtime:
                                 "--resource-timeout or add such nodes")
             time.sleep(min(2.0, timeout / 10))
 
+    def run_tags(self) -> dict[str, str]:
+        """What a run started now learns of this process: the file holding Ray's own lines
+        (none when they are printed, or before Ray started)."""
+        ray = sys.modules.get("ray")  # a process that never imported Ray runs none
+        if self.verbose or ray is None or not ray.is_initialized():
+            return {}
+        return {RAY_LOG_TAG: str(self.log_path)}
+
     def log_note(self) -> str | None:
         """Where Ray's messages of this process went, when any did."""
         return f"Ray's own messages: {self.log_path}" if self.log_path.exists() else None
 
 
+RAY_LOG_TAG = "latentatlas.ray_log"
+# One per process, as Ray's own instance is: the command configures it at its edge
+# (latentatlas.command.guarded) and every step of the command shares it.
 _current = Runtime()
 
 

@@ -1,16 +1,15 @@
-"""MLflow at the edge: tracking URIs, experiments, params, images, and models."""
+"""The Recorder, the one writer of runs, and its queries of them. Where the store is:
+latentatlas.store; models in it: latentatlas.model_store."""
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import socket
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,58 +17,15 @@ from typing import TYPE_CHECKING
 import mlflow
 import numpy as np
 
-from latentatlas.environment import COMMAND_VARIABLE, experiment_name, resolve_tracking_uri
+from latentatlas.environment import experiment_name
 from latentatlas.errors import UserError
+from latentatlas.model_store import log_model
 from latentatlas.record import DatasetRecord, Record
 from latentatlas.store_reader import OWNER_TAG, owner_gone
+from latentatlas.tracking_store import setup
 
 if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with the store
     import torch
-
-MODEL_SPEC = "model_spec.json"
-STATE_DICT = "state_dict.pt"
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-
-
-def setup(uri: str | None = None, experiment: str | None = None) -> str:
-    """Point MLflow at the store and create the experiment once, in the driver, before any
-    parallel writer exists (SQLite locks otherwise). Returns the absolute URI. MLflow's
-    process-wide URI and experiment are set for the calls that take no store (model loading
-    by `runs:/` address, `mlflow.pytorch.log_model`); MLflow itself exports them to this
-    process's environment (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID) for its subprocesses."""
-    # "Creating initial MLflow database tables..." on a new store: routine, not news
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    uri = resolve_tracking_uri(uri)
-    mlflow.set_tracking_uri(uri)
-    name = experiment_name(experiment)
-    if mlflow.get_experiment_by_name(name) is None:
-        # Embedded default: artifacts beside the database in ./mlartifacts.
-        location = None
-        if uri.startswith("sqlite:"):
-            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
-        try:
-            mlflow.create_experiment(name, artifact_location=location)
-        except mlflow.exceptions.MlflowException:
-            if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
-                raise
-    found = mlflow.set_experiment(name)
-    if EXPERIMENT_KIND_TAG not in found.tags:  # a user's own choice stays
-        # MLflow 3's UI opens an experiment without this tag on its GenAI overview (traces,
-        # prompts); with it, on the runs table of model training
-        mlflow.MlflowClient(uri).set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG,
-                                                    "custom_model_development")
-    return uri
-
-
-def runs_url(uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """Where the experiment's runs (or one run) are in the MLflow UI: the server's own page
-    for an HTTP store; for a local store, the page `mlflow ui` serves at its default
-    address. MLflow 3.17's UI opens in its GenAI view whatever the experiment's kind tag says
-    (seen in a browser: docs/getting-started.md); the query selects the model-training
-    view."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    page = f"runs/{run_id}" if run_id else "runs"
-    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -97,115 +53,6 @@ def log_figure(fig, name: str, run_id: str | None = None) -> None:
         plt.close(fig)
 
 
-def log_image(image: np.ndarray, name: str) -> None:
-    mlflow.log_image(image, artifact_file=f"{name}.png")
-
-
-def log_model(model: torch.nn.Module, model_config: dict, input_shape,
-              extra: dict | None = None):
-    """Log an MLflow PyTorch model whose extra files hold what `load_model` needs: the model
-    spec (registry name + config) and a plain state dict, loadable with weights_only=True."""
-    import mlflow.pytorch
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = {"model": model_config, "input_shape": list(input_shape), **(extra or {})}
-        (Path(tmp) / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   Path(tmp) / STATE_DICT)
-        return mlflow.pytorch.log_model(
-            model.cpu(), name="model", serialization_format="pickle",
-            extra_files=[str(Path(tmp) / MODEL_SPEC), str(Path(tmp) / STATE_DICT)],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-
-
-def register_model(model_uri: str, name: str, tags: dict) -> str:
-    """A new version of registered model `name` (created on first use) holding `model_uri`,
-    with `tags`; its `models:/name/version` address."""
-    import contextlib
-    import io
-
-    # MLflow prints "Successfully registered ..." and "Created version ..."
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in
-                                                                tags.items()})
-    return f"models:/{name}/{version.version}"
-
-
-def load_model(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None,
-               role: str = "--model"):
-    """Rebuild a logged model from the model registry by name; never unpickles code.
-    `runs:/` and `models:/` addresses resolve in `tracking_uri` (default: the current store);
-    `module.path:function` is a user's generator built by their code.
-    `role` names the option or key the address came from in error lines."""
-    import torch
-
-    from latentatlas.models import is_external, load_external, rebuild_model
-
-    if is_external(uri):  # module:function, the user's own generator (or recoder)
-        role_of = "recoder" if role == "--recoder" else "generator"
-        model = load_external(uri, device, role_of)
-        return model, {"external": uri, "role": role_of, "model": {"name": f"external {uri}"},
-                       "input_shape": list(getattr(model, "input_shape", []))}
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(
-            uri, tracking_uri=tracking_uri and resolve_tracking_uri(tracking_uri)))
-    except Exception as e:  # MLflow raises several types for a bad address
-        raise UserError(f"{role} {uri}: cannot resolve the model ({str(e).splitlines()[0]})") \
-            from None
-    spec_path = local / "extra_files" / MODEL_SPEC
-    if not spec_path.is_file():
-        raise UserError(f"{role} {uri}: not a LatentAtlas model (no extra_files/{MODEL_SPEC})")
-    try:
-        spec = json.loads(spec_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{role} {uri}: {spec_path.name} is not valid JSON ({e})") from None
-    weights = local / "extra_files" / STATE_DICT
-    try:
-        # weights_only: tensors and plain containers, never code; anything else is refused
-        state = torch.load(weights, map_location=device, weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
-        raise UserError(f"{role} {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
-                        f"dict of tensors): {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise UserError(f"{role} {uri}: {STATE_DICT} is not a LatentAtlas state dict (a plain "
-                        "dict of tensors)")
-    if bad := non_finite_tensor(state):
-        raise UserError(f"{role} {uri}: {STATE_DICT} holds non-finite weights ({bad}): the "
-                        "training diverged or the file was damaged; train it again")
-    try:
-        return rebuild_model(spec, state, device), spec
-    except (KeyError, ValueError, RuntimeError) as e:  # spec or weights do not fit the model
-        # torch lists the missing / unexpected keys on the lines after the first
-        raise UserError(f"{role} {uri}: the weights do not fit the model its spec describes "
-                        f"({' '.join(str(e).split())[:300]})") from None
-
-
-def non_finite_tensor(state: dict) -> str | None:
-    """The name of the first floating-point tensor of a state dict holding NaN or inf."""
-    import torch
-
-    for name, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and \
-                not bool(torch.isfinite(value).all()):
-            return name
-    return None
-
-
-def load_vae(uri: str, device: str | torch.device = "cpu", tracking_uri: str | None = None):
-    """A logged VAE (its encoder is what the caller needs); one line when it is another
-    kind of model."""
-    from latentatlas.models import VAE
-
-    model, spec = load_model(uri, device, tracking_uri)
-    if not isinstance(model, VAE):
-        raise UserError(f"--model {uri}: a {spec['model']['name']} has no encoder; give a VAE, "
-                        "or a generator with --recoder")
-    return model, spec
-
-
 def refuse_non_finite_metrics(record: Record) -> None:
     """A NaN or infinite metric is a broken result, not a number to log: one error line
     naming the metric and the record (no run, no partial run)."""
@@ -227,23 +74,27 @@ class Interrupted(Exception):
 
 
 STALE_TAG = "latentatlas.stale"
-RAY_LOG_TAG = "latentatlas.ray_log"  # the file holding Ray's own messages of the run's process
 
 
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@functools.cache
-def source_tags() -> dict[str, str]:
+def source_tags(command: str | None = None) -> dict[str, str]:
     """MLflow's source tags of a run (what its UI shows in the Source and User columns):
     its own context providers' (user, source name and type), the command as the CLI names
     it, and the commit of this checkout when it is a git one."""
+    tags = dict(context_tags())
+    if command:
+        tags["mlflow.source.name"] = command
+    return tags
+
+
+@functools.cache
+def context_tags() -> dict[str, str]:
     from mlflow.tracking.context.registry import resolve_tags
 
     tags = resolve_tags()
-    if os.environ.get(COMMAND_VARIABLE):
-        tags["mlflow.source.name"] = os.environ[COMMAND_VARIABLE]
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / ".git").exists():
         import subprocess
@@ -289,10 +140,16 @@ class Recorder:
     """The one writer of runs: a tracking store chosen once (`setup`), an MlflowClient, and
     the run lifecycle (FINISHED on success, KILLED on Ctrl-C, FAILED otherwise) in one place.
     No global active run: several threads may record at once. A killed process cannot end
-    its runs: every Recorder first ends those of this machine whose process is gone."""
+    its runs: every Recorder first ends those of this machine whose process is gone.
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None):
+    `command` is what made the runs (`latentatlas train`: their source), and
+    `process_tags` what a run learns of its process when it starts (the command's Ray log);
+    both are given by the command's edge (latentatlas.command.recorder), none read here."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None,
+                 command: str | None = None, process_tags: Callable[[], dict] | None = None):
         self.uri = setup(tracking_uri, experiment)
+        self.command, self.process_tags = command, process_tags
         self.client = mlflow.MlflowClient(self.uri)
         self.experiment = experiment_name(experiment)
         self.experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
@@ -320,13 +177,8 @@ class Recorder:
     def create(self, name: str, kind: str, parent_run_id: str | None = None,
                tags: dict | None = None) -> str:
         """A new RUNNING run; its id. Prefer `run`, which also ends it."""
-        tags = {**source_tags(), "latentatlas.kind": kind, OWNER_TAG: owner(), **(tags or {})}
-        # a process that never imported Ray runs none (and need not import it to know)
-        if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-            from latentatlas import runtime
-
-            if not runtime.current().verbose:
-                tags[RAY_LOG_TAG] = str(runtime.current().log_path)
+        tags = {**source_tags(self.command), "latentatlas.kind": kind, OWNER_TAG: owner(),
+                **(self.process_tags() if self.process_tags else {}), **(tags or {})}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self.client.create_run(self.experiment_id, run_name=name,

@@ -139,7 +139,7 @@ def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
                 refine: Refinement, tracking_uri: str | None) -> tuple[type, dict, dict]:
     """(map class, shared values, meta fields) for a VAE, or for a generator with its
     recoder and/or gradient refinement; one clear line for a pairing that cannot work."""
-    from latentatlas import tracking
+    from latentatlas import model_store
 
     name = spec["model"]["name"]
     if isinstance(model, VAE):
@@ -155,7 +155,7 @@ def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
                         "--recoder URI (a recoder trained on it) and/or --refine STEPS")
     shared = {}
     if recoder_uri:
-        recoder, rspec = tracking.load_model(recoder_uri, tracking_uri=tracking_uri,
+        recoder, rspec = model_store.load_model(recoder_uri, tracking_uri=tracking_uri,
                                              role="--recoder")
         if not isinstance(recoder, Recoder | ExternalRecoder):
             raise UserError(f"--recoder {recoder_uri}: a {rspec['model']['name']}, not a "
@@ -178,13 +178,16 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
            recoder_uri: str | None = None, refine: Refinement = NO_REFINEMENT) -> Encoding:
     """Codes of a dataset split: a VAE's posterior, or a generator's codes recovered by its
     recoder and/or gradient inversion (`refine`)."""
-    from latentatlas import tracking  # the driver's side only: actors never import MLflow
+    from latentatlas import model_store  # the driver's side only: actors never import MLflow
+    from latentatlas.models.pretrained import is_pretrained, with_image
 
     out = Path(out).resolve()
-    model, spec = tracking.load_model(model_uri, tracking_uri=tracking_uri)
+    data = load_split(dataset, split, data_path, limit)
+    if is_pretrained(model_uri):  # it takes the data's images, as its encoding records
+        model_uri = with_image(model_uri, data.shape)
+    model, spec = model_store.load_model(model_uri, tracking_uri=tracking_uri)
     batch_class, shared, family = encoder_for(model_uri, model, spec, recoder_uri, refine,
                                               tracking_uri)
-    data = load_split(dataset, split, data_path, limit)
     if tuple(spec["input_shape"]) != data.shape:
         raise UserError(f"--data {dataset}:{split}: images are {data.shape} but the model "
                         f"expects {tuple(spec['input_shape'])}")

@@ -51,6 +51,10 @@ def rebuild_model(spec: dict, state: dict, device: str | torch.device = "cpu"):
 
     if spec.get("external"):
         return load_external(spec["external"], device, spec.get("role", "generator"))
+    if spec.get("pretrained"):
+        from latentatlas.models.pretrained import rebuild_pretrained
+
+        return rebuild_pretrained(spec, state, device)
     cfg = TypeAdapter(ModelConfig).validate_python(spec["model"])
     model = build_model(cfg, tuple(spec["input_shape"]))
     model.load_state_dict(state)

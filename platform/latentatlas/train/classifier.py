@@ -100,11 +100,11 @@ def classifier_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
 def register_classifier(trained: Trained) -> Published:
     """A new version of `classifier-<dataset>` in the model registry: the FID extractor by
     that name (latentatlas.quality) resolves to it."""
-    from latentatlas import tracking
-    from latentatlas.quality import classifier_name
+    from latentatlas import model_store
+    from latentatlas.features import classifier_name
 
     cfg = trained.cfg
-    registered = tracking.register_model(
+    registered = model_store.register_model(
         trained.model_uri, classifier_name(cfg.data.name),
         {"val_accuracy": f"{trained.metrics['val/accuracy']:.4f}",
          "val_split": cfg.data.val_split, "run_id": trained.run_id})

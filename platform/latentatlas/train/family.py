@@ -104,19 +104,19 @@ def sample_scores(trained: Trained) -> Record:
     f = cfg.fid
     if not f.extractor:
         return Record("train", "")
-    from latentatlas import quality
+    from latentatlas import features, fid_stats, quality, samplers
 
-    extractor = quality.resolve_extractor(f.extractor, inception_weights=f.inception_weights,
+    extractor = features.resolve_extractor(f.extractor, inception_weights=f.inception_weights,
                                           tracking_uri=trained.tracking_uri,
                                           role="fid.extractor", input_shape=inputs.input_shape)
     real = inputs.val_images[:f.samples]
-    reference = quality.reference_of(extractor, real, quality.described_images(
+    reference = fid_stats.reference_of(extractor, real, fid_stats.described_images(
         cfg.data.name, cfg.data.val_split, len(real)))
-    samplers = {"prior": quality.prior_codes(model, len(real), cfg.seed)}
+    codes = {"prior": samplers.prior_codes(model, len(real), cfg.seed)}
     if "gmm" in f.samplers:
-        samplers["gmm"] = quality.gmm_codes(model, real, f.gmm_components, len(real), cfg.seed)
+        codes["gmm"] = samplers.gmm_codes(model, real, f.gmm_components, len(real), cfg.seed)
     spec = {"model": cfg.model.model_dump(), "input_shape": list(inputs.input_shape)}
-    scores = quality.score_samplers(extractor, reference, model, spec, samplers, cfg.seed)
+    scores = quality.score_samplers(extractor, reference, model, spec, codes, cfg.seed)
     return Record("train", "", params=quality.fid_params([extractor], len(real),
                                                          reference.described),
                   metrics=quality.quality_metrics(extractor.name, scores),

@@ -275,9 +275,9 @@ GAN = Family("gan", GANObjective, dataset_inputs,
 def recoder_inputs(cfg: ExperimentConfig) -> tuple[ExperimentConfig, Inputs]:
     """A recoder's generator (whose code size the recoder takes on): its data are the
     generator's own samples, drawn afresh in every worker."""
-    from latentatlas import tracking
+    from latentatlas import model_store
 
-    gan, spec = tracking.load_model(cfg.invert.generator, role="invert.generator")
+    gan, spec = model_store.load_model(cfg.invert.generator, role="invert.generator")
     if not hasattr(gan, "discriminator"):
         raise UserError(f"invert.generator: {cfg.invert.generator} is a "
                         f"{spec['model']['name']}, not a generator (dcgan, style_gan)")

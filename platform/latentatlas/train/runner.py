@@ -16,7 +16,7 @@ from ray.train import (
 )
 from ray.train.torch import TorchTrainer
 
-from latentatlas import tracking
+from latentatlas import model_store, tracking
 from latentatlas.config import ExperimentConfig
 from latentatlas.errors import UserError
 from latentatlas.models import build_model
@@ -161,7 +161,7 @@ def model_from_state(cfg: ExperimentConfig, state: dict, input_shape, where: Pat
     except (RuntimeError, KeyError, ValueError) as e:
         raise UserError(f"{where}: the checkpoint is not of this config's model "
                         f"({cfg.model.name}): {' '.join(str(e).split())[:250]}") from None
-    if bad := tracking.non_finite_tensor(state["model"]):
+    if bad := model_store.non_finite_tensor(state["model"]):
         raise UserError(f"{where}: the checkpoint holds non-finite weights ({bad}); remove "
                         "it to continue from the one before")
     return model.eval()
@@ -254,13 +254,14 @@ def publish(recorder: tracking.Recorder, run_id: str, family: Family, cfg: Exper
 
 
 def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
-          experiment: str | None = None, ray_address: str | None = None,
-          resume_run_id: str | None = None, parent_run_id: str | None = None,
-          tune_reports=None, tags: dict | None = None) -> TrainOutcome:
+          experiment: str | None = None, command: str | None = None,
+          ray_address: str | None = None, resume_run_id: str | None = None,
+          parent_run_id: str | None = None, tune_reports=None,
+          tags: dict | None = None) -> TrainOutcome:
     """Train `cfg` in a new MLflow run (a child of `parent_run_id` when given), or continue
     the run `resume_run_id` from its last checkpoint: resolve -> fit -> publish, every record
     written by one Recorder. A Tune trial passes its `tune_reports` (see `run_trainer`)."""
-    recorder = tracking.Recorder(tracking_uri, experiment)
+    recorder = tracking.Recorder(tracking_uri, experiment, command)
     cfg, family, inputs = resolve(cfg, ray_address)
     run_id, name, first = opened(recorder, cfg, inputs, resume_run_id, parent_run_id, tags)
     with recorder.run(run_id=run_id):

@@ -22,7 +22,7 @@ import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from latentatlas import environment, tracking
+from latentatlas import environment, tracking, tracking_store
 from latentatlas.config import set_path, validate
 from latentatlas.errors import UserError
 from latentatlas.runtime import init_ray
@@ -67,7 +67,7 @@ def trial_driver(values: dict, *, context: dict) -> None:
     from latentatlas.train.runner import train
 
     trial_id = tune.get_context().get_trial_id()
-    uri = tracking.setup(context["tracking_uri"], context["experiment"])
+    uri = tracking_store.setup(context["tracking_uri"], context["experiment"])
     cfg = trial_config(context["base"], {**values, "name": f"{context['sweep']}-{trial_id}"})
     client = mlflow.MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(context["experiment"]).experiment_id
@@ -78,6 +78,7 @@ def trial_driver(values: dict, *, context: dict) -> None:
         tune.report({**previous[0].data.metrics, "epoch": cfg.train.epochs})
         return
     out = train(cfg, tracking_uri=uri, experiment=context["experiment"],
+                command=context["command"],
                 resume_run_id=previous[0].info.run_id if previous else None,
                 parent_run_id=context["parent_run_id"],
                 tune_reports=TrialReports(cfg.train.epochs),
@@ -174,9 +175,11 @@ def read_state(experiment_path: str) -> dict:
 
 
 def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None = None,
-                experiment: str | None = None, ray_address: str | None = None) -> SweepOutcome:
-    """Start a new sweep: its parent run, its saved state, then the trials."""
-    recorder = tracking.Recorder(tracking_uri, experiment)
+                experiment: str | None = None, ray_address: str | None = None,
+                command: str | None = None) -> SweepOutcome:
+    """Start a new sweep: its parent run, its saved state, then the trials (`command`: what
+    started them, their runs' source)."""
+    recorder = tracking.Recorder(tracking_uri, experiment, command)
     init_ray(ray_address)
     path = f"{storage_root(config)}/{config.name}"
     if tune.Tuner.can_restore(path):
@@ -203,7 +206,7 @@ def start_sweep(config: SweepConfig, *, measure=None, tracking_uri: str | None =
 
 def resume_sweep(where: str, *, measure=None, tracking_uri: str | None = None,
                  experiment: str | None = None, ray_address: str | None = None,
-                 storage_path: str | None = None) -> SweepOutcome:
+                 storage_path: str | None = None, command: str | None = None) -> SweepOutcome:
     """Continue an interrupted sweep from its directory (or its name under the storage path)
     without rerunning finished trials."""
     if "://" in where or Path(where).is_dir():
@@ -213,7 +216,7 @@ def resume_sweep(where: str, *, measure=None, tracking_uri: str | None = None,
         path = f"{root if '://' in root else Path(root).resolve()}/{where}"
     state = read_state(path)
     recorder = tracking.Recorder(tracking_uri or state["tracking_uri"],
-                                 experiment or state["experiment"])
+                                 experiment or state["experiment"], command)
     init_ray(ray_address)
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {path}: Tune saved no state there yet; start the sweep again")
@@ -231,7 +234,8 @@ def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> Sw
     base = set_path(config.base, ["train", "storage_path"], storage)
     base_cfg = validate(base, "base")
     context = {"base": base, "sweep": config.name, "parent_run_id": state["parent_run_id"],
-               "tracking_uri": state["tracking_uri"], "experiment": state["experiment"]}
+               "tracking_uri": state["tracking_uri"], "experiment": state["experiment"],
+               "command": recorder.command}
     trainable = tune.with_resources(tune.with_parameters(trial_driver, context=context),
                                     driver_resources(base_cfg, config.driver_cpus))
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # relative data paths keep working in trials
