@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 from latentatlas.settling import SETTLED_EPOCHS, SETTLED_SLOPE, trend
 
-__all__ = ["HOLDS", "FAILS", "MIXED", "REPLICATION", "GENERALISATION", "NOT_JUDGED",
+__all__ = ["HOLDS", "FAILS", "MIXED", "INCONCLUSIVE", "CONFIDENCE", "GRID", "interval",
+           "judge_box", "pooled", "pool_replicates", "REPLICATE", "REPLICATION",
+           "GENERALISATION", "NOT_JUDGED",
            "NOT_MEASURED", "VERDICTS", "SETTLED_SLOPE", "LEARNED_FRACTION",
            "CLASSIFIER_ACCURACY",
            "POLICY_NAMES", "Claim", "CLAIMS", "dataset_group", "training_setting",
@@ -27,6 +29,11 @@ __all__ = ["HOLDS", "FAILS", "MIXED", "REPLICATION", "GENERALISATION", "NOT_JUDG
            "rejudge", "counts"]
 
 HOLDS, FAILS, MIXED = "holds", "does not hold", "mixed"
+# Over replicates: the rule gives one outcome on some numbers inside their intervals and
+# another on others.
+INCONCLUSIVE = "inconclusive"
+CONFIDENCE = 0.95  # of the intervals over replicates (Student's t over the seeds)
+GRID = 3  # points per number on which a rule is judged inside its interval (lo, mid, hi)
 # A verdict is a replication (the seed's setting), a generalisation (the claim tested where
 # the seed states it in general, in another setting: what differs is named), not judged (a
 # component of the measurement cannot carry it: named, with why), or not measured.
@@ -430,7 +437,9 @@ def withhold(claim: dict, reduced: str) -> dict:
 
 def rejudge(stored: dict, numbers: dict | None = None) -> dict:
     """A stored claim judged again under the current rules, on `numbers` read back from its
-    runs (default: the stored ones)."""
+    runs (default: the stored ones); a claim over replicates on its stored replicates."""
+    if stored.get("replicates"):
+        return pooled([rejudge(c) for c in stored["replicates"]])
     if stored["verdict"] == NOT_MEASURED:
         return not_measured(stored["key"], stored["subject"], stored["setting"]["measured"],
                             stored["summary"].removeprefix("not measured: "))
@@ -477,10 +486,89 @@ def counts(claims: list[dict]) -> str:
         text = f"{len(these)} {plural.get(kind, kind) if len(these) > 1 else kind}"
         if kind in (REPLICATION, GENERALISATION):
             outcomes = [c["rule_outcome"] for c in these]
-            text += " (" + ", ".join(f"{outcomes.count(o)} {o}" for o in (HOLDS, FAILS, MIXED)
+            text += " (" + ", ".join(f"{outcomes.count(o)} {o}"
+                                     for o in (HOLDS, FAILS, MIXED, INCONCLUSIVE)
                                      if outcomes.count(o)) + ")"
         parts.append(text)
     return ", ".join(parts)
+
+
+# ---- replicates: a claim over seeds, judged on intervals ----------------------------------
+
+REPLICATE = re.compile(r"@r\d+")  # a replicate's suffix of a step name (jobs.graph.replicated)
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean over replicates and its CONFIDENCE interval, Student's t
+    with n - 1 degrees of freedom (the seeds are the samples)."""
+    import numpy as np
+    from scipy import stats as st
+
+    v = np.asarray(values, np.float64)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, mean, mean
+    half = float(st.t.ppf(0.5 + CONFIDENCE / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def judge_box(claim: Claim, box: dict[str, tuple[float, float]], fixed: dict) -> str:
+    """The rule judged on every point of a GRID over the intervals (`fixed`: numbers equal
+    in every replicate): HOLDS or FAILS when every point gives it, INCONCLUSIVE when they
+    differ (the interval straddles the rule's threshold), MIXED when every point is mixed."""
+    import itertools
+
+    import numpy as np
+
+    names = list(box)
+    axes = [np.linspace(lo, hi, GRID) if hi > lo else [lo] for lo, hi in box.values()]
+    outcomes = {claim.judge({**fixed, **dict(zip(names, point, strict=True))})
+                for point in itertools.product(*axes)}
+    return outcomes.pop() if len(outcomes) == 1 else INCONCLUSIVE
+
+
+def pooled(replicates: list[dict]) -> dict:
+    """One claim over the replicates of a measurement (the same key and subject, seeds
+    apart): its numbers their means with intervals, its rule judged on the intervals; a
+    verdict withheld in any replicate is withheld here (with why), as are those measured in
+    too few."""
+    first = replicates[0]
+    measured = [c for c in replicates if c["verdict"] != NOT_MEASURED]
+    subject = REPLICATE.sub("", first["subject"])
+    if len(measured) < len(replicates):
+        return {**not_measured(first["key"], subject, first["setting"]["measured"],
+                               f"in {len(replicates) - len(measured)} of {len(replicates)} "
+                               "replicates"), "replicates": replicates}
+    claim = CLAIMS[first["key"]]
+    numeric = {k for k, v in first["measured"].items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    fixed = {k: v for k, v in first["measured"].items() if k not in numeric}
+    stats = {k: interval([c["measured"][k] for c in replicates]) for k in numeric}
+    box = {k: (lo, hi) for k, (_, lo, hi) in stats.items()}
+    outcome = judge_box(claim, box, fixed)
+    why = sorted({w for c in replicates for w in c["withheld"]})
+    differs = sorted({d for c in replicates for d in c["differences"]})
+    verdict = NOT_JUDGED if why else GENERALISATION if differs else REPLICATION
+    n = len(replicates)
+    summary = f"over {n} seeds ({CONFIDENCE:.0%} intervals): " + ", ".join(
+        f"{k} {m:.4g} [{lo:.4g}, {hi:.4g}]" for k, (m, lo, hi) in stats.items())
+    return {**first, "subject": subject, "measured": {k: m for k, (m, _, _) in stats.items()}
+            | fixed, "intervals": {k: [lo, hi] for k, (_, lo, hi) in stats.items()},
+            "summary": summary, "withheld": why, "differences": differs,
+            "rule_outcome": outcome, "verdict": verdict, "replicates": replicates,
+            "setting": {"measured": [s for c in replicates for s in c["setting"]["measured"]],
+                        "seed": first["setting"]["seed"]},
+            "sources": {}, "runs": sorted({r for c in replicates for r in c["runs"]})}
+
+
+def pool_replicates(claims: list[dict]) -> list[dict]:
+    """Claims of replicated steps (subjects carrying a replicate suffix) pooled by key and
+    subject, in the order of their first replicate; the others as they are."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in claims:
+        groups.setdefault((c["key"], REPLICATE.sub("", c["subject"])), []).append(c)
+    return [g[0] if len(g) == 1 and not REPLICATE.search(g[0]["subject"]) else pooled(g)
+            for g in groups.values()]
 
 
 # ---- claims from the metrics of the runs that measured them ------------------------------

@@ -77,11 +77,18 @@ def numbers_from_runs(recorder, claim: dict, cache: dict) -> dict:
 
 
 def rejudge_run(recorder, run_id: str) -> tuple[list[dict], list[dict]]:
-    """(stored, judged again): the claims of a main run under the current rules."""
-    from analysis.claims import rejudge
+    """(stored, judged again): the claims of a main run under the current rules, each on
+    the numbers its runs logged; a claim over replicates, each replicate on its own runs'."""
+    from analysis.claims import pooled, rejudge
 
     stored, cache = read_claims(recorder, run_id), {}
-    return stored, [rejudge(c, numbers_from_runs(recorder, c, cache)) for c in stored]
+
+    def again(c: dict) -> dict:
+        if c.get("replicates"):
+            return pooled([again(r) for r in c["replicates"]])
+        return rejudge(c, numbers_from_runs(recorder, c, cache))
+
+    return stored, [again(c) for c in stored]
 
 
 def main(argv=None) -> int:

@@ -52,6 +52,10 @@ class JobSpec(Strict):
     imports: list[str] = []
     """Python modules imported before the steps are read: they register step kinds of their
     own (jobs.kinds.register)."""
+    replicates: int = Field(default=1, ge=1)
+    """Runs of every seeded step (a training, a step with a seed option) and of every step
+    downstream of one, seeds apart (`latentatlas run --replicates N` says otherwise); the
+    claims they feed are judged over them, on intervals."""
     steps: dict[str, StepSpec]
     """Step name -> step, in the report's order and the runner's priority."""
 
@@ -98,6 +102,38 @@ def load_job(path: str | Path) -> JobSpec:
     for step in job.steps.values():
         step._job = Path(path).name
     return job
+
+
+# Seeds of replicate r are the step's own + r x this: apart from any seed a study names
+# itself (the main job's dense-s0 and dense-s1 train with seeds 0 and 1).
+REPLICATE_SEEDS = 1000
+
+
+def replicated(job: JobSpec, n: int, seed_of: Callable[[str, StepSpec], int | None]) -> JobSpec:
+    """The study with every seeded step (`seed_of` gives its seed; None: it has none) and
+    every step downstream of one run `n` times, each replicate's copy next to the first in
+    the runner's order: replicate r (>= 1) of NAME is NAME@rR, its seed the step's own + r x
+    REPLICATE_SEEDS, its inputs the same replicate's steps. Steps that no seed reaches run
+    once and feed every replicate."""
+    if n == 1:
+        return job
+    varies: set[str] = set()
+    for name, step in job.steps.items():  # inputs are earlier steps: one pass in order
+        if seed_of(name, step) is not None or set(upstream(step)) & varies:
+            varies.add(name)
+    steps = {}
+    for name, step in job.steps.items():
+        steps[name] = step
+        for r in range(1, n if name in varies else 1):
+            ups = {u: f"{u}@r{r}" for u in upstream(step) if u in varies}
+            inputs = {role: ups.get(v, v) if isinstance(v, str) else [ups.get(u, u) for u in v]
+                      for role, v in step.inputs.items()}
+            seed = seed_of(name, step)
+            keys = {"seed": seed + r * REPLICATE_SEEDS} if seed is not None else {}
+            copy = step.model_copy(update={"inputs": inputs, "set": {**step.set, **keys}})
+            copy._job = step._job
+            steps[f"{name}@r{r}"] = copy
+    return job.model_copy(update={"steps": steps, "replicates": n})
 
 
 def with_settings(job: JobSpec, extra: dict[str, dict[str, Any]]) -> JobSpec:

@@ -26,6 +26,10 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None,
                    help="use the first N images of each split (smoke runs)")
     p.add_argument("--epochs", type=int, default=None, help="epochs for every training")
+    p.add_argument("--replicates", type=int, default=None, metavar="N",
+                   help="run every seeded step and what reads it N times, seeds apart, and "
+                        "judge the claims on intervals over them (default: the study's "
+                        "`replicates:`, else 1)")
     add_overrides(p)
     p.add_argument("--steps", action="store_true",
                    help="list the job's steps (name, kind, inputs) and exit")

@@ -12,11 +12,13 @@ import tempfile
 from pathlib import Path
 
 from jobs.graph import (
+    REPLICATE_SEEDS,
     JobSpec,
     is_reference,
     load_job,
     names_of,
     references,
+    replicated,
     rerun,
     run_graph,
     with_overrides,
@@ -147,6 +149,15 @@ def resolve(job: JobSpec) -> dict[str, Step]:
     return resolved
 
 
+def seed_of(name: str, spec) -> int | None:
+    """A step's seed, where it has one: a training's config seed, or its kind's `seed`
+    option (what replicates vary: jobs.graph.replicated)."""
+    if spec.kind == "train":
+        return int(raw_config(name, spec).get("seed", 0))
+    fields = KINDS[spec.kind].Options.model_fields
+    return int(spec.set.get("seed", fields["seed"].default)) if "seed" in fields else None
+
+
 def cpus_of(steps: dict[str, Step]) -> dict[str, float]:
     """The CPUs each step holds while it runs: its `cpus:`, else what its kind asks."""
     return {name: KINDS[s.spec.kind].cpus(s) if s.spec.cpus is None else s.spec.cpus
@@ -234,6 +245,7 @@ def run(args) -> int:
     import numpy as np
     import ray
 
+    from analysis.claims import pool_replicates
     from jobs.verdicts import (
         CLAIMS_FILE,
         claims_file,
@@ -263,6 +275,9 @@ def run(args) -> int:
     shape = load_split(dataset, "test", args.data_path, limit=1).shape
     pixels = int(np.prod(shape))
     job = with_overrides(job_options(job, args, dataset), args.overrides, path.name)
+    if args.replicates is not None and args.replicates < 1:
+        raise UserError(f"--replicates {args.replicates}: at least 1")
+    job = replicated(job, args.replicates or job.replicates, seed_of)
     steps = resolve(job)
     outside = open_references(job, steps, recorder, shape, pixels)
     digest = study_digest(path)
@@ -287,11 +302,16 @@ def run(args) -> int:
                     f"{len(kept)} steps keep its outputs")
         for reference, out in outside.items():
             ctx.say(f"input from outside the study: {reference} ({out.label})")
+        if job.replicates > 1:
+            ctx.say(f"{job.replicates} replicates of every seeded step and what reads it "
+                    f"(NAME@rR: seeds + R x {REPLICATE_SEEDS}); claims judged on "
+                    "intervals over them")
         outputs = dict(kept)
 
         def stored() -> Record:
             return Record("main", path.stem, dicts={
-                STEPS_FILE: {n: plain(o.model_dump()) for n, o in outputs.items()},
+                STEPS_FILE: {n: plain(outputs[n].model_dump()) for n in job.steps
+                             if n in outputs},  # in the study's order
                 **({"inputs.json": {r: plain(o.model_dump()) for r, o in outside.items()}}
                    if outside else {})})
 
@@ -320,7 +340,7 @@ def run(args) -> int:
         run_graph(job, todo, {**outside, **kept}, run_step, cpus.__getitem__,
                   ray.cluster_resources().get("CPU", 1.0), finished)
         summary = [row for name in job.steps for row in outputs[name].summary]
-        claims = [c for name in job.steps for c in outputs[name].claims]
+        claims = pool_replicates([c for name in job.steps for c in outputs[name].claims])
         # The terminal gets one block per step; the run keeps every number in one table,
         # and the claims as judged (`latentatlas claims RUN_ID` judges them again).
         # The run page tells the study's story: its claims as a description, counts as

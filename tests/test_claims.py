@@ -506,3 +506,61 @@ def test_the_report_verb_writes_a_main_runs_numbers_and_claims(workdir, capsys):
     bare = client.create_run(experiment_id, tags={"latentatlas.kind": "main"}).info.run_id
     assert verb.main([bare, *common]) == 2
     assert "holds no summary.json" in capsys.readouterr().err
+
+
+# ---- replicates: intervals over seeds --------------------------------------------------
+
+def test_an_interval_over_seeds_is_students_t():
+    """Three seeds 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.3027, half-width 4.3027/sqrt(3)."""
+    mean, lo, hi = C.interval([1.0, 2.0, 3.0])
+    assert mean == 2 and hi - mean == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-6)
+    assert mean - lo == pytest.approx(hi - mean)
+    assert C.interval([0.5]) == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("delta, mse, expected", [
+    ((0.0195, 0.0205), (0.0198, 0.0202), C.HOLDS),  # inside 25% everywhere in the box
+    ((0.010, 0.012), (0.0198, 0.0202), C.FAILS),  # far below everywhere
+    ((0.0140, 0.0160), (0.0198, 0.0202), C.INCONCLUSIVE),  # straddles 0.75 x mse
+])
+def test_a_rule_on_intervals_holds_fails_or_is_inconclusive(delta, mse, expected):
+    box = {"delta_var": delta, "mse": mse}
+    assert C.judge_box(C.CLAIMS["variance_loss"], box, {}) == expected
+
+
+def replicate(subject: str, delta: float, mse: float, setting=DENSE) -> dict:
+    return C.judge("variance_loss", subject, [setting], {"delta_var": delta, "mse": mse},
+                   f"delta_var {delta} vs mse {mse}",
+                   {"delta_var": [f"run-{subject}", "variance_loss/delta_var_recon"],
+                    "mse": [f"run-{subject}", "variance_loss/mse_recon"]})
+
+
+def test_replicates_are_pooled_into_one_claim_judged_on_its_intervals():
+    seeds = [replicate(s, d, m) for s, d, m in (("dense-s0", 0.0201, 0.0196),
+                                                 ("dense-s0@r1", 0.0198, 0.0199),
+                                                 ("dense-s0@r2", 0.0203, 0.0200))]
+    other = replicate("dense-s1", 0.0202, 0.0200)
+    claims = C.pool_replicates([seeds[0], other, *seeds[1:]])
+    assert [c["subject"] for c in claims] == ["dense-s0", "dense-s1"]
+    pooled, alone = claims
+    assert alone is other  # a claim without replicates is as it was
+    mean, lo, hi = C.interval([0.0201, 0.0198, 0.0203])
+    assert pooled["measured"]["delta_var"] == pytest.approx(mean)
+    assert pooled["intervals"]["delta_var"] == pytest.approx([lo, hi])
+    assert (pooled["rule_outcome"], pooled["verdict"]) == (C.HOLDS, C.REPLICATION)
+    assert pooled["summary"].startswith("over 3 seeds (95% intervals): delta_var 0.02007 [")
+    assert pooled["runs"] == ["run-dense-s0", "run-dense-s0@r1", "run-dense-s0@r2"]
+    # stored and read back (claims.json), judged again from its replicates: the same
+    assert C.rejudge(json.loads(json.dumps(pooled))) == json.loads(json.dumps(pooled))
+    # one seed far off widens the interval over the threshold: inconclusive, not "holds"
+    wide = C.pooled([*seeds[:2], replicate("dense-s0@r2", 0.010, 0.0200)])
+    assert wide["rule_outcome"] == C.INCONCLUSIVE
+    assert "1 inconclusive" in C.counts([wide])
+    # a replicate whose training did not settle withholds the pooled verdict, saying why
+    unsettled = C.training_setting("fashion-mnist", "dense 784-256-64-32-16", "elbo", 3,
+                                   [0.05, 0.04, 0.03], "run-unsettled")
+    held = C.pooled([*seeds[:2], replicate("dense-s0@r2", 0.0203, 0.0200, unsettled)])
+    assert held["verdict"] == C.NOT_JUDGED and any("not settled" in w for w in held["withheld"])
+    # measured in too few replicates: not measured, saying in how many
+    missing = C.not_measured("variance_loss", "dense-s0@r2", [DENSE], "no active variable")
+    assert C.pooled([*seeds[:2], missing])["summary"] == "not measured: in 1 of 3 replicates"

@@ -60,6 +60,34 @@ class CodeNorm(StepKind):
                      summary=[{"step": step.name, "run_id": run_id, "mean_norm": norm}])
 
 
+class PlantedOptions(Strict):
+    seed: int = 0
+    """Draws the planted numbers."""
+
+
+@register
+class PlantedVariance(StepKind):
+    """A variance-loss measurement of planted numbers: delta_var and mse near 0.02, drawn
+    from the step's seed (replicates draw others)."""
+
+    name = "planted-variance"
+    Options = PlantedOptions
+
+    def run(self, ctx: Context, step: Step, inputs: dict) -> Output:
+        from analysis.claims import from_run, judge
+
+        rng = np.random.default_rng(step.options.seed)
+        m = {"variance_loss/delta_var_recon": 0.02 + 2e-4 * rng.normal(),
+             "variance_loss/mse_recon": 0.02 + 2e-4 * rng.normal()}
+        run_id = ctx.recorder.record(Record("planted", step.name, metrics=m),
+                                     ctx.parent_run_id)
+        numbers, sources = from_run(run_id, m, {"delta_var": "variance_loss/delta_var_recon",
+                                                "mse": "variance_loss/mse_recon"})
+        return Output(run_id=run_id, metrics=m, claims=[judge(
+            "variance_loss", f"planted {step.name}", [], numbers, "planted", sources)],
+            summary=[{"step": step.name, "seed": step.options.seed}])
+
+
 @register
 class NormCheck(StepKind):
     name = "norm-check"
@@ -94,7 +122,8 @@ def researcher(tmp_path, monkeypatch, request):
     (tmp_path / "my_kinds.py").write_text(MY_KINDS)
     monkeypatch.syspath_prepend(str(tmp_path))
     request.addfinalizer(lambda: [sys.modules.pop(m, None) for m in ("half_blobs", "my_kinds")])
-    request.addfinalizer(lambda: [KINDS.pop(k, None) for k in ("code-norm", "norm-check")])
+    request.addfinalizer(lambda: [KINDS.pop(k, None) for k in ("code-norm", "norm-check",
+                                                               "planted-variance")])
     return tmp_path
 
 
@@ -186,3 +215,61 @@ def test_resuming_checks_the_run_is_of_the_same_study_file(tmp_path):
         study.same_study(recorder, run_id, mine, edited)
     untagged = recorder.client.create_run(recorder.experiment_id).info.run_id
     study.same_study(recorder, untagged, mine, edited)  # a run from before the digest
+
+
+def test_replicates_run_every_seeded_step_and_what_reads_it_seeds_apart():
+    from jobs import study
+    from jobs.graph import JobSpec, replicated
+    from jobs.kinds import registered
+
+    registered(())
+    job = JobSpec.model_validate({"steps": {
+        "vae": {"kind": "train", "config": "fmnist_dense.yaml", "set": {"seed": 3}},
+        "enc": {"kind": "encode", "inputs": {"model": "vae"}},
+        "stats": {"kind": "stats", "inputs": {"encoding": "enc"}},
+        "reg": {"kind": "regularisation"},  # no seed and nothing seeded upstream: once
+        "byo": {"kind": "encode", "inputs": {"model": "half_blobs:make"}},
+        "range": {"kind": "range", "inputs": {"generator": "half_blobs:make", "reference": "enc",
+                                              "stats": "stats"}}}})
+    out = replicated(job, 3, study.seed_of)
+    assert list(out.steps) == ["vae", "vae@r1", "vae@r2", "enc", "enc@r1", "enc@r2", "stats",
+                               "stats@r1", "stats@r2", "reg", "byo", "range", "range@r1",
+                               "range@r2"]
+    assert [out.steps[n].set.get("seed") for n in ("vae", "vae@r1", "vae@r2")] == \
+        [3, 1003, 2003]
+    assert out.steps["enc@r1"].inputs == {"model": "vae@r1"}
+    assert out.steps["range@r2"].inputs["reference"] == "enc@r2"
+    assert out.steps["range@r2"].set["seed"] == 2000  # its own seed option, 0 by default
+    assert out.replicates == 3 and replicated(job, 1, study.seed_of) is job
+
+
+def test_a_study_with_replicates_judges_its_claims_on_intervals(
+        ray_session, workdir, researcher, capsys):
+    """`replicates: 3`: the seeded step runs three times, seeds apart; its claim is one,
+    judged on the interval over the three, stored, and judged again by `latentatlas claims`
+    from the three runs."""
+    from jobs import claims as claims_verb
+
+    data = make_idx_dataset(workdir / "idx", n_train=16, n_test=16)
+    study = researcher / "planted.yaml"
+    study.write_text("imports: [my_kinds]\nreplicates: 3\nsteps:\n"
+                     "  planted: {kind: planted-variance, set: {seed: 7}}\n")
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    common = ["--tracking-uri", uri, "--experiment", "study", "--dataset", "mnist",
+              "--data-path", str(data)]
+    assert run_job(["--config", str(study), *common]) == 0
+    out = capsys.readouterr().out
+    parent_id = out.split("MLflow run id: ")[1].split()[0]
+    load = lambda name: json.loads(open(mlflow.artifacts.download_artifacts(  # noqa: E731
+        run_id=parent_id, artifact_path=name, tracking_uri=uri)).read())
+    steps = load("steps.json")
+    assert [s["summary"][0]["seed"] for s in steps.values()] == [7, 1007, 2007]
+    (claim,) = load("claims.json")
+    assert claim["subject"] == "planted planted" and len(claim["replicates"]) == 3
+    deltas = [s["metrics"]["variance_loss/delta_var_recon"] for s in steps.values()]
+    assert claim["measured"]["delta_var"] == pytest.approx(np.mean(deltas))
+    lo, hi = claim["intervals"]["delta_var"]
+    assert lo < min(deltas) and hi > max(deltas)  # t(0.975, 2) x sd / sqrt(3) > the range
+    assert claim["rule_outcome"] == "holds" and "over 3 seeds" in claim["summary"]
+    assert claims_verb.main([parent_id, "--tracking-uri", uri, "--experiment", "study"]) == 0
+    assert "over 3 seeds" in capsys.readouterr().out
