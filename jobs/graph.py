@@ -32,6 +32,9 @@ class StepSpec(Strict):
     """Unset: what the step's config asks."""
     reduced: str | None = None
     """Said when the step starts."""
+    replicates: int | None = Field(default=None, ge=1)
+    """Runs of this seeded step and of every step downstream of it, seeds apart (unset: the
+    study's `replicates`)."""
     _job: str = PrivateAttr(default="main.yaml")  # the job file it was read from
 
     def where(self, name: str) -> str:
@@ -110,30 +113,37 @@ REPLICATE_SEEDS = 1000
 
 
 def replicated(job: JobSpec, n: int, seed_of: Callable[[str, StepSpec], int | None]) -> JobSpec:
-    """The study with every seeded step (`seed_of` gives its seed; None: it has none) and
-    every step downstream of one run `n` times, each replicate's copy next to the first in
-    the runner's order: replicate r (>= 1) of NAME is NAME@rR, its seed the step's own + r x
-    REPLICATE_SEEDS, its inputs the same replicate's steps. Steps that no seed reaches run
-    once and feed every replicate."""
-    if n == 1:
-        return job
-    varies: set[str] = set()
+    """The study with every seeded step (`seed_of` gives its seed; None: it has none) run `n`
+    times, or its own `replicates`, and every step downstream of one as many times as its
+    most replicated input; each replicate's copy next to the first in the runner's order:
+    replicate r (>= 1) of NAME is NAME@rR, its seed the step's own + r x REPLICATE_SEEDS,
+    its inputs the same replicate's steps (an input with fewer replicates: its first).
+    Steps that no seed reaches run once and feed every replicate."""
+    counts: dict[str, int] = {}
     for name, step in job.steps.items():  # inputs are earlier steps: one pass in order
-        if seed_of(name, step) is not None or set(upstream(step)) & varies:
-            varies.add(name)
+        seeded = seed_of(name, step) is not None
+        if step.replicates and not seeded:
+            raise UserError(f"{step.where(name)}.replicates: a step without a seed runs the "
+                            "same every time; replicate a training or a step with a seed")
+        own = step.replicates or (n if seeded else 1)
+        counts[name] = max([own, *(counts[u] for u in upstream(step))])
+    if max(counts.values(), default=1) == 1:
+        return job
     steps = {}
     for name, step in job.steps.items():
         steps[name] = step
-        for r in range(1, n if name in varies else 1):
-            ups = {u: f"{u}@r{r}" for u in upstream(step) if u in varies}
+        for r in range(1, counts[name]):
+            ups = {u: f"{u}@r{r}" for u in upstream(step) if counts[u] > r}
             inputs = {role: ups.get(v, v) if isinstance(v, str) else [ups.get(u, u) for u in v]
                       for role, v in step.inputs.items()}
             seed = seed_of(name, step)
             keys = {"seed": seed + r * REPLICATE_SEEDS} if seed is not None else {}
+            if isinstance(step.set.get("name"), str):  # a training's run name, told apart
+                keys["name"] = f"{step.set['name']}@r{r}"
             copy = step.model_copy(update={"inputs": inputs, "set": {**step.set, **keys}})
             copy._job = step._job
             steps[f"{name}@r{r}"] = copy
-    return job.model_copy(update={"steps": steps, "replicates": n})
+    return job.model_copy(update={"steps": steps, "replicates": max(counts.values())})
 
 
 def with_settings(job: JobSpec, extra: dict[str, dict[str, Any]]) -> JobSpec:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import make_idx_dataset
 
+from analysis.claims import pool_replicates
 from jobs import study
 from jobs.run import main as run_job
 
@@ -55,11 +56,15 @@ def check_job(out, uri, workdir, common, capsys):
     kids = children(parent_id)
     kinds = sorted(r.data.tags["latentatlas.kind"] for r in kids)
     assert kinds == (["fid"] * 2 + ["range"] * 3 + ["regularisation"] + ["relocate"] * 4
-                     + ["sectors", "sparsity", "support-set"] + ["train"] * 7
+                     + ["sectors", "sparsity", "support-set"] + ["train"] * 10
                      + ["translate-study"])
     trained = {r.info.run_name: r for r in kids if r.data.tags["latentatlas.kind"] == "train"}
     assert sorted(trained) == ["main-classifier", "main-conv-s0", "main-dcgan", "main-dense-s0",
-                               "main-dense-s1", "main-recoder", "main-second-stage"]
+                               "main-dense-s1", "main-dense-seeds", "main-dense-seeds@r1",
+                               "main-dense-seeds@r2", "main-recoder", "main-second-stage"]
+    # the three seeds of the dense-VAE claims' replicates, seeds apart
+    assert [trained[f"main-dense-seeds{r}"].data.params["seed"] for r in ("", "@r1", "@r2")] \
+        == ["100", "1100", "2100"]
     # --set reached the step it names, and only that one; --epochs every other training
     assert trained["main-dense-s0"].data.params["train.epochs"] == "20"
     assert trained["main-dense-s0"].data.params["train.batch_size"] == "32"
@@ -74,18 +79,28 @@ def check_job(out, uri, workdir, common, capsys):
                 r for r in children(run.info.run_id)
                 if r.data.tags["latentatlas.kind"] == "stats"]
     assert trained["main-recoder"].data.metrics["inversion/latent_mse"] < 1  # beats guessing 0
-    steps = load_steps(parent_id)
-    assert set(steps) == set(study.load_job(study.MAIN).steps)
-    steps = {name: steps[name] for name in study.load_job(study.MAIN).steps}  # in order
+    everything = load_steps(parent_id)
+    declared = study.load_job(study.MAIN).steps
+    replicates = {f"{n}@r{r}" for n in ("dense-seeds", "encode-dense-seeds",
+                                        "stats-dense-seeds") for r in (1, 2)}
+    assert set(everything) == set(declared) | replicates
+    assert list(everything)[:3] == list(declared)[:3]  # in the study's order
+    steps = {name: everything[name] for name in declared}
     claims = {name: out_["claims"] for name, out_ in steps.items()}
-    every = [c for cs in claims.values() for c in cs]
+    every = pool_replicates([c for s in everything.values() for c in s["claims"]])
+    # the dense VAE's own claims over its three seeds: one claim each, its replicates kept
+    seeded = [c for c in every if c["subject"] == "dense-seeds"]
+    assert {c["key"] for c in seeded} == {"variance_loss", "sparsity_dense", "stationary",
+                                          "zero_out"}
+    assert all(len(c["replicates"]) == 3 for c in seeded)
     # measured everywhere but the zero-out of a model with no inactive variable, or with
     # fewer active than inactive ones (conv-s0 after one epoch: none active)
     assert {c["key"] for c in every if c["verdict"] == "not measured"} <= {"zero_out"}, every
     for c in (c for c in every if c["verdict"] != "not measured"):
         assert c["verdict"] == ("not judged" if c["withheld"] else "generalisation"
                                 if c["differences"] else "replication"), c
-        assert c["rule_outcome"] in ("holds", "does not hold", "mixed") and c["runs"], c
+        assert c["rule_outcome"] in ("holds", "does not hold", "mixed", "inconclusive") \
+            and c["runs"], c
     # a reduced step withholds what it feeds: the translator grid's claims, and those that
     # read the DCGAN, trained at a reduced size
     for c in claims["translators"]:
@@ -149,7 +164,7 @@ def check_job(out, uri, workdir, common, capsys):
     summary = out.split("== main job ==")[1].split("== the seed's claims")[0]
     assert max(map(len, summary.splitlines())) <= 100
     table = main_job_table(parent_id)
-    assert table["step"] == [row["step"] for s in steps.values() for row in s["summary"]]
+    assert table["step"] == [row["step"] for s in everything.values() for row in s["summary"]]
     assert table["step"][:3] == ["train dense-s0", "stats dense-s0", "train dense-s1"]
     assert set(table) > {"val mse(z~q)", "inactive", "M", "aggregate_kl_sampling",
                          "mse_support", "nonempty"}

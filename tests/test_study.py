@@ -273,3 +273,31 @@ def test_a_study_with_replicates_judges_its_claims_on_intervals(
     assert claim["rule_outcome"] == "holds" and "over 3 seeds" in claim["summary"]
     assert claims_verb.main([parent_id, "--tracking-uri", uri, "--experiment", "study"]) == 0
     assert "over 3 seeds" in capsys.readouterr().out
+
+
+def test_a_step_of_its_own_replicates_replicates_what_reads_it():
+    """A step's `replicates` (the main job's dense-VAE seeds): it and its downstream steps
+    run that many times; a step reading it and an unreplicated step reads the latter's
+    only copy; a step without a seed cannot ask for replicates."""
+    from jobs import study
+    from jobs.graph import JobSpec, replicated
+    from jobs.kinds import registered
+    from latentatlas.errors import UserError
+
+    registered(())
+    job = JobSpec.model_validate({"steps": {
+        "a": {"kind": "train", "config": "fmnist_dense.yaml", "replicates": 3},
+        "b": {"kind": "train", "config": "fmnist_dense.yaml", "set": {"seed": 1}},
+        "enc-a": {"kind": "encode", "inputs": {"model": "a"}},
+        "enc-b": {"kind": "encode", "inputs": {"model": "b"}},
+        "move": {"kind": "relocate", "inputs": {"source": "enc-a", "target": "enc-b"}}}})
+    out = replicated(job, 1, study.seed_of)
+    assert list(out.steps) == ["a", "a@r1", "a@r2", "b", "enc-a", "enc-a@r1", "enc-a@r2",
+                               "enc-b", "move", "move@r1", "move@r2"]
+    assert out.steps["move@r2"].inputs == {"source": "enc-a@r2", "target": "enc-b"}
+    assert out.steps["move@r1"].set["seed"] == 1000 and out.replicates == 3
+    bad = JobSpec.model_validate({"steps": {"e": {"kind": "encode", "replicates": 2,
+                                                  "inputs": {"model": "half_blobs:make"}}}})
+    with pytest.raises(UserError, match=r"steps.e.replicates: a step without a seed runs the "
+                                        "same every time"):
+        replicated(bad, 1, study.seed_of)
