@@ -173,7 +173,7 @@ def check_job(out, uri, workdir, common, capsys):
     assert run_job([*common, *SETTING, "--resume", parent_id,
                           "--only", "fid-dense-s1"]) == 0
     again = capsys.readouterr().out
-    assert f"rerunning fid-dense-s1; {len(steps) - 1} steps keep its outputs" in again
+    assert f"rerunning fid-dense-s1; {len(everything) - 1} steps keep its outputs" in again
     second_id = again.split("MLflow run id: ")[1].split()[0]
     assert mlflow.get_run(second_id).data.tags["latentatlas.resumed_from"] == parent_id
     assert [r.data.tags["latentatlas.kind"] for r in children(second_id)] == ["fid"]
