@@ -190,3 +190,19 @@ def mlflow_server(backend_uri: str, log: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def linearly_related(model, m):
+    """A copy of a dense VAE whose codes are m @ mu and whose decoder's first layer undoes m:
+    the same images through a latent space exactly m times the model's."""
+    import copy
+
+    import torch
+
+    planted = copy.deepcopy(model)
+    t = torch.tensor(m, dtype=torch.float32)
+    with torch.no_grad():
+        planted.mu.weight.copy_(t @ model.mu.weight)
+        planted.mu.bias.copy_(t @ model.mu.bias)
+        planted.decoder[0].weight.copy_(model.decoder[0].weight @ torch.linalg.inv(t))
+    return planted

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, mlflow_state_restored, use_store
+from conftest import linearly_related, make_idx_dataset, mlflow_state_restored, use_store
 
 from jobs import steps
 from latentatlas import model_store, tracking
@@ -389,7 +389,6 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     stretched per variable. OLS on every fit row then moves codes exactly (L ~ 0, M =
     M_target_own), CKA is 1 across the rotation and below 1 across the stretch, SVCCA is 1
     for every pair; the verb writes one run with the table and the figures."""
-    import copy
 
     from analysis.studies.translators import TRANSLATORS
     from jobs import translate_study as verb
@@ -398,12 +397,7 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
     paths = [str(e.path) for e in encodings]
     for name, m in (("rotated", q), ("stretched", np.diag([3.0, 0.5, 1.0, 2.0]))):
-        planted = copy.deepcopy(model)
-        t = torch.tensor(m, dtype=torch.float32)
-        with torch.no_grad():  # codes m @ mu; the decoder's first layer undoes m
-            planted.mu.weight.copy_(t @ model.mu.weight)
-            planted.mu.bias.copy_(t @ model.mu.bias)
-            planted.decoder[0].weight.copy_(model.decoder[0].weight @ torch.linalg.inv(t))
+        planted = linearly_related(model, m)
         with mlflow.start_run(run_name=name) as run:
             model_store.log_model(planted, DenseVAEConfig(hidden=[16], latent_dim=4).model_dump(),
                                (1, 28, 28))

@@ -5,13 +5,12 @@ planted rotation, the study's summaries on hand-made rows; latentis' translators
 numpy rerun of latentis' pipeline and planted maps, the relative translator against cosines
 by their definition and the invariances it exists for; the study run with them."""
 
-import copy
 
 import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, mlflow_state_restored, use_store
+from conftest import linearly_related, make_idx_dataset, mlflow_state_restored, use_store
 
 from analysis.anchors import farthest_point_rows, random_rows
 from analysis.linear_maps import (
@@ -409,12 +408,7 @@ def planted_spaces(tmp_path_factory):
         paths = []
         for name, m in (("plain", np.eye(4)), ("rotated", q),
                         ("stretched", np.diag([3.0, 0.5, 1.0, 2.0]))):
-            planted = copy.deepcopy(model)
-            t = torch.tensor(m, dtype=torch.float32)
-            with torch.no_grad():  # codes m @ mu; the decoder's first layer undoes m
-                planted.mu.weight.copy_(t @ model.mu.weight)
-                planted.mu.bias.copy_(t @ model.mu.bias)
-                planted.decoder[0].weight.copy_(model.decoder[0].weight @ torch.linalg.inv(t))
+            planted = linearly_related(model, m)
             with mlflow.start_run(run_name=name) as run:
                 model_store.log_model(planted, cfg.model_dump(), (1, 28, 28))
             paths.append(str(encode(f"runs:/{run.info.run_id}/model", "mnist", "test",
