@@ -540,8 +540,8 @@ def pooled(replicates: list[dict]) -> dict:
                                f"in {len(replicates) - len(measured)} of {len(replicates)} "
                                "replicates"), "replicates": replicates}
     claim = CLAIMS[first["key"]]
-    numeric = {k for k, v in first["measured"].items()
-               if isinstance(v, int | float) and not isinstance(v, bool)}
+    numeric = [k for k, v in first["measured"].items()  # in the claim's order
+               if isinstance(v, int | float) and not isinstance(v, bool)]
     fixed = {k: v for k, v in first["measured"].items() if k not in numeric}
     stats = {k: interval([c["measured"][k] for c in replicates]) for k in numeric}
     box = {k: (lo, hi) for k, (_, lo, hi) in stats.items()}
