@@ -37,7 +37,7 @@ class Fid(StepKind):
     def check(self, step: Step, job) -> None:
         if ("classifier" in step.spec.inputs) == bool(step.options.inception_weights):
             raise_user(f"{step.where}: one feature space: a classifier input, or "
-                       "set.inception_weights (a datasets without labels, such as CelebA)")
+                       "set.inception_weights (for data without labels, such as CelebA)")
 
     def run(self, ctx: Context, step: Step, inputs: dict) -> Output:
         from analysis.claims import second_stage_claims
