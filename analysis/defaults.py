@@ -19,6 +19,10 @@ DEFAULT_ESTIMATORS = ("ridge_authors", "ols", "ols_nobias", "ridge", "procrustes
                       "lstsq_ortho")
 FITS = ("all", "support", "indices", "generated", "random")
 GENERATED_PAIRS = 10000  # the authors fit a GAN's side on fresh samples, not on real rows
+# Fresh generated images a map is scored on (scored_on generated): as many as the held-out
+# rows (every fifth) of a 10,000-image test split.
+GENERATED_SCORED = 2000
+SCORED_ON = ("held_out", "generated")
 
 # the translator study's translators (the authors' map first; any of
 # analysis.linear_maps.ESTIMATORS or FIELD_TRANSLATORS may be asked for: the field's,

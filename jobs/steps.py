@@ -109,15 +109,17 @@ def support_set(recorder: Recorder, encoding: str, *, size: int | None = None,
 def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT_ESTIMATORS,
              fit: str | None = None, indices=None, pairs: int = GENERATED_PAIRS,
              random_rows: int | None = None, seed: int = 0,
-             lam: float = 1e-4, l2: float | None = None, actors: int = 1,
+             lam: float = 1e-4, l2: float | None = None, scored_on: str | None = None,
+             actors: int = 1,
              use_gpu: bool = False, extra_maps: dict | None = None, name: str = "relocate",
              gain=LATEST, support=None, parent_run_id: str | None = None,
              progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
     """`relocate_codes` between two encodings and their models (both decode; a generated
-    fit also samples the generator and encodes with the VAE); fit and l2 None: the pair's
-    defaults (the authors'). A support fit chooses its support set by the sectors of `gain`
-    (LATEST: the latest stats run's), or fits on `support` (analysis.studies.maps.
-    GivenSupport: rows chosen by a support-set step)."""
+    fit also samples the generator and encodes with the VAE); fit, l2 and scored_on None:
+    the authors' recipe for the pair (analysis.studies.maps.authors_recipe). A support fit
+    chooses its support set by the sectors of `gain` (LATEST: the latest stats run's), or
+    fits on `support` (analysis.studies.maps.GivenSupport: rows chosen by a support-set
+    step)."""
     from analysis.studies.maps import relocate_codes, resolve_fit
 
     src, tgt = open_encoding(source), open_encoding(target)
@@ -126,7 +128,8 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
                             load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
                             indices=indices, pairs=pairs, random_rows=random_rows, seed=seed,
-                            lam=lam, l2=l2, score=score, support=support,
+                            lam=lam, l2=l2, scored_on=scored_on, score=score,
+                            support=support,
                             actors=actors, use_gpu=use_gpu, extra_maps=extra_maps,
                             progress=progress)
     progress("recording the run")

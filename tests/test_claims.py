@@ -409,6 +409,7 @@ def test_the_claims_verb_refuses_a_damaged_claims_file_in_one_line(workdir, caps
     run_id = client.create_run(experiment_id).info.run_id
     client.log_text(run_id, json.dumps([{"claim": "x"}]), "claims.json")
     common = ["--tracking-uri", uri, "--experiment", "claims"]
+    capsys.readouterr()  # what this test's own client said, creating the store
     assert verb.main([run_id, *common]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert "claims.json[0] lacks key, subject" in err[0], err
@@ -564,3 +565,29 @@ def test_replicates_are_pooled_into_one_claim_judged_on_its_intervals():
     # measured in too few replicates: not measured, saying in how many
     missing = C.not_measured("variance_loss", "dense-s0@r2", [DENSE], "no active variable")
     assert C.pooled([*seeds[:2], missing])["summary"] == "not measured: in 1 of 3 replicates"
+
+
+def test_renormalisation_is_judged_where_the_authors_would_apply_it():
+    """BalancingVAE renormalises only where the second stage shows an evident variance loss
+    (delta_var > 0.25 x mse on the first stage's codes): there the claim is judged; where
+    the condition fails the verdict is withheld with that reason, the rule's outcome kept."""
+    from analysis.claims import NOT_JUDGED, REPLICATION, second_stage_claims
+
+    metrics = {"fid/f": 100.0, "fid/f/two_stage": 90.0, "kid/f/two_stage": 0.03,
+               "fid/f/two_stage_renorm_authors": 80.0, "kid/f/two_stage_renorm_authors": 0.02,
+               "fid/f/two_stage_renorm_variable": 85.0,
+               "kid/f/two_stage_renorm_variable": 0.025,
+               **{f"variance_loss/delta_var_gen/{s}": 0.01 for s in (
+                   "two_stage", "two_stage_renorm_authors", "two_stage_renorm_variable")},
+               "second_stage/mse": 0.2}
+    setting = {"dataset": "celeba", "group": "CelebA", "model": "m", "loss": "KL balancing",
+               "epochs": None, "val_mse_slope": None, "val_mse_tail": [],
+               "has_val_mse": False, "run_id": None, "reduced": None, "learning": None,
+               "auxiliary": False}
+    for delta, verdict in ((0.06, REPLICATION), (0.04, NOT_JUDGED)):
+        m = {**metrics, "second_stage/delta_var": delta,
+             "second_stage/authors_renormalise": float(delta > 0.25 * 0.2)}
+        _, renorm = second_stage_claims("s", [setting], "f", m, "run")
+        assert renorm["rule_outcome"] == "holds" and renorm["verdict"] == verdict
+        assert ("does not hold" in renorm["summary"]) == (verdict == NOT_JUDGED)
+    assert any("would not apply it" in w for w in renorm["withheld"])

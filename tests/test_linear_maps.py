@@ -295,13 +295,13 @@ class LinearEncoder(torch.nn.Module):
         return mu, torch.zeros_like(mu)
 
 
-def toy_encoding(family: str, path: str = "enc"):
+def toy_encoding(family: str, path: str = "enc", style_based: bool = False):
     from pathlib import Path
 
     from latentatlas.encode.store import Encoding, EncodingMeta
 
     return Encoding(Path(path), EncodingMeta("m", None, "synthetic", "all", None, None, 10, 3,
-                                             "test", family=family))
+                                             "test", family=family, style_based=style_based))
 
 
 def test_generated_pairs_are_the_generators_codes_and_the_vaes_means_of_their_images():
@@ -333,18 +333,28 @@ def test_generated_pairs_are_the_generators_codes_and_the_vaes_means_of_their_im
         np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_the_default_fit_and_l2_are_the_authors_for_the_pairs_families():
+def test_the_default_recipe_is_the_authors_for_the_pair():
+    """comparison.py: a style generator's W with a VAE by transform_from_W (generated pairs,
+    no L2, scored on generated images); every other pair, a vanilla GAN through its recoder
+    included, by transform_with_support (the support set, their L2, real images)."""
     from analysis.linear_maps import authors_l2
-    from analysis.studies.maps import default_fit, resolve_fit
+    from analysis.studies.maps import Recipe, authors_recipe, default_fit, resolve_fit
     from latentatlas.errors import UserError
 
-    assert default_fit("vae", "vae") == default_fit("gan", "gan") == "support"
-    assert default_fit("gan", "vae") == default_fit("vae", "gan") == "generated"
+    vae, gan = toy_encoding("vae", "a.enc"), toy_encoding("gan", "b.enc")
+    style = toy_encoding("gan", "s.enc", style_based=True)
+    assert authors_recipe(style.meta, vae.meta) == authors_recipe(vae.meta, style.meta) == \
+        Recipe("generated", 0.0, "generated", "transform_from_W")
+    assert authors_recipe(gan.meta, vae.meta) == authors_recipe(vae.meta, gan.meta) == \
+        Recipe("support", 0.0015, "held_out", "transform_with_support")
+    assert authors_recipe(vae.meta, vae.meta) == Recipe("support", 1e-4, "held_out",
+                                                        "transform_with_support")
+    assert default_fit(style.meta, style.meta) == "support"  # no VAE side: no generated pairs
     assert authors_l2("vae", "vae") == 1e-4
     assert authors_l2("gan", "vae") == authors_l2("vae", "gan") == authors_l2("gan", "gan") \
         == 0.0015
-    vae, gan = toy_encoding("vae", "a.enc"), toy_encoding("gan", "b.enc")
-    assert resolve_fit(vae, gan, None) == "generated" and resolve_fit(vae, vae, None) == "support"
+    assert resolve_fit(vae, gan, None) == "support" and resolve_fit(vae, style, None) == \
+        "generated"
     assert resolve_fit(gan, vae, "all") == "all"
     with pytest.raises(UserError) as refused:
         resolve_fit(vae, toy_encoding("vae", "c.enc"), "generated")
@@ -532,3 +542,54 @@ def test_a_random_fit_recovers_a_planted_map_from_n_seeded_fit_rows(tmp_path):
     support, _, _ = support_rows(count_sectors(src, np.arange(6.0), k=3), 150, seed=3,
                                  eligible_index=lambda i: split_mask(i, "fit"))
     assert len(support) == 150 and set(support.tolist()) != set(rows.tolist())
+
+
+class LinearVAE(LinearEncoder):
+    """LinearEncoder with a decoder: x_hat = 0.5 + mu P^+ (a projection of the pixels)."""
+
+    def decode(self, mu):
+        return (0.5 + mu @ torch.linalg.pinv(self.p)).reshape(-1, 1, 4, 4)
+
+
+def test_generated_scoring_is_the_authors_compute_error_on_w():
+    """Scored on fresh generated images x = G(z): the planted map z -> mu (exact) moves codes
+    with no error (L 0) and M equal to the VAE's own error; a map to 0 has L = mean(mu^2) and
+    M = MSE(x, decode(0)); R through the generator is 0 (G(z) is x)."""
+    from analysis.linear_maps import LinearMap
+    from analysis.relocation import RESAMPLED, generated_errors
+
+    generator, vae = LinearImages(), LinearVAE()
+    planted = 0.02 * generator.w.numpy().astype(np.float64) @ vae.p.numpy()
+    zero = np.zeros((3, 5))
+    maps = {"planted": LinearMap("ols", planted, np.zeros(5)),
+            "zero": LinearMap("ols", zero, np.zeros(5))}
+    errors = generated_errors(generator, vae, maps, 700, seed=5, gan_is_source=True, batch=300)
+    draw = torch.Generator().manual_seed(5)  # drawn in the same batches
+    z = torch.cat([generator.sample_codes(n, draw) for n in (300, 300, 100)])
+    with torch.no_grad():
+        x = generator.decode(z)
+        mu = vae.encode(x)[0]
+        own = ((vae.decode(mu) - x) ** 2).flatten(1).mean(1).double()
+        blank = ((vae.decode(torch.zeros_like(mu)) - x) ** 2).flatten(1).mean(1).double()
+    assert errors["count"].tolist() == [700.0]
+    assert errors["R"][0] == pytest.approx(0.0, abs=1e-12)
+    assert errors["M_target_own"][0] == pytest.approx(own.mean().item(), rel=1e-6)
+    assert errors["M_planted"][0] == pytest.approx(own.mean().item(), rel=1e-4)
+    assert errors["L_planted"][0] == pytest.approx(0.0, abs=1e-9)
+    assert errors["L_zero"][0] == pytest.approx((mu.double() ** 2).mean().item(), rel=1e-6)
+    assert errors["M_zero"][0] == pytest.approx(blank.mean().item(), rel=1e-6)
+    # The bootstrap's replicates spread as the mean's standard error, sd / sqrt(n), within
+    # the noise of 200 replicates (the sd of an sd estimate ~ 1/sqrt(2 * 200) = 5%).
+    replicates = errors[f"{RESAMPLED}M_zero"]
+    assert replicates.std() == pytest.approx(blank.std().item() / np.sqrt(700), rel=0.25)
+    # The other direction: mu -> z, R through the VAE.
+    back = generated_errors(generator, vae, {"zero": LinearMap("ols", zero.T, np.zeros(3))}, 200,
+                            seed=5, gan_is_source=False)
+    z = generator.sample_codes(200, torch.Generator().manual_seed(5))  # one batch
+    with torch.no_grad():
+        x = generator.decode(z)
+        mu = vae.encode(x)[0]
+        own = ((vae.decode(mu) - x) ** 2).flatten(1).mean(1).double()
+    assert back["R"][0] == pytest.approx(own.mean().item(), rel=1e-6)
+    assert back["M_target_own"][0] == 0.0  # the generator target regenerates its own samples
+    assert back["L_zero"][0] == pytest.approx((z.double() ** 2).mean().item(), rel=1e-6)

@@ -101,3 +101,29 @@ def test_every_registered_policy_matches_its_reference_after_observing_batches(n
     restored = make_policy(name, beta=2.5)
     restored.load_state_dict(policy.state_dict())
     torch.testing.assert_close(restored.loss(x, x_hat, kl), policy.loss(x, x_hat, kl))
+
+
+def test_authors_kl_weight_is_balancingvaes_k():
+    """computed_gamma.py: k = (2 * img_dim / latent_dim)^2, 4 for CelebA 64 with latent 64 and
+    1 for CIFAR-10 (32) with latent 64; the policy's loss weighs the KL by it."""
+    celeba = make_policy("balanced", "authors", (3, 64, 64), 64)
+    assert celeba.kl_weight == 4.0
+    assert make_policy("balanced", "authors", (3, 32, 32), 64).kl_weight == 1.0
+    x = torch.zeros(2, 3, 64, 64)
+    kl = torch.tensor([1.0, 3.0])
+    plain = make_policy("balanced")
+    assert (celeba.loss(x, x, kl) - plain.loss(x, x, kl)).item() == pytest.approx(3 * 2.0)
+
+
+def test_authors_kl_weight_only_where_it_means_something():
+    from pydantic import ValidationError
+
+    from latentatlas.config import ExperimentConfig
+
+    cfg = ExperimentConfig.model_validate({"kl": {"policy": "balanced", "beta": "authors"}})
+    assert cfg.kl.beta == "authors"
+    for bad, why in [({"policy": "elbo", "beta": "authors"}, "no KL weight"),
+                     ({"policy": "beta", "beta": 0}, "must be positive"),
+                     ({"policy": "beta", "beta": "k"}, "authors")]:
+        with pytest.raises(ValidationError, match=why):
+            ExperimentConfig.model_validate({"kl": bad})

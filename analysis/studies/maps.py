@@ -14,7 +14,14 @@ import numpy as np
 import torch
 
 from analysis import figures
-from analysis.defaults import DEFAULT_ESTIMATORS, FITS, GENERATED_PAIRS
+from analysis.bootstrap import percentile_interval
+from analysis.defaults import (
+    DEFAULT_ESTIMATORS,
+    FITS,
+    GENERATED_PAIRS,
+    GENERATED_SCORED,
+    SCORED_ON,
+)
 from analysis.linear_maps import (
     ESTIMATORS,
     LinearMap,
@@ -23,16 +30,17 @@ from analysis.linear_maps import (
     fit_linear_map,
 )
 from analysis.pairs import aligned, check_joinable, read_rows, split_mask, streaming_stats
-from analysis.relocation import relocation_errors
+from analysis.relocation import RESAMPLED, generated_errors, relocation_errors
 from analysis.studies.sectors import count_sectors, support_rows
-from latentatlas.encode import Encoding
+from latentatlas.encode import Encoding, EncodingMeta
 from latentatlas.errors import UserError
 from latentatlas.images import readable_rows
 from latentatlas.models import share_model
 from latentatlas.record import Record
 from latentatlas.report import quiet
 
-__all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Relocation", "default_fit",
+__all__ = ["DEFAULT_ESTIMATORS", "FITS", "GENERATED_PAIRS", "Recipe", "Relocation",
+           "authors_recipe", "default_fit",
            "GivenSupport", "generated_pairs", "headline_map", "random_fit_rows", "relocate_codes",
            "resolve_fit", "support_sizes"]
 
@@ -47,15 +55,35 @@ def one_generator_one_vae(src_family: str, tgt_family: str) -> bool:
     return sorted((src_family, tgt_family)) == ["gan", "vae"]
 
 
-def default_fit(src_family: str, tgt_family: str) -> str:
-    """The authors' fit: on generated pairs when one side is a generator (and the other a
-    VAE, whose encoder places the samples), else on a support set."""
-    return "generated" if one_generator_one_vae(src_family, tgt_family) else "support"
+@dataclass(frozen=True)
+class Recipe:
+    """How the authors relocate a pair of latent spaces (We_love_latent_space `comparison.py`):
+    the rows the map fits on, its L2, and the images it is scored on."""
+
+    fit: str
+    l2: float
+    scored_on: str  # held_out: the held-out real rows; generated: fresh generated images
+    where: str  # the authors' function
+
+
+def authors_recipe(src: EncodingMeta, tgt: EncodingMeta) -> Recipe:
+    """A style generator's W and a VAE: fresh generated pairs (w, the VAE's mu of G(w)), no
+    regularisation, scored on generated images (`transform_from_W`). Every other pair, a
+    vanilla GAN's codes given by its recoder included: the support set, the authors' L2,
+    scored on real images (`transform_with_support`)."""
+    families = src.family, tgt.family
+    if one_generator_one_vae(*families) and (src.style_based or tgt.style_based):
+        return Recipe("generated", 0.0, "generated", "transform_from_W")
+    return Recipe("support", authors_l2(*families), "held_out", "transform_with_support")
+
+
+def default_fit(src: EncodingMeta, tgt: EncodingMeta) -> str:
+    return authors_recipe(src, tgt).fit
 
 
 def resolve_fit(src: Encoding, tgt: Encoding, fit: str | None) -> str:
     """`fit`, or the pair's default when None; one clear line for a fit that cannot work."""
-    fit = fit or default_fit(src.meta.family, tgt.meta.family)
+    fit = fit or default_fit(src.meta, tgt.meta)
     if fit not in FITS:
         raise UserError(f"--fit {fit}: expected one of {', '.join(FITS)}")
     if fit == "generated" and not one_generator_one_vae(src.meta.family, tgt.meta.family):
@@ -140,6 +168,10 @@ class GivenSupport:
     k: int
     threshold: float
     seed: int
+    # Chosen in the source's own space: the size sweep draws from its sectors. A support set
+    # of the other side (a GAN's source fitted on the VAE's support set, as the authors do)
+    # is fitted on as it is, without the sweep.
+    sweep: bool = True
 
 
 def fit_on_support(src, tgt, estimators, params: dict, score, seed: int,
@@ -159,6 +191,8 @@ def fit_on_support(src, tgt, estimators, params: dict, score, seed: int,
             raise UserError(f"{src.path}: {int((~fit_rows(support)).sum())} of the support "
                             "set's rows are held out (index % 5 == 0), where the maps are "
                             "scored; choose it among the fit rows")
+        if not given.sweep:
+            return fit_on_rows(src, tgt, estimators, support, params), len(support), []
         sectors = count_sectors(src, given.gain, given.k, given.threshold)
     maps = fit_on_rows(src, tgt, estimators, support, params)
     sizes = support_sizes(src.latent_dim)
@@ -211,6 +245,8 @@ class Relocation:
     sweep: list[int]  # support sizes refitted (support fits only)
     pictures: np.ndarray  # originals / source reconstructions / relocated reconstructions
     seed: int = 0  # what drew the support set, the random rows or the generated pairs
+    scored_on: str = "held_out"  # or generated: fresh generated images
+    resampled: dict[str, np.ndarray] | None = None  # error -> its bootstrap replicate means
 
     @property
     def rank_deficient(self) -> list[str]:
@@ -242,6 +278,7 @@ class Relocation:
         return Record(
             "relocate", name,
             params={"headline_estimator": primary, "headline_fit": self.fit, **drawn,
+                    "scored_on": self.scored_on,
                     "estimators": ",".join(self.estimators),
                     "ridge_lambda": self.params.get("lam"),
                     "ridge_authors_l2": self.params.get("l2"),
@@ -259,6 +296,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                    estimators=DEFAULT_ESTIMATORS, fit: str | None = None, indices=None,
                    pairs: int = GENERATED_PAIRS, random_rows: int | None = None,
                    seed: int = 0, lam: float = 1e-4, l2: float | None = None,
+                   scored_on: str | None = None,
                    score: np.ndarray | None = None, support: GivenSupport | None = None,
                    actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
                    progress: Callable[[str], None] = quiet) -> Relocation:
@@ -268,10 +306,15 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     size), or on `pairs` pairs drawn from the generator side (`generated`: its codes z and
     the VAE's posterior means of G(z)); None: `generated` when one side is a generator,
     else `support`; `support`: the support set given (GivenSupport) instead of chosen here.
-    Evaluate on the held-out rows. `source_model` / `target_model` are
+    Evaluate on the held-out rows, or (`scored_on` generated) on GENERATED_SCORED fresh
+    generated images (`generated_errors`). `source_model` / `target_model` are
     (model, spec) pairs; `lam` is `ridge`'s penalty, `l2` the authors' Keras regulariser
-    of `ridge_authors` (None: theirs, 0.0015 when one side is a generator, else 1e-4);
-    `extra_maps` (name -> LinearMap) are evaluated beside the fitted ones."""
+    of `ridge_authors`. `l2` and `scored_on` None: the authors' recipe's where the fit is
+    theirs (`authors_recipe`), else the authors' L2 for the pair's kinds (0.0015 with a
+    generator side, else 1e-4) and the held-out rows. `extra_maps` (name -> LinearMap) are
+    evaluated beside the fitted ones. Every error comes with its Poisson-bootstrap replicates
+    over the items scored (`resampled`), and the headline M, the target's own error and
+    their ratio with 95% intervals (relocation/*_ci_lo, *_ci_hi)."""
     unknown = set(estimators) - set(ESTIMATORS)
     if unknown:
         raise UserError(f"--estimator: unknown {sorted(unknown)}; known: {', '.join(ESTIMATORS)}")
@@ -279,13 +322,22 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     fit = resolve_fit(src, tgt, fit)
     if fit == "generated" and pairs < 1:
         raise UserError(f"--fit generated {pairs}: the number of pairs must be positive")
-    params = {"lam": lam, "l2": authors_l2(src.meta.family, tgt.meta.family) if l2 is None
-              else l2}
+    recipe = authors_recipe(src.meta, tgt.meta)
+    theirs = fit == recipe.fit
+    if l2 is None:
+        l2 = recipe.l2 if theirs else authors_l2(src.meta.family, tgt.meta.family)
+    scored_on = scored_on or (recipe.scored_on if theirs else "held_out")
+    if scored_on not in SCORED_ON:
+        raise UserError(f"--scored-on {scored_on}: expected one of {', '.join(SCORED_ON)}")
+    if scored_on == "generated" and not one_generator_one_vae(src.meta.family,
+                                                              tgt.meta.family):
+        raise UserError("--scored-on generated: needs one generator side and one VAE side")
+    params = {"lam": lam, "l2": l2}
     (src_model, src_spec), (tgt_model, tgt_spec) = source_model, target_model
     generated = None
     if fit == "generated":
         progress(f"drawing {pairs} generated pairs (the generator's codes, the VAE's means)")
-        generated = generated_fit_pairs(src, src_model, tgt_model, pairs)
+        generated = generated_fit_pairs(src, src_model, tgt_model, pairs, seed)
     progress(f"fitting {', '.join(estimators)} ({fit} fit), and with OLS on all fit rows "
              "beside")
     maps, fit_rows, sweep = fit_maps(src, tgt, estimators, fit, indices, params, score,
@@ -294,16 +346,35 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     seed = support.seed if support is not None and fit == "support" else seed
     maps.update(extra_maps or {})
     split = src.meta.load_split()
-    labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
-    progress(f"scoring {len(maps)} maps on the held-out rows through both decoders")
-    errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
-                               share_model(tgt_model, tgt_spec), actors=actors,
-                               use_gpu=use_gpu, labels=labels)
+    if scored_on == "generated":
+        progress(f"scoring {len(maps)} maps on {GENERATED_SCORED} fresh generated images")
+        gan_is_source = src.meta.family == "gan"
+        generator, vae = (src_model, tgt_model) if gan_is_source else (tgt_model, src_model)
+        errors = generated_errors(generator, vae, maps, GENERATED_SCORED, seed + 1,
+                                  gan_is_source)  # seed + 1: images the fit never saw
+    else:
+        labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0
+        progress(f"scoring {len(maps)} maps on the held-out rows through both decoders")
+        errors = relocation_errors(src, tgt, maps, split, share_model(src_model, src_spec),
+                                   share_model(tgt_model, tgt_spec), actors=actors,
+                                   use_gpu=use_gpu, labels=labels)
+    resampled = {k.removeprefix(RESAMPLED): errors.pop(k)
+                 for k in [k for k in errors if k.startswith(RESAMPLED)]}
     headline = headline_map(fit, estimators)
     every = {k: float(v[-1]) for k, v in errors.items() if k != "count"}
     metrics = {"relocation/R": every["R"], "relocation/M_target_own": every["M_target_own"],
                "relocation/M": every[f"M_{headline}"], "relocation/L": every[f"L_{headline}"],
                "relocation/fit_rows": fit_rows, "relocation/eval_rows": float(errors["count"][-1])}
+    scaled = [(f"M_{headline}", "M"), ("M_target_own", "M_target_own")]
+    # A generator target scored on its own samples regenerates them exactly (own error 0):
+    # M has no scale there, and no ratio is logged.
+    if resampled["M_target_own"].min() > 0:
+        metrics["relocation/M_over_own"] = every[f"M_{headline}"] / every["M_target_own"]
+        resampled["M_over_own"] = resampled[f"M_{headline}"] / resampled["M_target_own"]
+        scaled.append(("M_over_own", "M_over_own"))
+    for key, name in scaled:
+        metrics[f"relocation/{name}_ci_lo"], metrics[f"relocation/{name}_ci_hi"] = \
+            percentile_interval(resampled[key])
     for name, m in maps.items():
         metrics[f"relocation/M_{name}"] = every[f"M_{name}"]
         metrics[f"relocation/L_{name}"] = every[f"L_{name}"]
@@ -322,4 +393,4 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                                                  f"relocated into {tgt.path.name}"],
                              [f"#{i}" for i in rows["index"]])
     return Relocation(src, tgt, fit, list(estimators), params, metrics, errors, maps, sweep,
-                      pictures, seed)
+                      pictures, seed, scored_on, resampled)

@@ -32,9 +32,10 @@ class RelocateOptions(Strict):
     set of the source (a study's: its support input); indices: the rows of a file (the verb's
     --indices); random: `rows` non-held-out rows drawn at random (maps named
     <estimator>_random); generated: `pairs` pairs drawn from the generator side, its codes
-    and the VAE's posterior means of its images. Each fit is scored on the held-out rows
-    beside the same estimators and OLS on all fit rows (<estimator>_full). Unset: the
-    authors' (generated with a generator side, else support)."""
+    and the VAE's posterior means of its images. Each fit is scored beside the same
+    estimators and OLS on all fit rows (<estimator>_full). Unset: the authors' recipe for
+    the pair (generated with a style generator's W, else support: a vanilla GAN's side is its
+    recoder's codes)."""
     pairs: int = Field(default=GENERATED_PAIRS, gt=0)
     """Pairs a generated fit draws."""
     rows: int | None = Field(default=None, gt=0)
@@ -44,8 +45,14 @@ class RelocateOptions(Strict):
     lam: float = Field(default=1e-4, ge=0)
     """ridge: the penalty on the sum-of-squares scale, |Y - XA|^2 + lam |A|^2."""
     l2: float | None = Field(default=None, ge=0)
-    """ridge_authors: the authors' Keras L2 on weights and outputs (unset: theirs, 0.0015
-    when one side is a generator, else 1e-4)."""
+    """ridge_authors: the authors' Keras L2 on weights and outputs (unset: their recipe's, 0
+    with a style generator's generated pairs, else 0.0015 when one side is a generator, else
+    1e-4)."""
+    scored_on: Literal["held_out", "generated"] | None = None
+    """What the maps are scored on: held_out (the held-out real rows, every fifth) or
+    generated (fresh generated images and the VAE's codes of them, a generator side needed).
+    Unset: the authors' recipe's (generated with a style generator's generated pairs, else
+    held_out)."""
     seed: int = Field(default=0, ge=0)
     """Draws the support set's members and the rows of a random fit."""
     claims: list[Literal["relocation", "support"]] = ["relocation"]
@@ -63,30 +70,35 @@ class RelocateOptions(Strict):
     def fitting(self) -> dict:
         """What `steps.relocate` takes of these options (verb and step alike)."""
         return {"estimators": self.estimators, "fit": self.fit, "pairs": self.pairs,
-                "random_rows": self.rows, "seed": self.seed, "lam": self.lam, "l2": self.l2}
+                "random_rows": self.rows, "seed": self.seed, "lam": self.lam, "l2": self.l2,
+                "scored_on": self.scored_on}
 
 
 def authors_way(out) -> list[str]:
-    """How a relocation's headline differs from the authors' fit (their estimator, their fit
-    for the pair's kinds, their regulariser): each keeps the relocation verdict back."""
-    from analysis.linear_maps import authors_l2
-    from analysis.studies.maps import default_fit
+    """How a relocation's headline differs from the authors' recipe for the pair (their
+    estimator, fit, regulariser and scoring): each keeps the relocation verdict back."""
+    from analysis.studies.maps import authors_recipe
 
-    kinds = out.source.meta.family, out.target.meta.family
-    estimator, fit, l2 = out.estimators[0], default_fit(*kinds), authors_l2(*kinds)
+    recipe = authors_recipe(out.source.meta, out.target.meta)
+    estimator, l2 = out.estimators[0], out.params.get("l2")
     return [text for wrong, text in (
         (estimator != "ridge_authors", f"headline {estimator}, not the authors' ridge_authors"),
-        (out.fit != fit, f"fitted on {out.fit} rows, the authors' fit here: {fit}"),
-        (estimator == "ridge_authors" and out.params.get("l2") != l2,
-         f"L2 {out.params.get('l2')}, the authors' {l2}")) if wrong]
+        (out.fit != recipe.fit, f"fitted on {out.fit} rows, the authors' fit here "
+                                f"({recipe.where}): {recipe.fit}"),
+        (estimator == "ridge_authors" and l2 != recipe.l2,
+         f"L2 {l2}, the authors' {recipe.l2} ({recipe.where})"),
+        (out.scored_on != recipe.scored_on, f"scored on {out.scored_on} images, the authors' "
+                                            f"({recipe.where}): {recipe.scored_on}")) if wrong]
 
 
-def given_support(support: SupportSet):
-    """The support-set step's rows and sectors, as the relocation fits on them."""
+def given_support(support: SupportSet, source_label: str):
+    """The support-set step's rows and sectors, as the relocation fits on them; the size
+    sweep only where the support set was chosen in the source's own space."""
     from analysis.studies.maps import GivenSupport
 
     return GivenSupport(as_array(support.index), as_array(support.information_gain),
-                        support.k, support.threshold, support.seed)
+                        support.k, support.threshold, support.seed,
+                        sweep=support.label == source_label)
 
 
 @register
@@ -95,7 +107,8 @@ class Relocate(StepKind):
     Options = RelocateOptions
     inputs = {"source": Role(Encoding), "target": Role(Encoding),
               "support": Role(SupportSet, required=False,
-                              help="the source's support set: a support fit fits on it")}
+                              help="the support set a support fit fits on: the source's, or "
+                                   "(a GAN's source, as the authors) the VAE target's")}
 
     def check(self, step: Step, job) -> None:
         o = step.options
@@ -122,7 +135,7 @@ class Relocate(StepKind):
                 not_measured(key, label, on, f"no support set of {a}: {support.skipped}")
                 for key in ("relocation", *(("support_far_apart", "support_suffices")
                                              if "support" in o.claims else ()))])
-        from analysis.studies.maps import resolve_fit
+        from analysis.studies.maps import headline_map, resolve_fit
         from latentatlas.encode import open_encoding
 
         fit = resolve_fit(open_encoding(src.address), open_encoding(tgt.address), o.fit)
@@ -132,22 +145,30 @@ class Relocate(StepKind):
         run_id, out = steps.relocate(
             ctx.recorder, src.address, tgt.address, **{**o.fitting(), "fit": fit},
             name=f"relocate {a}->{b}", gain=None,
-            support=support and fit == "support" and given_support(support) or None,
+            support=support and fit == "support" and given_support(support, a) or None,
             parent_run_id=ctx.parent_run_id)
         m, estimator = out.metrics, out.estimators[0]
         rows = int(m["relocation/fit_rows"])
         headline = (f"{estimator} on {rows} generated pairs" if out.fit == "generated"
                     else f"{estimator} on {rows} {out.fit} rows")
+        if out.scored_on == "generated":
+            headline += f", scored on {int(m['relocation/eval_rows'])} generated images"
         full = m[f"relocation/M_{estimator}_full"]
         ctx.say(f"relocation {o.relocation or ''} {a}->{b}: {headline}: "
                 f"M={m['relocation/M']:.4f}, own {m['relocation/M_target_own']:.4f}; on all "
                 f"fit rows {estimator} M={full:.4f}, OLS M={m['relocation/M_ols_full']:.4f}")
         if out.rank_deficient:
             ctx.say(f"note: rank-deficient fits (rank logged): {', '.join(out.rank_deficient)}")
-        claims = [relocation_claim(label, on, m, run_id, headline, authors_way(out))]
+        items, head = out.resampled, f"M_{headline_map(out.fit, out.estimators)}"
+        claims = [relocation_claim(label, on, m, run_id, headline, authors_way(out), {
+            "M": items[head], "own": items["M_target_own"], "M_ols_full": items["M_ols_full"]})
+            if "relocation/M_over_own" in m else not_measured(
+                "relocation", label, on, "the target generator regenerates its own samples "
+                "exactly (its own error is 0): M has no scale on generated images")]
         if "support" in o.claims:
             claims += support_claims(f"{a}->{b}", on, support.metrics, support.run_id, m,
-                                     run_id, estimator)
+                                     run_id, estimator, {"M_support": items[head],
+                                                         "M_all": items[f"M_{estimator}_full"]})
         row = {"step": f"relocate {a}->{b}", "run_id": run_id, "headline": headline,
                **{k.split("/")[1]: m[k] for k in ("relocation/R", "relocation/L",
                                                   "relocation/M", "relocation/M_target_own",

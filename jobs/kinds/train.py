@@ -57,9 +57,10 @@ def val_mse_history(recorder, run_id: str) -> list[float]:
 
 
 def predicted_variance(cfg, inputs: dict) -> float | None:
-    """What a training's learning test scales by: a second stage's codes' variance per
-    variable (posterior draws: var(mu) + mean(sigma^2); means: var(mu)), a classifier's
-    accuracy floor; None where the family's test reads it from its own metrics."""
+    """What a training's learning test scales by: the variance per variable of what a
+    second stage's val/mse measures, the posterior means of its held-out codes (var(mu),
+    whether it trains on draws or on means), a classifier's accuracy floor; None where the
+    family's test reads it from its own metrics."""
     import numpy as np
 
     from analysis.claims import CLASSIFIER_ACCURACY
@@ -70,11 +71,8 @@ def predicted_variance(cfg, inputs: dict) -> float | None:
     encodings = [out for out in inputs.values() if isinstance(out, Encoding)]
     if cfg.family != "second_stage" or not encodings:
         return None
-    codes = open_encoding(encodings[0].address).arrays(["mu", "logvar"])
-    variance = codes["mu"].astype(np.float64).var(axis=0)
-    if cfg.second_stage.codes == "sample":
-        variance = variance + np.exp(codes["logvar"].astype(np.float64)).mean(axis=0)
-    return float(variance.mean())
+    mu = open_encoding(encodings[0].address).arrays(["mu"])["mu"]
+    return float(mu.astype(np.float64).var(axis=0).mean())
 
 
 def trained_setting(ctx: Context, cfg, step: Step, run_id: str, metrics: dict,

@@ -29,6 +29,7 @@ def open_recorder(args: argparse.Namespace):
     from latentatlas import runtime
     from latentatlas.tracking import Recorder
 
+    runtime.quiet_environment()  # a verb that never starts Ray still downloads artifacts
     return Recorder(args.tracking_uri, args.experiment, command=getattr(args, "command", None),
                     process_tags=runtime.current().run_tags)
 

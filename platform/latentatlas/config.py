@@ -264,8 +264,16 @@ class KLConfig(Strict):
     """elbo (Bernoulli likelihood, KL weight 1), beta (Bernoulli likelihood, KL weight
     kl.beta), balanced (Gaussian likelihood with gamma = sqrt(running MSE): KL balancing),
     split (the Split-VAE's balanced loss)."""
-    beta: float = Field(default=1.0, gt=0)
-    """KL weight of `beta` and `balanced`."""
+    beta: float | Literal["authors"] = 1.0
+    """KL weight of `beta` and `balanced`; `authors`: BalancingVAE's k = (2 * image side /
+    latent_dim)^2 (4 for CelebA 64x64 with latent 64, 1 for CIFAR-10 with latent 64)."""
+
+    @field_validator("beta")
+    @classmethod
+    def positive_beta(cls, value):
+        if value != "authors" and value <= 0:
+            raise ValueError("must be positive, or `authors`")
+        return value
 
 
 class TrainConfig(Strict):
@@ -339,6 +347,12 @@ class ExperimentConfig(Strict):
             if self.kl.policy != "balanced":
                 raise ValueError("a second stage learns unbounded codes: it needs kl.policy "
                                  f"balanced (Gaussian likelihood), not {self.kl.policy}")
+            if self.kl.beta == "authors":
+                raise ValueError("kl.beta authors: k = (2 * image side / latent_dim)^2 weighs "
+                                 "a first stage's KL; a second stage learns codes, not images")
+        if self.kl.beta == "authors" and self.kl.policy not in ("beta", "balanced"):
+            raise ValueError(f"kl.beta authors: kl.policy {self.kl.policy} has no KL weight "
+                             "(use beta or balanced)")
         if self.fid.extractor and not MODEL_FAMILIES[self.family].generates:
             raise ValueError(f"fid.extractor: a {self.model.name} does not generate images")
         if "gmm" in self.fid.samplers and not (MODEL_FAMILIES[self.family].encodes

@@ -133,5 +133,16 @@ KL_POLICIES: dict[str, type[KLPolicy]] = {
 }
 
 
-def make_policy(name: str, beta: float = 1.0) -> KLPolicy:
+def authors_kl_weight(image_side: int, latent_dim: int) -> float:
+    """BalancingVAE's KL weight (`computed_gamma.py`: `loss1 = k*kl_loss1 + gen_loss1`):
+    k = (2 * image side / latent_dim)^2."""
+    return (2 * image_side / latent_dim) ** 2
+
+
+def make_policy(name: str, beta: float | str = 1.0, input_shape=None,
+                latent_dim: int | None = None) -> KLPolicy:
+    """The policy `name` with KL weight `beta`; beta `authors` is BalancingVAE's k for an
+    image of `input_shape` (C, H, W) and `latent_dim` variables."""
+    if beta == "authors":
+        beta = authors_kl_weight(input_shape[-1], latent_dim)
     return KL_POLICIES[name](beta=beta)

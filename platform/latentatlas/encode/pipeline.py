@@ -168,7 +168,8 @@ def encoder_for(model_uri: str, model, spec: dict, recoder_uri: str | None,
                             f"{tuple(model.input_shape)} images from {model.latent_dim} codes")
         shared["recoder"] = share_model(recoder, rspec)
     return InvertBatch, shared, {"family": "gan", "encoder_uri": recoder_uri,
-                                 "refine_steps": refine.steps}
+                                 "refine_steps": refine.steps,
+                                 "style_based": bool(getattr(model, "style_based", False))}
 
 
 def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,

@@ -58,6 +58,9 @@ class EncodingMeta:
     family: str = "vae"
     encoder_uri: str | None = None
     refine_steps: int = 0
+    # The generator maps its noise to W (a style generator) and the codes are w: the
+    # authors relocate such a space by generated pairs (analysis.studies.maps.default_fit).
+    style_based: bool = False
 
     @staticmethod
     def from_json(raw: dict, where: Path) -> EncodingMeta:

@@ -39,6 +39,8 @@ class ExternalGenerator(nn.Module):
             raise UserError(f"--generator {address}: give it an integer latent_dim attribute "
                             "or a sample_w(n, generator) method")
         self.latent_dim = self.noise_dim = latent
+        # A generator that samples its own w has a mapping network: its codes are in W.
+        self.style_based = callable(getattr(module, "sample_w", None))
         with torch.no_grad():
             probe = self.decode(self.sample_codes(2, torch.Generator().manual_seed(0)))
         if probe.ndim != 4 or probe.shape[0] != 2:

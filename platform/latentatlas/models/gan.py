@@ -29,6 +29,8 @@ class GAN(nn.Module):
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim = generator.latent_dim  # the size of the codes `decode` takes
         self.noise_dim = generator.noise_dim
+        # Its codes are a mapping network's w, not its noise (StyleGAN's W).
+        self.style_based = bool(getattr(generator, "style_based", False))
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None,
                      device="cpu") -> torch.Tensor:
@@ -143,6 +145,8 @@ class StyleGenerator(nn.Module):
     per resolution, summed with upsampling (StyleGAN2's skip generator); a tracked mean of w
     for the truncation trick. `decode(w)` is deterministic (no noise): the analyses need one
     image per code. `forward(z)` in training mode draws noise and tracks the mean of w."""
+
+    style_based = True  # its codes are w, the mapping network's output
 
     def __init__(self, input_shape, latent_dim: int, noise_dim: int, mapping_layers: int,
                  channels: list[int], w_avg_beta: float = 0.995):

@@ -264,6 +264,8 @@ class StyleGAN2W(nn.Module):
     noise, in [0, 1], its central square of `crop` of the side cut out and resized (with
     antialiasing) to the study's images, averaged to grey for one-channel data."""
 
+    style_based = True  # its codes are w, the mapping network's output
+
     def __init__(self, generator: StyleGAN2Generator, latent_avg: torch.Tensor,
                  image_shape: tuple[int, int, int], crop: float = 1.0,
                  truncation: float = 1.0):

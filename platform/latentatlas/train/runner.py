@@ -19,6 +19,7 @@ from ray.train.torch import TorchTrainer
 from latentatlas import model_store, tracking
 from latentatlas.config import ExperimentConfig
 from latentatlas.errors import UserError
+from latentatlas.losses import authors_kl_weight
 from latentatlas.models import build_model
 from latentatlas.record import Record
 from latentatlas.runtime import check_resources, init_ray
@@ -218,6 +219,9 @@ def opened(recorder: tracking.Recorder, cfg: ExperimentConfig, inputs: Inputs,
         "dataset": inputs.spec_extra.get("dataset") or cfg.data.name, **(tags or {})})
     name = f"{cfg.name}-{run_id[:8]}"
     first.params = tracking.flatten(cfg.model_dump())
+    if cfg.kl.beta == "authors":  # the weight it resolves to, beside the rule's name
+        first.params["kl.weight"] = authors_kl_weight(inputs.input_shape[-1],
+                                                      cfg.model.latent_dim)
     first.tags = {TAG_TRAIN_NAME: name, TAG_STORAGE: storage_path(cfg)}
     return run_id, name, first
 

@@ -139,7 +139,8 @@ class VAEObjective:
         # draws z = mu + sigma * eps afresh (as the authors do), fixed by (seed, epoch).
         self.train_mu, self.train_logvar = self.train_x, data.get("train_logvar")
         self.model = build_model(cfg.model, self.train_x.shape[1:])
-        self.policy = make_policy(cfg.kl.policy, cfg.kl.beta)
+        self.policy = make_policy(cfg.kl.policy, cfg.kl.beta, self.train_x.shape[1:],
+                                  self.model.latent_dim)
         self.val_shard = self.val_x[rank::world][: len(self.val_x) // world or None]
         self.reduce_mse = (lambda v: all_sum([v], device)[0] / world) if world > 1 else None
         self.trace = None
