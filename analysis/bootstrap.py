@@ -50,6 +50,15 @@ def resample_means(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v / n for k, v in sums.items() if k != "n"}
 
 
+def resampled_mean(values: np.ndarray, stream: int = 0,
+                   replicates: int = REPLICATES) -> np.ndarray:
+    """The replicate means of one set of items held whole (a support set's errors, a
+    generator's samples'); `stream` keeps two sets of one measurement independent (item i of
+    each set gets other weights)."""
+    index = np.arange(len(values), dtype=np.uint64) + np.uint64(stream) * np.uint64(1 << 40)
+    return resample_means(resample_sums(index, {"v": values}, replicates))["v"]
+
+
 def percentile_interval(replicate_means, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The central `confidence` interval of a number's replicate means."""
     tail = 100 * (1 - confidence) / 2

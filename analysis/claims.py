@@ -746,10 +746,12 @@ def translator_claims(subject: str, settings: list[dict], metrics: dict, run_id:
 
 
 def range_claim(subject: str, settings: list[dict], gan: dict, gan_run: str, vae: dict,
-                vae_run: str) -> dict:
+                vae_run: str, resampled: dict | None = None) -> dict:
     """Recoder-only regeneration of the support set against random real sets of its size and
     against the generator's own samples; refined errors, coverage and a VAE used as a
-    generator (measured in the same reference space, neither model's own) beside."""
+    generator (measured in the same reference space, neither model's own) beside;
+    `resampled`: the support set's and the own samples' bootstrap replicates over their
+    images (`support`, `own`)."""
     n, s = merged(from_run(gan_run, gan, {
         "support": "range/guess_mse_support", "own": "range/guess_mse_generated",
         "real": "range/guess_mse_real", "random_lo": "range/guess_random_lo",
@@ -764,11 +766,11 @@ def range_claim(subject: str, settings: list[dict], gan: dict, gan_run: str, vae
                  f"support {gan['range/mse_support']:.4f}, own {gan['range/mse_generated']:.4f}"
                  f", {gan['range/coverage']:.0%} of real images reached; VAE as generator: "
                  f"support {n['vae_support']:.4f} vs own {n['vae_own']:.4f} "
-                 f"(p={n['vae_p_random']:.3f})", s)
+                 f"(p={n['vae_p_random']:.3f})", s, resampled=resampled)
 
 
 def ascent_claim(subject: str, settings: list[dict], ascent: dict, ascent_run: str, steps: int,
-                 recoder: dict, recoder_run: str) -> dict:
+                 recoder: dict, recoder_run: str, resampled: dict | None = None) -> dict:
     """Gradient ascent alone from the mean code (`range/*` of a run without a recoder)
     against random real sets of the support set's size and against the generator's own
     samples; the recoder-only numbers of the same generator, support set and reference
@@ -787,7 +789,7 @@ def ascent_claim(subject: str, settings: list[dict], ascent: dict, ascent_run: s
                  f"{n['recoder_support']:.4f} (p={n['recoder_p_random']:.3f}), own "
                  f"{n['recoder_own']:.4f} (x{n['recoder_support'] / n['recoder_own']:.1f}), "
                  f"real {n['recoder_real']:.4f} (x{n['recoder_real'] / n['recoder_own']:.1f})",
-                 s)
+                 s, resampled=resampled)
 
 
 def second_stage_claims(subject: str, settings: list[dict], extractor: str, metrics: dict,

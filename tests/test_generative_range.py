@@ -346,9 +346,15 @@ def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_sto
                      vae: "{vae.model_uri}", reference: encode-vae, stats: stats-vae}}
             set: {{samples: 500, refine_steps: 0, k: 2, threshold: 0.3}}
           encode-byo: {{kind: encode, inputs: {{model: "half_blobs:make"}}}}
+          sectors-vae:
+            kind: sectors
+            inputs: {{encoding: encode-vae, stats: stats-vae}}
+            set: {{k: 2, threshold: 0.3}}
+          support-vae: {{kind: support-set, inputs: {{encoding: encode-vae, sectors: sectors-vae}},
+                        set: {{size: 8}}}}
           relocate:
             kind: relocate
-            inputs: {{source: encode-vae, target: encode-byo}}
+            inputs: {{source: encode-vae, target: encode-byo, support: support-vae}}
             set: {{relocation: type 3, estimators: [ols]}}
         """))
     capsys.readouterr()

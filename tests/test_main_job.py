@@ -443,6 +443,20 @@ def check_relocation_verdicts(claims, kids):
         np.percentile(r["M_support"], 97.5)
 
 
+def on_items(p_ok: bool, claim: dict, support: np.ndarray, own: np.ndarray) -> str:
+    """The range rule judged on the bootstrap over the images: the claim's resamples are
+    those of the logged per-image errors (support set and own samples apart), and (b) is
+    decided where at least 97.5% of them agree, else inconclusive."""
+    from analysis.bootstrap import resampled_mean
+
+    items = {k: np.asarray(v) for k, v in claim["resampled"].items()}
+    np.testing.assert_allclose(items["support"], resampled_mean(support, 1), rtol=1e-9)
+    np.testing.assert_allclose(items["own"], resampled_mean(own, 0), rtol=1e-9)
+    share = np.mean(items["support"] >= 2 * items["own"])
+    return (both(p_ok, True) if share >= 0.975 else both(p_ok, False) if share <= 0.025
+            else "inconclusive")
+
+
 def check_range_verdict(claims, kids):
     """The GAN's recoder-only support-set error against random real sets of its size and
     against its own samples, from the range run's per-image errors."""
@@ -456,10 +470,11 @@ def check_range_verdict(claims, kids):
     test = subset_test(errors["support_guess"], errors["real_guess"],
                        draws=int(gan["range/random_draws"]))
     assert test["p"] == pytest.approx(gan["range/guess_random_p"])
-    support, own = errors["support_guess"].mean(), errors["generated_guess"].mean()
+    support = errors["support_guess"].mean()
     assert gan["range/guess_mse_support"] == pytest.approx(support, rel=1e-6)
     (c,) = claims["range"]
-    assert c["rule_outcome"] == both(test["p"] < 0.025, support >= 2 * own)
+    assert c["rule_outcome"] == on_items(test["p"] < 0.025, c, errors["support_guess"],
+                                         errors["generated_guess"])
     # gradient ascent alone (no recoder) on the same support set, judged by the same rule
     # on its own per-image errors, with the recoder's numbers beside
     ascent_run = runs["range-ascent"]
@@ -473,8 +488,8 @@ def check_range_verdict(claims, kids):
                        draws=int(ascent["range/random_draws"]))
     assert test["p"] == pytest.approx(ascent["range/random_p"])
     (c,) = claims["range-ascent"]
-    assert c["key"] == "range_ascent" and c["rule_outcome"] == both(
-        test["p"] < 0.025, errors["support_mse"].mean() >= 2 * errors["generated_mse"].mean())
+    assert c["key"] == "range_ascent" and c["rule_outcome"] == on_items(
+        test["p"] < 0.025, c, errors["support_mse"], errors["generated_mse"])
     assert c["measured"]["recoder_support"] == pytest.approx(gan["range/guess_mse_support"])
 
 

@@ -89,6 +89,7 @@ class RangeKind(StepKind):
                        "with a recoder on the same generator, reference and stats")
 
     def run(self, ctx: Context, step: Step, inputs: dict) -> Range:
+        from analysis.bootstrap import resampled_mean
         from analysis.claims import ascent_claim, not_measured, range_claim
         from analysis.generative_range import inversions, regeneration
         from jobs import steps
@@ -135,12 +136,16 @@ class RangeKind(StepKind):
             rows.append({"step": f"range {label}" if recoder else step.name, "run_id": run_id,
                          "headline": r.headline, **row_of(m)})
             measured[label], runs[label] = m, run_id
+            if model is gan:  # the headline's per-image errors: the recoder's, or ascent's
+                per_image = r.guesses if recoder else r.errors
+                items = {"own": resampled_mean(per_image["generated"], 0),
+                         "support": resampled_mean(per_image["support"], 1)}
         g = gan.label
         on = [*gan.settings, *(recoder.settings if recoder else []), *reference.settings]
         if recoder:
             v = vae.label
             claim = range_claim(f"{g} vs {v} (in {reference.label}'s space)", on, measured[g],
-                                runs[g], measured[v], runs[v])
+                                runs[g], measured[v], runs[v], items)
             return Range(metrics=measured, runs=runs, summary=rows, claims=[claim])
         ascent = regeneration(measured[g], "")
         by_recoder = regeneration(compare.metrics[g], "guess_")
@@ -152,5 +157,5 @@ class RangeKind(StepKind):
                      **{f"ascent_{k}": ascent[k] for k in ascent},
                      **{f"recoder_{k}": by_recoder[k] for k in by_recoder}})
         claim = ascent_claim(f"{g} (in {reference.label}'s space)", on, measured[g], runs[g],
-                             o.refine_steps, compare.metrics[g], compare.runs[g])
+                             o.refine_steps, compare.metrics[g], compare.runs[g], items)
         return Range(metrics=measured, runs=runs, summary=rows, claims=[claim])

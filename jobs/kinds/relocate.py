@@ -140,8 +140,9 @@ class Relocate(StepKind):
 
         fit = resolve_fit(open_encoding(src.address), open_encoding(tgt.address), o.fit)
         if fit == "support" and support is None:
-            raise_user(f"{step.where}.inputs: a support fit reads the chain's support set "
-                       "(inputs.support: a support-set step of the source)")
+            raise_user(f"{step.where}.inputs: a support fit (the authors' for {a} -> {b}) "
+                       "reads a support set: give inputs.support, a support-set step of the "
+                       "source (or of the VAE side, with a GAN source)")
         run_id, out = steps.relocate(
             ctx.recorder, src.address, tgt.address, **{**o.fitting(), "fit": fit},
             name=f"relocate {a}->{b}", gain=None,

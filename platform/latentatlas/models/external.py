@@ -1,7 +1,8 @@
 """Bring your own generator: `module.path:function` names a function on the Python path (on a
 cluster: shipped with the job's working_dir) that returns a torch module with
 `generate(w) -> images in [0, 1]` (N, C, H, W), and optionally `sample_w(n, generator)` (codes
-to sample; default N(0, I) of `latent_dim`) and `encode(x)` (its own inverter). A recoder
+to sample; default N(0, I) of `latent_dim`), `encode(x)` (its own inverter) and
+`style_based = True` (its codes are a mapping network's w). A recoder
 given the same way is a module mapping images to codes (`encode(x)`, else `forward(x)`).
 Weights are the user's business: LatentAtlas imports the user's code but never unpickles
 anything."""
@@ -39,8 +40,9 @@ class ExternalGenerator(nn.Module):
             raise UserError(f"--generator {address}: give it an integer latent_dim attribute "
                             "or a sample_w(n, generator) method")
         self.latent_dim = self.noise_dim = latent
-        # A generator that samples its own w has a mapping network: its codes are in W.
-        self.style_based = callable(getattr(module, "sample_w", None))
+        # The user says whether its codes are a mapping network's w (a StyleGAN's W): the
+        # authors relocate such a space by generated pairs.
+        self.style_based = getattr(module, "style_based", False) is True
         with torch.no_grad():
             probe = self.decode(self.sample_codes(2, torch.Generator().manual_seed(0)))
         if probe.ndim != 4 or probe.shape[0] != 2:
