@@ -225,13 +225,18 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "a linear map relocates codes between the latent spaces of two generative models",
           "M close to the target's own error",
           "CelebA, VAEs / Split-VAE / GAN", "RESEARCH.md, claims table (latent space post)",
-          "the authors' map (ridge_authors on the support set; generated pairs for a "
-          "generator side) has M at most 2x the target's own error",
+          "the authors' map by their recipe for the pair (ridge_authors on the support set, a "
+          "vanilla GAN's side through its recoder; a style generator's W on generated pairs, "
+          "scored on generated images) has M at most 2x the target's own error, judged on "
+          "the bootstrap over the items scored",
           "the seed shows relocated reconstructions next to the target's own; twice its error "
           "is still a reconstruction of the same image",
           lambda n: by(n["M"] <= 2 * n["own"]), group="CelebA",
           changed="2026-12-02 (issue #27): M is now the authors' map fitted as they fit it "
-                  "(was OLS with a bias on all fit rows); the threshold is unchanged"),
+                  "(was OLS with a bias on all fit rows); the threshold is unchanged. "
+                  "2026-12-07 (issue #42), before measuring under it: their two recipes (a "
+                  "vanilla GAN's map was fitted on generated pairs), judged on the bootstrap "
+                  "over items; the threshold is unchanged"),
     Claim("support_suffices", "a support set suffices to fit the map",
           "a map fitted on a support set does about as well as one fitted on all rows",
           "(no figure)",

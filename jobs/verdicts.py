@@ -61,23 +61,39 @@ def claims_table(claims: list[dict]) -> dict[str, list]:
             "runs": [", ".join(c["runs"]) for c in claims]}
 
 
+# MLflow keeps a tag value (a run's description is one) up to this many characters
+# (mlflow.utils.validation.MAX_TAG_VAL_LENGTH) and truncates the rest with a warning.
+DESCRIPTION_LIMIT = 8000
+
+
 def study_description(study: str, claims: list[dict], link) -> str:
     """The parent run's description (MLflow shows `mlflow.note.content` as Markdown on the
     run page): the verdict counts and a row per claim, with links to the runs that hold its
-    numbers (`link(run_id)`)."""
-    from analysis.claims import counts, explained, headline
+    numbers (`link(run_id)`); what was measured and why a verdict was withheld are in the
+    run's claims_table.json and report. Within MLflow's tag limit: run ids without links,
+    then fewer rows (saying how many more), where the links would not fit."""
+    from analysis.claims import counts, headline
 
-    lines = [f"**Study `{study}`**: the seed's claims judged on what its steps measured.", "",
-             f"Verdicts: {counts(claims) or 'no claims'}.", ""]
-    if claims:
-        cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-        lines += ["| claim | on | verdict | measured | why | runs |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {cell(c['claim'])} | {cell(c['subject'])} | {cell(headline(c))} | "
-                  f"{cell(c['summary'])} | {cell('; '.join(explained(c)))} | "
-                  + " ".join(f"[{r[:8]}]({link(r)})" for r in c["runs"]) + " |"
-                  for c in claims]
-    return "\n".join(lines)
+    head = [f"**Study `{study}`**: the seed's claims judged on what its steps measured "
+            "(the numbers and reasons: claims_table.json, and `latentatlas report RUN_ID`).",
+            "", f"Verdicts: {counts(claims) or 'no claims'}.", ""]
+    if not claims:
+        return "\n".join(head)
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    table = ["| claim | on | verdict | runs |", "| --- | --- | --- | --- |"]
+
+    def rows(show) -> list[str]:
+        return [f"| {cell(c['claim'])} | {cell(c['subject'])} | {cell(headline(c))} | "
+                + " ".join(show(r) for r in c["runs"]) + " |" for c in claims]
+
+    for show in (lambda r: f"[{r[:8]}]({link(r)})", lambda r: r[:8]):
+        text = "\n".join([*head, *table, *rows(show)])
+        if len(text) <= DESCRIPTION_LIMIT:
+            return text
+    kept, more = [*head, *table], rows(lambda r: r[:8])
+    while more and len("\n".join([*kept, more[0]])) + 80 <= DESCRIPTION_LIMIT:
+        kept.append(more.pop(0))
+    return "\n".join([*kept, "", f"... and {len(more)} more claims in claims_table.json."])
 
 
 def step_description(name: str, kind: str, study: str, reads: list[str],

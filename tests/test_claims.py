@@ -591,3 +591,29 @@ def test_renormalisation_is_judged_where_the_authors_would_apply_it():
         assert renorm["rule_outcome"] == "holds" and renorm["verdict"] == verdict
         assert ("does not hold" in renorm["summary"]) == (verdict == NOT_JUDGED)
     assert any("would not apply it" in w for w in renorm["withheld"])
+
+
+def test_a_study_description_fits_mlflows_tag_limit():
+    """MLflow keeps 8000 characters of a tag and truncates the rest (make run's description
+    had 17,660): a few claims get a row each with links to their runs; many, run ids
+    without links; more still, as many rows as fit and how many more there are."""
+    from analysis.claims import judge
+    from jobs.verdicts import DESCRIPTION_LIMIT, study_description
+
+    def claims(n: int) -> list[dict]:
+        return [judge("relocation", f"pair {i} " + "x" * 60, [], {"M": 1.0, "own": 1.0,
+                                                                  "M_ols_full": 1.0},
+                      "M", {k: [f"{i:032x}"[:-1] + k[0], "m"] for k in ("M", "own", "x")})
+                for i in range(n)]
+
+    def link(r: str) -> str:
+        return f"http://127.0.0.1:5000/#/experiments/1/runs/{r}?workflowType=machine_learning"
+
+    few = study_description("s", claims(3), link)
+    assert few.count("\n| ") == 3 + 2 and link(f"{0:032x}"[:-1] + "M") in few
+    for n in (40, 400):
+        text = study_description("s", claims(n), link)
+        assert len(text) <= DESCRIPTION_LIMIT and "http" not in text
+        rows = text.count("\n| ") - 2
+        assert rows == n or f"... and {n - rows} more claims in claims_table.json." in text
+    assert "more claims" in study_description("s", claims(400), link)

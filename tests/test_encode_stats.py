@@ -441,3 +441,61 @@ def test_translate_study_finds_planted_linear_relations(crafted, encodings, caps
                    limit=100, data_path=str(crafted["data"]), actors=1)
     assert verb.main([paths[0], str(small.path), *common]) == 2
     assert "encode different data: rows is 300 vs 100" in capsys.readouterr().err
+
+
+def test_the_notebook_api_returns_what_the_verbs_measure(crafted, encodings, tmp_path):
+    """`import latentatlas as la` loads nothing of the studies until a name is used; the
+    functions return the studies' results on the crafted model's encodings: its planted
+    inactive variable 3 (mu_3 = 0, sigma_3^2 = 1), the per-variable statistics equal to the
+    array function's on the same codes, sector ids equal to la.sector_ids', a relocation
+    between two encodings of one model (OLS on every fit row moves codes exactly: M equals
+    the target's own error); models are loaded once; record_result logs the verb's run."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, latentatlas as la; assert 'analysis' not in sys.modules; "
+             "assert callable(la.stats) and 'analysis.notebook' in sys.modules; "
+             "assert set(la.NOTEBOOK) == set(__import__('analysis.notebook').notebook.__all__)")
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+    import latentatlas as la
+
+    enc1, enc2 = encodings
+    s = la.stats(str(enc2.path))
+    codes = enc2.arrays(["mu", "logvar"])
+    arrays = la.latent_statistics(codes["mu"], codes["logvar"])
+    for key in ("var_mu", "mean_sigma2", "inactive"):
+        np.testing.assert_allclose(s.stats[key], arrays[key], rtol=1e-9)
+    assert arrays["inactive"].tolist() == [False, False, False, True]
+    np.testing.assert_allclose(arrays["var_mu"], codes["mu"].astype(np.float64).var(0),
+                               rtol=1e-9)
+    sec = la.sectors(enc2.path, s, k=2, threshold=0.5)
+    np.testing.assert_array_equal(sec.ids, la.sector_ids(codes["mu"], sec.variables, 0.5))
+    assert 3 not in sec.variables.tolist()
+    moved = la.relocate(enc1.path, enc2.path, fit="all", estimators=["ols"])
+    assert moved.metrics["relocation/M"] == pytest.approx(
+        moved.metrics["relocation/M_target_own"], rel=1e-4)
+    assert moved.metrics["relocation/L"] < 1e-8
+    assert la.load_model(crafted["model_uri"]) is la.load_model(crafted["model_uri"])
+    uri = f"sqlite:///{tmp_path}/nb.db"
+    run_id = la.record_result(s, tracking_uri=uri, experiment="nb")
+    logged = mlflow.MlflowClient(uri).get_run(run_id).data
+    assert logged.metrics["latent/inactive"] == s.metrics["latent/inactive"] == 1
+    assert logged.tags["latentatlas.kind"] == "stats"
+
+
+def test_the_notebook_walk_through_runs(crafted, encodings, monkeypatch):
+    """docs/how-to/notebook.md's session, run as written on two encodings of the crafted
+    model in place of make run's (their paths put in place of the doc's)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs/how-to/notebook.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    enc1, enc2 = encodings
+    code = code.replace("encodings/dense-s0", str(enc1.path)).replace(
+        "encodings/dense-s1", str(enc2.path)).replace("k=4", "k=2")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())
+    scope: dict = {}
+    exec(compile(code, "docs/how-to/notebook.md", "exec"), scope)
+    assert scope["moved"].fit == "support" and scope["run_id"]
+    assert len(scope["ids"]) == enc1.meta.rows

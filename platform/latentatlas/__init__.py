@@ -10,3 +10,23 @@ __version__ = "0.1.0"
 for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
                      "RAY_DEDUP_LOGS": "0"}.items():
     _os.environ.setdefault(_key, _value)
+
+# The notebook API: `import latentatlas as la; la.stats("encodings/s1")`. The studies live
+# above this engine (analysis.notebook); the package's namespace forwards those names to
+# them on first use, so `import latentatlas` stays light and no engine module imports the
+# science.
+NOTEBOOK = ("open_encoding", "load_model", "stats", "sectors", "support_set", "relocate",
+            "generative_range", "sample_quality", "record_result", "latent_statistics",
+            "sector_ids", "information_gain", "fit_linear_map")
+
+
+def __getattr__(name: str):
+    if name in NOTEBOOK:
+        from importlib import import_module
+
+        return getattr(import_module("analysis.notebook"), name)
+    raise AttributeError(f"module 'latentatlas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *NOTEBOOK])

@@ -193,4 +193,7 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
         # every rank reads the same reduced val/mse, so all stop after the same epoch
         if cfg.train.until_settled and has_settled(val_mse):
             break
-    return {"history": history, "stopped": None, **objective.result()}
+    # what the worker ran on, as Ray's resources decided it (bench/gpu_check.py reads it)
+    backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
+    return {"history": history, "stopped": None, "device": str(device), "backend": backend,
+            **objective.result()}
