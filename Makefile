@@ -8,7 +8,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: run test setup data lint bench sweep clean docs
+.PHONY: run test setup data postgres lint bench sweep clean docs
 
 setup: $(STAMP)
 
@@ -30,10 +30,21 @@ data:
 	  echo "warning: could not install dataset-fashion-mnist; the main job falls back to scikit-learn digits"; \
 	fi
 
+# PostgreSQL for the tests of a lab's tracking server (tests/test_tracking_server.py), when we
+# may install packages; without it those tests skip and say why.
+postgres:
+	@if ! command -v initdb >/dev/null 2>&1 && [ ! -d /usr/lib/postgresql ]; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	  { $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -qq >/dev/null 2>&1 && \
+	      $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1; }; } || \
+	  echo "warning: could not install postgresql; the tracking-server tests will skip"; \
+	fi
+
 run: setup data
 	$(VENV)/bin/latentatlas run
 
-test: setup data
+test: setup data postgres
 	$(PY) -m pytest -q
 
 # The seed's sweep: KL policy x latent size on Fashion-MNIST (about 10 minutes on 2 cores).

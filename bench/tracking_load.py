@@ -2,11 +2,12 @@
 
 N processes each create a run and log M metrics (one request each, as training does per
 epoch), 10 params and a small artifact, concurrently, against a real `mlflow server` with
-its default 4 workers on the backend store given (SQLite, as cluster.yaml starts it, or
-PostgreSQL). Counted: requests that raised (after MLflow's own retries), writes that
+its default 4 workers: on SQLite, then on a temporary PostgreSQL behind MLflow's basic-auth
+app (as cluster.yaml runs it; bench/local_postgres.py), side by side, or on the one backend
+store given. Counted: requests that raised (after MLflow's own retries), writes that
 succeeded but are not in the store (lost), and writes per second.
 
-    python bench/tracking_load.py [--writers 16] [--metrics 500] [--backend sqlite|URI]
+    python bench/tracking_load.py [--writers 16] [--metrics 500] [--backend URI]
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 
 WRITER = """
 import json, sys, time
@@ -75,48 +78,41 @@ def wait_for_server(url: str, timeout: float = 90) -> None:
     raise TimeoutError(f"mlflow server at {url} did not answer within {timeout:.0f} s")
 
 
-def run_load(writers: int, metrics: int, backend: str | None = None,
-             work: Path | None = None) -> dict:
-    """Start a server on `backend` (default: a fresh SQLite file), run the writers, count."""
-    import mlflow
+ADMIN = "admin"
 
-    work = Path(work or tempfile.mkdtemp(prefix="la-load-"))
-    backend = backend or f"sqlite:///{work}/mlflow.db"
+
+@contextmanager
+def mlflow_server(backend: str, work: Path, admin_password: str | None = None):
+    """A real `mlflow server` (4 workers) on `backend`, artifacts under `work`; its URL. With
+    `admin_password`, MLflow's basic-auth app on: its users in a SQLite file under `work`,
+    the admin `admin` with that password (given through the environment, never a file),
+    READ for other users by default."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    bin_dir = Path(sys.executable).parent
+    auth = []
+    if admin_password:
+        config = work / "basic_auth.ini"
+        config.write_text(f"[mlflow]\ndefault_permission = READ\n"
+                          f"database_uri = sqlite:///{work}/basic_auth.db\n"
+                          f"admin_username = {ADMIN}\n"
+                          "authorization_function = "
+                          "mlflow.server.auth:authenticate_request_basic_auth\n"
+                          # a checked login is trusted for a minute per worker: without it
+                          # every request hashes the password again (PBKDF2)
+                          "auth_cache_ttl_seconds = 60\n")
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_AUTH_ADMIN_PASSWORD=admin_password,
+                   MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex())
+        auth = ["--app-name", "basic-auth"]
     server = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", backend, "--artifacts-destination", str(work / "artifacts")],
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--backend-store-uri", backend, "--artifacts-destination",
+         str(work / "artifacts"), *auth],
         stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT, env=env,
         start_new_session=True)
     try:
         wait_for_server(url)
-        client = mlflow.MlflowClient(url)
-        experiment_id = client.create_experiment(f"load-{time.time_ns()}")
-        started = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, experiment_id,
-                                   str(metrics), str(i)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env)
-                 for i in range(writers)]
-        outputs = [p.communicate(timeout=1800) for p in procs]
-        seconds = time.perf_counter() - started
-        results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-        stored = lost = 0
-        for r in results:
-            run = client.get_run(r["run_id"])
-            history = client.get_metric_history(r["run_id"], "load/value")
-            artifacts = [a.path for a in client.list_artifacts(r["run_id"])]
-            kept = len(history) + len(run.data.params) + ("small.txt" in artifacts)
-            stored += kept
-            lost += sum(r["ok"].values()) - kept
-        attempted = writers * (metrics + 10 + 1)
-        errors = [e for r in results for e in r["errors"]]
-        return {"writers": writers, "metrics_per_writer": metrics,
-                "backend": backend.split(":")[0], "attempted": attempted, "stored": stored,
-                "errors": len(errors), "lost": lost, "seconds": seconds,
-                "writes_per_s": attempted / seconds, "first_errors": errors[:3]}
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -125,26 +121,102 @@ def run_load(writers: int, metrics: int, backend: str | None = None,
             os.killpg(server.pid, signal.SIGKILL)
 
 
+@contextmanager
+def logged_in(user: str | None, password: str | None):
+    """MLflow's client login, from the environment (as a job gets it), for this block."""
+    keys = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+    before = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: v for k, v in keys.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_load(writers: int, metrics: int, backend: str | None = None,
+             work: Path | None = None, admin_password: str | None = None) -> dict:
+    """Start a server on `backend` (default: a fresh SQLite file; with `admin_password`,
+    behind basic-auth, the writers logging in as its admin), run the writers, count."""
+    work = Path(work or tempfile.mkdtemp(prefix="la-load-"))
+    backend = backend or f"sqlite:///{work}/mlflow.db"
+    user = ADMIN if admin_password else None
+    with mlflow_server(backend, work, admin_password) as url, logged_in(user, admin_password):
+        return load(url, writers, metrics, backend)
+
+
+def load(url: str, writers: int, metrics: int, backend: str) -> dict:
+    """The writers against the server at `url`, counted (the login, if any, from the
+    environment)."""
+    import mlflow
+
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    client = mlflow.MlflowClient(url)
+    experiment_id = client.create_experiment(f"load-{time.time_ns()}")
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, experiment_id,
+                               str(metrics), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(writers)]
+    outputs = [p.communicate(timeout=1800) for p in procs]
+    seconds = time.perf_counter() - started
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    stored = lost = 0
+    for r in results:
+        run = client.get_run(r["run_id"])
+        history = client.get_metric_history(r["run_id"], "load/value")
+        artifacts = [a.path for a in client.list_artifacts(r["run_id"])]
+        kept = len(history) + len(run.data.params) + ("small.txt" in artifacts)
+        stored += kept
+        lost += sum(r["ok"].values()) - kept
+    attempted = writers * (metrics + 10 + 1)
+    errors = [e for r in results for e in r["errors"]]
+    return {"writers": writers, "metrics_per_writer": metrics,
+            "backend": backend.split(":")[0], "attempted": attempted, "stored": stored,
+            "errors": len(errors), "lost": lost, "seconds": seconds,
+            "writes_per_s": attempted / seconds, "first_errors": errors[:3]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--writers", type=int, default=16)
     p.add_argument("--metrics", type=int, default=500)
-    p.add_argument("--backend", default=None, help="backend store URI (default: SQLite)")
+    p.add_argument("--backend", default=None,
+                   help="one backend store URI (default: SQLite, then a temporary PostgreSQL "
+                        "behind basic-auth, side by side)")
     args = p.parse_args()
-    out = run_load(args.writers, args.metrics, args.backend)
-    print(json.dumps(out, indent=2))
+    if args.backend:
+        outs = [run_load(args.writers, args.metrics, args.backend)]
+    else:
+        from local_postgres import temporary_postgres, unavailable
+
+        outs = [run_load(args.writers, args.metrics)]
+        why = unavailable()
+        if why:
+            print(f"PostgreSQL side skipped: {why}")
+        else:
+            with temporary_postgres() as uri:
+                outs.append(run_load(args.writers, args.metrics, uri,
+                                     admin_password=os.urandom(12).hex()))
+                outs[-1]["backend"] += " + basic-auth"
+    rows = [f"| {o['backend']} | {o['attempted']} | {o['stored']} | {o['errors']} | "
+            f"{o['lost']} | {o['seconds']:.1f} | {o['writes_per_s']:.0f} |" for o in outs]
     section = (f"\n## Tracking under load ({datetime.now():%Y-%m-%d %H:%M}, "
                f"bench/tracking_load.py)\n\n"
-               f"`mlflow server` (4 workers) on {out['backend']}, {out['writers']} writer "
-               f"processes x ({out['metrics_per_writer']} metrics + 10 params + 1 artifact), "
-               f"concurrently, on this 2-core machine:\n\n"
-               f"| attempted | stored | errors | lost | seconds | writes/s |\n"
-               f"| --- | --- | --- | --- | --- | --- |\n"
-               f"| {out['attempted']} | {out['stored']} | {out['errors']} | {out['lost']} | "
-               f"{out['seconds']:.1f} | {out['writes_per_s']:.0f} |\n")
-    if out["first_errors"]:
-        section += "\nFirst errors: " + "; ".join(f"`{e}`" for e in out["first_errors"]) + "\n"
+               f"`mlflow server` (4 workers), {args.writers} writer processes x "
+               f"({args.metrics} metrics + 10 params + 1 artifact), concurrently, on this "
+               f"{os.cpu_count()}-core machine:\n\n"
+               "| backend | attempted | stored | errors | lost | seconds | writes/s |\n"
+               "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+    for o in outs:
+        print(json.dumps(o, indent=2))
+        if o["first_errors"]:
+            section += (f"\nFirst errors ({o['backend']}): "
+                        + "; ".join(f"`{e}`" for e in o["first_errors"]) + "\n")
     with (REPO / "bench" / "RESULTS.md").open("a") as f:
         f.write(section)
 

@@ -22,7 +22,7 @@ from latentatlas.errors import UserError
 from latentatlas.model_store import log_model
 from latentatlas.record import DatasetRecord, Record
 from latentatlas.store_reader import OWNER_TAG, owner_gone
-from latentatlas.tracking_store import setup
+from latentatlas.tracking_store import setup, use_login
 
 if TYPE_CHECKING:  # torch and Ray load with the verbs that use them, not with the store
     import torch
@@ -121,7 +121,8 @@ class RunStream:
     streams per-epoch metrics and pictures from its worker while the driver waits. The URI
     and the run id are all it carries."""
 
-    def __init__(self, tracking_uri: str, run_id: str):
+    def __init__(self, tracking_uri: str, run_id: str, login: dict | None = None):
+        use_login(login)
         self.client, self.run_id = mlflow.MlflowClient(tracking_uri), run_id
 
     def log(self, metrics: dict, step: int) -> None:

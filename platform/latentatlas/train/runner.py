@@ -16,7 +16,7 @@ from ray.train import (
 )
 from ray.train.torch import TorchTrainer
 
-from latentatlas import model_store, tracking
+from latentatlas import model_store, tracking, tracking_store
 from latentatlas.config import ExperimentConfig
 from latentatlas.errors import UserError
 from latentatlas.losses import authors_kl_weight
@@ -270,6 +270,7 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     run_id, name, first = opened(recorder, cfg, inputs, resume_run_id, parent_run_id, tags)
     with recorder.run(run_id=run_id):
         recorder.write(run_id, first)
-        result, model = fit(cfg, inputs, name, {"tracking_uri": recorder.uri, "run_id": run_id},
+        result, model = fit(cfg, inputs, name, {"tracking_uri": recorder.uri, "run_id": run_id,
+                                                "login": tracking_store.login(recorder.uri)},
                             tune_reports)
         return publish(recorder, run_id, family, cfg, inputs, result, model)

@@ -67,6 +67,7 @@ def trial_driver(values: dict, *, context: dict) -> None:
     from latentatlas.train.runner import train
 
     trial_id = tune.get_context().get_trial_id()
+    tracking_store.use_login(context.get("login"))
     uri = tracking_store.setup(context["tracking_uri"], context["experiment"])
     cfg = trial_config(context["base"], {**values, "name": f"{context['sweep']}-{trial_id}"})
     client = mlflow.MlflowClient(uri)
@@ -235,7 +236,9 @@ def execute(recorder, state: dict, path: str, restore: bool, measure=None) -> Sw
     base_cfg = validate(base, "base")
     context = {"base": base, "sweep": config.name, "parent_run_id": state["parent_run_id"],
                "tracking_uri": state["tracking_uri"], "experiment": state["experiment"],
-               "command": recorder.command}
+               "command": recorder.command,
+               # the trials' login: in their task, not in the sweep's state on disk
+               "login": tracking_store.login(recorder.uri)}
     trainable = tune.with_resources(tune.with_parameters(trial_driver, context=context),
                                     driver_resources(base_cfg, config.driver_cpus))
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # relative data paths keep working in trials
