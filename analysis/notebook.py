@@ -3,9 +3,10 @@
 encodings and models by address (a directory, `runs:/...`, `models:/...`, a pretrained
 folder, `module:function`) or as opened objects, runs the study in this process (Ray Data
 only where the input is large, as the verbs do), and returns the study's typed result, the
-one a study step records. Nothing is recorded unless asked: `la.record_result(result)` logs it to
-MLflow as the verb would. Encodings are opened and models loaded once per process (by
-address), so a second call costs what its work costs.
+one a study step records. Nothing is recorded unless asked: `la.record_result(result)`
+(latentatlas.tracking.record_result, the engine's) logs it to MLflow as the verb would.
+Encodings are opened and models loaded once per process (by address), so a second call
+costs what its work costs.
 
 The array functions beneath them are here too: `latent_statistics`, `sector_ids`,
 `information_gain`, `fit_linear_map`."""
@@ -25,7 +26,7 @@ from analysis.moments import Moments
 from analysis.sectors import sector_ids
 
 __all__ = ["open_encoding", "load_model", "stats", "sectors", "support_set", "relocate",
-           "generative_range", "sample_quality", "record_result", "latent_statistics", "sector_ids",
+           "generative_range", "sample_quality", "latent_statistics", "sector_ids",
            "information_gain", "fit_linear_map"]
 
 
@@ -100,12 +101,13 @@ def relocate(source, target, *, fit: str | None = None, support=None, indices=No
              estimators=DEFAULT_ESTIMATORS, pairs: int | None = None,
              rows: int | None = None, seed: int = 0, lam: float = 1e-4,
              l2: float | None = None, scored_on: str | None = None,
-             gain=None, actors: int = 1, use_gpu: bool = False):
+             scored_images: int | None = None, gain=None, actors: int = 1,
+             use_gpu: bool = False):
     """Linear maps from `source`'s latent space to `target`'s (`latentatlas relocate`), the
     authors' recipe for the pair unless told otherwise; `support`: a support-set result to
     fit on (its sectors' size sweep beside), else one is chosen by `gain` (a gain or a
     `stats` result; None: var(mu)). Returns analysis.studies.maps.Relocation."""
-    from analysis.defaults import GENERATED_PAIRS
+    from analysis.defaults import GENERATED_PAIRS, GENERATED_SCORED
     from analysis.studies.maps import GivenSupport, relocate_codes, resolve_fit
 
     src, tgt = open_encoding(source), open_encoding(target)
@@ -121,6 +123,7 @@ def relocate(source, target, *, fit: str | None = None, support=None, indices=No
                           estimators=estimators, fit=fit, indices=indices,
                           pairs=pairs or GENERATED_PAIRS, random_rows=rows, seed=seed,
                           lam=lam, l2=l2, scored_on=scored_on,
+                          scored_images=scored_images or GENERATED_SCORED,
                           score=None if gain is None else np.asarray(gain), support=given,
                           actors=actors, use_gpu=use_gpu)
 
@@ -176,18 +179,3 @@ def sample_quality(model, extractor: str, data: str, *, data_path: str | None = 
                            load_split(dataset, split or "test", data_path),
                            second_stage=stage2, gmm_components=gmm_components,
                            samples=samples, seed=seed)
-
-
-def record_result(result, *, tracking_uri: str | None = None, experiment: str | None = None,
-           parent_run_id: str | None = None) -> str:
-    """Log a study's result to MLflow as its verb would (its params, metrics, tables,
-    figures, images) and return the run id: a child of `parent_run_id`, else of the run of
-    the model whose encoding it measured. `tracking_uri`: $MLFLOW_TRACKING_URI or
-    sqlite:///mlflow.db by default."""
-    from latentatlas.tracking import Recorder
-
-    encoding = getattr(result, "encoding", None) or getattr(
-        getattr(result, "sectors", None), "encoding", None)
-    parent = parent_run_id or (encoding.meta.model_run_id if encoding is not None else None)
-    return Recorder(tracking_uri, experiment, command="notebook").record(result.record(),
-                                                                        parent)

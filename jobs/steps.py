@@ -15,6 +15,7 @@ from analysis.defaults import (
     DEFAULT_K,
     DEFAULT_THRESHOLD,
     GENERATED_PAIRS,
+    GENERATED_SCORED,
     REGULARISATION_EPOCHS,
 )
 from analysis.studies.sectors import (
@@ -110,7 +111,7 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
              fit: str | None = None, indices=None, pairs: int = GENERATED_PAIRS,
              random_rows: int | None = None, seed: int = 0,
              lam: float = 1e-4, l2: float | None = None, scored_on: str | None = None,
-             actors: int = 1,
+             scored_images: int = GENERATED_SCORED, actors: int = 1,
              use_gpu: bool = False, extra_maps: dict | None = None, name: str = "relocate",
              gain=LATEST, support=None, parent_run_id: str | None = None,
              progress: Callable[[str], None] = quiet) -> tuple[str, Relocation]:
@@ -128,7 +129,8 @@ def relocate(recorder: Recorder, source: str, target: str, *, estimators=DEFAULT
     result = relocate_codes(src, tgt, load_model(src.meta.model_uri),
                             load_model(tgt.meta.model_uri), estimators=estimators, fit=fit,
                             indices=indices, pairs=pairs, random_rows=random_rows, seed=seed,
-                            lam=lam, l2=l2, scored_on=scored_on, score=score,
+                            lam=lam, l2=l2, scored_on=scored_on,
+                            scored_images=scored_images, score=score,
                             support=support,
                             actors=actors, use_gpu=use_gpu, extra_maps=extra_maps,
                             progress=progress)

@@ -455,7 +455,8 @@ def test_the_notebook_api_returns_what_the_verbs_measure(crafted, encodings, tmp
 
     probe = ("import sys, latentatlas as la; assert 'analysis' not in sys.modules; "
              "assert callable(la.stats) and 'analysis.notebook' in sys.modules; "
-             "assert set(la.NOTEBOOK) == set(__import__('analysis.notebook').notebook.__all__)")
+             "assert set(la.NOTEBOOK) == {*__import__('analysis.notebook').notebook.__all__, "
+             "'record_result'}")
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
     import latentatlas as la
 

@@ -66,7 +66,7 @@ def test_the_seed_celeba_study_runs_end_to_end(workdir, ray_session, capsys):
               for k in ("samples=16", "real_images=10", "size=8", "k=2", "threshold=0.01")]
     small += [f"{s}.size=8" for s in ("support-set", "support-set-hat-free")]
     small += ["sectors.k=2", "sectors.threshold=0.01", "stats-split-s0.gain_rows=50"]
-    small += [f"relocate-type3-{g}.pairs=64" for g in ("dcgan", "stylegan")]
+    small += ["relocate-type3-stylegan.pairs=64", "relocate-type3-stylegan.scored_images=64"]
     small += [f"{r}.refine_steps=2" for r in ("range-dcgan-ascent", "range-stylegan-ascent")]
     small += [f"{f}.{k}" for f in ("fid-split", "fid-vae")
               for k in ("samples=8", "gmm_components=2", f"inception_weights={inception}")]

@@ -296,7 +296,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                    estimators=DEFAULT_ESTIMATORS, fit: str | None = None, indices=None,
                    pairs: int = GENERATED_PAIRS, random_rows: int | None = None,
                    seed: int = 0, lam: float = 1e-4, l2: float | None = None,
-                   scored_on: str | None = None,
+                   scored_on: str | None = None, scored_images: int = GENERATED_SCORED,
                    score: np.ndarray | None = None, support: GivenSupport | None = None,
                    actors: int = 1, use_gpu: bool = False, extra_maps: dict | None = None,
                    progress: Callable[[str], None] = quiet) -> Relocation:
@@ -306,7 +306,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     size), or on `pairs` pairs drawn from the generator side (`generated`: its codes z and
     the VAE's posterior means of G(z)); None: `generated` when one side is a generator,
     else `support`; `support`: the support set given (GivenSupport) instead of chosen here.
-    Evaluate on the held-out rows, or (`scored_on` generated) on GENERATED_SCORED fresh
+    Evaluate on the held-out rows, or (`scored_on` generated) on `scored_images` fresh
     generated images (`generated_errors`). `source_model` / `target_model` are
     (model, spec) pairs; `lam` is `ridge`'s penalty, `l2` the authors' Keras regulariser
     of `ridge_authors`. `l2` and `scored_on` None: the authors' recipe's where the fit is
@@ -347,10 +347,10 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     maps.update(extra_maps or {})
     split = src.meta.load_split()
     if scored_on == "generated":
-        progress(f"scoring {len(maps)} maps on {GENERATED_SCORED} fresh generated images")
+        progress(f"scoring {len(maps)} maps on {scored_images} fresh generated images")
         gan_is_source = src.meta.family == "gan"
         generator, vae = (src_model, tgt_model) if gan_is_source else (tgt_model, src_model)
-        errors = generated_errors(generator, vae, maps, GENERATED_SCORED, seed + 1,
+        errors = generated_errors(generator, vae, maps, scored_images, seed + 1,
                                   gan_is_source)  # seed + 1: images the fit never saw
     else:
         labels = int(split.labels.max()) + 1 if (split.labels >= 0).any() else 0

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from analysis.defaults import DEFAULT_ESTIMATORS, GENERATED_PAIRS
+from analysis.defaults import DEFAULT_ESTIMATORS, GENERATED_PAIRS, GENERATED_SCORED
 from jobs.kinds import (
     Context,
     Encoding,
@@ -53,6 +53,8 @@ class RelocateOptions(Strict):
     generated (fresh generated images and the VAE's codes of them, a generator side needed).
     Unset: the authors' recipe's (generated with a style generator's generated pairs, else
     held_out)."""
+    scored_images: int = Field(default=GENERATED_SCORED, gt=0)
+    """Fresh generated images a scoring on generated images draws."""
     seed: int = Field(default=0, ge=0)
     """Draws the support set's members and the rows of a random fit."""
     claims: list[Literal["relocation", "support"]] = ["relocation"]
@@ -71,7 +73,7 @@ class RelocateOptions(Strict):
         """What `steps.relocate` takes of these options (verb and step alike)."""
         return {"estimators": self.estimators, "fit": self.fit, "pairs": self.pairs,
                 "random_rows": self.rows, "seed": self.seed, "lam": self.lam, "l2": self.l2,
-                "scored_on": self.scored_on}
+                "scored_on": self.scored_on, "scored_images": self.scored_images}
 
 
 def authors_way(out) -> list[str]:

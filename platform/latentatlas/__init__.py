@@ -16,15 +16,17 @@ for _key, _value in {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY":
 # them on first use, so `import latentatlas` stays light and no engine module imports the
 # science.
 NOTEBOOK = ("open_encoding", "load_model", "stats", "sectors", "support_set", "relocate",
-            "generative_range", "sample_quality", "record_result", "latent_statistics",
-            "sector_ids", "information_gain", "fit_linear_map")
+            "generative_range", "sample_quality", "latent_statistics", "sector_ids",
+            "information_gain", "fit_linear_map", "record_result")
 
 
 def __getattr__(name: str):
     if name in NOTEBOOK:
         from importlib import import_module
 
-        return getattr(import_module("analysis.notebook"), name)
+        # recording is the engine's (latentatlas.tracking); the studies are the science's
+        home = "latentatlas.tracking" if name == "record_result" else "analysis.notebook"
+        return getattr(import_module(home), name)
     raise AttributeError(f"module 'latentatlas' has no attribute {name!r}")
 
 

@@ -311,3 +311,16 @@ class Recorder:
                 raise UserError(f"run {run_id}: its table {name} is damaged ({type(e).__name__}: "
                                 f"{' '.join(str(e).split())[:200]}); rerun the step that "
                                 "logged it") from None
+
+
+def record_result(result, *, tracking_uri: str | None = None, experiment: str | None = None,
+                  parent_run_id: str | None = None) -> str:
+    """Log a study's result (anything with a `record()` giving a Record: the notebook API's
+    results) to MLflow as its verb would, and return the run id: a child of `parent_run_id`,
+    else of the run of the model whose encoding it measured. `tracking_uri`:
+    $MLFLOW_TRACKING_URI or sqlite:///mlflow.db by default."""
+    encoding = getattr(result, "encoding", None) or getattr(
+        getattr(result, "sectors", None), "encoding", None)
+    parent = parent_run_id or (encoding.meta.model_run_id if encoding is not None else None)
+    return Recorder(tracking_uri, experiment, command="notebook").record(result.record(),
+                                                                        parent)
