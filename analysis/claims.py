@@ -465,13 +465,15 @@ def rejudge(stored: dict, numbers: dict | None = None) -> dict:
         return not_measured(stored["key"], stored["subject"], stored["setting"]["measured"],
                             stored["summary"].removeprefix("not measured: "))
     summary = stored["summary"].split(ITEMS_SAID)[0]  # judge says the intervals again
+    resampled = stored.get("resampled")
     if numbers is None or numbers == stored["measured"]:
         numbers = stored["measured"]
-    else:  # the words were of other numbers: say the ones judged now
+    else:  # the words and the stored resamples were of other numbers: the ones read now
         summary = "read again: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items())
+        resampled = None
     return judge(stored["key"], stored["subject"], stored["setting"]["measured"], numbers,
                  summary, stored["sources"], stored.get("method"), stored.get("reduced"),
-                 stored.get("resampled"))
+                 resampled)
 
 
 def item_intervals(resampled: dict[str, list[float]]) -> dict[str, list[float]]:

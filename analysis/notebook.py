@@ -112,13 +112,18 @@ def relocate(source, target, *, fit: str | None = None, support=None, indices=No
 
     src, tgt = open_encoding(source), open_encoding(target)
     fit = resolve_fit(src, tgt, fit)
+    gain = getattr(gain, "gain", gain)
     given = None
     if support is not None and fit == "support":
         s = support.sectors
-        given = GivenSupport(np.asarray(support.index), None if s.ordering == "var_mu"
-                             else np.asarray(getattr(gain, "gain", gain)), s.k_requested,
-                             s.threshold, support.seed, sweep=s.encoding.path == src.path)
-    gain = getattr(gain, "gain", gain)
+        ranked = None if s.ordering == "var_mu" else gain
+        # the size sweep draws from the support set's own sectors: in the source's space,
+        # ranked as they were (a gain-ranked set needs that gain)
+        given = GivenSupport(np.asarray(support.index),
+                             None if ranked is None else np.asarray(ranked), s.k_requested,
+                             s.threshold, support.seed,
+                             sweep=s.encoding.path == src.path and (
+                                 s.ordering == "var_mu" or ranked is not None))
     return relocate_codes(src, tgt, _model_of(src, None), _model_of(tgt, None),
                           estimators=estimators, fit=fit, indices=indices,
                           pairs=pairs or GENERATED_PAIRS, random_rows=rows, seed=seed,

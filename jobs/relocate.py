@@ -34,7 +34,9 @@ def headline(out) -> str:
             "random": f"{rows} random fit rows"}
     return (f"headline: {out.estimators[0]} on {told[out.fit]}\n"
             f"M {m['relocation/M']:.4g} vs M_target_own {m['relocation/M_target_own']:.4g} "
-            f"(x{m['relocation/M'] / m['relocation/M_target_own']:.3g}); "
+            + (f"(x{m['relocation/M_over_own']:.3g}); " if "relocation/M_over_own" in m else
+               "(no scale: the target generator regenerates its own samples exactly); ")
+            +
             f"M_ols_full {m['relocation/M_ols_full']:.4g} (OLS with a bias, all fit rows)")
 
 
@@ -63,13 +65,15 @@ def relocate_all(recorder, paths: list[str], progress: Callable[[str], None] = q
             for done, future in enumerate(as_completed([pool.submit(one, p) for p in pairs])):
                 (i, j), (run_id, out) = future.result()
                 m = out.metrics
-                ratio[i, j] = m["relocation/M"] / m["relocation/M_target_own"]
-                progress(f"pair {done + 1}/{len(pairs)}: {i}->{j} M/M_target_own "
-                         f"{ratio[i, j]:.3g}")
+                # a generator target scored on its own samples has no scale (own error 0)
+                ratio[i, j] = m.get("relocation/M_over_own", np.nan)
+                scaled = "relocation/M_over_own" in m
+                progress(f"pair {done + 1}/{len(pairs)}: {i}->{j} M/M_target_own " + (
+                    f"{ratio[i, j]:.3g}" if scaled else "none (own error 0, blank in the map)"))
                 rows.append({"source": i, "target": j, "fit": out.fit, "R": m["relocation/R"],
                              "L": m["relocation/L"], "M": m["relocation/M"],
                              "M_target_own": m["relocation/M_target_own"],
-                             "M/M_target_own": ratio[i, j],
+                             "M/M_target_own": float(ratio[i, j]) if scaled else None,
                              "M_ols_full": m["relocation/M_ols_full"], "run_id": run_id})
         rows.sort(key=lambda r: (r["source"], r["target"]))
         labels = [str(i) for i in range(len(paths))]

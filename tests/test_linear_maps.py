@@ -355,6 +355,18 @@ def test_the_default_recipe_is_the_authors_for_the_pair():
         == 0.0015
     assert resolve_fit(vae, gan, None) == "support" and resolve_fit(vae, style, None) == \
         "generated"
+    # an encoding written before they said: its model decides
+    from latentatlas.encode.store import EncodingMeta
+
+    older = EncodingMeta.from_json({k: v for k, v in gan.meta.to_json().items()
+                                    if k != "style_based"}, gan.path)
+    assert older.style_based is None
+    assert authors_recipe(older, vae.meta).fit == "support"
+    assert authors_recipe(older, vae.meta, LinearImages()).fit == "support"
+    mapped = LinearImages()
+    mapped.style_based = True
+    assert authors_recipe(older, vae.meta, mapped) == Recipe("generated", 0.0, "generated",
+                                                             "transform_from_W")
     assert resolve_fit(gan, vae, "all") == "all"
     with pytest.raises(UserError) as refused:
         resolve_fit(vae, toy_encoding("vae", "c.enc"), "generated")

@@ -66,13 +66,18 @@ class Recipe:
     where: str  # the authors' function
 
 
-def authors_recipe(src: EncodingMeta, tgt: EncodingMeta) -> Recipe:
+def authors_recipe(src: EncodingMeta, tgt: EncodingMeta, src_model=None,
+                   tgt_model=None) -> Recipe:
     """A style generator's W and a VAE: fresh generated pairs (w, the VAE's mu of G(w)), no
     regularisation, scored on generated images (`transform_from_W`). Every other pair, a
     vanilla GAN's codes given by its recoder included: the support set, the authors' L2,
-    scored on real images (`transform_with_support`)."""
+    scored on real images (`transform_with_support`). Whether a generator is style-based is
+    its encoding's record, or, for an encoding older than that record, its model's."""
     families = src.family, tgt.family
-    if one_generator_one_vae(*families) and (src.style_based or tgt.style_based):
+    style = [meta.style_based if meta.style_based is not None
+             else bool(getattr(model, "style_based", False))
+             for meta, model in ((src, src_model), (tgt, tgt_model))]
+    if one_generator_one_vae(*families) and any(style):
         return Recipe("generated", 0.0, "generated", "transform_from_W")
     return Recipe("support", authors_l2(*families), "held_out", "transform_with_support")
 
@@ -247,6 +252,7 @@ class Relocation:
     seed: int = 0  # what drew the support set, the random rows or the generated pairs
     scored_on: str = "held_out"  # or generated: fresh generated images
     resampled: dict[str, np.ndarray] | None = None  # error -> its bootstrap replicate means
+    recipe: Recipe | None = None  # the authors' for the pair (what a departure is told from)
 
     @property
     def rank_deficient(self) -> list[str]:
@@ -322,7 +328,7 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
     fit = resolve_fit(src, tgt, fit)
     if fit == "generated" and pairs < 1:
         raise UserError(f"--fit generated {pairs}: the number of pairs must be positive")
-    recipe = authors_recipe(src.meta, tgt.meta)
+    recipe = authors_recipe(src.meta, tgt.meta, source_model[0], target_model[0])
     theirs = fit == recipe.fit
     if l2 is None:
         l2 = recipe.l2 if theirs else authors_l2(src.meta.family, tgt.meta.family)
@@ -393,4 +399,4 @@ def relocate_codes(src: Encoding, tgt: Encoding, source_model, target_model, *,
                                                  f"relocated into {tgt.path.name}"],
                              [f"#{i}" for i in rows["index"]])
     return Relocation(src, tgt, fit, list(estimators), params, metrics, errors, maps, sweep,
-                      pictures, seed, scored_on, resampled)
+                      pictures, seed, scored_on, resampled, recipe)

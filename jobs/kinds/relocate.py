@@ -79,9 +79,7 @@ class RelocateOptions(Strict):
 def authors_way(out) -> list[str]:
     """How a relocation's headline differs from the authors' recipe for the pair (their
     estimator, fit, regulariser and scoring): each keeps the relocation verdict back."""
-    from analysis.studies.maps import authors_recipe
-
-    recipe = authors_recipe(out.source.meta, out.target.meta)
+    recipe = out.recipe
     estimator, l2 = out.estimators[0], out.params.get("l2")
     return [text for wrong, text in (
         (estimator != "ridge_authors", f"headline {estimator}, not the authors' ridge_authors"),

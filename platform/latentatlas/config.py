@@ -350,6 +350,8 @@ class ExperimentConfig(Strict):
             if self.kl.beta == "authors":
                 raise ValueError("kl.beta authors: k = (2 * image side / latent_dim)^2 weighs "
                                  "a first stage's KL; a second stage learns codes, not images")
+        if self.kl.beta == "authors" and self.family != "vae":
+            raise ValueError(f"kl.beta authors: weighs a VAE's KL; a {self.model.name} has none")
         if self.kl.beta == "authors" and self.kl.policy not in ("beta", "balanced"):
             raise ValueError(f"kl.beta authors: kl.policy {self.kl.policy} has no KL weight "
                              "(use beta or balanced)")

@@ -118,10 +118,15 @@ def dataset_input(d: DatasetRecord):
 
 class RunStream:
     """The Recorder's writer for one run it opened, where it cannot go: rank 0 of a training
-    streams per-epoch metrics and pictures from its worker while the driver waits. The URI
-    and the run id are all it carries."""
+    streams per-epoch metrics and pictures from its worker while the driver waits. The URI,
+    the run id and the driver's login to an HTTP server (an object-store reference: never in
+    a config Ray keeps or shows) are all it carries."""
 
-    def __init__(self, tracking_uri: str, run_id: str, login: dict | None = None):
+    def __init__(self, tracking_uri: str, run_id: str, login=None):
+        if login is not None and not isinstance(login, dict):  # an object-store reference
+            import ray
+
+            login = ray.get(login)
         use_login(login)
         self.client, self.run_id = mlflow.MlflowClient(tracking_uri), run_id
 

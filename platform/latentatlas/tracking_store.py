@@ -52,9 +52,9 @@ def use_login(given: dict | None) -> None:
 def refusal(uri: str, error: Exception) -> str | None:
     """The one line for a tracking server that refuses this client (HTTP 401: no login or a
     wrong one; 403: a login without the permission), or None for any other error."""
-    text = str(error)
+    code = getattr(error, "error_code", None)  # MLflow's name of the HTTP status
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if "401" in text:
+    if code == "UNAUTHENTICATED":
         if not (user or os.environ.get("MLFLOW_TRACKING_TOKEN")
                 or Path(CREDENTIALS_FILE).expanduser().is_file()):
             return (f"{uri}: the tracking server asks for a login; set "
@@ -62,9 +62,9 @@ def refusal(uri: str, error: Exception) -> str | None:
                     f"{CREDENTIALS_FILE}, mode 600)")
         return (f"{uri}: the tracking server refused the login"
                 + (f" of {user!r}" if user else "") + " (HTTP 401): check the password")
-    if "403" in text:
-        return (f"{uri}: the tracking server refused {user or 'this login'!r} the request "
-                "(HTTP 403): ask its admin for EDIT permission on the experiment")
+    if code == "PERMISSION_DENIED":
+        return (f"{uri}: the tracking server refused " + (repr(user) if user else "this login")
+                + " the request (HTTP 403): ask its admin for EDIT permission")
     return None
 
 

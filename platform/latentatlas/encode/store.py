@@ -60,7 +60,7 @@ class EncodingMeta:
     refine_steps: int = 0
     # The generator maps its noise to W (a style generator) and the codes are w: the
     # authors relocate such a space by generated pairs (analysis.studies.maps.default_fit).
-    style_based: bool = False
+    style_based: bool | None = False  # None: not recorded (an older generator's encoding)
 
     @staticmethod
     def from_json(raw: dict, where: Path) -> EncodingMeta:
@@ -71,6 +71,8 @@ class EncodingMeta:
             raise UserError(f"{where}: encoding metadata lacks {', '.join(missing)}")
         meta = {k: v for k, v in raw.items() if k in names}
         meta["attributes"] = tuple(meta.get("attributes") or ())
+        if meta.get("family") == "gan" and "style_based" not in meta:
+            meta["style_based"] = None  # written before encodings said: the model decides
         if meta.get("input_shape") is not None:
             meta["input_shape"] = tuple(meta["input_shape"])
         return EncodingMeta(**meta)

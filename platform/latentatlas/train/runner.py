@@ -270,7 +270,10 @@ def train(cfg: ExperimentConfig, *, tracking_uri: str | None = None,
     run_id, name, first = opened(recorder, cfg, inputs, resume_run_id, parent_run_id, tags)
     with recorder.run(run_id=run_id):
         recorder.write(run_id, first)
+        # the login travels as an object-store reference: Ray Train keeps its loop config
+        # in its run state, which the dashboard shows
+        login = tracking_store.login(recorder.uri)
         result, model = fit(cfg, inputs, name, {"tracking_uri": recorder.uri, "run_id": run_id,
-                                                "login": tracking_store.login(recorder.uri)},
+                                                "login": login and ray.put(login)},
                             tune_reports)
         return publish(recorder, run_id, family, cfg, inputs, result, model)
