@@ -28,34 +28,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-WRITER = """
-import json, sys, time
-import mlflow
-uri, experiment_id, metrics, index = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-client = mlflow.MlflowClient(uri)
-run_id = client.create_run(experiment_id, run_name=f"writer-{index}").info.run_id
-ok = {"metric": 0, "param": 0, "artifact": 0}
-errors = []
-for step in range(metrics):
-    try:
-        client.log_metric(run_id, "load/value", float(step), step=step)
-        ok["metric"] += 1
-    except Exception as e:
-        errors.append(type(e).__name__ + ": " + str(e).splitlines()[0][:120])
-for i in range(10):
-    try:
-        client.log_param(run_id, f"p{i}", i)
-        ok["param"] += 1
-    except Exception as e:
-        errors.append(type(e).__name__ + ": " + str(e).splitlines()[0][:120])
-try:
-    client.log_text(run_id, "x" * 1000, "small.txt")
-    ok["artifact"] += 1
-except Exception as e:
-    errors.append(type(e).__name__ + ": " + str(e).splitlines()[0][:120])
-client.set_terminated(run_id)
-print(json.dumps({"run_id": run_id, "ok": ok, "errors": errors}))
-"""
+def write(uri: str, experiment_id: str, metrics: int, index: int) -> dict:
+    """One writer: a run, `metrics` metrics (a request each), 10 params, a small artifact;
+    what succeeded and the errors that reached it (after MLflow's own retries)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    run_id = client.create_run(experiment_id, run_name=f"writer-{index}").info.run_id
+    ok = {"metric": 0, "param": 0, "artifact": 0}
+    errors = []
+    writes = [("metric", lambda step=step: client.log_metric(run_id, "load/value", float(step),
+                                                              step=step))
+              for step in range(metrics)]
+    writes += [("param", lambda i=i: client.log_param(run_id, f"p{i}", i)) for i in range(10)]
+    writes += [("artifact", lambda: client.log_text(run_id, "x" * 1000, "small.txt"))]
+    for kind, request in writes:
+        try:
+            request()
+            ok[kind] += 1
+        except Exception as e:
+            errors.append(type(e).__name__ + ": " + str(e).splitlines()[0][:120])
+    client.set_terminated(run_id)
+    return {"run_id": run_id, "ok": ok, "errors": errors}
+
+
+# a writer process, as a sweep's trials are
+WRITER = (f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+          "from tracking_load import write; "
+          "print(json.dumps(write(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))")
 
 
 def free_port() -> int:
@@ -138,32 +138,42 @@ def logged_in(user: str | None, password: str | None):
 
 
 def run_load(writers: int, metrics: int, backend: str | None = None,
-             work: Path | None = None, admin_password: str | None = None) -> dict:
+             work: Path | None = None, admin_password: str | None = None,
+             threads: bool = False) -> dict:
     """Start a server on `backend` (default: a fresh SQLite file; with `admin_password`,
     behind basic-auth, the writers logging in as its admin), run the writers, count."""
     work = Path(work or tempfile.mkdtemp(prefix="la-load-"))
     backend = backend or f"sqlite:///{work}/mlflow.db"
     user = ADMIN if admin_password else None
     with mlflow_server(backend, work, admin_password) as url, logged_in(user, admin_password):
-        return load(url, writers, metrics, backend)
+        return load(url, writers, metrics, backend, threads)
 
 
-def load(url: str, writers: int, metrics: int, backend: str) -> dict:
+def load(url: str, writers: int, metrics: int, backend: str, threads: bool = False) -> dict:
     """The writers against the server at `url`, counted (the login, if any, from the
-    environment)."""
+    environment): each a process, as a sweep's trials are, or with `threads` a thread of
+    this process (the server sees the same concurrent requests; the tests take this to skip
+    importing MLflow in 16 processes on 2 cores)."""
     import mlflow
 
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     client = mlflow.MlflowClient(url)
     experiment_id = client.create_experiment(f"load-{time.time_ns()}")
     started = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, experiment_id,
-                               str(metrics), str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
-             for i in range(writers)]
-    outputs = [p.communicate(timeout=1800) for p in procs]
+    if threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(writers) as pool:
+            results = list(pool.map(lambda i: write(url, experiment_id, metrics, i),
+                                    range(writers)))
+    else:
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, experiment_id,
+                                   str(metrics), str(i)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+                 for i in range(writers)]
+        outputs = [p.communicate(timeout=1800) for p in procs]
+        results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     seconds = time.perf_counter() - started
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     stored = lost = 0
     for r in results:
         run = client.get_run(r["run_id"])

@@ -150,17 +150,22 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     # miss on any machine.
     rows = 20000
     data = make_idx_dataset(root / "idx-large", n_train=16, n_test=rows, seed=1)
-    cmd = command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
-                  "--data-path", str(data), "--out", str(out),
-                  "--batch-size", "16", "--actors", "1", store=model_store)  # Ray Data
-    proc = start(cmd, model_store)
+
+    def cmd(batch_size):
+        return command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
+                       "--data-path", str(data), "--out", str(out), "--batch-size",
+                       str(batch_size), "--actors", "1", store=model_store)  # Ray Data
+
+    proc = start(cmd(16), model_store)
     deadline = time.monotonic() + 120
     while not list(root.glob(".killed-enc.tmp-*")):  # Ray Data has begun writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
         time.sleep(0.02)
     sigkill(proc)
     assert not out.exists()  # never visible half-written
-    output = rerun(cmd, model_store)
+    # the same encode again, in batches that need no window (the batch size is not what
+    # a rerun depends on)
+    output = rerun(cmd(2000), model_store)
     assert open_encoding(out).meta.rows == rows
     assert list(root.glob(".killed-enc.tmp-*")) == []  # the killed writer's folder is gone
     assert not RAY_NOISE.search(output), output
