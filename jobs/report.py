@@ -72,9 +72,13 @@ def text(run, steps: list[dict], claims: list[dict]) -> None:
 
 
 def write_atomically(path: Path, content: str) -> None:
+    from latentatlas.outputs import writing
+
+    data = content.encode()
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content)
-    tmp.replace(path)
+    with writing(path, len(data), partial=[tmp]):
+        tmp.write_bytes(data)
+        tmp.replace(path)
 
 
 def main(argv=None) -> int:

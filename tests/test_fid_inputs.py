@@ -154,8 +154,8 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full_disk)
-    with pytest.raises(UserError, match="--save-ref-stats .*ref.npz: cannot write it \\(No "
-                                        "space left on device\\)"):
+    with pytest.raises(UserError, match="--save-ref-stats .*ref.npz: could not be written: no "
+                                        "space left on its disk \\(it needs about "):
         fid_stats.write_reference(ref, target)
     assert target.read_bytes() == b"what was there"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.npz"]

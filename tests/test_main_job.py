@@ -30,11 +30,16 @@ N_TRAIN, N_TEST = 512, 300
 # training runs 1 epoch.
 # The sparsity experiment's dense VAE needs ~150 steps at lr 0.003 to make a variable active
 # on these blobs: 50 epochs of 4 steps.
+# The encodes and stats of the job's VAEs run in the job's process here (unset actors: a
+# small split's path, whose results equal Ray Data's: tests/test_encode_stats.py), not in one
+# Ray Data actor each as on Fashion-MNIST: eight actors' start-ups were ~30 s of this test.
 SETTING = ["--epochs", "1", *[f"--set={vae}.{key}" for vae in ("dense-s0", "dense-s1") for key in
                               ("train.epochs=20", "train.until_settled=false",
                                "train.batch_size=32", "model.latent_dim=4")],
            "--set", "range.samples=200", "--set", "sparsity.epochs=50",
-           "--set", "sparsity.lr=0.003"]
+           "--set", "sparsity.lr=0.003",
+           *[f"--set={kind}-{vae}.actors=null" for kind in ("encode", "stats")
+             for vae in ("dense-s0", "dense-s1", "dense-seeds", "conv-s0")]]
 
 
 def test_main_job_runs_every_step_and_its_verdicts_follow_the_logged_numbers(

@@ -192,8 +192,8 @@ def test_the_range_verb_measures_it_by_gradient_ascent(workdir, capsys):
                         "--data-path", str(data), "--out", "enc-vae", *common]) == 0
     assert range_verb.main(["--generator", f"stylegan2:{workdir / 'g.pt'}?image=1x28x28",
                             "--refine", "2", "--data", "mnist:test", "--data-path", str(data),
-                            "--support-from", "enc-vae", "--samples", "32", "--real-images",
-                            "40", "--threshold", "0.01", "--k", "2", *common]) == 0
+                            "--support-from", "enc-vae", "--samples", "16", "--real-images",
+                            "20", "--threshold", "0.01", "--k", "2", *common]) == 0
     assert "gradient ascent" in capsys.readouterr().out
 
 

@@ -99,7 +99,7 @@ def guarded(fn: Callable[[], int | None], args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        bad_input = user_error_in(e)
+        bad_input = user_error_in(e) or machine_fault_in(e, options.tracking_uri)
         if bad_input is None:
             raise
         if options.debug:
@@ -108,6 +108,26 @@ def guarded(fn: Callable[[], int | None], args: argparse.Namespace) -> int:
         if note := ray.log_note():
             print(note, file=sys.stderr)
         return 2
+
+
+def machine_fault_in(error: BaseException, tracking_uri: str | None) -> UserError | None:
+    """A full, quota-bound or read-only disk that a write outside the platform's writers met
+    (MLflow's own files, a worker's per-epoch records) as one line naming the file (or the
+    tracking store's database, which SQLite does not name)."""
+    import errno
+
+    from latentatlas.environment import resolve_tracking_uri
+    from latentatlas.outputs import fault_line, os_fault_in
+
+    fault = os_fault_in(error)
+    if fault is None or fault[0] not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return None
+    code, filename = fault
+    if filename is None:
+        uri = resolve_tracking_uri(tracking_uri)
+        filename = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else \
+            "a file the error did not name"
+    return UserError(fault_line(filename, code, cleaned=False))
 
 
 USER_ERROR_LINE = re.compile(r"^latentatlas\.errors\.UserError: (.+)$", re.MULTILINE)

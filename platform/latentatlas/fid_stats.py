@@ -48,14 +48,19 @@ def write_reference(reference: Reference, path: str | Path,
     """`reference` as pytorch-fid's `.npz` (`mu`, `sigma`, float64) with LatentAtlas' own keys
     beside; written to a temporary file and renamed, or not at all."""
     from latentatlas.errors import UserError
+    from latentatlas.outputs import writing
 
     path = Path(path)
     known = {k: getattr(reference, k) for k in STATS_KEYS if getattr(reference, k) is not None}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    need = reference.mu.nbytes + reference.sigma.nbytes + 4096  # (+ the zip's headers)
     try:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez(f, mu=reference.mu, sigma=reference.sigma, **known)
-        os.replace(tmp, path)
+        with writing(path, need, partial=[tmp]):
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+                np.savez(f, mu=reference.mu, sigma=reference.sigma, **known)
+            os.replace(tmp, path)
+    except UserError as e:
+        raise UserError(f"{role} {e}") from None
     except OSError as e:
         raise UserError(f"{role} {path}: cannot write it ({e.strerror or e})") from None
     finally:

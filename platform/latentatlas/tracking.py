@@ -20,6 +20,7 @@ import numpy as np
 from latentatlas.environment import experiment_name
 from latentatlas.errors import UserError
 from latentatlas.model_store import log_model
+from latentatlas.outputs import writing
 from latentatlas.record import DatasetRecord, Record
 from latentatlas.store_reader import OWNER_TAG, owner_gone
 from latentatlas.tracking_store import setup, use_login
@@ -226,16 +227,34 @@ class Recorder:
         """`log_model` into the open run `run_id`."""
         # mlflow.pytorch.log_model takes no run id: it logs into the fluent active run, so
         # the run is made active for this call alone (the one fluent run of the platform).
-        with mlflow.start_run(run_id=run_id):
+        need = 2 * sum(t.nbytes for t in model.state_dict().values())  # pickled + state dict
+        # MLflow 3 keeps a logged model beside the runs, in the experiment's models/
+        experiment = self.client.get_run(run_id).info.experiment_id
+        models = f"{self.folder(self.client.get_experiment(experiment).artifact_location)}/models"
+        with mlflow.start_run(run_id=run_id), writing(models, need):
             return log_model(model, model_config, input_shape, extra)
+
+    @staticmethod
+    def folder(uri: str) -> str:
+        """An artifact location as a folder, where it is local (else the URI as it is)."""
+        return uri.removeprefix("file://") if uri.startswith("file://") else uri
+
+    def artifacts(self, run_id: str) -> str:
+        """Where a run's artifacts are written."""
+        return self.folder(self.client.get_run(run_id).info.artifact_uri)
 
     def write(self, run_id: str, record: Record) -> None:
         """Everything a Record holds, into an open run; a non-finite metric is refused
-        before anything is written."""
+        before anything is written; a full disk (or a read-only one) is one line naming the
+        run's artifact folder."""
+        refuse_non_finite_metrics(record)
+        with writing(self.artifacts(run_id)):
+            self._write(run_id, record)
+
+    def _write(self, run_id: str, record: Record) -> None:
         import matplotlib.pyplot as plt
         from mlflow.entities import Metric, Param, RunTag
 
-        refuse_non_finite_metrics(record)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
         metrics += [Metric(k, float(v), now, int(step)) for k, values in record.series.items()

@@ -35,6 +35,7 @@ from latentatlas.models import (
     rebuild_model,
     share_model,
 )
+from latentatlas.outputs import writing
 
 
 def device_for(use_gpu: bool) -> torch.device:
@@ -196,21 +197,24 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
         here = actors is None and blocks is None and runs_here(len(data), use_gpu)
     shared = {"model": share_model(model, spec), "split": data, **shared}
     options = {"refine": refine} if batch_class is InvertBatch else {}
-    tmp = temp_sibling(out)
-    try:
-        if here:
-            write_here(tmp, batch_class(**shared, **options, use_gpu=use_gpu), len(data),
-                       batch_size)
-        else:
-            actors = actors or default_actors(use_gpu)
-            rows = id_batches(len(data), batch_size, here=False,
-                              blocks=blocks or max(actors * 2, 1))
-            actor_map(rows, batch_class, batch_size=batch_size, actors=actors, use_gpu=use_gpu,
-                      shared=shared, **options).write_parquet(str(tmp))
-        meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
-                            limit, len(data), model.latent_dim, __version__, tuple(data.shape),
-                            tuple(sorted(data.attrs)), **family)
-        return publish(tmp, out, meta)
-    finally:
-        if tmp.exists():  # a failed run leaves nothing half-written
-            shutil.rmtree(tmp)
+    # mu and logvar as float32, the item's index and label (int64), its attributes (int8)
+    need = len(data) * (8 * model.latent_dim + 16 + len(data.attrs))
+    with writing(out, need):
+        tmp = temp_sibling(out)
+        try:
+            if here:
+                write_here(tmp, batch_class(**shared, **options, use_gpu=use_gpu), len(data),
+                           batch_size)
+            else:
+                actors = actors or default_actors(use_gpu)
+                rows = id_batches(len(data), batch_size, here=False,
+                                  blocks=blocks or max(actors * 2, 1))
+                actor_map(rows, batch_class, batch_size=batch_size, actors=actors,
+                          use_gpu=use_gpu, shared=shared, **options).write_parquet(str(tmp))
+            meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
+                                limit, len(data), model.latent_dim, __version__,
+                                tuple(data.shape), tuple(sorted(data.attrs)), **family)
+            return publish(tmp, out, meta)
+        finally:
+            if tmp.exists():  # a failed run leaves nothing half-written
+                shutil.rmtree(tmp, ignore_errors=True)

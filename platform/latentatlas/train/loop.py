@@ -20,6 +20,7 @@ import ray.train.torch
 import torch
 
 from latentatlas.config import ExperimentConfig
+from latentatlas.outputs import writing
 from latentatlas.settling import has_settled
 from latentatlas.tracking import RunStream
 from latentatlas.train.families import FAMILIES
@@ -112,9 +113,11 @@ class SingleWorkerSession:
             return
         name = f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
         partial = self.folder / f".partial-{name}"
-        shutil.copytree(directory, partial)
-        (partial / METRICS_FILE).write_text(json.dumps(metrics))
-        partial.rename(self.folder / name)
+        need = sum(f.stat().st_size for f in Path(directory).iterdir())
+        with writing(self.folder / name, need, partial=[partial]):
+            shutil.copytree(directory, partial)
+            (partial / METRICS_FILE).write_text(json.dumps(metrics))
+            partial.rename(self.folder / name)
         for old in self.checkpoints()[:-self.keep]:
             shutil.rmtree(old)
 

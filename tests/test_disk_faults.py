@@ -1,0 +1,215 @@
+"""Faults of the machine while an output is written (issue #44, part 3), on real file systems:
+a small tmpfs mounted by the test (full, or read-only), and a folder removed while an encode
+writes into it. Each writer ends in one `error:` line naming its output and the bytes it
+needed, exit 2, and nothing half-written is left there. Where the test may not mount (not
+root, no tmpfs), it skips and says why."""
+
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from conftest import make_idx_dataset, use_store
+
+from jobs import encode as encode_verb
+from jobs import train as train_verb
+from jobs.report import write_atomically
+from latentatlas.errors import UserError
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """mount(size, read_only=False) -> a fresh tmpfs of `size` under tmp_path; unmounted
+    after the test."""
+    mounted = []
+
+    def mount(size: str, read_only: bool = False):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        point = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture
+def logged_vae(workdir):
+    """An untrained dense VAE (4 variables) logged to a SQLite store off the small disks,
+    and a 1,500-image MNIST-format split for it."""
+    from latentatlas import model_store
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.models import build_model
+
+    uri = use_store(f"sqlite:///{workdir}/mlflow.db", "faults")
+    cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
+    torch.manual_seed(0)
+    with mlflow.start_run(run_name="model") as run:
+        model_store.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+    data = make_idx_dataset(workdir / "idx", n_train=16, n_test=1500)
+    return {"uri": uri, "model": f"runs:/{run.info.run_id}/model", "data": data}
+
+
+def encode_args(store, out, *extra):
+    return ["--model", store["model"], "--data", "mnist:test", "--data-path",
+            str(store["data"]), "--out", str(out), "--tracking-uri", store["uri"],
+            "--experiment", "faults", *extra]
+
+
+def one_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.startswith("error:")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+# 1,500 codes of 4 variables: mu and logvar (float32), the index and the label
+ENCODING_NEED = 1500 * (8 * 4 + 8 * 2)
+
+
+@pytest.mark.parametrize("path", ["here", "ray-data"])
+def test_a_full_disk_ends_an_encode_in_one_line_and_keeps_nothing(
+        disk, logged_vae, ray_session, capsys, path):
+    """In this process (a small split's path) and through Ray Data (the error comes back from
+    a worker), a 32 KiB disk cannot hold 1,500 codes: one line, the bytes, an empty disk."""
+    small = disk("32k")
+    out = small / "enc"
+    extra = ["--actors", "1"] if path == "ray-data" else []
+    assert encode_verb.main(encode_args(logged_vae, out, *extra)) == 2
+    assert one_error(capsys) == (
+        f"error: {out}: could not be written: no space left on its disk (it needs about "
+        f"{ENCODING_NEED:,} bytes; {32 * 1024:,} free there); nothing half-written was kept")
+    assert list(small.iterdir()) == []
+
+
+def test_a_read_only_folder_is_one_line_for_each_writer(disk, logged_vae, capsys):
+    """An encode and a report into a read-only file system: one line each, naming the output
+    (no bytes free to report: the disk is not full)."""
+    locked = disk("1m", read_only=True)
+    assert encode_verb.main(encode_args(logged_vae, locked / "enc")) == 2
+    assert one_error(capsys) == (f"error: {locked / 'enc'}: could not be written: its file "
+                                 f"system is read-only (it needs about {ENCODING_NEED:,} "
+                                 "bytes); nothing half-written was kept")
+    with pytest.raises(UserError) as refused:
+        write_atomically(locked / "results.md", "# results\n")
+    assert str(refused.value) == (f"{locked / 'results.md'}: could not be written: its file "
+                                  "system is read-only (it needs about 10 bytes); nothing "
+                                  "half-written was kept")
+
+
+def test_a_full_disk_under_a_report_and_reference_statistics_keeps_the_old_file(disk):
+    """`report --out` and `--save-ref-stats` write beside their file and rename: a disk too
+    small for the new content leaves the old file as it was and no temporary file."""
+    from latentatlas.fid_stats import write_reference
+    from latentatlas.frechet import Reference
+
+    small = disk("16k")
+    report = small / "results.md"
+    report.write_text("the old report\n")
+    with pytest.raises(UserError, match=rf"^{report}: could not be written: no space left on "
+                                        r"its disk \(it needs about 40,000 bytes; [\d,]+ free "
+                                        r"there\); nothing half-written was kept$"):
+        write_atomically(report, "x" * 40_000)
+    assert report.read_text() == "the old report\n"
+    assert sorted(p.name for p in small.iterdir()) == ["results.md"]
+
+    d = 64  # mu and sigma: 64 + 64 * 64 float64 = 33,280 bytes
+    reference = Reference(mu=np.zeros(d), sigma=np.eye(d), count=10, described="test")
+    stats = small / "ref.npz"
+    with pytest.raises(UserError, match=rf"^--save-ref-stats {stats}: could not be written: no "
+                                        r"space left on its disk \(it needs about 37,376 "
+                                        r"bytes; [\d,]+ free there\)"):
+        write_reference(reference, stats)
+    assert sorted(p.name for p in small.iterdir()) == ["results.md"]
+
+
+def test_an_encode_whose_folder_vanishes_mid_run_ends_in_one_line(
+        logged_vae, ray_session, workdir, capsys):
+    """The output's folder is removed while Ray Data writes into it (a cleaned scratch
+    disk, a lost mount): the encode ends in one line and nothing appears at the output; or,
+    where Ray Data's write tasks had not yet opened their files (they make their folder
+    again), it completes and the encoding reads back whole. Never anything half-written."""
+    import shutil
+
+    folder = workdir / "scratch"
+    folder.mkdir()
+    out = folder / "enc"
+    data = make_idx_dataset(workdir / "idx-large", n_train=16, n_test=6000, seed=1)
+    args = encode_args(logged_vae, out, "--actors", "1", "--batch-size", "16")
+    args[args.index("--data-path") + 1] = str(data)
+    removed = threading.Event()
+
+    def remove_when_writing():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(folder.glob(".enc.tmp-*")):
+                shutil.rmtree(folder)
+                removed.set()
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=remove_when_writing)
+    watcher.start()
+    code = encode_verb.main(args)
+    watcher.join()
+    assert removed.is_set(), "the encode ended before its folder could be removed"
+    if code == 0:  # Ray Data's writers made the folder again before they wrote: all there
+        from latentatlas.encode.store import open_encoding
+
+        assert open_encoding(out).meta.rows == 6000
+        assert [p.name for p in folder.iterdir()] == ["enc"]
+        return
+    assert code == 2
+    need = 6000 * (8 * 4 + 8 * 2)
+    assert one_error(capsys) == (f"error: {out}: could not be written: its folder is gone "
+                                 "(never made, or removed while it was written) (it needs "
+                                 f"about {need:,} bytes); nothing half-written was kept")
+    assert not out.exists()
+
+
+def test_a_full_disk_under_a_trainings_checkpoints_and_its_model(
+        disk, workdir, ray_session, capsys):
+    """A training whose run folder is on a full disk stops at its first checkpoint in one
+    line naming it; one whose MLflow artifacts are on a full disk (checkpoints elsewhere)
+    stops when the model is logged, in one line naming the experiment's models folder. Both
+    runs end FAILED and no partial checkpoint is left."""
+    from conftest import REPO
+
+    data = make_idx_dataset(workdir / "idx", n_train=64, n_test=32)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    base = [str(REPO / "jobs/configs/fmnist_dense.yaml"), "--tracking-uri", uri,
+            "--experiment", "faults", "--set", "data.name=mnist", "--set", f"data.path={data}",
+            "--set", "train.epochs=1", "--set", "train.until_settled=false"]
+    runs = disk("256k")  # the dense VAE's weights and Adam's moments: ~3.5 MB a checkpoint
+    assert train_verb.main([*base, "--set", f"train.storage_path={runs}"]) == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: {runs}/") and "/checkpoint_" in line, line
+    assert ": could not be written: no space left on its disk (it needs about " in line, line
+    assert line.endswith(" free there); nothing half-written was kept"), line
+    assert not list(runs.rglob(".partial-*")) and not list(runs.rglob("checkpoint_*"))
+
+    artifacts = disk("512k")  # room for the run's records, not for its model (~2.4 MB)
+    client = mlflow.MlflowClient(uri)
+    client.create_experiment("faults-model", artifact_location=artifacts.as_uri())
+    assert train_verb.main([*base, "--experiment", "faults-model", "--set",
+                            f"train.storage_path={workdir / 'ray_results'}"]) == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: {artifacts}/models: could not be written: no space left on "
+                           "its disk (it needs about "), line
+    for name in ("faults", "faults-model"):
+        experiment = client.get_experiment_by_name(name).experiment_id
+        (run,) = client.search_runs([experiment], "tags.`latentatlas.kind` = 'train'")
+        assert run.info.status == "FAILED"
