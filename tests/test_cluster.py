@@ -113,7 +113,10 @@ def cluster(tmp_path_factory):
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN_PATH": str(write_token(work / "auth_token")),
-           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           # a lost node is declared dead after ~2 s, not Ray's ~30 s (the node-loss test)
+           "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+           "RAY_health_check_failure_threshold": "3"}
     for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
     gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
@@ -132,13 +135,14 @@ def cluster(tmp_path_factory):
         address = f"http://127.0.0.1:{dashboard}"
         wait_for(lambda: http_status(f"{address}/api/version", f"Bearer {token(env)}") == 200, 90,
                  "the Ray dashboard")
-        procs.start([str(bin_dir / "ray"), "start", "--block", f"--address=127.0.0.1:{gcs}",
-                     "--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={worker_tmp}",
-                     *agent_ports()], work / "worker.log")
+        worker = procs.start([str(bin_dir / "ray"), "start", "--block",
+                              f"--address=127.0.0.1:{gcs}", "--node-ip-address=127.0.0.1",
+                              "--num-cpus=1", f"--temp-dir={worker_tmp}", *agent_ports()],
+                             work / "worker.log")
         tracking = f"http://127.0.0.1:{mlflow_port}"
         wait_for(lambda: http_status(f"{tracking}/health", None) == 200, 90, "the MLflow server")
         yield {"address": address, "gcs": f"127.0.0.1:{gcs}", "tracking_uri": tracking,
-               "work": work, "env": env}
+               "work": work, "env": env, "worker": worker}
     finally:
         procs.stop()
         for path in (ray_tmp, worker_tmp):
@@ -281,3 +285,73 @@ def test_a_gpu_training_on_a_cluster_without_gpus_waits_then_fails_in_one_line(c
     assert errors == ["error: train.use_gpu: no 1 GPU arrived within 3 s (the cluster has "
                       "2 CPU, 0 GPU); raise --resource-timeout or add such nodes"], res.stderr
     assert "Traceback" not in res.stderr
+
+
+# Holds the head's one CPU (pinned there) until this process dies, so that a training
+# started meanwhile lands on the other node.
+HEAD_BLOCKER = """
+import sys, time, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address=sys.argv[1], logging_level="ERROR")
+head = next(n["NodeID"] for n in ray.nodes()
+            if n["Alive"] and "node:__internal_head__" in n["Resources"])
+
+@ray.remote(num_cpus=1)
+class Blocker:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+
+blocker = Blocker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
+                          ).remote()
+print("head", ray.get(blocker.node.remote()), flush=True)
+time.sleep(900)
+"""
+
+
+def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
+    """The cluster's second node is killed (SIGKILL to its raylet and workers, as a lost
+    machine) while a training's one worker runs on it: with `train.max_failures: 1` Ray Train
+    starts the worker again on the head, from the last checkpoint, and the job succeeds;
+    every epoch is logged, and the run says it ended on the head. Last in this module: the
+    cluster has one node after it."""
+    wait_for(lambda: sum(ray_nodes(cluster)) == 2, 60, "the second node")
+    data = make_idx_dataset(cluster["work"] / "idx-loss", n_train=2048, n_test=64)
+    blocker = subprocess.Popen([sys.executable, "-c", HEAD_BLOCKER, cluster["gcs"]],
+                               env=cluster["env"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    said = blocker.stdout.readline().split()
+    assert said[:1] == ["head"], blocker.stderr.read()[-3000:]
+    head = said[1]
+    # 3 epochs of 128 steps: the node dies after the first, two remain to restart into
+    entrypoint = ("python -m jobs.train jobs/configs/fmnist_dense.yaml "
+                  f"--set data.name=mnist --set data.path={data} --set data.limit=2048 "
+                  "--set model.hidden=[64] --set model.latent_dim=4 --set train.epochs=3 "
+                  "--set train.batch_size=16 --set train.until_settled=false "
+                  "--set train.num_workers=1 --set train.cpus_per_worker=1 "
+                  "--set train.max_failures=1 --set name=node-loss")
+    job = subprocess.Popen([sys.executable, "-c", SUBMIT, cluster["address"], str(REPO),
+                            cluster["tracking_uri"], entrypoint], env=cluster["env"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = mlflow.MlflowClient(cluster["tracking_uri"])
+
+    def first_epoch_logged():
+        experiment = server.get_experiment_by_name("cluster")
+        runs = experiment and server.search_runs(
+            [experiment.experiment_id], "attributes.run_name = 'node-loss'")
+        return runs and "val/mse" in runs[0].data.metrics and runs[0]
+
+    try:
+        run = wait_for(first_epoch_logged, 240, "the training's first epoch")
+        victim = run.data.tags["latentatlas.node_id"]
+        assert victim != head  # on the second node: the head's CPU is held
+    finally:
+        os.killpg(blocker.pid, signal.SIGKILL)  # the head's CPU is free again
+        blocker.wait()
+    os.killpg(cluster["worker"].pid, signal.SIGKILL)  # the node dies: raylet and workers
+    logs, _ = job.communicate(timeout=400)
+    assert "JOB STATUS: SUCCEEDED" in logs, logs[-4000:]
+    run = server.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["latentatlas.node_id"] == head  # it ended on the node that remains
+    steps = {m.step for m in server.get_metric_history(run.info.run_id, "val/mse")}
+    assert steps == {1, 2, 3}

@@ -213,3 +213,33 @@ def test_a_full_disk_under_a_trainings_checkpoints_and_its_model(
         experiment = client.get_experiment_by_name(name).experiment_id
         (run,) = client.search_runs([experiment], "tags.`latentatlas.kind` = 'train'")
         assert run.info.status == "FAILED"
+
+
+def test_a_full_disk_under_the_tracking_database_is_one_line(disk, workdir, capsys):
+    """MLflow's SQLite file on a disk that fills up: the command that records a run ends in
+    one line naming the database (SQLite's own error names no file), exit 2."""
+    from latentatlas import model_store
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.models import build_model
+
+    small = disk("4m")
+    uri = f"sqlite:///{small}/mlflow.db"
+    mlflow.MlflowClient(uri).create_experiment("full",
+                                               artifact_location=(workdir / "art").as_uri())
+    use_store(uri, "full")
+    cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
+    with mlflow.start_run(run_name="model") as run:
+        model_store.log_model(build_model(cfg, (1, 28, 28)), cfg.model_dump(), (1, 28, 28))
+    with open(small / "filler", "wb") as f:  # every block the database could still take
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    data = make_idx_dataset(workdir / "idx", n_train=16, n_test=100)
+    store = {"model": f"runs:/{run.info.run_id}/model", "data": data, "uri": uri}
+    assert encode_verb.main([*encode_args(store, workdir / "enc"), "--experiment", "full"]) == 2
+    line = one_error(capsys)
+    assert line.startswith(f"error: {small}/mlflow.db: could not be written: no space left on "
+                           "its disk ("), line

@@ -151,21 +151,20 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     rows = 20000
     data = make_idx_dataset(root / "idx-large", n_train=16, n_test=rows, seed=1)
 
-    def cmd(batch_size):
+    def cmd(*how):
         return command("encode", "--model", model_store["models"][0], "--data", "mnist:test",
-                       "--data-path", str(data), "--out", str(out), "--batch-size",
-                       str(batch_size), "--actors", "1", store=model_store)  # Ray Data
+                       "--data-path", str(data), "--out", str(out), *how, store=model_store)
 
-    proc = start(cmd(16), model_store)
+    proc = start(cmd("--batch-size", "16", "--actors", "1"), model_store)  # Ray Data
     deadline = time.monotonic() + 120
     while not list(root.glob(".killed-enc.tmp-*")):  # Ray Data has begun writing
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
         time.sleep(0.02)
     sigkill(proc)
     assert not out.exists()  # never visible half-written
-    # the same encode again, in batches that need no window (the batch size is not what
-    # a rerun depends on)
-    output = rerun(cmd(2000), model_store)
+    # the same encode again, as a user reruns it: its own choice of path (20,000 rows: in
+    # its process, no Ray to start) and batch size; the dead writer's folder goes either way
+    output = rerun(cmd(), model_store)
     assert open_encoding(out).meta.rows == rows
     assert list(root.glob(".killed-enc.tmp-*")) == []  # the killed writer's folder is gone
     assert not RAY_NOISE.search(output), output

@@ -117,17 +117,17 @@ def machine_fault_in(error: BaseException, tracking_uri: str | None) -> UserErro
     import errno
 
     from latentatlas.environment import resolve_tracking_uri
-    from latentatlas.outputs import fault_line, os_fault_in
+    from latentatlas.outputs import SQLITE_DATABASE, fault_line, os_fault_in
 
     fault = os_fault_in(error)
     if fault is None or fault[0] not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
         return None
     code, filename = fault
-    if filename is None:
-        uri = resolve_tracking_uri(tracking_uri)
-        filename = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else \
-            "a file the error did not name"
-    return UserError(fault_line(filename, code, cleaned=False))
+    uri = resolve_tracking_uri(tracking_uri)
+    if filename == SQLITE_DATABASE and uri.startswith("sqlite:///"):
+        filename = uri.removeprefix("sqlite:///")
+    return UserError(fault_line(filename or "a file the error does not name", code,
+                                cleaned=False))
 
 
 USER_ERROR_LINE = re.compile(r"^latentatlas\.errors\.UserError: (.+)$", re.MULTILINE)

@@ -26,18 +26,20 @@ FAULTS = {
 # in words
 ERRNO_TEXT = re.compile(r"\[Errno (\d+)\]")
 SQLITE_FULL = "database or disk is full"
+SQLITE_DATABASE = "<the SQLite database>"  # the file SQLite's error leaves unnamed
 
 
 def os_fault_in(error: BaseException | None) -> tuple[int, str | None] | None:
     """(errno, filename) of the machine fault behind `error` (itself, a cause, or the text
-    of a Ray worker's traceback), or None."""
+    of a Ray worker's traceback), or None. The filename is None where the error does not
+    say it, SQLITE_DATABASE for SQLite's "database or disk is full"."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in FAULTS:
             return error.errno, error.filename
         if SQLITE_FULL in str(error):
-            return errno.ENOSPC, None
+            return errno.ENOSPC, SQLITE_DATABASE
         if (found := ERRNO_TEXT.findall(str(error))) and int(found[-1]) in FAULTS:
             return int(found[-1]), None
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
