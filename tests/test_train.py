@@ -150,7 +150,9 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     """One straight run of 5 epochs, and two that are interrupted: one stopped after epoch 1
     and continued with --resume, one whose worker is killed (SIGKILL) once Ray Train has
     registered its first checkpoint, and restarted by Ray Train from it (train.max_failures).
-    Both end where the straight run ends (resume is exact; the fault-tolerance bar is 1%)."""
+    Both end where the straight run ends (resume is exact; the fault-tolerance bar is 1%).
+    Two fits at a time (two workers of half a CPU each): Ray Train's start-up, not the
+    epochs, is what these runs cost."""
     from concurrent.futures import ThreadPoolExecutor
 
     data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=128)
@@ -159,7 +161,43 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
         first = train(two_workers(data, "resumed", epochs=1))
         straight = straight_future.result()
     client = mlflow.MlflowClient()
-    resumed = train(two_workers(data, "resumed"), resume_run_id=first.run_id)
+
+    # The rest of the resumed run and the run to be killed, side by side too: the kill takes
+    # a worker of the second, told apart from the first's by the workers alive before it.
+    outcome, errors = {}, []
+
+    def fit(key, cfg, **kwargs):
+        try:
+            outcome[key] = train(cfg, **kwargs)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    dead_before = {w.pid for w in train_workers("DEAD")}
+    resuming = threading.Thread(target=fit, args=("resumed", two_workers(data, "resumed")),
+                                kwargs={"resume_run_id": first.run_id})
+    resuming.start()
+    deadline = time.time() + 180
+    while resuming.is_alive() and len(train_workers()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    resumed_workers = {w.pid for w in train_workers()}
+    killing = threading.Thread(target=fit, args=("killed", two_workers(data, "killed")))
+    killing.start()
+    victim = None
+    while time.time() < deadline and killing.is_alive() and victim is None:
+        time.sleep(0.05)
+        # Ray Train writes its snapshot when it registers a checkpoint: from then on there
+        # is a checkpoint to come back to, and four epochs left to run.
+        if any(Path("ray_results").glob("killed-*/checkpoint_manager_snapshot.json")):
+            workers = [w for w in train_workers() if w.pid not in resumed_workers]
+            if len(workers) == 2:
+                victim = workers[1]
+                os.kill(victim.pid, signal.SIGKILL)
+    resuming.join(timeout=300)
+    killing.join(timeout=300)
+    assert victim is not None, "the run ended before a worker could be killed"
+    assert not errors, errors
+
+    resumed = outcome["resumed"]
     assert resumed.run_id == first.run_id
     steps = [m.step for m in client.get_metric_history(first.run_id, "val/mse")]
     assert steps == list(range(1, 6))
@@ -167,32 +205,11 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     for key in ("train/loss", "val/mse", "train/gamma"):
         assert resumed.metrics[key] == pytest.approx(straight.metrics[key], rel=1e-6), key
 
-    dead_before = len(train_workers("DEAD"))
-    outcome, errors = {}, []
-
-    def killed_run():
-        try:
-            outcome["out"] = train(two_workers(data, "killed"))
-        except BaseException as e:  # surfaced below
-            errors.append(e)
-
-    thread = threading.Thread(target=killed_run)
-    thread.start()
-    deadline, victim = time.time() + 180, None
-    while time.time() < deadline and thread.is_alive() and victim is None:
-        time.sleep(0.05)
-        # Ray Train writes its snapshot when it registers a checkpoint: from then on there
-        # is a checkpoint to come back to, and four epochs left to run.
-        if any(Path("ray_results").glob("killed-*/checkpoint_manager_snapshot.json")):
-            workers = train_workers()
-            if len(workers) == 2:
-                victim = workers[1]
-                os.kill(victim.pid, signal.SIGKILL)
-    thread.join(timeout=300)
-    assert victim is not None, "the run ended before a worker could be killed"
-    assert not errors, errors
-    killed = outcome["out"]
-    assert len(train_workers("DEAD")) >= dead_before + 2  # the worker group was replaced
+    killed = outcome["killed"]
+    # the killed run's group (the victim, and the survivor Ray Train stops) and the group
+    # that replaced it, ended with the run: four workers, where one group would leave two
+    dead = {w.pid for w in train_workers("DEAD")} - dead_before - resumed_workers
+    assert len(dead) >= 4, dead
     assert max(m.step for m in client.get_metric_history(killed.run_id, "val/loss")) == 5
     for key in ("train/loss", "val/loss", "val/mse"):
         assert killed.metrics[key] == pytest.approx(straight.metrics[key], rel=0.01), key
