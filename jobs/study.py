@@ -200,7 +200,11 @@ def parent_outputs(recorder, run_id: str, job: JobSpec) -> dict[str, Output]:
         except Exception:  # MLflow raises several types for a missing run or artifact
             raise UserError(f"--resume {run_id}: not a main-job run with {STEPS_FILE} in "
                             f"{recorder.uri}") from None
-        outputs = json.loads(Path(local).read_text())
+        try:
+            outputs = json.loads(Path(local).read_text())
+        except ValueError:  # a write cut short (a full disk under MLflow's artifacts)
+            raise UserError(f"--resume {run_id}: its {STEPS_FILE} is damaged (a write cut "
+                            "short); run the study afresh") from None
     # Claims in today's shape (analysis.claims.judge): a run of an earlier version cannot
     # be mixed with this one's.
     if any("key" not in c for out in outputs.values() for c in out.get("claims", [])):

@@ -5,6 +5,7 @@ needed, exit 2, and nothing half-written is left there. Where the test may not m
 root, no tmpfs), it skips and says why."""
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -89,9 +90,14 @@ def test_a_full_disk_ends_an_encode_in_one_line_and_keeps_nothing(
     out = small / "enc"
     extra = ["--actors", "1"] if path == "ray-data" else []
     assert encode_verb.main(encode_args(logged_vae, out, *extra)) == 2
-    assert one_error(capsys) == (
-        f"error: {out}: could not be written: no space left on its disk (it needs about "
-        f"{ENCODING_NEED:,} bytes; {32 * 1024:,} free there); nothing half-written was kept")
+    assert re.fullmatch(
+        rf"error: {out}: could not be written: no space left on its disk \(it needs about "
+        rf"{ENCODING_NEED:,} bytes; [\d,]+ free there\); nothing half-written was kept",
+        one_error(capsys))
+    # (Ray Data's write tasks may still be ending when the command has)
+    deadline = time.monotonic() + 10
+    while list(small.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert list(small.iterdir()) == []
 
 
@@ -141,7 +147,8 @@ def test_an_encode_whose_folder_vanishes_mid_run_ends_in_one_line(
     """The output's folder is removed while Ray Data writes into it (a cleaned scratch
     disk, a lost mount): the encode ends in one line and nothing appears at the output; or,
     where Ray Data's write tasks had not yet opened their files (they make their folder
-    again), it completes and the encoding reads back whole. Never anything half-written."""
+    again), it completes and the encoding reads back whole. Which of the two happens is a
+    matter of timing; what is never allowed is a published encoding missing rows."""
     import shutil
 
     folder = workdir / "scratch"
@@ -156,7 +163,8 @@ def test_an_encode_whose_folder_vanishes_mid_run_ends_in_one_line(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if any(folder.glob(".enc.tmp-*")):
-                shutil.rmtree(folder)
+                gone = folder.rename(workdir / "removed")  # at once, whatever writes in it
+                shutil.rmtree(gone, ignore_errors=True)
                 removed.set()
                 return
             time.sleep(0.01)
@@ -172,11 +180,13 @@ def test_an_encode_whose_folder_vanishes_mid_run_ends_in_one_line(
         assert open_encoding(out).meta.rows == 6000
         assert [p.name for p in folder.iterdir()] == ["enc"]
         return
+    # else one line naming the output: its folder gone under a writer, or rows that went to
+    # the removed folder (Ray Data's writers make the folder again) refused before publishing
     assert code == 2
-    need = 6000 * (8 * 4 + 8 * 2)
-    assert one_error(capsys) == (f"error: {out}: could not be written: its folder is gone "
-                                 "(never made, or removed while it was written) (it needs "
-                                 f"about {need:,} bytes); nothing half-written was kept")
+    line = one_error(capsys)
+    assert line.startswith(f"error: {out}: ") and (
+        "could not be written: its folder is gone" in line
+        or " of 6000 rows were written (its folder was removed" in line), line
     assert not out.exists()
 
 
@@ -209,6 +219,7 @@ def test_a_full_disk_under_a_trainings_checkpoints_and_its_model(
     line = one_error(capsys)
     assert line.startswith(f"error: {artifacts}/models: could not be written: no space left on "
                            "its disk (it needs about "), line
+    assert not list((artifacts / "models").glob("m-*"))  # MLflow's half-copied model: gone
     for name in ("faults", "faults-model"):
         experiment = client.get_experiment_by_name(name).experiment_id
         (run,) = client.search_runs([experiment], "tags.`latentatlas.kind` = 'train'")

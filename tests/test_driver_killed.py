@@ -1,5 +1,6 @@
 """A study whose driver is killed (issue #44, part 2): `latentatlas run` is SIGKILLed once
-its first step's output is recorded (at a step boundary), resumed with `--resume`, killed
+its first step's output is recorded (at a step boundary: the next step may have begun),
+resumed with `--resume`, killed
 again inside its second step (a training midway), and resumed again. Finished steps are not
 rerun, the half-finished one reruns, the dead runs end FAILED, and the claims and numbers
 are those of an uninterrupted run with the same seeds. The killed drivers are real

@@ -172,14 +172,17 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
         except BaseException as e:  # surfaced below
             errors.append(e)
 
-    dead_before = {w.pid for w in train_workers("DEAD")}
+    def pids(state):
+        return {w.pid for w in train_workers(state)}
+
+    known = pids("DEAD") | pids("ALIVE")  # the first two runs' (whatever state shows yet)
     resuming = threading.Thread(target=fit, args=("resumed", two_workers(data, "resumed")),
                                 kwargs={"resume_run_id": first.run_id})
     resuming.start()
     deadline = time.time() + 180
-    while resuming.is_alive() and len(train_workers()) < 2 and time.time() < deadline:
+    while resuming.is_alive() and len(pids("ALIVE") - known) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    resumed_workers = {w.pid for w in train_workers()}
+    resumed_workers = (pids("ALIVE") | pids("DEAD")) - known
     killing = threading.Thread(target=fit, args=("killed", two_workers(data, "killed")))
     killing.start()
     victim = None
@@ -188,7 +191,7 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
         # Ray Train writes its snapshot when it registers a checkpoint: from then on there
         # is a checkpoint to come back to, and four epochs left to run.
         if any(Path("ray_results").glob("killed-*/checkpoint_manager_snapshot.json")):
-            workers = [w for w in train_workers() if w.pid not in resumed_workers]
+            workers = [w for w in train_workers() if w.pid not in resumed_workers | known]
             if len(workers) == 2:
                 victim = workers[1]
                 os.kill(victim.pid, signal.SIGKILL)
@@ -208,7 +211,7 @@ def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlfl
     killed = outcome["killed"]
     # the killed run's group (the victim, and the survivor Ray Train stops) and the group
     # that replaced it, ended with the run: four workers, where one group would leave two
-    dead = {w.pid for w in train_workers("DEAD")} - dead_before - resumed_workers
+    dead = pids("DEAD") - known - resumed_workers
     assert len(dead) >= 4, dead
     assert max(m.step for m in client.get_metric_history(killed.run_id, "val/loss")) == 5
     for key in ("train/loss", "val/loss", "val/mse"):

@@ -4,6 +4,7 @@ atomically and checked when read back."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -64,7 +65,8 @@ def write_reference(reference: Reference, path: str | Path,
     except OSError as e:
         raise UserError(f"{role} {path}: cannot write it ({e.strerror or e})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,20 +27,24 @@ FAULTS = {
 ERRNO_TEXT = re.compile(r"\[Errno (\d+)\]")
 SQLITE_FULL = "database or disk is full"
 SQLITE_DATABASE = "<the SQLite database>"  # the file SQLite's error leaves unnamed
+DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def os_fault_in(error: BaseException | None) -> tuple[int, str | None] | None:
     """(errno, filename) of the machine fault behind `error` (itself, a cause, or the text
-    of a Ray worker's traceback), or None. The filename is None where the error does not
-    say it, SQLITE_DATABASE for SQLite's "database or disk is full"."""
+    of a Ray worker's traceback), or None. The filename is the one written to where the
+    error says it (a copy's destination, `filename2`, before its source), None where it does
+    not, SQLITE_DATABASE for SQLite's "database or disk is full". A fault known only from
+    text is one of the disk's (full, quota, read-only): a missing or unreadable file in a
+    traceback may be an input's."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in FAULTS:
-            return error.errno, error.filename
+            return error.errno, error.filename2 or error.filename
         if SQLITE_FULL in str(error):
             return errno.ENOSPC, SQLITE_DATABASE
-        if (found := ERRNO_TEXT.findall(str(error))) and int(found[-1]) in FAULTS:
+        if (found := ERRNO_TEXT.findall(str(error))) and int(found[-1]) in DISK_FAULTS:
             return int(found[-1]), None
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
     return None
@@ -61,7 +65,7 @@ def fault_line(path: Path | str, code: int, need: int | None = None,
                cleaned: bool = True) -> str:
     """`path`: could not be written, why; the bytes it needed and those free, where known;
     `cleaned`: what was begun is gone."""
-    free = free_bytes(Path(path))
+    free = free_bytes(Path(path)) if Path(path).is_absolute() else None
     sizes = [f"it needs about {need:,} bytes" if need is not None else None,
              f"{free:,} free there" if free is not None and code in (errno.ENOSPC,
                                                                      errno.EDQUOT) else None]
@@ -84,21 +88,36 @@ def remove(paths: Iterable[Path]) -> None:
             pass
 
 
+def within(path: str, folders: Iterable[Path]) -> bool:
+    return any(Path(path).is_relative_to(f) for f in folders)
+
+
 @contextmanager
-def writing(out: Path | str, need: int | None = None,
-            partial: Iterable[Path] = ()) -> Iterator[None]:
-    """Write `out` (about `need` bytes) in this block: a machine fault in it removes
-    `partial` (what the writer had begun) and becomes one UserError naming `out`."""
+def writing(out: Path | str | Callable[[], str], need: int | None = None,
+            partial: Iterable[Path] | Callable[[], Iterable[Path]] = (),
+            cleaned: bool = True) -> Iterator[None]:
+    """Write `out` (about `need` bytes) in this block. A fault of the machine in it removes
+    `partial` (what the writer had begun) and becomes one UserError naming `out`, or the file
+    it hit where that lies elsewhere (a full temporary folder). A missing or unwritable path
+    is this writer's fault only where it lies in `out`'s folder; a UserError, or SQLite's
+    full database (the command's edge names it), passes through. `out` and `partial` may be
+    given as functions, asked only on a fault; `cleaned`: `partial` is all the writer
+    began (else the line does not say that nothing was kept)."""
+    from latentatlas.command import user_error_in
+
     try:
         yield
     except Exception as e:
         fault = os_fault_in(e)
-        if fault is None:
+        if fault is None or fault[1] == SQLITE_DATABASE or user_error_in(e) is not None:
             raise
         code, filename = fault
-        # the file the fault hit, where it is this writer's, is half-written (a copy's error
-        # may name its source instead: that one is left alone)
-        mine = filename and str(filename).startswith(str(Path(out).parent))
-        remove([*partial, *([Path(filename)] if mine and code in (errno.ENOSPC, errno.EDQUOT)
-                            and Path(filename).is_file() else [])])
-        raise UserError(fault_line(out, code, need)) from None
+        out = Path(out() if callable(out) else out)
+        begun = [Path(p) for p in (partial() if callable(partial) else partial)]
+        ours = [out.parent, *begun]
+        if code not in DISK_FAULTS and not (filename and within(filename, ours)):
+            raise  # a missing or unreadable file elsewhere: an input's, not this output's
+        remove(begun)
+        where = filename if filename and code in DISK_FAULTS and not within(filename, ours) \
+            else out
+        raise UserError(fault_line(where, code, need, cleaned)) from None

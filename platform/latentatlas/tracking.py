@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -228,27 +229,35 @@ class Recorder:
         # mlflow.pytorch.log_model takes no run id: it logs into the fluent active run, so
         # the run is made active for this call alone (the one fluent run of the platform).
         need = 2 * sum(t.nbytes for t in model.state_dict().values())  # pickled + state dict
-        # MLflow 3 keeps a logged model beside the runs, in the experiment's models/
-        experiment = self.client.get_run(run_id).info.experiment_id
-        models = f"{self.folder(self.client.get_experiment(experiment).artifact_location)}/models"
-        with mlflow.start_run(run_id=run_id), writing(models, need):
+        # MLflow 3 keeps a logged model beside the runs, in the experiment's models/: what a
+        # fault leaves there is the folders that were not there before
+        location = self.client.get_experiment(
+            self.client.get_run(run_id).info.experiment_id).artifact_location
+        models = self.folder(location) / "models" if self.folder(location) else None
+        before = set(models.glob("m-*")) if models else set()
+        with mlflow.start_run(run_id=run_id), writing(
+                models or f"{location}/models", need,
+                partial=lambda: set(models.glob("m-*")) - before if models else ()):
             return log_model(model, model_config, input_shape, extra)
 
     @staticmethod
-    def folder(uri: str) -> str:
-        """An artifact location as a folder, where it is local (else the URI as it is)."""
-        return uri.removeprefix("file://") if uri.startswith("file://") else uri
+    def folder(uri: str) -> Path | None:
+        """An artifact location's local folder; None for a remote store's (a server or a
+        bucket: its faults are not this machine's disk)."""
+        from urllib.parse import unquote, urlparse
 
-    def artifacts(self, run_id: str) -> str:
-        """Where a run's artifacts are written."""
-        return self.folder(self.client.get_run(run_id).info.artifact_uri)
+        if uri.startswith("file:"):
+            return Path(unquote(urlparse(uri).path))
+        return None if re.match(r"^[a-z][a-z0-9+.-]*:", uri) else Path(uri)
 
     def write(self, run_id: str, record: Record) -> None:
         """Everything a Record holds, into an open run; a non-finite metric is refused
         before anything is written; a full disk (or a read-only one) is one line naming the
-        run's artifact folder."""
+        run's artifact folder (or the full temporary folder)."""
         refuse_non_finite_metrics(record)
-        with writing(self.artifacts(run_id)):
+        # a fault ends the run FAILED; what it logged before the fault stays
+        with writing(lambda: self.client.get_run(run_id).info.artifact_uri.removeprefix(
+                "file://"), cleaned=False):
             self._write(run_id, record)
 
     def _write(self, run_id: str, record: Record) -> None:

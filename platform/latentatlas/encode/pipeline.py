@@ -197,8 +197,10 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
         here = actors is None and blocks is None and runs_here(len(data), use_gpu)
     shared = {"model": share_model(model, spec), "split": data, **shared}
     options = {"refine": refine} if batch_class is InvertBatch else {}
-    # mu and logvar as float32, the item's index and label (int64), its attributes (int8)
-    need = len(data) * (8 * model.latent_dim + 16 + len(data.attrs))
+    # float32 codes (a VAE's mu and logvar; a generator's codes and two inversion errors),
+    # the item's index and label (int64), its attributes (int8)
+    codes = 4 * model.latent_dim + 8 if batch_class is InvertBatch else 8 * model.latent_dim
+    need = len(data) * (codes + 16 + len(data.attrs))
     with writing(out, need):
         tmp = temp_sibling(out)
         try:

@@ -302,6 +302,12 @@ def publish(tmp: Path, out: Path, meta: EncodingMeta) -> Encoding:
     shards = sorted(tmp.glob("*.parquet"))
     if not shards:
         raise UserError(f"{out}: the encoding produced no shards")
+    # a folder removed under running writers, which made it again: rows went to the old one
+    written = sum(pq.read_metadata(s).num_rows for s in shards)
+    if written != meta.rows:
+        raise UserError(f"{out}: {written} of {meta.rows} rows were written (its folder was "
+                        "removed, or its disk failed, while it was written); nothing was "
+                        "published")
     refuse_non_finite(tmp, meta)
     schema = pq.read_schema(shards[0])
     schema = schema.with_metadata({**(schema.metadata or {}),
