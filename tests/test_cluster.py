@@ -4,6 +4,7 @@ submitted with the Jobs SDK under token authentication."""
 
 import contextlib
 import copy
+import json
 import os
 import re
 import secrets
@@ -19,11 +20,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import pytest
 import yaml
 from conftest import REPO, images_over_steps, make_idx_dataset
+
+from jobs.kinds.train import val_mse_history
 
 pytestmark = pytest.mark.cluster
 
@@ -328,13 +332,15 @@ def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
         os.killpg(blocker.pid, signal.SIGKILL)
         pytest.fail(f"the head's CPU was not held: {blocker.stderr.read()[-3000:]}")
     head = said[1]
+    results = cluster["work"] / "results-loss"
     # 6 epochs of 128 steps: the node dies after the first, five remain to restart into
     entrypoint = ("python -m jobs.train jobs/configs/fmnist_dense.yaml "
                   f"--set data.name=mnist --set data.path={data} --set data.limit=2048 "
                   "--set model.hidden=[64] --set model.latent_dim=4 --set train.epochs=6 "
                   "--set train.batch_size=16 --set train.until_settled=false "
                   "--set train.num_workers=1 --set train.cpus_per_worker=1 "
-                  "--set train.max_failures=1 --set name=node-loss")
+                  f"--set train.max_failures=1 --set train.storage_path={results} "
+    "--set name=node-loss")
     job = subprocess.Popen([sys.executable, "-c", SUBMIT, cluster["address"], str(REPO),
                             cluster["tracking_uri"], entrypoint], env=cluster["env"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -346,10 +352,22 @@ def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
             [experiment.experiment_id], "attributes.run_name = 'node-loss'")
         return runs and "val/mse" in runs[0].data.metrics and runs[0]
 
+    def registered_epoch():
+        """The epoch of the latest checkpoint Ray Train's controller has registered (what a
+        restart continues from); the worker may have checkpointed and logged later ones."""
+        try:  # Ray writes it in place: it may be read half-written
+            snapshot = json.loads(next(results.glob("*/checkpoint_manager_snapshot.json"))
+                                  .read_text())
+        except (StopIteration, json.JSONDecodeError):
+            return None
+        latest = snapshot["latest_checkpoint_result"]
+        return latest and latest["metrics"]["epoch"]
+
     try:
         run = wait_for(first_epoch_logged, 240, "the training's first epoch")
         victim = run.data.tags["latentatlas.node_id"]
         assert victim != head  # on the second node: the head's CPU is held
+        registered = wait_for(registered_epoch, 60, "a registered checkpoint")
     finally:
         os.killpg(blocker.pid, signal.SIGKILL)  # the head's CPU is free again
         blocker.wait()
@@ -365,10 +383,20 @@ def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
     run = server.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["latentatlas.node_id"] == head  # it ended on the node that remains
-    # from the last checkpoint: every epoch logged once (each is checkpointed before it is
-    # logged; a restart from scratch would log the first again)
-    steps = sorted(m.step for m in server.get_metric_history(run.info.run_id, "val/mse"))
-    assert steps == [1, 2, 3, 4, 5, 6]
+    # from the last registered checkpoint, not from scratch: every epoch up to it is logged
+    # once. The epochs the lost worker logged after it (checkpointed, not yet registered by
+    # the controller when the node died) are trained again and logged again.
+    continued = int(run.data.tags["latentatlas.continued_from_epoch"])
+    assert continued >= registered >= 1
+    logged = server.get_metric_history(run.info.run_id, "val/mse")
+    steps = sorted(m.step for m in logged)
+    assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+    assert all(steps.count(epoch) == 1 for epoch in range(1, continued + 1))
+    # what LatentAtlas reads back (the learning test's history): one value per epoch, the
+    # later where an epoch was logged twice (the model went on from that one)
+    last = {m.step: m.value for m in sorted(logged, key=lambda m: m.timestamp)}
+    assert val_mse_history(SimpleNamespace(client=server), run.info.run_id) == [
+        last[epoch] for epoch in range(1, 7)]
 
 
 def node_processes(temp_dir: str) -> list[int]:

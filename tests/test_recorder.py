@@ -144,3 +144,20 @@ def test_runs_of_the_same_data_starting_together_all_log_it(recorder):
     for run_id in runs:
         (logged,) = recorder.client.get_run(run_id).inputs.dataset_inputs
         assert (logged.dataset.name, logged.dataset.digest) == ("mnist:train", data.digest)
+
+
+def test_an_epoch_logged_twice_is_read_back_once_as_last_logged(recorder):
+    """A worker lost after logging an epoch whose checkpoint Ray Train had not registered:
+    the restarted worker trains and logs that epoch again. What the claims read (the learning
+    test's history) has one value per epoch, the later one."""
+    from mlflow.entities import Metric
+
+    from jobs.kinds.train import val_mse_history
+
+    run_id = recorder.create("restarted", "train")
+    # epochs 1-3 by the lost worker, 3-4 by its replacement (same steps, later timestamps;
+    # logged out of step order, as a slow client's batches may arrive)
+    logged = [(1, 0.9, 1000), (2, 0.5, 2000), (3, 0.41, 3000), (4, 0.30, 5000),
+              (3, 0.40, 4000)]
+    recorder.client.log_batch(run_id, metrics=[Metric("val/mse", v, t, s) for s, v, t in logged])
+    assert val_mse_history(recorder, run_id) == [0.9, 0.5, 0.40, 0.30]

@@ -51,9 +51,13 @@ class TrainOptions:
 
 
 def val_mse_history(recorder, run_id: str) -> list[float]:
-    """The training's validation MSE after each epoch, as its run logged it."""
+    """The training's validation MSE after each epoch, as its run logged it. An epoch logged
+    twice (a worker lost after logging it but before Ray Train registered its checkpoint:
+    the restarted worker trains it again) counts once, as last logged: the model goes on
+    from that one."""
     history = recorder.client.get_metric_history(run_id, "val/mse")
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
+    last = {m.step: m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))}
+    return list(last.values())
 
 
 def predicted_variance(cfg, inputs: dict) -> float | None:

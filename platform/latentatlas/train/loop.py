@@ -158,6 +158,9 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
     usage = logger and SystemUsage(device)
     if logger and (node := node_id()):
         logger.client.set_tag(logger.run_id, "latentatlas.node_id", node)
+    if logger and state:  # a restart or resume: what a lost worker logged after this
+        # checkpoint is logged again (docs/how-to/cluster.md, Fault tolerance)
+        logger.client.set_tag(logger.run_id, "latentatlas.continued_from_epoch", start_epoch)
     history = []  # this process's epochs, returned to the driver by rank 0
     for epoch in range(start_epoch, cfg.train.epochs):
         # Noise (posterior samples, GAN noise, generated pairs) depends only on
