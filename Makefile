@@ -8,7 +8,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: run test setup data postgres lint bench sweep clean docs
+.PHONY: run test test-fast setup data postgres lint bench sweep clean docs
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ run: setup data
 
 test: setup data postgres
 	$(PY) -m pytest -q
+
+# The inner loop of a change: the suite without its slow and server tests (a few minutes);
+# `make test` (what CI runs) is the whole suite.
+test-fast: setup data
+	$(PY) -m pytest -q -m "not slow and not cluster"
 
 # The seed's sweep: KL policy x latent size on Fashion-MNIST (about 10 minutes on 2 cores).
 sweep: setup data

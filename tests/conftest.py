@@ -34,6 +34,24 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# `make test-fast` leaves out tests marked `slow` or `cluster`; a test that takes this long
+# unmarked is named at the end of the session, so the fast tier stays fast.
+SLOW_S = 10.0
+unmarked_slow: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration >= SLOW_S and not (
+            {"slow", "cluster"} & set(report.keywords)):
+        unmarked_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for nodeid, seconds in unmarked_slow:
+        terminalreporter.write_line(f"note: {nodeid} took {seconds:.0f} s and is not marked "
+                                    "slow (make test-fast runs it)")
+
+
 def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):
     """`python -m <args>` from `cwd`, as a user runs a verb (`extra_path`: the user's own
     code on the Python path)."""

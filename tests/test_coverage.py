@@ -36,6 +36,7 @@ def test_far_apart_sets_have_nothing_in_common_and_a_set_covers_itself():
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_authors_sanity_values_for_two_gaussian_samples():
     """Naeem et al.: two samples of 10k from N(0, I) in 1000-D, k = 5: P 0.477, R 0.471,
     D 1.056, C 0.974 (RESEARCH.md)."""

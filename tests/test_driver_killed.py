@@ -96,6 +96,7 @@ def claims_of(steps: dict) -> list:
                   for out in steps.values() for c in out["claims"])
 
 
+@pytest.mark.slow
 def test_a_killed_driver_resumes_to_the_verdicts_of_an_uninterrupted_run(
         ray_session, workdir, capsys):
     data = make_idx_dataset(workdir / "idx", n_train=256, n_test=64)

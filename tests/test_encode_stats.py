@@ -383,6 +383,7 @@ def test_small_inputs_run_here_with_the_results_of_the_ray_data_path(crafted, en
         np.testing.assert_allclose(errors[0][key], errors[1][key], rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_translate_study_finds_planted_linear_relations(crafted, encodings, capsys):
     """Four encodings whose spaces are exact linear images of one another: the crafted model
     twice, the same model with its latent space rotated (decoder un-rotating it) and

@@ -112,6 +112,7 @@ def gan_config(folder, name="tiny-gan", **train):
                      "train": {"epochs": 2, "batch_size": 32, "lr": 0.0005, **train}}, "test")
 
 
+@pytest.mark.slow
 def test_gan_and_recoder_train_resume_exactly_and_log(ray_session, mlflow_store, tmp_path,
                                                       capsys):
     """A DCGAN trained 2 epochs straight, and 1 + 1 with --resume: same weights and optimizer
@@ -261,6 +262,7 @@ def check_gan_encodings_and_type3_relocation(data, gan_uri, recoder_uri, tmp_pat
         assert metrics["relocation/M"] == pytest.approx(by_hand.mean().item(), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_two_worker_style_gan_with_r1_runs_data_parallel(ray_session, mlflow_store,
                                                           tmp_path):
     """The style generator and its discriminator under DDP (two workers), R1 through

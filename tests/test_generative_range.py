@@ -192,6 +192,7 @@ HALF_BLOBS = '''
 '''
 
 
+@pytest.mark.slow
 def test_range_finds_the_sectors_a_generator_cannot_draw(ray_session, mlflow_store, tmp_path,
                                                          monkeypatch, capsys, request):
     data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=400)

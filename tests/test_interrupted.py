@@ -143,6 +143,7 @@ RAY_NOISE = re.compile(r"\(raylet\)|core_worker\.cc|PYTHON worker processes|Trac
                        r"RayDeprecationWarning|Progress bars disabled")
 
 
+@pytest.mark.slow
 def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     root, out = model_store["root"], model_store["root"] / "killed-enc"
     # 20000 rows in batches of 16 through one actor: 1250 batches between the temporary

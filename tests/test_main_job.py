@@ -42,6 +42,7 @@ SETTING = ["--epochs", "1", *[f"--set={vae}.{key}" for vae in ("dense-s0", "dens
              for vae in ("dense-s0", "dense-s1", "dense-seeds", "conv-s0")]]
 
 
+@pytest.mark.slow
 def test_main_job_runs_every_step_and_its_verdicts_follow_the_logged_numbers(
         ray_session, workdir, capsys):
     data = make_idx_dataset(workdir / "idx", n_train=N_TRAIN, n_test=N_TEST)

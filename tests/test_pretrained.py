@@ -167,6 +167,7 @@ def test_a_stylegan2_checkpoint_is_a_generator_in_w(tmp_path):
         torch.testing.assert_close(rebuilt.sample_codes(3, torch.Generator().manual_seed(5)), w)
 
 
+@pytest.mark.slow
 def test_the_range_verb_measures_it_by_gradient_ascent(workdir, capsys):
     """`range` on the checkpoint as on the platform's own GANs: without a recoder, gradient
     steps from the mean code, against a platform VAE's encoding of the same images (its W

@@ -74,6 +74,7 @@ def test_trace_records_codes_before_during_and_after_the_first_epoch():
     assert not np.allclose(codes[1], codes[0]) and model.training  # trained; mode restored
 
 
+@pytest.mark.slow
 def test_the_verb_measures_prior_samples_with_and_without_sampling(ray_session, mlflow_store,
                                                                    workdir, idx_folder,
                                                                    capsys):

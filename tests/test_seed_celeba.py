@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 from test_data import write_celeba
 from test_pretrained import tiny_stylegan2
@@ -37,6 +38,7 @@ def faces(folder, n=260):
                                   format="PNG")
 
 
+@pytest.mark.slow
 def test_the_seed_celeba_study_runs_end_to_end(workdir, ray_session, capsys):
     data = workdir / "celeba"
     faces(data)

@@ -65,6 +65,7 @@ def test_split_policy_by_hand():
     assert restored.gamma == policy.gamma
 
 
+@pytest.mark.slow
 def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
         ray_session, mlflow_store, workdir, idx_folder):
     """Two Ray Train workers (DDP over the ResNet encoder/decoder with BatchNorm), the spine's
@@ -96,6 +97,7 @@ def test_split_vae_trains_with_ray_train_ddp_pictures_its_parts_and_encodes(
     assert enc.meta.family == "vae" and rows["mu"].shape == (32, 4)
 
 
+@pytest.mark.slow
 def test_a_ddp_step_of_split_vae_equals_one_process_on_both_shards(ray_session, tmp_path,
                                                                   idx_folder):
     """One optimiser step of the VAE objective on two Ray Train workers (DDP, gloo) leaves

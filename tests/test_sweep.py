@@ -170,6 +170,7 @@ def train_runs(parent_run_id):
     return child_runs(client, exp, parent_run_id, "train")
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_repeating_finished_trials(
         ray_session, mlflow_store, workdir, idx_folder):
     """A sweep of 2 policies x 2 latent sizes, its driver killed (SIGKILL) once two trials
@@ -230,6 +231,7 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.slow
 def test_asha_stops_a_bad_trial_and_releases_its_resources(ray_session, mlflow_store,
                                                            workdir, workers):
     """Trials training in their own process (one worker) or through Ray Train (two). One

@@ -98,6 +98,7 @@ def test_train_logs_metrics_model_and_pictures(ray_session, mlflow_store, idx_fo
         client.get_metric_history(out.run_id, "val/mse")[-1].value)
 
 
+@pytest.mark.slow
 def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
         ray_session, mlflow_store, idx_folder):
     """One worker, no restarts: the loop runs as one Ray task, without Ray Train's controller
@@ -145,6 +146,7 @@ def two_workers(data, name: str, epochs: int = 5):
                                "max_failures": 2}}, "test")
 
 
+@pytest.mark.slow
 def test_resumed_and_killed_runs_end_where_a_straight_run_ends(ray_session, mlflow_store,
                                                                 tmp_path):
     """One straight run of 5 epochs, and two that are interrupted: one stopped after epoch 1
