@@ -254,3 +254,56 @@ def test_a_full_disk_under_the_tracking_database_is_one_line(disk, workdir, caps
     line = one_error(capsys)
     assert line.startswith(f"error: {small}/mlflow.db: could not be written: no space left on "
                            "its disk ("), line
+
+
+def test_a_full_disk_under_a_records_artifacts_is_one_line_and_its_run_failed(disk, workdir):
+    """An analysis's record whose artifacts fill their disk: one line naming the run's
+    artifact folder, without claiming a clean slate (MLflow's records have no transaction:
+    what was logged before the fault stays, in a run that ends FAILED)."""
+    from latentatlas.tracking import Record, Recorder
+
+    small = disk("64k")
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    mlflow.MlflowClient(uri).create_experiment("full-records", artifact_location=small.as_uri())
+    recorder = Recorder(uri, "full-records")
+    record = Record("stats", "stats", metrics={"latent/inactive": 3},
+                    dicts={"gains.json": {"gain": list(range(100_000))}})  # ~0.6 MB
+    with pytest.raises(UserError) as raised:
+        recorder.record(record)
+    line = str(raised.value)
+    assert line.startswith(f"{small}/") and "/artifacts" in line, line
+    assert ": could not be written: no space left on its disk" in line, line
+    assert "nothing half-written" not in line, line
+    (run,) = recorder.client.search_runs(
+        [recorder.client.get_experiment_by_name("full-records").experiment_id])
+    assert run.info.status == "FAILED" and run.data.metrics == {"latent/inactive": 3.0}
+
+def chained(*errors: BaseException) -> BaseException:
+    """The first error raised while handling the second, ... (each the next's context)."""
+    for outer, inner in zip(errors[:-1], errors[1:], strict=True):
+        outer.__context__ = inner
+    return errors[0]
+
+
+def test_the_fault_behind_an_error_is_the_disks_wherever_it_is_in_the_chain():
+    """A cleanup that fails on a missing file after a full disk: the disk is the fault to
+    name (os_fault_in walks causes and contexts, and a Ray worker's text)."""
+    import errno
+
+    from latentatlas.outputs import SQLITE_DATABASE, os_fault_in
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/out/part-0.parquet")
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "/out/.partial")
+    assert os_fault_in(chained(RuntimeError("step failed"), gone, full)) == (
+        errno.ENOSPC, "/out/part-0.parquet")
+    # without a disk fault, the first known one; a copy names its destination
+    copy = FileNotFoundError(errno.ENOENT, "No such file or directory", "/in/a", None, "/out/b")
+    assert os_fault_in(chained(RuntimeError("x"), copy)) == (errno.ENOENT, "/out/b")
+    # text alone (a worker's traceback) counts only for the disk's faults
+    assert os_fault_in(RuntimeError("OSError: [Errno 28] No space left on device")) == (
+        errno.ENOSPC, None)
+    assert os_fault_in(RuntimeError("FileNotFoundError: [Errno 2] No such file")) is None
+    assert os_fault_in(chained(RuntimeError("[Errno 2] x"), ValueError(
+        "(sqlite3.OperationalError) database or disk is full"))) == (
+        errno.ENOSPC, SQLITE_DATABASE)
+    assert os_fault_in(ValueError("nothing of the machine")) is None

@@ -36,18 +36,19 @@ def os_fault_in(error: BaseException | None) -> tuple[int, str | None] | None:
     error says it (a copy's destination, `filename2`, before its source), None where it does
     not, SQLITE_DATABASE for SQLite's "database or disk is full". A fault known only from
     text is one of the disk's (full, quota, read-only): a missing or unreadable file in a
-    traceback may be an input's."""
-    seen = set()
+    traceback may be an input's. Along a chain a fault of the disk wins over the others: a
+    cleanup that fails on a missing file after a full disk says less than the disk."""
+    seen, found = set(), []
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in FAULTS:
-            return error.errno, error.filename2 or error.filename
-        if SQLITE_FULL in str(error):
-            return errno.ENOSPC, SQLITE_DATABASE
-        if (found := ERRNO_TEXT.findall(str(error))) and int(found[-1]) in DISK_FAULTS:
-            return int(found[-1]), None
+            found.append((error.errno, error.filename2 or error.filename))
+        elif SQLITE_FULL in str(error):
+            found.append((errno.ENOSPC, SQLITE_DATABASE))
+        elif (codes := ERRNO_TEXT.findall(str(error))) and int(codes[-1]) in DISK_FAULTS:
+            found.append((int(codes[-1]), None))
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
-    return None
+    return next((f for f in found if f[0] in DISK_FAULTS), found[0] if found else None)
 
 
 def free_bytes(path: Path) -> int | None:
