@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -161,8 +162,6 @@ def load(url: str, writers: int, metrics: int, backend: str, threads: bool = Fal
     experiment_id = client.create_experiment(f"load-{time.time_ns()}")
     started = time.perf_counter()
     if threads:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(writers) as pool:
             results = list(pool.map(lambda i: write(url, experiment_id, metrics, i),
                                     range(writers)))
@@ -182,8 +181,6 @@ def load(url: str, writers: int, metrics: int, backend: str, threads: bool = Fal
         history = client.get_metric_history(r["run_id"], "load/value")
         artifacts = [a.path for a in client.list_artifacts(r["run_id"])]
         return len(history) + len(run.data.params) + ("small.txt" in artifacts)
-
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(8) as pool:  # the count is not timed: read it back at once
         counts = list(pool.map(kept, results))

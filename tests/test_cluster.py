@@ -340,7 +340,7 @@ def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
                   "--set train.batch_size=16 --set train.until_settled=false "
                   "--set train.num_workers=1 --set train.cpus_per_worker=1 "
                   f"--set train.max_failures=1 --set train.storage_path={results} "
-    "--set name=node-loss")
+                  "--set name=node-loss")
     job = subprocess.Popen([sys.executable, "-c", SUBMIT, cluster["address"], str(REPO),
                             cluster["tracking_uri"], entrypoint], env=cluster["env"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -384,8 +384,8 @@ def test_a_training_whose_node_dies_finishes_on_the_node_that_remains(cluster):
     assert run.info.status == "FINISHED"
     assert run.data.tags["latentatlas.node_id"] == head  # it ended on the node that remains
     # from the last registered checkpoint, not from scratch: every epoch up to it is logged
-    # once. The epochs the lost worker logged after it (checkpointed, not yet registered by
-    # the controller when the node died) are trained again and logged again.
+    # once. The epochs the lost worker logged after it (not yet registered by the controller
+    # when the node died) are trained again and logged again.
     continued = int(run.data.tags["latentatlas.continued_from_epoch"])
     assert continued >= registered >= 1
     logged = server.get_metric_history(run.info.run_id, "val/mse")

@@ -278,6 +278,7 @@ def test_a_full_disk_under_a_records_artifacts_is_one_line_and_its_run_failed(di
         [recorder.client.get_experiment_by_name("full-records").experiment_id])
     assert run.info.status == "FAILED" and run.data.metrics == {"latent/inactive": 3.0}
 
+
 def chained(*errors: BaseException) -> BaseException:
     """The first error raised while handling the second, ... (each the next's context)."""
     for outer, inner in zip(errors[:-1], errors[1:], strict=True):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from latentatlas.errors import UserError
 from latentatlas.tracking import Record, Recorder
 
 
@@ -161,3 +162,9 @@ def test_an_epoch_logged_twice_is_read_back_once_as_last_logged(recorder):
               (3, 0.40, 4000)]
     recorder.client.log_batch(run_id, metrics=[Metric("val/mse", v, t, s) for s, v, t in logged])
     assert val_mse_history(recorder, run_id) == [0.9, 0.5, 0.40, 0.30]
+    # an epoch missing (never logged) would shift every later one: refused in one line
+    gap = recorder.create("gap", "train")
+    recorder.client.log_batch(gap, metrics=[Metric("val/mse", v, s * 1000, s)
+                                            for s, v in ((1, 0.9), (2, 0.5), (4, 0.3))])
+    with pytest.raises(UserError, match=r"epochs \[1, 2, 4\], with some missing"):
+        val_mse_history(recorder, gap)

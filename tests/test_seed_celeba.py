@@ -50,8 +50,8 @@ def test_the_seed_celeba_study_runs_end_to_end(workdir, ray_session, capsys):
     small = [f"{t}.train.use_gpu=false" for t in TRAININGS]
     small += [f"{t}.{k}" for t in ("split-s0", "split-s1", "vae")
               for k in ("model.base=4", "model.scales=2", "model.fc=32")]
-    # the reference space is the critical path (everything after the trainings reads it):
-    # a core of its own; the other trainings share the other
+    # the reference space is what every analysis reads first: it reserves a whole CPU, so
+    # fewer trainings run beside it
     small += ["split-s0.train.cpus_per_worker=1", "split-s1.train.cpus_per_worker=0.5",
               "vae.train.cpus_per_worker=0.5"]
     small += [f"{t}.train.batch_size=50" for t in ("split-s1", "vae")]

@@ -53,10 +53,16 @@ class TrainOptions:
 def val_mse_history(recorder, run_id: str) -> list[float]:
     """The training's validation MSE after each epoch, as its run logged it. An epoch logged
     twice (a worker lost after logging it but before Ray Train registered its checkpoint:
-    the restarted worker trains it again) counts once, as last logged: the model goes on
-    from that one."""
+    the restarted worker trains it again) counts once, as last logged by its worker's
+    clock: the model went on from that one. A history with an epoch missing is refused."""
+    from latentatlas.errors import UserError
+
     history = recorder.client.get_metric_history(run_id, "val/mse")
     last = {m.step: m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))}
+    steps = list(last)
+    if steps and steps != list(range(steps[0], steps[0] + len(steps))):
+        raise UserError(f"run {run_id}: val/mse is logged for epochs {steps}, with some "
+                        "missing; the claims read one value per epoch")
     return list(last.values())
 
 

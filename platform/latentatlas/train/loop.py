@@ -82,7 +82,7 @@ class SingleWorkerSession:
     under a temporary name and renamed); a restarted or resumed run continues from the
     latest; the `keep` newest are kept, each with its epoch's metrics (a run resumed after
     its last epoch reports them again). `forward`, when given, gets every epoch's metrics
-    once the epoch is checkpointed and logged (a Tune trial reports them to Tune, which may
+    once the epoch is logged and checkpointed (a Tune trial reports them to Tune, which may
     stop the trial right there)."""
 
     rank, world = 0, 1
@@ -158,8 +158,8 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
     usage = logger and SystemUsage(device)
     if logger and (node := node_id()):
         logger.client.set_tag(logger.run_id, "latentatlas.node_id", node)
-    if logger and state:  # a restart or resume: what a lost worker logged after this
-        # checkpoint is logged again (docs/how-to/cluster.md, Fault tolerance)
+    if logger and state:  # a restart or resume (the latest): the epochs after this one that
+        # a lost worker logged are logged again (docs/how-to/cluster.md, Fault tolerance)
         logger.client.set_tag(logger.run_id, "latentatlas.continued_from_epoch", start_epoch)
     history = []  # this process's epochs, returned to the driver by rank 0
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -183,14 +183,17 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
         if "val/mse" in metrics:
             val_mse.append(metrics["val/mse"])
         if rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                torch.save({**objective.state_dict(), "epoch": epoch, "val_mse": val_mse},
-                           Path(tmp) / CHECKPOINT_FILE)
-                session.report(metrics, Path(tmp))
+            # Logged before it is checkpointed: a worker lost in between leaves an epoch that
+            # its restart logs again (readers keep the last), never a checkpointed epoch that
+            # no one logged (Ray Train registers a checkpoint after `report` returns).
             if logger:
                 logger.log({**metrics, **usage.sample()}, epoch + 1)
                 for key, image in objective.pictures(epoch).items():
                     logger.log_image(image, key, epoch + 1)
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({**objective.state_dict(), "epoch": epoch, "val_mse": val_mse},
+                           Path(tmp) / CHECKPOINT_FILE)
+                session.report(metrics, Path(tmp))
             print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} {objective.line(metrics)} "
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
             session.epoch_ended(metrics)
