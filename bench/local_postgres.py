@@ -47,10 +47,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def temporary_postgres(database: str = "mlflow"):
+def temporary_postgres(database: str = "mlflow", *more: str):
     """A PostgreSQL server over a new cluster in a temporary folder of its own (the server's
-    user must reach it: not under a folder only root may enter); yields its SQLAlchemy URI
-    (`postgresql://latentatlas@127.0.0.1:PORT/DATABASE`, trusted on loopback only)."""
+    user must reach it: not under a folder only root may enter), with `database` and each of
+    `more` created; yields the SQLAlchemy URI of `database`
+    (`postgresql://latentatlas@127.0.0.1:PORT/DATABASE`, trusted on loopback only: the URI of
+    another is `sibling(uri, name)`)."""
     bin_dir, port = binaries(), free_port()
     folder = Path(tempfile.mkdtemp(prefix="latentatlas-pg-"))
     folder.chmod(0o755)
@@ -74,10 +76,16 @@ def temporary_postgres(database: str = "mlflow"):
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1", "start")
     try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "latentatlas",
-            database)
+        for name in (database, *more):
+            run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
+                "latentatlas", name)
         yield f"postgresql://latentatlas@127.0.0.1:{port}/{database}"
     finally:
         subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
                         "-w", "stop"], capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def sibling(uri: str, database: str) -> str:
+    """The URI of another database on the server of `uri`."""
+    return uri.rsplit("/", 1)[0] + "/" + database

@@ -83,11 +83,12 @@ ADMIN = "admin"
 
 
 @contextmanager
-def mlflow_server(backend: str, work: Path, admin_password: str | None = None):
+def mlflow_server(backend: str, work: Path, admin_password: str | None = None,
+                  auth_store: str | None = None):
     """A real `mlflow server` (4 workers) on `backend`, artifacts under `work`; its URL. With
-    `admin_password`, MLflow's basic-auth app on: its users in a SQLite file under `work`,
-    the admin `admin` with that password (given through the environment, never a file),
-    READ for other users by default."""
+    `admin_password`, MLflow's basic-auth app on: its logins in `auth_store` (a SQLAlchemy
+    URI; by default a SQLite file under `work`), the admin `admin` with that password (given
+    through the environment, never a file), READ for other users by default."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -95,7 +96,8 @@ def mlflow_server(backend: str, work: Path, admin_password: str | None = None):
     if admin_password:
         config = work / "basic_auth.ini"
         config.write_text(f"[mlflow]\ndefault_permission = READ\n"
-                          f"database_uri = sqlite:///{work}/basic_auth.db\n"
+                          "database_uri = "
+                          f"{auth_store or f'sqlite:///{work}/basic_auth.db'}\n"
                           f"admin_username = {ADMIN}\n"
                           "authorization_function = "
                           "mlflow.server.auth:authenticate_request_basic_auth\n"
@@ -141,13 +143,15 @@ def logged_in(user: str | None, password: str | None):
 
 def run_load(writers: int, metrics: int, backend: str | None = None,
              work: Path | None = None, admin_password: str | None = None,
-             threads: bool = False) -> dict:
+             threads: bool = False, auth_store: str | None = None) -> dict:
     """Start a server on `backend` (default: a fresh SQLite file; with `admin_password`,
-    behind basic-auth, the writers logging in as its admin), run the writers, count."""
+    behind basic-auth with its logins in `auth_store`, the writers logging in as its admin),
+    run the writers, count."""
     work = Path(work or tempfile.mkdtemp(prefix="la-load-"))
     backend = backend or f"sqlite:///{work}/mlflow.db"
     user = ADMIN if admin_password else None
-    with mlflow_server(backend, work, admin_password) as url, logged_in(user, admin_password):
+    with mlflow_server(backend, work, admin_password, auth_store) as url, \
+            logged_in(user, admin_password):
         return load(url, writers, metrics, backend, threads)
 
 
@@ -206,16 +210,17 @@ def main() -> None:
     if args.backend:
         outs = [run_load(args.writers, args.metrics, args.backend)]
     else:
-        from local_postgres import temporary_postgres, unavailable
+        from local_postgres import sibling, temporary_postgres, unavailable
 
         outs = [run_load(args.writers, args.metrics)]
         why = unavailable()
         if why:
             print(f"PostgreSQL side skipped: {why}")
         else:
-            with temporary_postgres() as uri:
+            with temporary_postgres("mlflow", "mlflow_auth") as uri:  # as cluster.yaml has it
                 outs.append(run_load(args.writers, args.metrics, uri,
-                                     admin_password=os.urandom(12).hex()))
+                                     admin_password=os.urandom(12).hex(),
+                                     auth_store=sibling(uri, "mlflow_auth")))
                 outs[-1]["backend"] += " + basic-auth"
     rows = [f"| {o['backend']} | {o['attempted']} | {o['stored']} | {o['errors']} | "
             f"{o['lost']} | {o['seconds']:.1f} | {o['writes_per_s']:.0f} |" for o in outs]

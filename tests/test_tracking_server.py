@@ -1,9 +1,10 @@
 """A lab's tracking server (issue #44, part 1): a real PostgreSQL, initialised by the test in
 a temporary folder on a loopback port, and `mlflow server --app-name basic-auth` on it. A
 client without a login is refused in one line, as is a wrong password; with the login a
-training, its encoding's stats and 16 concurrent writers log as on SQLite, and the runs are
-rows of PostgreSQL. Where PostgreSQL cannot run (not installed, no way to start it as a
-non-root user) the test skips and says why (`-ra` prints it)."""
+training, its encoding's stats and 16 concurrent writers log as on SQLite; the runs are rows
+of PostgreSQL, and so are the logins (a second database, as cluster.yaml keeps them). Where
+PostgreSQL cannot run (not installed, no way to start it as a non-root user) the test skips
+and says why (`-ra` prints it)."""
 
 import secrets
 import sys
@@ -51,8 +52,9 @@ def test_a_tracking_server_on_postgres_behind_logins(tmp_path, bench, ray_sessio
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no credentials file of the user's
-    with local_postgres.temporary_postgres() as pg, \
-            tracking_load.mlflow_server(pg, tmp_path, password) as url:
+    with local_postgres.temporary_postgres("mlflow", "mlflow_auth") as pg, \
+            tracking_load.mlflow_server(pg, tmp_path, password,
+                                        local_postgres.sibling(pg, "mlflow_auth")) as url:
         train = ["jobs/configs/fmnist_dense.yaml", "--tracking-uri", url, "--experiment", "lab",
                  "--set", "data.name=mnist", "--set", f"data.path={data}",
                  "--set", "train.epochs=1", "--set", "name=lab-train",
@@ -104,7 +106,12 @@ def test_a_tracking_server_on_postgres_behind_logins(tmp_path, bench, ray_sessio
             load = tracking_load.load(url, writers=16, metrics=20, backend=pg, threads=True)
         assert load["errors"] == 0, load["first_errors"]
         assert load["lost"] == 0 and load["stored"] == load["attempted"] == 16 * 31
-        # ... and every run is a row of PostgreSQL
+        # ... every run is a row of PostgreSQL, and so is every login (as in cluster.yaml)
         with sqlalchemy.create_engine(pg).connect() as db:
             ids = {r[0] for r in db.execute(sqlalchemy.text("select run_uuid from runs"))}
         assert {run_id, stats.info.run_id} <= ids and len(ids) >= 2 + 16
+        auth = local_postgres.sibling(pg, "mlflow_auth")
+        with sqlalchemy.create_engine(auth).connect() as db:
+            users = {r[0] for r in db.execute(sqlalchemy.text("select username from users"))}
+        assert users == {"admin"}
+        assert not list(tmp_path.glob("*.db")), "a login store fell back to SQLite"
