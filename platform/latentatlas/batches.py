@@ -6,7 +6,10 @@ the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dat
 from __future__ import annotations
 
 import sys
+import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -94,9 +97,10 @@ def map_with_actors(source, fn_class, *, batch_size: int, actors: int | None = N
     if isinstance(source, list):
         fn = fn_class(**(shared or {}), **kwargs, use_gpu=use_gpu)
         return concat(fn(batch) for batch in source)
-    return concat(actor_map(source, fn_class, batch_size=batch_size, actors=actors,
-                            use_gpu=use_gpu, shared=shared, **kwargs)
-                  .iter_batches(batch_size=None, batch_format="numpy"))
+    with pool_released_on_failure():
+        return concat(actor_map(source, fn_class, batch_size=batch_size, actors=actors,
+                                use_gpu=use_gpu, shared=shared, **kwargs)
+                      .iter_batches(batch_size=None, batch_format="numpy"))
 
 
 def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
@@ -124,6 +128,36 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
                               fn_constructor_kwargs=constructor,
                               compute=ray.data.ActorPoolStrategy(
                                   size=actors or default_actors(use_gpu)))
+
+
+@contextmanager
+def pool_released_on_failure() -> Iterator[None]:
+    """Run a pipeline of `actor_map` so that, when it fails, its actors give their CPUs back
+    at once. Ray Data 2.60 shuts a failed execution down without killing its pool (the
+    forced shutdown that would is a no-op once the first has run): the actors live while
+    anything references the execution's queued blocks, and the failure's traceback does,
+    through its frames' locals, for as long as it is kept (a notebook's last error, a
+    test's `pytest.raises`, a study's record of a failed step). A training that then asks
+    for the whole node waits forever. Clearing the finished frames (and their callers: a
+    frame holds its caller, and Ray Data's loop thread has ended) drops those references;
+    the traceback's text is kept."""
+    try:
+        yield
+    except BaseException as error:
+        chain, seen = [error], set()
+        while chain:  # the cause and the context both: Ray chains its own errors in either
+            link = chain.pop()
+            if link is not None and id(link) not in seen:
+                seen.add(id(link))
+                chain += [link.__cause__, link.__context__]
+                for frame, _ in traceback.walk_tb(link.__traceback__):
+                    while frame is not None:
+                        try:
+                            frame.clear()
+                        except RuntimeError:  # still running: ours, our callers'
+                            pass
+                        frame = frame.f_back
+        raise
 
 
 def resolve(value):

@@ -1,0 +1,43 @@
+"""A Ray Data pipeline over a pool of actors that fails gives its CPUs back at once, while
+its error is still held (a notebook's last error, a study's failed step, `pytest.raises`).
+Left to Ray Data 2.60, the pool lives as long as the error's frames do: the next training
+that asks for the whole node then waits forever, silently."""
+
+import time
+
+import pytest
+
+from latentatlas.batches import actor_map, map_with_actors, pool_released_on_failure
+
+
+def free_cpus(ray) -> float:
+    return ray.available_resources().get("CPU", 0.0)
+
+
+@pytest.mark.parametrize("consumed_by", ["iter_batches", "write_parquet"])
+def test_a_failed_actor_pipeline_gives_its_cpus_back_while_its_error_is_held(
+        ray_session, tmp_path, consumed_by):
+    class FailsAtItem8:  # local: Ray pickles it by value for its actors
+        def __init__(self, use_gpu=False):
+            pass
+
+        def __call__(self, batch):
+            if batch["id"][0] >= 8:
+                raise ValueError("item 8 is bad")
+            return batch
+
+    before = free_cpus(ray_session)
+    source = ray_session.data.range(64, override_num_blocks=8)
+    with pytest.raises(Exception, match="item 8 is bad") as held:
+        if consumed_by == "iter_batches":  # the analyses' path
+            map_with_actors(source, FailsAtItem8, batch_size=8, actors=1)
+        else:  # the encode's path
+            with pool_released_on_failure():
+                actor_map(source, FailsAtItem8, batch_size=8,
+                          actors=1).write_parquet(str(tmp_path / "out"))
+    deadline = time.monotonic() + 20
+    while free_cpus(ray_session) < before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert free_cpus(ray_session) >= before, (
+        f"{before - free_cpus(ray_session)} CPU still held by the failed pipeline's pool")
+    assert held.value is not None  # the error was held all along
