@@ -279,6 +279,37 @@ def test_a_full_disk_under_a_records_artifacts_is_one_line_and_its_run_failed(di
     assert run.info.status == "FAILED" and run.data.metrics == {"latent/inactive": 3.0}
 
 
+@pytest.mark.parametrize("room", ["none", "for one copy"])
+def test_a_full_temporary_folder_under_a_model_log_is_one_line(disk, workdir, monkeypatch,
+                                                                room):
+    """A model is serialised in the temporary folder before it is stored: ours (the state
+    dict), then MLflow's pickle, both by torch's writer, whose full-disk error names no
+    fault. Full before ours, or with room for ours only: one line naming the temporary
+    folder's disk, no model left behind, the run ended FAILED."""
+    import tempfile
+
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.models import build_model
+    from latentatlas.tracking import Recorder
+
+    cfg = DenseVAEConfig(hidden=[32], latent_dim=4)
+    model = build_model(cfg, (1, 28, 28))
+    state = sum(t.nbytes for t in model.state_dict().values())  # ~0.2 MB
+    small = disk("32k" if room == "none" else f"{state * 3 // 2 // 1024}k")
+    monkeypatch.setattr(tempfile, "tempdir", str(small))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    mlflow.MlflowClient(uri).create_experiment("full-tmp",
+                                               artifact_location=(workdir / "art").as_uri())
+    recorder = Recorder(uri, "full-tmp")
+    with pytest.raises(UserError) as raised, recorder.run("model", "train") as run_id:
+        recorder.log_model(run_id, model, cfg.model_dump(), (1, 28, 28))
+    line = str(raised.value)
+    assert line.startswith(f"{small}"), line
+    assert ": could not be written: no space left on its disk (it needs about " in line, line
+    assert not list((workdir / "art").rglob("*.pt")) and list(small.iterdir()) == []
+    assert recorder.client.get_run(run_id).info.status == "FAILED"
+
+
 def chained(*errors: BaseException) -> BaseException:
     """The first error raised while handling the second, ... (each the next's context)."""
     for outer, inner in zip(errors[:-1], errors[1:], strict=True):

@@ -4,6 +4,7 @@ unpickling code); what is read back is checked (a state dict of finite tensors t
 
 from __future__ import annotations
 
+import errno
 import json
 import tempfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import mlflow
 
 from latentatlas.environment import resolve_tracking_uri
 from latentatlas.errors import UserError
+from latentatlas.outputs import free_bytes, save_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -31,8 +33,12 @@ def log_model(model: torch.nn.Module, model_config: dict, input_shape,
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"model": model_config, "input_shape": list(input_shape), **(extra or {})}
         (Path(tmp) / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   Path(tmp) / STATE_DICT)
+        size = save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                            Path(tmp) / STATE_DICT)
+        # MLflow pickles the model beside it with torch's writer, which names no fault
+        if (free := free_bytes(Path(tmp))) is not None and free < size:
+            raise OSError(errno.ENOSPC, "No space left for MLflow's copy of the model",
+                          tempfile.gettempdir())
         return mlflow.pytorch.log_model(
             model.cpu(), name="model", serialization_format="pickle",
             extra_files=[str(Path(tmp) / MODEL_SPEC), str(Path(tmp) / STATE_DICT)],

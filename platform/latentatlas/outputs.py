@@ -75,6 +75,23 @@ def fault_line(path: Path | str, code: int, need: int | None = None,
             + ("; nothing half-written was kept" if cleaned else ""))
 
 
+def save_tensors(state, path: Path | str) -> int:
+    """`torch.save(state, path)`, serialised in memory first: torch's own file writer turns a
+    full disk into a RuntimeError that names no errno and no file, and leaves the file cut
+    short, where a plain write raises the OSError that `writing` names. Its bytes."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        Path(path).write_bytes(buffer.getbuffer())
+    except OSError as e:  # a failed write names no file: this one
+        raise OSError(e.errno, e.strerror, e.filename or str(path)) from e
+    return buffer.tell()
+
+
 def remove(paths: Iterable[Path]) -> None:
     """What a failed writer began, as far as the fault lets it go (a read-only file system
     refuses even to unlink what is not there)."""

@@ -20,7 +20,7 @@ import ray.train.torch
 import torch
 
 from latentatlas.config import ExperimentConfig
-from latentatlas.outputs import writing
+from latentatlas.outputs import save_tensors, writing
 from latentatlas.settling import has_settled
 from latentatlas.tracking import RunStream
 from latentatlas.train.families import FAMILIES
@@ -191,8 +191,8 @@ def train_loop_per_worker(config: dict, session=None) -> dict:
                 for key, image in objective.pictures(epoch).items():
                     logger.log_image(image, key, epoch + 1)
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save({**objective.state_dict(), "epoch": epoch, "val_mse": val_mse},
-                           Path(tmp) / CHECKPOINT_FILE)
+                save_tensors({**objective.state_dict(), "epoch": epoch, "val_mse": val_mse},
+                             Path(tmp) / CHECKPOINT_FILE)
                 session.report(metrics, Path(tmp))
             print(f"[{cfg.name}] epoch {epoch + 1}/{cfg.train.epochs} {objective.line(metrics)} "
                   f"({metrics['images_per_s']:.0f} img/s)", flush=True)
