@@ -34,12 +34,16 @@ NOTE = "mlflow.note.content"  # a run's description, shown as Markdown on its pa
 STUDY_TAG, DIGEST_TAG = "latentatlas.study", "latentatlas.study_digest"
 
 
-def study_digest(path: Path) -> str:
-    """The study file's content, hashed: what a resumed run must share (its --set may
-    differ: a rerun step's settings are the point of a resume)."""
+def study_digest(path: Path, job=None) -> str:
+    """The study file's content and that of the configs its steps name (jobs/configs),
+    hashed: what a resumed run must share (its --set may differ: a rerun step's settings
+    are the point of a resume)."""
     import hashlib
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(Path(path).read_bytes())
+    for name in sorted({s.config for s in job.steps.values() if s.config} if job else ()):
+        digest.update(b"\0" + name.encode() + b"\0" + (CONFIGS / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def same_study(recorder, run_id: str, path: Path, digest: str) -> None:
@@ -53,8 +57,9 @@ def same_study(recorder, run_id: str, path: Path, digest: str) -> None:
     theirs = tags.get(DIGEST_TAG)
     if theirs is not None and theirs != digest:
         raise UserError(f"--resume {run_id}: that run is of study {tags.get(STUDY_TAG)} "
-                        f"(digest {theirs}), not of {path.name} as it is now ({digest}); "
-                        "resume it with the study file it ran, or run this one afresh")
+                        f"(digest {theirs}), not of {path.name} and its configs as they are "
+                        f"now ({digest}); resume it with the study it ran, or run this one "
+                        "afresh")
 
 
 def pick_dataset(requested: str | None, data_path: str | None = None) -> str:
@@ -267,7 +272,7 @@ def run(args) -> int:
     from latentatlas.tracking_store import runs_url
 
     path = job_file(args.config)
-    job = load_job(path)
+    job = written = load_job(path)
     if args.steps:
         print_graph(job)
         return 0
@@ -284,7 +289,7 @@ def run(args) -> int:
     job = replicated(job, args.replicates or job.replicates, seed_of)
     steps = resolve(job)
     outside = open_references(job, steps, recorder, shape, pixels)
-    digest = study_digest(path)
+    digest = study_digest(path, written)  # the study as written, before --set
     if args.resume:
         same_study(recorder, args.resume, path, digest)
     kept = parent_outputs(recorder, args.resume, job) if args.resume else {}

@@ -155,6 +155,23 @@ def test_a_step_kind_of_a_researchers_module_runs_by_its_registration_alone(
     assert norms_run.data.metrics["norms/mean"] == steps["norms"]["mean_norm"]
     assert "mean norm of make's codes" in out
 
+    # resumed with the study file edited since: refused in one line before a step runs
+    from jobs.study import load_job, study_digest
+
+    written = study_digest(study, load_job(study))
+    study.write_text(STUDY.replace("power: 1", "power: 2"))
+    runs_before = len(mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("study").experiment_id]))
+    assert run_job(["--config", str(study), *common, "--resume", parent_id]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [f"error: --resume {parent_id}: that run is of study norms.yaml (digest "
+                   f"{written}), not of norms.yaml and its configs as they are now "
+                   f"({study_digest(study, load_job(study))}); resume it with the study it "
+                   "ran, or run this one afresh"]
+    assert len(mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("study").experiment_id])) == runs_before
+    study.write_text(STUDY)
+
     # the roles' types are checked before anything runs: a model is not an encoding
     bad = researcher / "bad.yaml"
     bad.write_text(STUDY.replace("inputs: {encoding: encode-byo}",
@@ -210,11 +227,32 @@ def test_resuming_checks_the_run_is_of_the_same_study_file(tmp_path):
     edited = study.study_digest(mine)
     assert edited != digest
     with pytest.raises(UserError, match=rf"--resume {run_id}: that run is of study mine.yaml "
-                                        rf"\(digest {digest}\), not of mine.yaml as it is now "
-                                        rf"\({edited}\)"):
+                                        rf"\(digest {digest}\), not of mine.yaml and its "
+                                        rf"configs as they are now \({edited}\)"):
         study.same_study(recorder, run_id, mine, edited)
     untagged = recorder.client.create_run(recorder.experiment_id).info.run_id
     study.same_study(recorder, untagged, mine, edited)  # a run from before the digest
+
+
+def test_a_study_digest_covers_the_configs_its_train_steps_name(tmp_path, monkeypatch):
+    """The same study file over an edited config of one of its trainings is another study;
+    a config no step names is not part of it."""
+    from jobs import study
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in ("a.yaml", "unused.yaml"):
+        (configs / name).write_text("train: {epochs: 3}\n")
+    monkeypatch.setattr(study, "CONFIGS", configs)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("steps:\n  vae: {kind: train, config: a.yaml}\n")
+    written = study.load_job(spec)
+    first = study.study_digest(spec, written)
+    assert first == study.study_digest(spec, written) != study.study_digest(spec)
+    (configs / "unused.yaml").write_text("train: {epochs: 4}\n")
+    assert study.study_digest(spec, written) == first
+    (configs / "a.yaml").write_text("train: {epochs: 4}\n")
+    assert study.study_digest(spec, written) != first
 
 
 def test_replicates_run_every_seeded_step_and_what_reads_it_seeds_apart():
