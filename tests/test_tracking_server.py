@@ -41,6 +41,7 @@ def one_error(capsys) -> str:
 def test_a_tracking_server_on_postgres_behind_logins(tmp_path, bench, ray_session, capsys,
                                                       monkeypatch):
     import sqlalchemy
+    from mlflow.server import get_app_client
 
     from jobs import stats as stats_verb
     from jobs import train as train_verb
@@ -95,6 +96,20 @@ def test_a_tracking_server_on_postgres_behind_logins(tmp_path, bench, ray_sessio
                          data_path=str(data), tracking_uri=url)
         assert stats_verb.main([str(enc.path), "--tracking-uri", url,
                                 "--experiment", "lab"]) == 0
+        # a login that may read the lab's runs but not write one: refused in one line
+        with tracking_load.logged_in("admin", password):
+            get_app_client("basic-auth", tracking_uri=url).create_user(
+                "reader", password)
+        creds.write_text(f"[mlflow]\nmlflow_tracking_username = reader\n"
+                         f"mlflow_tracking_password = {password}\n")
+        capsys.readouterr()
+        assert stats_verb.main([str(enc.path), "--tracking-uri", url,
+                                "--experiment", "lab"]) == 2
+        assert one_error(capsys) == (f"error: {url}: the tracking server refused 'reader' "
+                                     "the request (HTTP 403): ask its admin for EDIT "
+                                     "permission")
+        creds.write_text(f"[mlflow]\nmlflow_tracking_username = admin\n"
+                         f"mlflow_tracking_password = {password}\n")
         with tracking_load.logged_in("admin", password):
             client = mlflow.MlflowClient(url)
             trained = client.get_run(run_id)
@@ -113,5 +128,5 @@ def test_a_tracking_server_on_postgres_behind_logins(tmp_path, bench, ray_sessio
         auth = local_postgres.sibling(pg, "mlflow_auth")
         with sqlalchemy.create_engine(auth).connect() as db:
             users = {r[0] for r in db.execute(sqlalchemy.text("select username from users"))}
-        assert users == {"admin"}
+        assert users == {"admin", "reader"}
         assert not list(tmp_path.glob("*.db")), "a login store fell back to SQLite"

@@ -99,7 +99,8 @@ def guarded(fn: Callable[[], int | None], args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        bad_input = user_error_in(e) or machine_fault_in(e, options.tracking_uri)
+        bad_input = (user_error_in(e) or machine_fault_in(e, options.tracking_uri)
+                     or tracking_refusal_in(e, options.tracking_uri))
         if bad_input is None:
             raise
         if options.debug:
@@ -128,6 +129,21 @@ def machine_fault_in(error: BaseException, tracking_uri: str | None) -> UserErro
         filename = uri.removeprefix("sqlite:///")
     return UserError(fault_line(filename or "a file the error does not name", code,
                                 cleaned=False))
+
+
+def tracking_refusal_in(error: BaseException, tracking_uri: str | None) -> UserError | None:
+    """A tracking server's refusal met after the store was set up (a login that may read an
+    experiment but not write a run in it: HTTP 403 at the run's creation) as its one line."""
+    from latentatlas.environment import resolve_tracking_uri
+    from latentatlas.tracking_store import refusal
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if line := refusal(resolve_tracking_uri(tracking_uri), error):
+            return UserError(line)
+        error = error.__cause__ or error.__context__
+    return None
 
 
 USER_ERROR_LINE = re.compile(r"^latentatlas\.errors\.UserError: (.+)$", re.MULTILINE)

@@ -53,7 +53,11 @@ def refusal(uri: str, error: Exception) -> str | None:
     """The one line for a tracking server that refuses this client (HTTP 401: no login or a
     wrong one; 403: a login without the permission), or None for any other error."""
     code = getattr(error, "error_code", None)  # MLflow's name of the HTTP status
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if code not in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return None
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    user = read_mlflow_creds().username  # the environment's, else the credentials file's
     if code == "UNAUTHENTICATED":
         if not (user or os.environ.get("MLFLOW_TRACKING_TOKEN")
                 or Path(CREDENTIALS_FILE).expanduser().is_file()):
@@ -62,10 +66,8 @@ def refusal(uri: str, error: Exception) -> str | None:
                     f"{CREDENTIALS_FILE}, mode 600)")
         return (f"{uri}: the tracking server refused the login"
                 + (f" of {user!r}" if user else "") + " (HTTP 401): check the password")
-    if code == "PERMISSION_DENIED":
-        return (f"{uri}: the tracking server refused " + (repr(user) if user else "this login")
-                + " the request (HTTP 403): ask its admin for EDIT permission")
-    return None
+    return (f"{uri}: the tracking server refused " + (repr(user) if user else "this login")
+            + " the request (HTTP 403): ask its admin for EDIT permission")
 
 
 def setup(uri: str | None = None, experiment: str | None = None) -> str:
