@@ -116,6 +116,42 @@ def test_a_read_only_folder_is_one_line_for_each_writer(disk, logged_vae, capsys
                                   "half-written was kept")
 
 
+def test_a_read_only_folder_under_reference_statistics_a_model_and_a_record(disk, workdir):
+    """`--save-ref-stats`, a model log and an analysis's record into a read-only file
+    system: one line each, naming what could not be written; the runs end FAILED."""
+    from latentatlas.config import DenseVAEConfig
+    from latentatlas.fid_stats import write_reference
+    from latentatlas.frechet import Reference
+    from latentatlas.models import build_model
+    from latentatlas.tracking import Record, Recorder
+
+    locked = disk("1m", read_only=True)
+    reference = Reference(mu=np.zeros(4), sigma=np.eye(4), count=10, described="test")
+    with pytest.raises(UserError) as refused:
+        write_reference(reference, locked / "ref.npz")
+    assert str(refused.value).startswith(f"--save-ref-stats {locked / 'ref.npz'}: could not "
+                                         "be written: its file system is read-only"), \
+        str(refused.value)
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    mlflow.MlflowClient(uri).create_experiment("locked", artifact_location=locked.as_uri())
+    recorder = Recorder(uri, "locked")
+    cfg = DenseVAEConfig(hidden=[16], latent_dim=4)
+    with pytest.raises(UserError) as refused, recorder.run("model", "train") as model_run:
+        recorder.log_model(model_run, build_model(cfg, (1, 28, 28)), cfg.model_dump(),
+                           (1, 28, 28))
+    assert str(refused.value).startswith(f"{locked}/models: could not be written: its file "
+                                         "system is read-only"), str(refused.value)
+    with pytest.raises(UserError) as refused:
+        recorder.record(Record("stats", "stats", metrics={"latent/inactive": 3},
+                               dicts={"gains.json": {"gain": [1, 2]}}))
+    assert str(refused.value).startswith(f"{locked}/") and ": could not be written: its file " \
+        "system is read-only" in str(refused.value), str(refused.value)
+    runs = recorder.client.search_runs([recorder.experiment_id])
+    assert model_run in {r.info.run_id for r in runs}
+    assert {r.info.status for r in runs} == {"FAILED"}
+
+
 def test_a_full_disk_under_a_report_and_reference_statistics_keeps_the_old_file(disk):
     """`report --out` and `--save-ref-stats` write beside their file and rename: a disk too
     small for the new content leaves the old file as it was and no temporary file."""
