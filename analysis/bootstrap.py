@@ -36,18 +36,33 @@ def poisson_weights(index: np.ndarray, replicates: int = REPLICATES) -> np.ndarr
     return np.searchsorted(_POISSON_CDF, uniform, side="right").astype(np.float64)
 
 
+# The unweighted count and sums ride along under this prefix (see resample_means).
+WHOLE = "whole:"
+
+
 def resample_sums(index: np.ndarray, values: dict[str, np.ndarray],
                   replicates: int = REPLICATES) -> dict[str, np.ndarray]:
     """Per replicate, the weighted count ("n") and the weighted sum of each value over the
-    items `index`: add these over partitions, then `resample_means`."""
+    items `index`, and the plain count and sums (WHOLE): add these over partitions, then
+    `resample_means`."""
     w = poisson_weights(index, replicates)
-    return {"n": w.sum(axis=1), **{k: w @ np.asarray(v, np.float64) for k, v in values.items()}}
+    values = {k: np.asarray(v, np.float64) for k, v in values.items()}
+    whole = {"n": np.full(replicates, float(len(w[0]))),
+             **{k: np.full(replicates, v.sum()) for k, v in values.items()}}
+    return {"n": w.sum(axis=1), **{k: w @ v for k, v in values.items()},
+            **{WHOLE + k: v for k, v in whole.items()}}
 
 
 def resample_means(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each value's mean in each replicate, from summed `resample_sums`."""
-    n = np.maximum(sums["n"], 1.0)
-    return {k: v / n for k, v in sums.items() if k != "n"}
+    """Each value's mean in each replicate, from summed `resample_sums`. A replicate that
+    drew no item (every weight 0: chance e^-n, a set of 8 items has one in 200 replicates
+    about 7% of the time) has no mean of its own; it counts as the whole set's mean, not as
+    0. Which replicates are empty is known only once every partition is added, so this is
+    the one place that can say it."""
+    n, empty = sums["n"], sums["n"] == 0
+    return {k: np.where(empty, sums[WHOLE + k] / np.maximum(sums[WHOLE + "n"], 1.0),
+                        v / np.where(empty, 1.0, n))
+            for k, v in sums.items() if k != "n" and not k.startswith(WHOLE)}
 
 
 def resampled_mean(values: np.ndarray, stream: int = 0,

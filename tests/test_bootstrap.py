@@ -8,6 +8,7 @@ from analysis.bootstrap import (
     poisson_weights,
     resample_means,
     resample_sums,
+    resampled_mean,
 )
 
 
@@ -29,6 +30,23 @@ def test_sums_over_any_partition_add_up_to_the_whole():
     added = {k: parts[0][k] + parts[1][k] for k in whole}
     for k in whole:
         np.testing.assert_allclose(added[k], whole[k], rtol=1e-12)
+
+
+def test_a_replicate_that_drew_no_item_counts_as_the_whole_set_not_as_zero():
+    """One item: about e^-1 of the replicates give it weight 0 and have no mean of their
+    own; every replicate's mean is the item's value (each other one is w v / w), also when
+    the sums come from two partitions, one of them empty in that replicate."""
+    one = resampled_mean(np.array([5.0]))
+    assert np.sum(poisson_weights(np.arange(1)) == 0) > 40  # the case is exercised
+    np.testing.assert_allclose(one, 5.0, rtol=1e-15)
+    index, v = np.arange(3), np.array([1.0, 2.0, 6.0])
+    parts = [resample_sums(index[s], {"v": v[s]}) for s in (slice(0, 1), slice(1, 3))]
+    means = resample_means({k: parts[0][k] + parts[1][k] for k in parts[0]})["v"]
+    w = poisson_weights(index)
+    empty = w.sum(axis=1) == 0
+    assert empty.any()  # e^-3: about 10 of 200
+    np.testing.assert_allclose(means[empty], 3.0)
+    np.testing.assert_allclose(means[~empty], (w @ v)[~empty] / w.sum(axis=1)[~empty])
 
 
 def test_the_interval_covers_a_known_mean_as_often_as_it_says():
