@@ -171,6 +171,7 @@ def test_a_killed_encode_leaves_nothing_and_its_rerun_completes(model_store):
     assert not RAY_NOISE.search(output), output
 
 
+@pytest.mark.slow
 def test_a_killed_relocate_all_ends_failed_and_its_rerun_finishes(model_store):
     cmd = command("relocate", "--all", *model_store["encodings"], "--fit", "all",
                   store=model_store)
