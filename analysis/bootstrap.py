@@ -47,7 +47,7 @@ def resample_sums(index: np.ndarray, values: dict[str, np.ndarray],
     `resample_means`."""
     w = poisson_weights(index, replicates)
     values = {k: np.asarray(v, np.float64) for k, v in values.items()}
-    whole = {"n": np.full(replicates, float(len(w[0]))),
+    whole = {"n": np.full(replicates, float(len(index))),
              **{k: np.full(replicates, v.sum()) for k, v in values.items()}}
     return {"n": w.sum(axis=1), **{k: w @ v for k, v in values.items()},
             **{WHOLE + k: v for k, v in whole.items()}}

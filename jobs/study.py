@@ -34,20 +34,29 @@ NOTE = "mlflow.note.content"  # a run's description, shown as Markdown on its pa
 STUDY_TAG, DIGEST_TAG = "latentatlas.study", "latentatlas.study_digest"
 
 
-def study_digest(path: Path, job=None) -> str:
-    """The study file's content and that of the configs its steps name (jobs/configs),
+def study_digest(path: Path, job) -> str:
+    """The study file's content and that of the configs its train steps name (jobs/configs),
     hashed: what a resumed run must share (its --set may differ: a rerun step's settings
     are the point of a resume)."""
     import hashlib
 
     digest = hashlib.sha256(Path(path).read_bytes())
-    for name in sorted({s.config for s in job.steps.values() if s.config} if job else ()):
+    for name in sorted({s.config for s in job.steps.values() if s.kind == "train"}):
         digest.update(b"\0" + name.encode() + b"\0" + (CONFIGS / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
+def file_digest(path: Path) -> str:
+    """The digest of runs from before the configs joined it: the study file alone."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def same_study(recorder, run_id: str, path: Path, digest: str) -> None:
-    """A resumed run is of the same study file, or one line says which it is of."""
+    """A resumed run is of the same study (as `study_digest` reads it, or, for a run from
+    before the configs joined the digest, the same study file), or one line says which it is
+    of."""
     from latentatlas.errors import UserError
 
     try:
@@ -55,7 +64,7 @@ def same_study(recorder, run_id: str, path: Path, digest: str) -> None:
     except Exception:  # MLflow raises several types for an unknown run
         return  # parent_outputs says it in one line
     theirs = tags.get(DIGEST_TAG)
-    if theirs is not None and theirs != digest:
+    if theirs is not None and theirs not in (digest, file_digest(path)):
         raise UserError(f"--resume {run_id}: that run is of study {tags.get(STUDY_TAG)} "
                         f"(digest {theirs}), not of {path.name} and its configs as they are "
                         f"now ({digest}); resume it with the study it ran, or run this one "

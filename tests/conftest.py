@@ -37,22 +37,20 @@ def pytest_sessionfinish(session, exitstatus):
 # `make test-fast` leaves out tests marked `slow` or `cluster`; a test that takes this long
 # unmarked is named at the end of the session, so the fast tier stays fast.
 SLOW_S = 10.0
-test_seconds: dict[str, float] = {}  # setup, call and teardown together
-unmarked: set[str] = set()
+unmarked_slow: list[tuple[str, float]] = []
 
 
 def pytest_runtest_logreport(report):
-    test_seconds[report.nodeid] = test_seconds.get(report.nodeid, 0.0) + report.duration
-    if not {"slow", "cluster"} & set(report.keywords):
-        unmarked.add(report.nodeid)
+    # the call alone: a session fixture's setup would name whichever test first uses it
+    if report.when == "call" and report.duration >= SLOW_S and not (
+            {"slow", "cluster"} & set(report.keywords)):
+        unmarked_slow.append((report.nodeid, report.duration))
 
 
 def pytest_terminal_summary(terminalreporter):
-    for nodeid in sorted(unmarked, key=test_seconds.get, reverse=True):
-        if test_seconds[nodeid] >= SLOW_S:
-            terminalreporter.write_line(
-                f"note: {nodeid} took {test_seconds[nodeid]:.0f} s (setup, call and teardown) "
-                "and is not marked slow (make test-fast runs it)")
+    for nodeid, seconds in unmarked_slow:
+        terminalreporter.write_line(f"note: {nodeid} took {seconds:.0f} s and is not marked "
+                                    "slow (make test-fast runs it)")
 
 
 def run_cli_module(args, cwd, timeout=120, extra_path: str | None = None):

@@ -26,6 +26,10 @@ def test_a_failed_actor_pipeline_gives_its_cpus_back_while_its_error_is_held(
                 raise ValueError("item 8 is bad")
             return batch
 
+    total = ray_session.cluster_resources()["CPU"]
+    deadline = time.monotonic() + 20  # an earlier test's pool may still be going
+    while free_cpus(ray_session) < total and time.monotonic() < deadline:
+        time.sleep(0.2)
     before = free_cpus(ray_session)
     source = ray_session.data.range(64, override_num_blocks=8)
     with pytest.raises(Exception, match="item 8 is bad") as held:
@@ -40,4 +44,4 @@ def test_a_failed_actor_pipeline_gives_its_cpus_back_while_its_error_is_held(
         time.sleep(0.2)
     assert free_cpus(ray_session) >= before, (
         f"{before - free_cpus(ray_session)} CPU still held by the failed pipeline's pool")
-    assert held.value is not None  # the error was held all along
+    del held  # held until here, as a notebook holds its last error

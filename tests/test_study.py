@@ -219,12 +219,12 @@ def test_resuming_checks_the_run_is_of_the_same_study_file(tmp_path):
     recorder = Recorder(f"sqlite:///{tmp_path}/mlflow.db", "resume")
     mine = tmp_path / "mine.yaml"
     mine.write_text(STUDY)
-    digest = study.study_digest(mine)
+    digest = study.file_digest(mine)  # no train steps: the file alone
     run_id = recorder.client.create_run(recorder.experiment_id, tags={
         study.STUDY_TAG: "mine.yaml", study.DIGEST_TAG: digest}).info.run_id
     study.same_study(recorder, run_id, mine, digest)  # the same file: resumed
     mine.write_text(STUDY.replace("power: 1", "power: 2"))
-    edited = study.study_digest(mine)
+    edited = study.file_digest(mine)
     assert edited != digest
     with pytest.raises(UserError, match=rf"--resume {run_id}: that run is of study mine.yaml "
                                         rf"\(digest {digest}\), not of mine.yaml and its "
@@ -238,6 +238,8 @@ def test_a_study_digest_covers_the_configs_its_train_steps_name(tmp_path, monkey
     """The same study file over an edited config of one of its trainings is another study;
     a config no step names is not part of it."""
     from jobs import study
+    from latentatlas.errors import UserError
+    from latentatlas.tracking import Recorder
 
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -248,11 +250,20 @@ def test_a_study_digest_covers_the_configs_its_train_steps_name(tmp_path, monkey
     spec.write_text("steps:\n  vae: {kind: train, config: a.yaml}\n")
     written = study.load_job(spec)
     first = study.study_digest(spec, written)
-    assert first == study.study_digest(spec, written) != study.study_digest(spec)
+    assert first == study.study_digest(spec, written) != study.file_digest(spec)
     (configs / "unused.yaml").write_text("train: {epochs: 4}\n")
     assert study.study_digest(spec, written) == first
     (configs / "a.yaml").write_text("train: {epochs: 4}\n")
-    assert study.study_digest(spec, written) != first
+    now = study.study_digest(spec, written)
+    assert now != first
+    # a run from before the configs joined the digest (its tag: the file alone) resumes
+    recorder = Recorder(f"sqlite:///{tmp_path}/mlflow.db", "resume")
+    older, other = (recorder.client.create_run(recorder.experiment_id, tags={
+        study.STUDY_TAG: "s.yaml", study.DIGEST_TAG: d}).info.run_id
+        for d in (study.file_digest(spec), first))
+    study.same_study(recorder, older, spec, now)
+    with pytest.raises(UserError, match=rf"that run is of study s.yaml \(digest {first}\)"):
+        study.same_study(recorder, other, spec, now)
 
 
 def test_replicates_run_every_seeded_step_and_what_reads_it_seeds_apart():

@@ -133,6 +133,49 @@ def test_a_single_worker_training_skips_ray_train_and_ends_where_ray_train_ends(
               resume_run_id=alone.run_id)
 
 
+def test_a_one_worker_training_whose_worker_dies_is_one_line_and_its_run_failed(
+        ray_session, mlflow_store, tmp_path):
+    """One worker, no restarts (the default): its process SIGKILLed mid-run (the OOM killer,
+    a kill; a lost node ends the task the same way) ends the training in one line naming
+    the run, the worker's pid and node and what continues it; the run ends FAILED."""
+    from ray.util.state import list_tasks
+
+    data = make_idx_dataset(tmp_path / "idx", n_train=2048, n_test=64)
+    cfg = tiny(data, train__epochs=30, data__limit=2048)
+    raised: list[BaseException] = []
+
+    def fit():
+        try:
+            train(cfg)
+        except BaseException as e:  # asserted below
+            raised.append(e)
+
+    fitting = threading.Thread(target=fit)
+    fitting.start()
+    victim, deadline = None, time.time() + 120
+    while victim is None and fitting.is_alive() and time.time() < deadline:
+        time.sleep(0.1)
+        running = list_tasks(address=ray_session.get_runtime_context().gcs_address, filters=[
+            ("func_or_class_name", "=", "run_single_worker"), ("state", "=", "RUNNING")])
+        if running and running[0].worker_pid:
+            victim = running[0].worker_pid
+            os.kill(victim, signal.SIGKILL)
+    fitting.join(timeout=120)
+    assert victim is not None, "the training ended before its worker could be killed"
+    (error,) = raised
+    assert isinstance(error, UserError), repr(error)
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("test").experiment_id],
+                                "attributes.run_name = 'tiny'")
+    assert run.info.status == "FAILED"
+    node = ray_session.util.get_node_ip_address()
+    assert str(error) == (
+        f"training run 'tiny-{run.info.run_id[:8]}': its worker (pid {victim} on node {node}) "
+        "died (killed, or out of memory); rerun it (a study's step: latentatlas run --resume "
+        "RUN_ID), or set train.max_failures: 1 for Ray Train to continue it from its last "
+        "checkpoint on the nodes that remain")
+
+
 def two_workers(data, name: str, epochs: int = 5):
     """Two workers, max_failures 2, five epochs of 64 steps each: a worker killed once the
     first checkpoint is registered still has four epochs to be restarted into, on any

@@ -5,6 +5,7 @@ the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dat
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
 import warnings
@@ -136,28 +137,53 @@ def pool_released_on_failure() -> Iterator[None]:
     at once. Ray Data 2.60 shuts a failed execution down without killing its pool (the
     forced shutdown that would is a no-op once the first has run): the actors live while
     anything references the execution's queued blocks, and the failure's traceback does,
-    through its frames' locals, for as long as it is kept (a notebook's last error, a
-    test's `pytest.raises`, a study's record of a failed step). A training that then asks
-    for the whole node waits forever. Clearing the finished frames (and their callers: a
-    frame holds its caller, and Ray Data's loop thread has ended) drops those references;
-    the traceback's text is kept."""
+    through the locals of Ray's frames, for as long as it is kept (a notebook's last error,
+    a test's `pytest.raises`, a study's record of a failed step). A training that then asks
+    for the whole node waits forever. So the finished frames of Ray's own code along the
+    failure (and the callers they hold, in Ray's ended loop thread) are cleared: their
+    locals go, the traceback's text stays, and no frame of the user's is touched."""
     try:
         yield
     except BaseException as error:
-        chain, seen = [error], set()
-        while chain:  # the cause and the context both: Ray chains its own errors in either
-            link = chain.pop()
-            if link is not None and id(link) not in seen:
-                seen.add(id(link))
-                chain += [link.__cause__, link.__context__]
-                for frame, _ in traceback.walk_tb(link.__traceback__):
-                    while frame is not None:
-                        try:
-                            frame.clear()
-                        except RuntimeError:  # still running: ours, our callers'
-                            pass
-                        frame = frame.f_back
+        clear_ray_frames(error)
         raise
+
+
+GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def clear_ray_frames(error: BaseException) -> None:
+    """Clear the locals of Ray's finished frames along `error`, its causes and contexts.
+    A traceback's frames below its first have finished (the error left them); a caller
+    reached through `f_back` may still run (clear refuses it) or be a suspended generator
+    (clear would close it: skipped)."""
+    def ray_frame(frame) -> bool:
+        return frame.f_globals.get("__name__", "").startswith("ray.")
+
+    chain, seen, cleared = [error], set(), set()
+    while chain:  # the cause and the context both: Ray chains its own errors in either
+        link = chain.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        chain += [link.__cause__, link.__context__]
+        finished = [frame for frame, _ in traceback.walk_tb(link.__traceback__)][1:]
+        callers = [caller for frame in finished for caller in iter_callers(frame)
+                   if not caller.f_code.co_flags & GENERATOR_FLAGS]
+        for frame in finished + callers:
+            if id(frame) not in cleared and ray_frame(frame):
+                cleared.add(id(frame))
+                try:
+                    frame.clear()
+                except RuntimeError:  # still running
+                    pass
+
+
+def iter_callers(frame) -> Iterator:
+    frame = frame.f_back
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
 
 
 def resolve(value):

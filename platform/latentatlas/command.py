@@ -134,14 +134,15 @@ def machine_fault_in(error: BaseException, tracking_uri: str | None) -> UserErro
 def tracking_refusal_in(error: BaseException, tracking_uri: str | None) -> UserError | None:
     """A tracking server's refusal met after the store was set up (a login that may read an
     experiment but not write a run in it: HTTP 403 at the run's creation) as its one line."""
-    from latentatlas.environment import resolve_tracking_uri
-    from latentatlas.tracking_store import refusal
-
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if line := refusal(resolve_tracking_uri(tracking_uri), error):
-            return UserError(line)
+        # MLflow's names of HTTP 401 and 403: only then is MLflow's client imported
+        if getattr(error, "error_code", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            from latentatlas.environment import resolve_tracking_uri
+            from latentatlas.tracking_store import refusal
+
+            return UserError(refusal(resolve_tracking_uri(tracking_uri), error))
         error = error.__cause__ or error.__context__
     return None
 

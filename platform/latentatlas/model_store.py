@@ -35,8 +35,9 @@ def log_model(model: torch.nn.Module, model_config: dict, input_shape,
         (Path(tmp) / MODEL_SPEC).write_text(json.dumps(spec, indent=2))
         size = save_tensors({k: v.detach().cpu() for k, v in model.state_dict().items()},
                             Path(tmp) / STATE_DICT)
-        # MLflow pickles the model beside it with torch's writer, which names no fault
-        if (free := free_bytes(Path(tmp))) is not None and free < size:
+        # MLflow pickles the model (its state and a little more) with torch's writer, which
+        # names no fault, and copies the state dict beside it
+        if (free := free_bytes(Path(tmp))) is not None and free < 2 * size + (1 << 16):
             raise OSError(errno.ENOSPC, "No space left for MLflow's copy of the model",
                           tempfile.gettempdir())
         return mlflow.pytorch.log_model(

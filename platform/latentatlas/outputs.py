@@ -76,9 +76,11 @@ def fault_line(path: Path | str, code: int, need: int | None = None,
 
 
 def save_tensors(state, path: Path | str) -> int:
-    """`torch.save(state, path)`, serialised in memory first: torch's own file writer turns a
-    full disk into a RuntimeError that names no errno and no file, and leaves the file cut
-    short, where a plain write raises the OSError that `writing` names. Its bytes."""
+    """`torch.save(state, path)`, serialised in memory first (the state is held twice for a
+    moment): torch's own file writer turns a full disk into a RuntimeError that names no
+    errno and no file, where a plain write raises the OSError, with `path`, that `writing`
+    names. Either way a cut-short file may stay: callers write into a temporary folder they
+    remove. Its bytes."""
     import io
 
     import torch

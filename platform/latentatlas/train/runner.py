@@ -99,12 +99,45 @@ def run_single(cfg: ExperimentConfig, config: dict, name: str,
         task = ray.remote(run_single_worker).options(
             num_cpus=t.cpus_per_worker, num_gpus=1 if t.use_gpu else 0, max_retries=0,
             name=f"train {name}")
+        ref = task.remote(config, str(folder), t.checkpoints_to_keep, t.use_gpu)
         try:
-            out = ray.get(task.remote(config, str(folder), t.checkpoints_to_keep, t.use_gpu))
+            out = ray.get(ref)
+        except LOST_WORKER as e:
+            raise UserError(lost_worker_line(name, ref, e)) from e
         except ray.exceptions.RayError as e:
             raise RuntimeError(f"training run {name!r} failed: {e}") from e
     checkpoint = out["checkpoint"] and Checkpoint.from_directory(out["checkpoint"])
     return SingleWorkerResult(out["return_value"], out["metrics"], checkpoint)
+
+
+# A one-worker training's process or node gone: the machine's fault, not the training's.
+LOST_WORKER = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+               ray.exceptions.OutOfMemoryError)
+
+
+def lost_worker_line(name: str, ref: ray.ObjectRef, error: Exception) -> str:
+    """One line for a one-worker training (no restarts) whose worker was lost: why, where
+    (the task's node, from Ray's task records where the state API answers) and how to go
+    on."""
+    why = {ray.exceptions.NodeDiedError: "was lost with its node",
+           ray.exceptions.OutOfMemoryError: "was killed by Ray's memory monitor (the node ran "
+                                            "out of memory)"}.get(type(error),
+                                                                   "died (killed, or out of "
+                                                                   "memory)")
+    where = ""
+    try:
+        from ray.util.state import get_task
+
+        attempts = get_task(ref, address=ray.get_runtime_context().gcs_address,
+                            timeout=5)  # its attempts (one: no retries)
+        attempt = attempts[-1] if isinstance(attempts, list) else attempts
+        node = next(n for n in ray.nodes() if n["NodeID"] == attempt.node_id)
+        where = f" (pid {attempt.worker_pid} on node {node['NodeManagerAddress']})"
+    except Exception:  # the state API needs the dashboard: the line goes without it
+        pass
+    return (f"training run {name!r}: its worker{where} {why}; rerun it (a study's step: "
+            "latentatlas run --resume RUN_ID), or set train.max_failures: 1 for Ray Train to "
+            "continue it from its last checkpoint on the nodes that remain")
 
 
 def run_trainer(cfg: ExperimentConfig, data: dict, name: str, mlflow_target: dict | None,
