@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -145,6 +146,12 @@ def pool_released_on_failure() -> Iterator[None]:
     try:
         yield
     except BaseException as error:
+        # The failed execution's loop thread may still be ending (a loaded machine): its
+        # frames can be cleared only once it has
+        for thread in threading.enumerate():
+            if thread.name.startswith("StreamingExecutor-") and getattr(thread, "_shutdown",
+                                                                        False):
+                thread.join(timeout=30)
         clear_ray_frames(error)
         raise
 
