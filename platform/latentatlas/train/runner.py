@@ -113,17 +113,16 @@ def run_single(cfg: ExperimentConfig, config: dict, name: str,
 # A one-worker training's process or node gone: the machine's fault, not the training's.
 LOST_WORKER = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                ray.exceptions.OutOfMemoryError)
+WHY_LOST = {ray.exceptions.NodeDiedError: "was lost with its node",
+            ray.exceptions.OutOfMemoryError: "was killed by Ray's memory monitor (its node ran "
+                                             "out of memory)"}
 
 
 def lost_worker_line(name: str, ref: ray.ObjectRef, error: Exception) -> str:
     """One line for a one-worker training (no restarts) whose worker was lost: why, where
     (the task's node, from Ray's task records where the state API answers) and how to go
     on."""
-    why = {ray.exceptions.NodeDiedError: "was lost with its node",
-           ray.exceptions.OutOfMemoryError: "was killed by Ray's memory monitor (the node ran "
-                                            "out of memory)"}.get(type(error),
-                                                                   "died (killed, or out of "
-                                                                   "memory)")
+    why = WHY_LOST.get(type(error), "died (killed, or out of memory)")
     where = ""
     try:
         from ray.util.state import get_task
