@@ -33,6 +33,9 @@ def test_up_is_joined_by_the_folders_commands_and_down_stops_it(tmp_path):
         token = tmp_path / ".latentatlas" / "auth_token"
         assert stat.S_IMODE(token.stat().st_mode) == 0o600
         assert "already running" in verb(tmp_path, "up")  # idempotent
+        # its workers inherit the name of its own API server (runtime.own_api_server)
+        environ = open(f"/proc/{state['pid']}/environ", "rb").read().split(b"\0")
+        assert f"RAY_API_SERVER_ADDRESS={state['dashboard']}".encode() in environ
 
         out = verb(tmp_path, "train", str(REPO / "jobs/configs/fmnist_dense.yaml"),
                    "--set", "data.name=digits", "--set", "model.hidden=[32]",

@@ -8,6 +8,7 @@ import secrets
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from latentatlas import environment
@@ -73,8 +74,12 @@ class Runtime:
             # The dashboard (loopback only) serves the State API that Ray Train's
             # placement-group cleaner polls; without it stopped runs can leave their
             # placement groups behind.
-            ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
-                     **quiet)
+            from latentatlas.session import free_port
+
+            port = free_port()
+            with own_api_server(f"http://127.0.0.1:{port}"):
+                ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
+                         dashboard_port=port, **quiet)
         if not self.verbose:
             divert_ray_lines(self.log_path)
 
@@ -292,6 +297,29 @@ def use_auth(added: dict[str, str]) -> None:
     # Ray's own _enable_token_auth does (private API; Ray is pinned in constraints.txt).
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+# Ray's State API reads this before any address it is given.
+API_SERVER = "RAY_API_SERVER_ADDRESS"
+
+
+@contextmanager
+def own_api_server(url: str):
+    """While a local instance starts, name its API server in the environment its raylet, and
+    so every worker, inherits: Ray's State API, which Ray Train's placement-group cleaner
+    calls without an address, fails where another instance runs on this machine (two
+    studies, `latentatlas up` beside a notebook), and a stopped multi-worker training's CPUs
+    then stay reserved for good. The driver passes addresses itself, and what it starts
+    later must not inherit this instance: the variable is as it was afterwards."""
+    saved = os.environ.get(API_SERVER)
+    os.environ[API_SERVER] = url
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(API_SERVER, None)
+        else:
+            os.environ[API_SERVER] = saved
 
 
 def quiet_environment() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from latentatlas.environment import process_alive
 from latentatlas.errors import UserError
+from latentatlas.runtime import API_SERVER
 
 STATE_DIR = ".latentatlas"
 STATE_FILE = "ray.json"
@@ -94,7 +95,8 @@ def start(cpus: int | None = None, gpus: int | None = None, wait_s: float = 90) 
             f"--metrics-export-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
             f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-           "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_USAGE_STATS_ENABLED": "0",
+           API_SERVER: f"http://127.0.0.1:{dashboard}"}  # as runtime.own_api_server says
     env.pop("RAY_AUTH_TOKEN", None)
     with (state_dir / "ray-head.log").open("w") as log:
         head = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
