@@ -5,13 +5,9 @@ the two paths). A source of batches is a list of numpy dicts (here) or a Ray Dat
 
 from __future__ import annotations
 
-import inspect
 import sys
-import threading
-import traceback
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import cache
 
 import numpy as np
 
@@ -99,10 +95,9 @@ def map_with_actors(source, fn_class, *, batch_size: int, actors: int | None = N
     if isinstance(source, list):
         fn = fn_class(**(shared or {}), **kwargs, use_gpu=use_gpu)
         return concat(fn(batch) for batch in source)
-    with pool_released_on_failure():
-        return concat(actor_map(source, fn_class, batch_size=batch_size, actors=actors,
-                                use_gpu=use_gpu, shared=shared, **kwargs)
-                      .iter_batches(batch_size=None, batch_format="numpy"))
+    return concat(actor_map(source, fn_class, batch_size=batch_size, actors=actors,
+                            use_gpu=use_gpu, shared=shared, **kwargs)
+                  .iter_batches(batch_size=None, batch_format="numpy"))
 
 
 def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
@@ -132,65 +127,40 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
                                   size=actors or default_actors(use_gpu)))
 
 
-@contextmanager
-def pool_released_on_failure() -> Iterator[None]:
-    """Run a pipeline of `actor_map` so that, when it fails, its actors give their CPUs back
-    at once. Ray Data 2.60 shuts a failed execution down without killing its pool (the
-    forced shutdown that would is a no-op once the first has run): the actors live while
-    anything references the execution's queued blocks, and the failure's traceback does,
-    through the locals of Ray's frames, for as long as it is kept (a notebook's last error,
-    a test's `pytest.raises`, a study's record of a failed step). A training that then asks
-    for the whole node waits forever. So the finished frames of Ray's own code along the
-    failure (and the callers they hold, in Ray's ended loop thread) are cleared: their
-    locals go, the traceback's text stays, and no frame of the user's is touched."""
-    try:
-        yield
-    except BaseException as error:
-        # The failed execution's loop thread may still be ending (a loaded machine): its
-        # frames can be cleared only once it has
-        for thread in threading.enumerate():
-            if thread.name.startswith("StreamingExecutor-") and getattr(thread, "_shutdown",
-                                                                        False):
-                thread.join(timeout=30)
-        clear_ray_frames(error)
-        raise
+@cache  # one class: registering it twice is a no-op
+def released_on_failure():
+    """A Ray Data execution callback (`runtime.configure_data` registers it): when an
+    execution fails, the actors of its pools are killed at once. Ray Data 2.60 shuts a
+    failed execution down without killing them: it drops its own references and leaves the
+    actors to live as long as anything else references them, and a failure's traceback does
+    (a notebook's last error, a study's record of a failed step, `pytest.raises`), as do
+    Ray Data's own queues on a loaded machine. A training that then asks for the whole node
+    waits forever. Each scheduling step notes the handles its pools hold (no more: an actor
+    a pool lets go is not kept alive by the note)."""
+    from ray.data._internal.execution.execution_callback import ExecutionCallback
 
+    class ReleasedOnFailure(ExecutionCallback):
+        def __init__(self):
+            self.actors: list = []
 
-GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+        def on_execution_step(self, executor) -> None:
+            # Ray Data's pool internals (Ray is pinned in constraints.txt)
+            pools = [op._actor_pool for op in executor._topology
+                     if getattr(op, "_actor_pool", None) is not None]
+            self.actors = [actor for pool in pools
+                           for actor in (*pool._running_actors, *pool._pending_actors.values())]
 
+        def after_execution_succeeds(self, executor) -> None:
+            self.actors = []
 
-def clear_ray_frames(error: BaseException) -> None:
-    """Clear the locals of Ray's finished frames along `error`, its causes and contexts.
-    A traceback's frames below its first have finished (the error left them); a caller
-    reached through `f_back` may still run (clear refuses it) or be a suspended generator
-    (clear would close it: skipped)."""
-    def ray_frame(frame) -> bool:
-        return frame.f_globals.get("__name__", "").startswith("ray.")
+        def after_execution_fails(self, executor, error) -> None:
+            import ray
 
-    chain, seen, cleared = [error], set(), set()
-    while chain:  # the cause and the context both: Ray chains its own errors in either
-        link = chain.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        chain += [link.__cause__, link.__context__]
-        finished = [frame for frame, _ in traceback.walk_tb(link.__traceback__)][1:]
-        callers = [caller for frame in finished for caller in iter_callers(frame)
-                   if not caller.f_code.co_flags & GENERATOR_FLAGS]
-        for frame in finished + callers:
-            if id(frame) not in cleared and ray_frame(frame):
-                cleared.add(id(frame))
-                try:
-                    frame.clear()
-                except RuntimeError:  # still running
-                    pass
+            actors, self.actors = self.actors, []
+            for actor in actors:
+                ray.kill(actor)
 
-
-def iter_callers(frame) -> Iterator:
-    frame = frame.f_back
-    while frame is not None:
-        yield frame
-        frame = frame.f_back
+    return ReleasedOnFailure
 
 
 def resolve(value):

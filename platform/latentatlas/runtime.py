@@ -341,7 +341,11 @@ def configure_data() -> None:
     at a terminal only."""
     from ray.data import DataContext
 
+    from latentatlas.batches import released_on_failure
+
     context = DataContext.get_current()
+    if released_on_failure() not in context.custom_execution_callback_classes:
+        context.custom_execution_callback_classes.append(released_on_failure())
     # Ray 2.60's DataSourceV2 reader starts 32 short-lived actors to read Parquet footers on
     # every read_parquet: ~2 s per pipeline on a small node, for encodings of a few shards.
     context.use_datasource_v2 = False

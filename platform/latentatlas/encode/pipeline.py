@@ -17,7 +17,6 @@ from latentatlas.batches import (
     concat,
     default_actors,
     id_batches,
-    pool_released_on_failure,
     resolve,
     runs_here,
 )
@@ -212,10 +211,8 @@ def encode(model_uri: str, dataset: str, split: str, out: str | Path, *,
                 actors = actors or default_actors(use_gpu)
                 rows = id_batches(len(data), batch_size, here=False,
                                   blocks=blocks or max(actors * 2, 1))
-                with pool_released_on_failure():
-                    actor_map(rows, batch_class, batch_size=batch_size, actors=actors,
-                              use_gpu=use_gpu, shared=shared,
-                              **options).write_parquet(str(tmp))
+                actor_map(rows, batch_class, batch_size=batch_size, actors=actors,
+                          use_gpu=use_gpu, shared=shared, **options).write_parquet(str(tmp))
             meta = EncodingMeta(model_uri, model_run_id(model_uri), dataset, split, data_path,
                                 limit, len(data), model.latent_dim, __version__,
                                 tuple(data.shape), tuple(sorted(data.attrs)), **family)
