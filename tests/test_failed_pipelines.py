@@ -33,6 +33,7 @@ def test_a_failed_actor_pipeline_gives_its_cpus_back_while_its_error_is_held(
     while free_cpus(ray_session) < total and time.monotonic() < deadline:
         time.sleep(0.2)
     before = free_cpus(ray_session)
+    assert before == total, f"{total - before} CPU held before the test (a leaked pool?)"
     source = ray_session.data.range(64, override_num_blocks=8)
     with pytest.raises(Exception, match="item 8 is bad") as held:
         if end == "read":

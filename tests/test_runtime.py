@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SESSION_HOME
 
-from latentatlas.runtime import local_token_env
+from latentatlas.runtime import API_SERVER, local_token_env, own_api_server
 from latentatlas.session import free_port
 
 
@@ -118,3 +118,16 @@ def test_a_dead_train_controllers_workers_are_released_beside_another_instance(
         finally:
             remove_placement_group(group)  # left by a failed cleaner: later tests need it
             ray.kill(cleaner)
+
+
+@pytest.mark.parametrize("users", [None, "http://10.0.0.9:8265"])
+def test_the_api_server_is_named_only_while_the_instance_starts(monkeypatch, users):
+    """What the driver starts later must not inherit its instance's name, and a value the
+    user set comes back."""
+    if users is None:
+        monkeypatch.delenv(API_SERVER, raising=False)
+    else:
+        monkeypatch.setenv(API_SERVER, users)
+    with own_api_server("http://127.0.0.1:1234"):
+        assert os.environ[API_SERVER] == "http://127.0.0.1:1234"
+    assert os.environ.get(API_SERVER) == users

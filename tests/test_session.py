@@ -1,6 +1,7 @@
 """`latentatlas up` / `down`: a Ray that outlives one command, joined by the commands of its
 folder, stopped with everything it started; its state stays in the folder."""
 
+import contextlib
 import json
 import os
 import stat
@@ -33,9 +34,6 @@ def test_up_is_joined_by_the_folders_commands_and_down_stops_it(tmp_path):
         token = tmp_path / ".latentatlas" / "auth_token"
         assert stat.S_IMODE(token.stat().st_mode) == 0o600
         assert "already running" in verb(tmp_path, "up")  # idempotent
-        # its workers inherit the name of its own API server (runtime.own_api_server)
-        environ = open(f"/proc/{state['pid']}/environ", "rb").read().split(b"\0")
-        assert f"RAY_API_SERVER_ADDRESS={state['dashboard']}".encode() in environ
 
         out = verb(tmp_path, "train", str(REPO / "jobs/configs/fmnist_dense.yaml"),
                    "--set", "data.name=digits", "--set", "model.hidden=[32]",
@@ -44,6 +42,18 @@ def test_up_is_joined_by_the_folders_commands_and_down_stops_it(tmp_path):
         assert f"using this folder's Ray from `latentatlas up` ({state['gcs']})" in out
         assert "MLflow run id:" in out
         assert process_alive(state["pid"])  # the command ended; its Ray did not
+        # the workers the training started know their own API server (own_api_server)
+        group = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(os.getpgid(state["pid"]))],
+                               capture_output=True, text=True).stdout.splitlines()
+        environs = []
+        for line in group:  # Ray retitles its workers (ray::IDLE, ray::<task>)
+            pid, args = line.split(None, 1)
+            if "default_worker.py" in args or args.startswith("ray::"):
+                with contextlib.suppress(FileNotFoundError):  # an idle worker may end
+                    environs.append(open(f"/proc/{pid}/environ", "rb").read().split(b"\0"))
+        assert environs, group
+        for environ in environs:
+            assert f"RAY_API_SERVER_ADDRESS={state['dashboard']}".encode() in environ
     finally:
         stopped = verb(tmp_path, "down")
     assert f"stopped Ray at {state['gcs']}" in stopped

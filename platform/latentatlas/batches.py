@@ -119,6 +119,9 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
         restarts = {"max_restarts": 0}
     constructor = {**{k: ray.put(v) for k, v in (shared or {}).items()}, **kwargs,
                    "use_gpu": use_gpu}
+    callbacks = ds.context.custom_execution_callback_classes
+    if released_on_failure() not in callbacks:  # whoever started Ray, this pool is released
+        callbacks.append(released_on_failure())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
         return ds.map_batches(fn_class, batch_size=batch_size, **resources, **restarts,
@@ -129,36 +132,52 @@ def actor_map(ds, fn_class, *, batch_size: int, actors: int | None = None,
 
 @cache  # one class: registering it twice is a no-op
 def released_on_failure():
-    """A Ray Data execution callback (`runtime.configure_data` registers it): when an
+    """A Ray Data execution callback (`actor_map` registers it on its dataset): when an
     execution fails, the actors of its pools are killed at once. Ray Data 2.60 shuts a
     failed execution down without killing them: it drops its own references and leaves the
     actors to live as long as anything else references them, and a failure's traceback does
     (a notebook's last error, a study's record of a failed step, `pytest.raises`), as do
     Ray Data's own queues on a loaded machine. A training that then asks for the whole node
-    waits forever. Each scheduling step notes the handles its pools hold (no more: an actor
-    a pool lets go is not kept alive by the note)."""
+    waits forever. The start and each scheduling step note the handles the pools hold (no
+    more: an actor a pool lets go is not kept alive by the note)."""
+    import threading
+
     from ray.data._internal.execution.execution_callback import ExecutionCallback
 
     class ReleasedOnFailure(ExecutionCallback):
         def __init__(self):
             self.actors: list = []
+            self.closed = False
+            # the loop thread notes; shutdown, in the consumer's thread, may overtake it
+            self.lock = threading.Lock()
+
+        def before_execution_starts(self, executor) -> None:
+            self.on_execution_step(executor)
 
         def on_execution_step(self, executor) -> None:
             # Ray Data's pool internals (Ray is pinned in constraints.txt)
-            pools = [op._actor_pool for op in executor._topology
+            pools = [op._actor_pool for op in list(executor._topology)
                      if getattr(op, "_actor_pool", None) is not None]
-            self.actors = [actor for pool in pools
-                           for actor in (*pool._running_actors, *pool._pending_actors.values())]
+            with self.lock:
+                if not self.closed:
+                    self.actors = [actor for pool in pools for actor in
+                                   (*list(pool._running_actors),
+                                    *list(pool._pending_actors.values()))]
 
         def after_execution_succeeds(self, executor) -> None:
-            self.actors = []
+            with self.lock:
+                self.closed, self.actors = True, []
 
         def after_execution_fails(self, executor, error) -> None:
             import ray
 
-            actors, self.actors = self.actors, []
+            with self.lock:
+                (self.closed, self.actors), actors = (True, []), self.actors
             for actor in actors:
-                ray.kill(actor)
+                try:
+                    ray.kill(actor)
+                except Exception:  # Ray gone or the actor already: the user's error stands
+                    pass
 
     return ReleasedOnFailure
 

@@ -309,8 +309,9 @@ def own_api_server(url: str):
     so every worker, inherits: Ray's State API, which Ray Train's placement-group cleaner
     calls without an address, fails where another instance runs on this machine (two
     studies, `latentatlas up` beside a notebook), and a stopped multi-worker training's CPUs
-    then stay reserved for good. The driver passes addresses itself, and what it starts
-    later must not inherit this instance: the variable is as it was afterwards."""
+    then stay reserved for good. The driver passes addresses itself (a value the user set
+    would override them: Ray reads the variable first), and what it starts later must not
+    inherit this instance: the variable is as it was afterwards."""
     saved = os.environ.get(API_SERVER)
     os.environ[API_SERVER] = url
     try:
@@ -341,11 +342,7 @@ def configure_data() -> None:
     at a terminal only."""
     from ray.data import DataContext
 
-    from latentatlas.batches import released_on_failure
-
     context = DataContext.get_current()
-    if released_on_failure() not in context.custom_execution_callback_classes:
-        context.custom_execution_callback_classes.append(released_on_failure())
     # Ray 2.60's DataSourceV2 reader starts 32 short-lived actors to read Parquet footers on
     # every read_parquet: ~2 s per pipeline on a small node, for encodings of a few shards.
     context.use_datasource_v2 = False
