@@ -1,7 +1,6 @@
 """`latentatlas up` / `down`: a Ray that outlives one command, joined by the commands of its
 folder, stopped with everything it started; its state stays in the folder."""
 
-import contextlib
 import json
 import os
 import stat
@@ -42,18 +41,16 @@ def test_up_is_joined_by_the_folders_commands_and_down_stops_it(tmp_path):
         assert f"using this folder's Ray from `latentatlas up` ({state['gcs']})" in out
         assert "MLflow run id:" in out
         assert process_alive(state["pid"])  # the command ended; its Ray did not
-        # the workers the training started know their own API server (own_api_server)
-        group = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(os.getpgid(state["pid"]))],
+        # its raylet, whose environment every worker inherits, knows its own API server
+        # (own_api_server); a worker's own /proc environ is overwritten by its new title
+        group = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "-g",
+                                str(os.getpgid(state["pid"]))],
                                capture_output=True, text=True).stdout.splitlines()
-        environs = []
-        for line in group:  # Ray retitles its workers (ray::IDLE, ray::<task>)
-            pid, args = line.split(None, 1)
-            if "default_worker.py" in args or args.startswith("ray::"):
-                with contextlib.suppress(FileNotFoundError):  # an idle worker may end
-                    environs.append(open(f"/proc/{pid}/environ", "rb").read().split(b"\0"))
-        assert environs, group
-        for environ in environs:
-            assert f"RAY_API_SERVER_ADDRESS={state['dashboard']}".encode() in environ
+        raylets = [line.split()[0] for line in group if "/raylet/raylet " in line]
+        assert len(raylets) == 1, group
+        (raylet,) = raylets
+        environ = open(f"/proc/{raylet}/environ", "rb").read().split(b"\0")
+        assert f"RAY_API_SERVER_ADDRESS={state['dashboard']}".encode() in environ
     finally:
         stopped = verb(tmp_path, "down")
     assert f"stopped Ray at {state['gcs']}" in stopped
